@@ -1,0 +1,88 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveGemm is the textbook triple loop, the reference for Gemm.
+func naiveGemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				var av, bv float64
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += av * bv
+			}
+			c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+		}
+	}
+}
+
+func TestGemmMatchesNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, m := range []int{1, 3} {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				n, k := 5, 7
+				lda, ldb, ldc := k+1, n+2, n+3
+				if tA {
+					lda = m + 1
+				}
+				if tB {
+					ldb = k + 2
+				}
+				rowsA, rowsB := m, k
+				if tA {
+					rowsA = k
+				}
+				if tB {
+					rowsB = n
+				}
+				a := make([]float64, rowsA*lda)
+				b := make([]float64, rowsB*ldb)
+				c := make([]float64, m*ldc)
+				for i := range a {
+					a[i] = rng.NormFloat64()
+				}
+				for i := range b {
+					b[i] = rng.NormFloat64()
+				}
+				for i := range c {
+					c[i] = rng.NormFloat64()
+				}
+				want := append([]float64(nil), c...)
+				naiveGemm(tA, tB, m, n, k, 0.7, a, lda, b, ldb, 0.3, want, ldc)
+
+				got64 := append([]float64(nil), c...)
+				Gemm(tA, tB, m, n, k, 0.7, a, lda, b, ldb, 0.3, got64, ldc)
+				a32, b32, c32 := to32(a), to32(b), to32(c)
+				Gemm(tA, tB, m, n, k, 0.7, a32, lda, b32, ldb, 0.3, c32, ldc)
+				for i := range want {
+					if math.Abs(got64[i]-want[i]) > 1e-12 || math.Abs(float64(c32[i])-want[i]) > 1e-4 {
+						t.Fatalf("m=%d tA=%v tB=%v: c[%d] = %v (f64) %v (f32), want %v", m, tA, tB, i, got64[i], c32[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+func to32(x []float64) []float32 {
+	y := make([]float32, len(x))
+	for i, v := range x {
+		y[i] = float32(v)
+	}
+	return y
+}
