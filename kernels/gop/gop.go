@@ -1,0 +1,313 @@
+// Package gop turns the forward/backward functions of package kernels into
+// gorgonia custom ops, so a training graph holds one node per layer piece
+// (RMSNorm, attention, a frozen projection, the fused adapters, ...) instead of
+// dozens of tiny generic nodes.
+//
+// A layer piece implements Kernel: a forward function and, for each
+// differentiable input, a backward function. Apply wraps it as a node. When
+// gorgonia differentiates the graph, every differentiable input gets its own
+// backward node; a backward node that no requested gradient depends on (the
+// gradient of a frozen weight, say) is never compiled as long as the program is
+// built with gorgonia.CompileFunction over the wanted outputs, so frozen weights
+// cost no gradient memory and no time.
+//
+// Kernels are generic over the element type: float32 for real work, float64 for
+// gradient checks (CheckGradients).
+package gop
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+
+	"github.com/chewxy/hm"
+	"github.com/salr-go/salr/kernels"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+func init() {
+	// One switch point for BLAS: gorgonia and tensor use the backend kernels use.
+	G.Use(kernels.Backend())
+}
+
+// Arg is one input of a kernel as the kernel sees it: its shape and its data,
+// floats in Data or integers (token ids, targets) in Ints.
+type Arg[T kernels.Float] struct {
+	Shape tensor.Shape
+	Data  []T
+	Ints  []int
+}
+
+// Kernel is one differentiable layer piece.
+type Kernel[T kernels.Float] interface {
+	// Name identifies the function and its parameters; it is the op's hash,
+	// so two kernels with the same name must compute the same function.
+	Name() string
+	// OutShape returns the output shape for the given input shapes.
+	OutShape(in []tensor.Shape) (tensor.Shape, error)
+	// Forward computes the output; it must overwrite all of out.
+	Forward(out []T, in []Arg[T])
+	// Differentiable reports whether Backward supports input i.
+	Differentiable(i int) bool
+	// Backward computes the gradient of the loss with respect to input wrt,
+	// given the output's gradient dOut; it must overwrite all of dIn.
+	Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T])
+}
+
+// Apply adds k to the graph as a node whose inputs are the given nodes.
+func Apply[T kernels.Float](k Kernel[T], inputs ...*G.Node) (*G.Node, error) {
+	if len(inputs) == 0 {
+		return nil, fmt.Errorf("gop: %s: no inputs", k.Name())
+	}
+	shapes := make([]tensor.Shape, len(inputs))
+	types := make([]hm.Type, len(inputs))
+	for i, n := range inputs {
+		shapes[i] = n.Shape().Clone()
+		types[i] = n.Type()
+	}
+	outShape, err := k.OutShape(shapes)
+	if err != nil {
+		return nil, fmt.Errorf("gop: %s: %w", k.Name(), err)
+	}
+	op := &fwdOp[T]{k: k, inTypes: types, outShape: outShape}
+	return G.ApplyOp(op, inputs...)
+}
+
+// dtypeOf is the gorgonia dtype of T.
+func dtypeOf[T kernels.Float]() tensor.Dtype {
+	var z T
+	if _, ok := any(z).(float64); ok {
+		return tensor.Float64
+	}
+	return tensor.Float32
+}
+
+// typeOf is the gorgonia type of a value of the given shape and element type T.
+func typeOf[T kernels.Float](s tensor.Shape) hm.Type {
+	if s.IsScalar() {
+		return dtypeOf[T]()
+	}
+	return G.TensorType{Dims: s.Dims(), Of: dtypeOf[T]()}
+}
+
+// hashName hashes an op's identity.
+func hashName(h hash.Hash, kind, name string) { fmt.Fprintf(h, "%s(%s)", kind, name) }
+
+func hash32(kind, name string) uint32 {
+	h := fnv.New32a()
+	hashName(h, kind, name)
+	return h.Sum32()
+}
+
+// args converts gorgonia values into kernel arguments.
+func args[T kernels.Float](what string, vals []G.Value) ([]Arg[T], error) {
+	out := make([]Arg[T], len(vals))
+	for i, v := range vals {
+		switch x := v.(type) {
+		case tensor.Tensor:
+			out[i].Shape = x.Shape()
+			switch d := x.Data().(type) {
+			case []T:
+				out[i].Data = d
+			case []int:
+				out[i].Ints = d
+			case T: // a 0-d tensor
+				out[i].Data = []T{d}
+			default:
+				return nil, fmt.Errorf("gop: %s: input %d has element type %v", what, i, x.Dtype())
+			}
+		case *G.F32:
+			d, ok := any([]float32{float32(*x)}).([]T)
+			if !ok {
+				return nil, fmt.Errorf("gop: %s: input %d is float32, op is float64", what, i)
+			}
+			out[i].Shape, out[i].Data = tensor.ScalarShape(), d
+		case *G.F64:
+			d, ok := any([]float64{float64(*x)}).([]T)
+			if !ok {
+				return nil, fmt.Errorf("gop: %s: input %d is float64, op is float32", what, i)
+			}
+			out[i].Shape, out[i].Data = tensor.ScalarShape(), d
+		default:
+			return nil, fmt.Errorf("gop: %s: input %d has unsupported value type %T", what, i, v)
+		}
+	}
+	return out, nil
+}
+
+// newValue allocates a value of the given shape and returns it with its data.
+func newValue[T kernels.Float](s tensor.Shape) (G.Value, []T) {
+	if s.IsScalar() {
+		data := make([]T, 1)
+		return nil, data
+	}
+	data := make([]T, s.TotalSize())
+	return tensor.New(tensor.WithShape(s.Clone()...), tensor.WithBacking(data)), data
+}
+
+// scalarValue wraps a one-element result as a gorgonia scalar.
+func scalarValue[T kernels.Float](x T) G.Value {
+	switch v := any(x).(type) {
+	case float32:
+		return G.NewF32(v)
+	default:
+		return G.NewF64(any(x).(float64))
+	}
+}
+
+// reuse returns the data of prealloc when it is a tensor of the right shape
+// and element type, so the tape machine's buffers are reused.
+func reuse[T kernels.Float](prealloc G.Value, s tensor.Shape) ([]T, bool) {
+	t, ok := prealloc.(*tensor.Dense)
+	if !ok || s.IsScalar() || !t.Shape().Eq(s) {
+		return nil, false
+	}
+	d, ok := t.Data().([]T)
+	return d, ok
+}
+
+// fwdOp is the forward node of a kernel.
+type fwdOp[T kernels.Float] struct {
+	k        Kernel[T]
+	inTypes  []hm.Type
+	outShape tensor.Shape
+}
+
+func (op *fwdOp[T]) Arity() int { return len(op.inTypes) }
+
+func (op *fwdOp[T]) Type() hm.Type {
+	ts := append(append([]hm.Type(nil), op.inTypes...), typeOf[T](op.outShape))
+	return hm.NewFnType(ts...)
+}
+
+func (op *fwdOp[T]) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	return op.outShape.Clone(), nil
+}
+
+func (op *fwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	in, err := args[T](op.k.Name(), vals)
+	if err != nil {
+		return nil, err
+	}
+	v, out := newValue[T](op.outShape)
+	op.k.Forward(out, in)
+	if v == nil {
+		return scalarValue(out[0]), nil
+	}
+	return v, nil
+}
+
+// UsePreallocDo runs the kernel into a buffer the tape machine already holds;
+// it fails (and the machine falls back to Do) when the buffer does not fit.
+func (op *fwdOp[T]) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
+	out, ok := reuse[T](prealloc, op.outShape)
+	if !ok {
+		return nil, fmt.Errorf("gop: %s: preallocated value does not fit", op.k.Name())
+	}
+	in, err := args[T](op.k.Name(), vals)
+	if err != nil {
+		return nil, err
+	}
+	op.k.Forward(out, in)
+	return prealloc, nil
+}
+
+func (op *fwdOp[T]) ReturnsPtr() bool      { return false }
+func (op *fwdOp[T]) CallsExtern() bool     { return false }
+func (op *fwdOp[T]) OverwritesInput() int  { return -1 }
+func (op *fwdOp[T]) WriteHash(h hash.Hash) { hashName(h, "fwd", op.k.Name()) }
+func (op *fwdOp[T]) Hashcode() uint32      { return hash32("fwd", op.k.Name()) }
+func (op *fwdOp[T]) String() string        { return op.k.Name() }
+func (op *fwdOp[T]) DiffWRT(n int) []bool {
+	d := make([]bool, n)
+	for i := range d {
+		d[i] = op.k.Differentiable(i)
+	}
+	return d
+}
+
+// SymDiff gives every differentiable input its own backward node reading the
+// inputs, the output and the output's gradient.
+func (op *fwdOp[T]) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	grads := make(G.Nodes, len(inputs))
+	bwdIn := append(append(G.Nodes(nil), inputs...), output, grad)
+	types := make([]hm.Type, len(bwdIn))
+	for i, n := range bwdIn {
+		types[i] = n.Type()
+	}
+	for i, in := range inputs {
+		if !op.k.Differentiable(i) {
+			continue
+		}
+		b := &bwdOp[T]{k: op.k, wrt: i, inTypes: types, outShape: in.Shape().Clone()}
+		g, err := G.ApplyOp(b, bwdIn...)
+		if err != nil {
+			return nil, fmt.Errorf("gop: %s: gradient of input %d: %w", op.k.Name(), i, err)
+		}
+		grads[i] = g
+	}
+	return grads, nil
+}
+
+// bwdOp computes one input's gradient of a kernel. Its inputs are the forward
+// inputs followed by the forward output and the output's gradient.
+type bwdOp[T kernels.Float] struct {
+	k        Kernel[T]
+	wrt      int
+	inTypes  []hm.Type
+	outShape tensor.Shape
+}
+
+func (op *bwdOp[T]) name() string { return fmt.Sprintf("%s/d%d", op.k.Name(), op.wrt) }
+
+func (op *bwdOp[T]) Arity() int { return len(op.inTypes) }
+
+func (op *bwdOp[T]) Type() hm.Type {
+	ts := append(append([]hm.Type(nil), op.inTypes...), typeOf[T](op.outShape))
+	return hm.NewFnType(ts...)
+}
+
+func (op *bwdOp[T]) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	return op.outShape.Clone(), nil
+}
+
+func (op *bwdOp[T]) run(dIn []T, vals []G.Value) error {
+	all, err := args[T](op.name(), vals)
+	if err != nil {
+		return err
+	}
+	n := len(all) - 2
+	op.k.Backward(op.wrt, dIn, all[n+1].Data, all[n].Data, all[:n])
+	return nil
+}
+
+func (op *bwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	v, dIn := newValue[T](op.outShape)
+	if err := op.run(dIn, vals); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return scalarValue(dIn[0]), nil
+	}
+	return v, nil
+}
+
+// UsePreallocDo: see fwdOp.UsePreallocDo.
+func (op *bwdOp[T]) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
+	dIn, ok := reuse[T](prealloc, op.outShape)
+	if !ok {
+		return nil, fmt.Errorf("gop: %s: preallocated value does not fit", op.name())
+	}
+	if err := op.run(dIn, vals); err != nil {
+		return nil, err
+	}
+	return prealloc, nil
+}
+
+func (op *bwdOp[T]) ReturnsPtr() bool      { return false }
+func (op *bwdOp[T]) CallsExtern() bool     { return false }
+func (op *bwdOp[T]) OverwritesInput() int  { return -1 }
+func (op *bwdOp[T]) WriteHash(h hash.Hash) { hashName(h, "bwd", op.name()) }
+func (op *bwdOp[T]) Hashcode() uint32      { return hash32("bwd", op.name()) }
+func (op *bwdOp[T]) String() string        { return op.name() }
