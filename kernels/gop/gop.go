@@ -74,8 +74,8 @@ func Apply[T kernels.Float](k Kernel[T], inputs ...*G.Node) (*G.Node, error) {
 	return G.ApplyOp(op, inputs...)
 }
 
-// dtypeOf is the gorgonia dtype of T.
-func dtypeOf[T kernels.Float]() tensor.Dtype {
+// Dtype is the gorgonia dtype of T.
+func Dtype[T kernels.Float]() tensor.Dtype {
 	var z T
 	if _, ok := any(z).(float64); ok {
 		return tensor.Float64
@@ -86,9 +86,9 @@ func dtypeOf[T kernels.Float]() tensor.Dtype {
 // typeOf is the gorgonia type of a value of the given shape and element type T.
 func typeOf[T kernels.Float](s tensor.Shape) hm.Type {
 	if s.IsScalar() {
-		return dtypeOf[T]()
+		return Dtype[T]()
 	}
-	return G.TensorType{Dims: s.Dims(), Of: dtypeOf[T]()}
+	return G.TensorType{Dims: s.Dims(), Of: Dtype[T]()}
 }
 
 // hashName hashes an op's identity.

@@ -123,7 +123,7 @@ func TestGraphGradientsAndFrozenPruning(t *testing.T) {
 
 func runGraphTest[T kernels.Float](t *testing.T) {
 	g := G.NewGraph()
-	dt := dtypeOf[T]()
+	dt := Dtype[T]()
 	xs := []T{1, 2, -1, 0.5, 3, -2}
 	w1s := []T{0.5, -1, 2}
 	w2s := []T{1.5, 0.25, -0.5}
