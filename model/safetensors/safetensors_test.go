@@ -420,8 +420,8 @@ func TestOpenDirErrors(t *testing.T) {
 	writeTestFile(t, filepath.Join(dir, "shard.safetensors"), map[string][]float32{"a": {1}})
 	for index, want := range map[string]string{
 		`{"weight_map":{"a":"shard.safetensors","ghost":"shard.safetensors"}}`: `"ghost"`,
-		`{"weight_map":{"a":"../shard.safetensors"}}`:                           "not a file name",
-		`{"weight_map":{"a":"missing.safetensors"}}`:                            "missing.safetensors",
+		`{"weight_map":{"a":"../shard.safetensors"}}`:                          "not a file name",
+		`{"weight_map":{"a":"missing.safetensors"}}`:                           "missing.safetensors",
 		`{"metadata":{}}`: "weight_map",
 		`{"weight_map":`:  IndexFileName,
 	} {
