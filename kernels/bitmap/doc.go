@@ -1,0 +1,57 @@
+// Package bitmap stores a pruned (sparse) weight matrix as a bitmap of its
+// nonzero positions plus the packed nonzero values, and multiplies with it
+// without ever materialising the dense matrix in memory for batch-1 decode.
+//
+// # Layout
+//
+// W is Rows × Cols (out × in, the nn.Linear layout of kernels.Matrix). Each row
+// is cut into chunks of 16 consecutive columns; a chunk is described by one
+// uint16 mask whose bit j says whether W[r, 16c+j] is nonzero. The row's
+// nonzeros are packed left to right, and rows follow each other:
+//
+//	          chunk 0             chunk 1                 chunk C16-1
+//	        ┌──────────────────┬──────────────────┬─────┬────────────────────┐
+//	row 0   │ b0 b1 ...    b15 │ b16 ...      b31 │ ... │ ... Cols-1 | 0 pad │  Bitmap: Rows × C16 uint16,
+//	row 1   │                  │                  │     │                    │  C16 = ceil(Cols/16),
+//	 ...    │                  │                  │     │                    │  bit j of Bitmap[r*C16+c]
+//	row R-1 │                  │                  │     │                    │  ⇔ W[r,16c+j] != 0
+//	        └──────────────────┴──────────────────┴─────┴────────────────────┘
+//
+//	Values  │ row 0: v v v v v v ... │ row 1: v v v ... │ ... │ row R-1: ... │ (16 spare)
+//	        ^ RowPtr[0] = 0          ^ RowPtr[1]                             ^ RowPtr[R] = nnz
+//
+// Values are bf16 or fp16 bit patterns ([]uint16) or fp32. RowPtr (Rows+1
+// uint32, as the indptr of CSR) gives where each row's values start, so any
+// row range can be decoded or multiplied independently (rows are split across
+// cores that way). Storage at 50% sparsity in bf16 is 1 bit + 8 bits per
+// weight plus 4 bytes per row: 0.563× of dense bf16 at 4096 columns.
+//
+// # Kernels
+//
+// One row is one sequential stream of masks and one of values, so the
+// batch-1 product y = x Wᵀ (MulT with n = 1) reads every compressed byte
+// exactly once in address order. With AVX-512 each chunk costs one mask load
+// into a k register, a 16-value load widened to fp32 (bf16: vpmovzxwd + vpslld
+// 16; fp16: vcvtph2ps; fp32: none), a vexpandps that moves the packed values
+// to the lanes the mask selects, and one FMA masked by the same mask (so x is
+// never read at pruned or padding positions); the value pointer then advances
+// by popcount(mask). Four chunks are in flight with four accumulators, and the
+// rows are split between the cores.
+//
+// For a batch (n > 1) the matrix is decoded panel by panel (PanelRows rows
+// at a time) into dense fp32 buffers and each panel goes through the dense
+// BLAS (kernels.Gemm): a producer goroutine decodes panel k+1 into a ring of
+// buffers while panel k is multiplied. Mul (dX = dY W, the backward of the
+// frozen base) uses the same two paths: per-row axpy at n = 1 and the panel
+// pipeline with accumulation otherwise.
+//
+// DenseBF16 is the uncompressed bf16 baseline on the same engine: the same
+// loops without bitmap (load, widen, FMA) and the same pipeline.
+//
+// # Implementations
+//
+// Every kernel has a pure-Go reference (kernels_generic.go). On amd64 without
+// the purego build tag, AVX-512 versions (F + BW, plus POPCNT) written in Go
+// assembly are used when golang.org/x/sys/cpu reports them; otherwise the
+// pure-Go ones run. Both are run by one shared test suite.
+package bitmap

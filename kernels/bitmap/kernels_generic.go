@@ -1,0 +1,106 @@
+package bitmap
+
+import (
+	"math/bits"
+
+	"github.com/salr-go/salr/kernels"
+)
+
+// kernelSet is one implementation of the inner loops. Each works on the row
+// range [r0, r1) of its matrix and is called concurrently on disjoint ranges.
+type kernelSet struct {
+	name string
+
+	// bitmapDot sets y[i] = W[r0+i, :] · x for i < r1-r0 (x has Cols values).
+	bitmapDot func(m *Matrix, y, x []float32, r0, r1 int)
+	// bitmapAxpy adds Σ_i dy[i] W[r0+i, :] to dx[:Cols].
+	bitmapAxpy func(m *Matrix, dx, dy []float32, r0, r1 int)
+	// bitmapDecode writes rows [r0, r1) densely into dst ((r1-r0) × Cols).
+	bitmapDecode func(m *Matrix, dst []float32, r0, r1 int)
+
+	// denseDot, denseAxpy and denseDecode are the same for DenseBF16.
+	denseDot    func(d *DenseBF16, y, x []float32, r0, r1 int)
+	denseAxpy   func(d *DenseBF16, dx, dy []float32, r0, r1 int)
+	denseDecode func(d *DenseBF16, dst []float32, r0, r1 int)
+}
+
+// goKernels is the pure-Go reference implementation. Every kernel goes
+// through one dense fp32 row at a time (decodeRowGo/widenRowGo), which keeps
+// the references short and obviously right; speed comes from the assembly.
+var goKernels = &kernelSet{
+	name:         "go",
+	bitmapDot:    func(m *Matrix, y, x []float32, r0, r1 int) { dotRows(m.decodeRowsGo, m.cols, y, x, r0, r1) },
+	bitmapAxpy:   func(m *Matrix, dx, dy []float32, r0, r1 int) { axpyRows(m.decodeRowsGo, m.cols, dx, dy, r0, r1) },
+	bitmapDecode: func(m *Matrix, dst []float32, r0, r1 int) { m.decodeRowsGo(dst, r0, r1) },
+	denseDot:     func(d *DenseBF16, y, x []float32, r0, r1 int) { dotRows(d.decodeRowsGo, d.cols, y, x, r0, r1) },
+	denseAxpy:    func(d *DenseBF16, dx, dy []float32, r0, r1 int) { axpyRows(d.decodeRowsGo, d.cols, dx, dy, r0, r1) },
+	denseDecode:  func(d *DenseBF16, dst []float32, r0, r1 int) { d.decodeRowsGo(dst, r0, r1) },
+}
+
+// dotRows computes y[i] = row(r0+i) · x with rows produced by decodeRows.
+func dotRows(decodeRows func(dst []float32, r0, r1 int), cols int, y, x []float32, r0, r1 int) {
+	row := make([]float32, cols)
+	x = x[:cols]
+	for r := r0; r < r1; r++ {
+		decodeRows(row, r, r+1)
+		var s float32
+		for j, w := range row {
+			s += w * x[j]
+		}
+		y[r-r0] = s
+	}
+}
+
+// axpyRows adds Σ_i dy[i] row(r0+i) to dx[:cols].
+func axpyRows(decodeRows func(dst []float32, r0, r1 int), cols int, dx, dy []float32, r0, r1 int) {
+	row := make([]float32, cols)
+	dx = dx[:cols]
+	for r := r0; r < r1; r++ {
+		decodeRows(row, r, r+1)
+		a := dy[r-r0]
+		for j, w := range row {
+			dx[j] += a * w
+		}
+	}
+}
+
+// decodeRowsGo writes rows [r0, r1) of m densely into dst.
+func (m *Matrix) decodeRowsGo(dst []float32, r0, r1 int) {
+	var wide []float32
+	if m.dtype != F32 {
+		wide = make([]float32, m.cols)
+	}
+	for r := r0; r < r1; r++ {
+		var vals []float32
+		switch m.dtype {
+		case F32:
+			vals = m.rowValues32(r, r+1)
+		case BF16:
+			vals = wide[:m.rowPtr[r+1]-m.rowPtr[r]]
+			kernels.BF16ToFloat32Slice(vals, m.rowValues16(r, r+1))
+		case F16:
+			vals = wide[:m.rowPtr[r+1]-m.rowPtr[r]]
+			kernels.F16ToFloat32Slice(vals, m.rowValues16(r, r+1))
+		}
+		scatterRow(dst[(r-r0)*m.cols:(r-r0+1)*m.cols], m.rowMasks(r, r+1), vals)
+	}
+}
+
+// scatterRow writes the packed values vals to the positions the masks select
+// in the dense row dst and zeros elsewhere.
+func scatterRow(dst []float32, masks []uint16, vals []float32) {
+	clear(dst)
+	k := 0
+	for c, mask := range masks {
+		for mask != 0 {
+			dst[c*ChunkCols+bits.TrailingZeros16(mask)] = vals[k]
+			k++
+			mask &= mask - 1
+		}
+	}
+}
+
+// decodeRowsGo writes rows [r0, r1) of d as fp32 into dst.
+func (d *DenseBF16) decodeRowsGo(dst []float32, r0, r1 int) {
+	kernels.BF16ToFloat32Slice(dst[:(r1-r0)*d.cols], d.w[r0*d.cols:r1*d.cols])
+}

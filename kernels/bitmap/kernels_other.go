@@ -1,0 +1,9 @@
+//go:build !amd64 || purego
+
+package bitmap
+
+// defaultKernels is the pure-Go implementation on this build.
+var defaultKernels = goKernels
+
+// kernelSets lists every implementation available here (for the tests).
+var kernelSets = []*kernelSet{goKernels}

@@ -1,0 +1,258 @@
+package bitmap
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/salr-go/salr/kernels"
+)
+
+// The shared kernel suite: every kernel implementation (pure Go and, where the
+// CPU has it, AVX-512) runs every product of every format (bitmap bf16, fp16,
+// fp32 and dense bf16) against a float64 naive product of a reference dense
+// matrix decoded by the test itself, with guard values around every buffer.
+
+// refDecode is the test's own decoder of p, independent of the kernels: bit j
+// of mask c of row r is column 16c+j, values taken in order.
+func refDecode(p Parts) []float64 {
+	chunks := ChunksPerRow(p.Cols)
+	w := make([]float64, p.Rows*p.Cols)
+	k := 0
+	for r := 0; r < p.Rows; r++ {
+		for j := 0; j < p.Cols; j++ {
+			if p.Bitmap[r*chunks+j/16]>>(j%16)&1 == 0 {
+				continue
+			}
+			switch p.DType {
+			case BF16:
+				w[r*p.Cols+j] = float64(math.Float32frombits(uint32(p.Values16[k]) << 16))
+			case F16:
+				w[r*p.Cols+j] = float64(kernels.F16ToFloat32(p.Values16[k]))
+			case F32:
+				w[r*p.Cols+j] = float64(p.Values32[k])
+			}
+			k++
+		}
+	}
+	return w
+}
+
+// randomSparse returns a rows × cols matrix of normal values with each entry
+// zero with probability sparsity (exactly none at 0, all at 1).
+func randomSparse(rng *rand.Rand, rows, cols int, sparsity float64) []float32 {
+	w := make([]float32, rows*cols)
+	for i := range w {
+		if rng.Float64() >= sparsity {
+			w[i] = float32(rng.NormFloat64())
+		}
+	}
+	return w
+}
+
+// testMatrix is a matrix under test with its float64 reference.
+type testMatrix struct {
+	name       string
+	mat        kernels.Matrix[float32]
+	ref        []float64
+	rows, cols int
+}
+
+// formatsUnder builds every format of w, all running the kernels ks.
+func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []testMatrix {
+	var out []testMatrix
+	for _, dt := range []DType{BF16, F16, F32} {
+		m, err := Encode(w, rows, cols, dt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.kern = ks
+		out = append(out, testMatrix{"bitmap-" + dt.String(), m, refDecode(m.Parts()), rows, cols})
+	}
+	d := NewDenseBF16(w, rows, cols)
+	d.kern = ks
+	ref := make([]float64, len(w))
+	for i, v := range w {
+		ref[i] = float64(kernels.BF16ToFloat32(kernels.Float32ToBF16(v)))
+	}
+	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols})
+}
+
+const guardLen = 21
+
+// outputSentinel fills the guards of output buffers; outputs start as NaN so a
+// kernel that reads instead of overwriting is caught.
+const outputSentinel = -7777.25
+
+// guarded returns a buffer of n values between two guards of guardLen values
+// set to guard, the inner part filled with inner.
+func guarded(n int, guard, inner float32) (full, in []float32) {
+	full = make([]float32, n+2*guardLen)
+	for i := range full {
+		full[i] = guard
+	}
+	in = full[guardLen : guardLen+n]
+	for i := range in {
+		in[i] = inner
+	}
+	return full, in
+}
+
+func checkGuards(t *testing.T, what string, full []float32) {
+	t.Helper()
+	n := len(full) - 2*guardLen
+	for i := 0; i < guardLen; i++ {
+		if full[i] != outputSentinel || full[guardLen+n+i] != outputSentinel {
+			t.Fatalf("%s: write outside the output buffer (guard %d)", what, i)
+		}
+	}
+}
+
+// randomInput returns n*width normal values between NaN guards: a kernel
+// that reads past an input and multiplies by a zero weight produces NaN.
+func randomInput(rng *rand.Rand, n, width int) []float32 {
+	nan := float32(math.NaN())
+	_, in := guarded(n*width, nan, 0)
+	for i := range in {
+		in[i] = float32(rng.NormFloat64())
+	}
+	return in
+}
+
+// compare checks got against ref within the rounding bound of a length-k fp32
+// accumulation: |got-ref| <= (k+4)·2⁻²⁴·Σ|terms|.
+func compare(t *testing.T, what string, got []float32, ref, absRef []float64, k int) {
+	t.Helper()
+	for i := range ref {
+		tol := float64(k+4) * 0x1p-24 * absRef[i]
+		if d := math.Abs(float64(got[i]) - ref[i]); !(d <= tol) {
+			t.Fatalf("%s: element %d = %v, want %v (|diff| %g > tol %g)", what, i, got[i], ref[i], d, tol)
+		}
+	}
+}
+
+// checkMulT runs y = x Wᵀ for n rows of x and compares with the reference.
+func checkMulT(t *testing.T, rng *rand.Rand, tm testMatrix, n int) {
+	x := randomInput(rng, n, tm.cols)
+	full, y := guarded(n*tm.rows, outputSentinel, float32(math.NaN()))
+	tm.mat.MulT(y, x, n)
+	what := fmt.Sprintf("%s %dx%d MulT n=%d", tm.name, tm.rows, tm.cols, n)
+	checkGuards(t, what, full)
+	ref := make([]float64, n*tm.rows)
+	abs := make([]float64, n*tm.rows)
+	for i := 0; i < n; i++ {
+		for r := 0; r < tm.rows; r++ {
+			for j := 0; j < tm.cols; j++ {
+				p := tm.ref[r*tm.cols+j] * float64(x[i*tm.cols+j])
+				ref[i*tm.rows+r] += p
+				abs[i*tm.rows+r] += math.Abs(p)
+			}
+		}
+	}
+	compare(t, what, y, ref, abs, tm.cols)
+}
+
+// checkMul runs dx = dy W for n rows of dy and compares with the reference.
+func checkMul(t *testing.T, rng *rand.Rand, tm testMatrix, n int) {
+	dy := randomInput(rng, n, tm.rows)
+	full, dx := guarded(n*tm.cols, outputSentinel, float32(math.NaN()))
+	tm.mat.Mul(dx, dy, n)
+	what := fmt.Sprintf("%s %dx%d Mul n=%d", tm.name, tm.rows, tm.cols, n)
+	checkGuards(t, what, full)
+	ref := make([]float64, n*tm.cols)
+	abs := make([]float64, n*tm.cols)
+	for i := 0; i < n; i++ {
+		for r := 0; r < tm.rows; r++ {
+			for j := 0; j < tm.cols; j++ {
+				p := float64(dy[i*tm.rows+r]) * tm.ref[r*tm.cols+j]
+				ref[i*tm.cols+j] += p
+				abs[i*tm.cols+j] += math.Abs(p)
+			}
+		}
+	}
+	compare(t, what, dx, ref, abs, tm.rows)
+}
+
+// checkDecode decodes the whole matrix and compares exactly with the reference.
+func checkDecode(t *testing.T, tm testMatrix) {
+	full, dst := guarded(tm.rows*tm.cols, outputSentinel, float32(math.NaN()))
+	type decoder interface{ Decode([]float32) }
+	tm.mat.(decoder).Decode(dst)
+	what := fmt.Sprintf("%s %dx%d Decode", tm.name, tm.rows, tm.cols)
+	checkGuards(t, what, full)
+	for i, v := range dst {
+		if float64(v) != tm.ref[i] {
+			t.Fatalf("%s: element %d = %v, want %v", what, i, v, tm.ref[i])
+		}
+	}
+}
+
+// suiteShapes are odd and even shapes: 1×1, cols < 16, cols not a multiple of
+// 16 or 64, rows not a multiple of 4, and one large enough to split across cores.
+var suiteShapes = [][2]int{
+	{1, 1}, {1, 7}, {3, 16}, {5, 17}, {2, 31}, {7, 33}, {16, 64}, {9, 65}, {19, 100}, {33, 257}, {70, 1000},
+}
+
+func TestKernelSuite(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, ks := range kernelSets {
+		for _, shape := range suiteShapes {
+			rows, cols := shape[0], shape[1]
+			for _, sp := range []float64{0, 0.5, 1, rng.Float64()} {
+				t.Run(fmt.Sprintf("%s/%dx%d/sparsity=%.2f", ks.name, rows, cols, sp), func(t *testing.T) {
+					w := randomSparse(rng, rows, cols, sp)
+					for _, tm := range formatsUnder(t, ks, w, rows, cols) {
+						checkDecode(t, tm)
+						for _, n := range []int{1, 2, 5} {
+							checkMulT(t, rng, tm, n)
+							checkMul(t, rng, tm, n)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestPipelinePanels forces many small panels and both ring depths so that
+// the producer/consumer hand-over and the last partial panel are exercised.
+func TestPipelinePanels(t *testing.T) {
+	defer func(e, d int) { PanelElems, PipelineDepth = e, d }(PanelElems, PipelineDepth)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, depth := range []int{1, 2, 3} {
+		PanelElems, PipelineDepth = 1, depth // 16-row panels
+		for _, ks := range kernelSets {
+			for _, shape := range [][2]int{{33, 50}, {64, 17}, {100, 130}} {
+				rows, cols := shape[0], shape[1]
+				w := randomSparse(rng, rows, cols, 0.5)
+				for _, tm := range formatsUnder(t, ks, w, rows, cols) {
+					checkMulT(t, rng, tm, 3)
+					checkMul(t, rng, tm, 4)
+				}
+			}
+		}
+	}
+}
+
+// TestMatchesDenseFP32 checks the compressed product against the project's
+// dense fp32 Matrix on the decoded weights, through the kernels.Matrix interface.
+func TestMatchesDenseFP32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	rows, cols, n := 24, 40, 3
+	w := randomSparse(rng, rows, cols, 0.5)
+	m, err := Encode(w, rows, cols, F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randomInput(rng, n, cols)
+	var got, want []float32 = make([]float32, n*rows), make([]float32, n*rows)
+	var mat kernels.Matrix[float32] = m
+	mat.MulT(got, x, n)
+	kernels.NewDense(w, rows, cols).MulT(want, x, n)
+	for i := range got {
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("y[%d] = %v, dense fp32 gives %v", i, got[i], want[i])
+		}
+	}
+}
