@@ -76,6 +76,16 @@ func OpenDir(dir string) (*Set, error) {
 	return openShards(dir, index, weightMap)
 }
 
+// ReadIndex reads the weight_map of a model.safetensors.index.json: tensor
+// name -> shard file name (a plain file name in the index's directory).
+func ReadIndex(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseIndex(data, path)
+}
+
 // parseIndex reads the weight_map of a model.safetensors.index.json
 // (tensor name -> shard file name) and checks the shard names are plain file
 // names inside the directory.
