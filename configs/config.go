@@ -1,0 +1,268 @@
+package configs
+
+// The field doc comments in this file are the single source of the key
+// documentation: TestGeneratedFiles turns them into docs_gen.go (used by
+// Reference) and REFERENCE.md. After editing a comment run
+//
+//	go test ./configs -run TestGeneratedFiles -update
+//
+//go:generate go test -run TestGeneratedFiles -update
+
+// Config is one fully specified run: what to prune, which adapters to train,
+// on which data, and where to write the results. Its toml tags are the public
+// key names of the config files; Load fills it from a preset or a file,
+// Default gives the built-in values of absent keys.
+type Config struct {
+	// Fine-tuning method. lora: dense base plus LoRA (the sparsity section is
+	// ignored). prune-lora: pruned base plus LoRA. salr: pruned base plus LoRA
+	// plus the trainable SVD residual adapter. prune and prune-svd measure the
+	// pruned base alone or with the SVD residual adapter; they never train, so
+	// the train section is ignored (the run still writes its outputs).
+	Method string `toml:"method"`
+	// Model holds the base checkpoint and tokenizer.
+	Model ModelConfig `toml:"model"`
+	// Sparsity holds how the frozen base weights are pruned.
+	Sparsity SparsityConfig `toml:"sparsity"`
+	// Adapters holds the LoRA and SVD residual adapter settings.
+	Adapters AdaptersConfig `toml:"adapters"`
+	// Data holds the training data and its tokenisation.
+	Data DataConfig `toml:"data"`
+	// Train holds the optimiser, schedule and loop settings.
+	Train TrainConfig `toml:"train"`
+	// Eval holds the benchmark run after training (by sweeps) or by salr-eval.
+	Eval EvalConfig `toml:"eval"`
+	// Output holds what the run writes and where.
+	Output OutputConfig `toml:"output"`
+}
+
+// ModelConfig locates the base checkpoint and its tokenizer.
+type ModelConfig struct {
+	// Base checkpoint: a HuggingFace model directory (config.json plus
+	// safetensors) or a llama2.c .bin file.
+	Path string `toml:"path" env:"expand"`
+	// Tokenizer file or directory (tokenizer.json, a directory holding it, or
+	// a llama2.c tok*.bin). Empty: tokenizer.json from the model directory, or
+	// tok512.bin beside a .bin model.
+	Tokenizer string `toml:"tokenizer" env:"expand"`
+}
+
+// SparsityConfig says how the frozen base weights are pruned (ignored by
+// method lora).
+type SparsityConfig struct {
+	// Fraction of the weights of each pruned projection set to zero. With an
+	// N:M pattern it must equal 1 - N/M.
+	Ratio float64 `toml:"ratio"`
+	// Where the ratio is enforced: matrix (the smallest scores of the whole
+	// matrix, as in the paper), row (per output row), or N:M (keep N of every M
+	// consecutive weights along the input dimension, e.g. 2:4).
+	Pattern string `toml:"pattern"`
+	// Pruning score: magnitude (|W|) or wanda (|W| times the input activation
+	// norm, from calibration batches of the training data).
+	Score string `toml:"score"`
+	// Number of training batches used to collect activation norms for wanda.
+	CalibrationBatches int `toml:"calibration_batches"`
+	// Projections whose frozen base is pruned: any of q_proj, k_proj, v_proj,
+	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all seven. With
+	// salr and prune-svd every pruned projection gets the SVD residual adapter.
+	TargetModules []string `toml:"target_modules"`
+}
+
+// AdaptersConfig holds the LoRA and SVD residual adapter settings.
+type AdaptersConfig struct {
+	// Projections that get a LoRA adapter (methods lora, prune-lora, salr);
+	// same names as sparsity.target_modules.
+	TargetModules []string `toml:"target_modules"`
+	// LoRA rank r; at least 1 for the methods that train LoRA.
+	LoRARank int `toml:"lora_rank"`
+	// LoRA alpha; the LoRA update is scaled by alpha/r (alpha/sqrt(r) with
+	// rslora).
+	LoRAAlpha float64 `toml:"lora_alpha"`
+	// Dropout probability on the LoRA input during training.
+	LoRADropout float64 `toml:"lora_dropout"`
+	// Initialisation of LoRA A (B starts at zero): kaiming (uniform, as PEFT's
+	// default) or gaussian (normal with std 1/r).
+	LoRAInit string `toml:"lora_init"`
+	// Rank-stabilised LoRA: scale by alpha/sqrt(r) instead of alpha/r.
+	RSLoRA bool `toml:"rslora"`
+	// Rank of the truncated SVD of the pruning residual; at least 1 for salr
+	// and prune-svd, 0 allowed for the other methods.
+	SVDRank int `toml:"svd_rank"`
+	// Train the SVD residual adapter along with LoRA (salr); false keeps it
+	// frozen at its SVD initialisation.
+	SVDTrainable bool `toml:"svd_trainable"`
+	// Extra random directions of the randomized SVD beyond svd_rank.
+	SVDOversample int `toml:"svd_oversample"`
+	// Power iterations of the randomized SVD (more: closer to the exact SVD).
+	SVDPowerIters int `toml:"svd_power_iters"`
+}
+
+// DataConfig names the training data and how it is tokenised.
+type DataConfig struct {
+	// Training data format: gsm8k (JSONL with question/answer), jsonl
+	// (instruction JSONL with the fields below) or mmlu (a directory of MMLU
+	// CSV files, e.g. auxiliary_train).
+	Format string `toml:"format"`
+	// Training data: a file for gsm8k and jsonl, a directory for mmlu.
+	TrainPath string `toml:"train_path" env:"expand"`
+	// Held-out data in the same format. Empty: hold out eval_examples
+	// examples of the training data.
+	EvalPath string `toml:"eval_path" env:"expand"`
+	// Number of training examples held out for evaluation when eval_path is
+	// empty; 0 disables the held-out loss.
+	EvalExamples int `toml:"eval_examples"`
+	// JSON field holding the prompt (format jsonl only).
+	PromptField string `toml:"prompt_field"`
+	// JSON field holding the response, the only tokens with loss (format
+	// jsonl only).
+	ResponseField string `toml:"response_field"`
+	// Tokens per training sequence (prompt plus response).
+	SeqLen int `toml:"seq_len"`
+	// What to do with an example longer than seq_len: truncate (cut the end)
+	// or drop (skip it).
+	Overlong string `toml:"overlong"`
+	// Use at most this many training examples; 0 uses all.
+	MaxExamples int `toml:"max_examples"`
+}
+
+// TrainConfig holds the optimiser, learning-rate schedule and loop settings.
+type TrainConfig struct {
+	// Optimiser steps. 0 is valid: prune, initialise the adapters and write
+	// the run directory without training.
+	MaxSteps int `toml:"max_steps"`
+	// Sequences per micro-batch.
+	BatchSize int `toml:"batch_size"`
+	// Micro-batches accumulated per optimiser step (effective batch =
+	// batch_size * grad_accum).
+	GradAccum int `toml:"grad_accum"`
+	// Peak AdamW learning rate, reached after warmup.
+	LR float64 `toml:"lr"`
+	// AdamW decoupled weight decay.
+	WeightDecay float64 `toml:"weight_decay"`
+	// AdamW beta1.
+	AdamBeta1 float64 `toml:"adam_beta1"`
+	// AdamW beta2.
+	AdamBeta2 float64 `toml:"adam_beta2"`
+	// AdamW epsilon.
+	AdamEps float64 `toml:"adam_eps"`
+	// Steps of linear warmup from 0 to lr.
+	WarmupSteps int `toml:"warmup_steps"`
+	// Decay after warmup: cosine, linear (both down to min_lr_ratio * lr at
+	// max_steps) or constant.
+	Schedule string `toml:"schedule"`
+	// Final learning rate as a fraction of lr (cosine and linear).
+	MinLRRatio float64 `toml:"min_lr_ratio"`
+	// Clip the global gradient norm to this value; 0 disables clipping.
+	GradClip float64 `toml:"grad_clip"`
+	// Seed of every random choice (adapter init, dropout, data order,
+	// held-out split, randomized SVD).
+	Seed int64 `toml:"seed"`
+	// Evaluate the held-out loss every this many steps; 0: only at the end.
+	EvalEvery int `toml:"eval_every"`
+	// Held-out batches per evaluation; 0: the whole held-out set.
+	EvalBatches int `toml:"eval_batches"`
+	// Log metrics every this many steps.
+	LogEvery int `toml:"log_every"`
+	// Write a checkpoint every this many steps; 0: only at the end and on
+	// interrupt.
+	CheckpointEvery int `toml:"checkpoint_every"`
+	// Worker threads; 0 uses all cores.
+	Threads int `toml:"threads"`
+}
+
+// EvalConfig describes the benchmark run after training.
+type EvalConfig struct {
+	// Benchmark run after training by sweeps (salr-eval takes it as the
+	// default task): empty for none, gsm8k or mmlu.
+	Task string `toml:"task"`
+	// Few-shot examples per prompt (lm-evaluation-harness conventions).
+	Shots int `toml:"shots"`
+	// Evaluate at most this many documents; 0: all.
+	Limit int `toml:"limit"`
+	// Benchmark data directory. Empty: ${SALR_ASSETS}/gsm8k or
+	// ${SALR_ASSETS}/mmlu.
+	DataPath string `toml:"data_path" env:"expand"`
+	// Generation limit for gsm8k answers.
+	MaxNewTokens int `toml:"max_new_tokens"`
+	// Prompts evaluated together.
+	Batch int `toml:"batch"`
+}
+
+// OutputConfig says what a run writes and where.
+type OutputConfig struct {
+	// Run directory (config, metrics, checkpoints, adapters, compressed base).
+	Dir string `toml:"dir" env:"expand"`
+	// Also export the adapters in HuggingFace PEFT format.
+	SavePEFT bool `toml:"save_peft"`
+	// Write the pruned base model.
+	SaveBase bool `toml:"save_base"`
+	// Storage of the pruned base: dense-f32, dense-bf16 (HF safetensors with
+	// zeros), or bitmap-bf16, bitmap-fp16, bitmap-fp32 (one bit per position
+	// plus the packed nonzero values).
+	BaseFormat string `toml:"base_format"`
+}
+
+// Default returns the value of every key a config file leaves out: the
+// quickstart run (SALR on stories260K and GSM8K under ${SALR_ASSETS}).
+// Path fields are returned unexpanded; Load expands them.
+func Default() Config {
+	return Config{
+		Method: MethodSALR,
+		Model: ModelConfig{
+			Path: "${SALR_ASSETS}/stories260K/stories260K.bin",
+		},
+		Sparsity: SparsityConfig{
+			Ratio:              0.5,
+			Pattern:            PatternMatrix,
+			Score:              ScoreMagnitude,
+			CalibrationBatches: 4,
+			TargetModules:      []string{AllLinear},
+		},
+		Adapters: AdaptersConfig{
+			TargetModules: []string{AllLinear},
+			LoRARank:      16,
+			LoRAAlpha:     32,
+			LoRADropout:   0.05,
+			LoRAInit:      InitKaiming,
+			SVDRank:       16,
+			SVDTrainable:  true,
+			SVDOversample: 8,
+			SVDPowerIters: 2,
+		},
+		Data: DataConfig{
+			Format:        FormatGSM8K,
+			TrainPath:     "${SALR_ASSETS}/gsm8k/train.jsonl",
+			EvalExamples:  200,
+			PromptField:   "query",
+			ResponseField: "response",
+			SeqLen:        256,
+			Overlong:      OverlongTruncate,
+		},
+		Train: TrainConfig{
+			MaxSteps:        300,
+			BatchSize:       8,
+			GradAccum:       1,
+			LR:              2e-4,
+			AdamBeta1:       0.9,
+			AdamBeta2:       0.999,
+			AdamEps:         1e-8,
+			WarmupSteps:     10,
+			Schedule:        ScheduleCosine,
+			GradClip:        1,
+			Seed:            42,
+			EvalEvery:       50,
+			LogEvery:        1,
+			CheckpointEvery: 50,
+		},
+		Eval: EvalConfig{
+			Shots:        5,
+			MaxNewTokens: 256,
+			Batch:        8,
+		},
+		Output: OutputConfig{
+			Dir:        "runs/quickstart",
+			SavePEFT:   true,
+			SaveBase:   true,
+			BaseFormat: BaseBitmapBF16,
+		},
+	}
+}
