@@ -2,8 +2,8 @@
 
 package bitmap
 
-// defaultKernels is the pure-Go implementation on this build.
-var defaultKernels = goKernels
-
 // kernelSets lists every implementation available here (for the tests).
 var kernelSets = []*kernelSet{goKernels}
+
+// defaultKernels is the pure-Go implementation on this build.
+var defaultKernels = goKernels

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
+)
+
+func init() {
+	register(subcommand{
+		name:    "kernels",
+		summary: "time dense and bitmap-compressed GEMV/GEMM kernels, cold cache (PROTOCOLS.md shapes)",
+		run:     runKernels,
+	})
+}
+
+// kernelsOptions are the flags of "salr-bench kernels".
+type kernelsOptions struct {
+	shapes     string
+	cases      string
+	sparsity   float64
+	reps       int
+	coldMB     int64
+	seed       uint64
+	jsonOut    bool
+	transposed bool
+}
+
+func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
+	def := ""
+	for i, s := range bitmap.DefaultKernelShapes {
+		if i > 0 {
+			def += ","
+		}
+		def += s.String()
+	}
+	fs.StringVar(&o.shapes, "shapes", def, "comma-separated `MxKxN` shapes: activations M×K times weight K×N")
+	fs.StringVar(&o.cases, "cases", "dense-bf16,dense-fp32,bitmap-bf16,bitmap-fp32",
+		"comma-separated `cases` among dense-fp32 (BLAS), dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32")
+	fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of zero weights (unstructured)")
+	fs.IntVar(&o.reps, "reps", 20, "timed calls per case (the median is reported)")
+	fs.Int64Var(&o.coldMB, "cold-mb", 128, "the weight copies cycled through exceed this many `MB` (4× the 32 MB LLC)")
+	fs.Uint64Var(&o.seed, "seed", 1, "random seed of weights and activations")
+	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per line instead of a table")
+	fs.BoolVar(&o.transposed, "backward", false, "time Mul (dX = dY·W, the frozen base's backward) instead of MulT")
+}
+
+func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o kernelsOptions
+	fs := flag.NewFlagSet("salr-bench kernels", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.addFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	shapes, err := bitmap.ParseKernelShapes(o.shapes)
+	if err != nil {
+		return err
+	}
+	cases, err := bitmap.ParseKernelCases(o.cases)
+	if err != nil {
+		return err
+	}
+	if o.reps < 1 {
+		return fmt.Errorf("-reps %d: want at least 1 (the protocol asks for 20)", o.reps)
+	}
+	cfg := bitmap.KernelBenchConfig{
+		Shapes: shapes, Cases: cases, Sparsity: o.sparsity, Reps: o.reps,
+		ColdBytes: o.coldMB << 20, Seed: o.seed, Transposed: o.transposed,
+	}
+	enc := json.NewEncoder(stdout)
+	report := func(r bitmap.KernelResult) {
+		if o.jsonOut {
+			_ = enc.Encode(r)
+			return
+		}
+		speedup := "-"
+		if r.Speedup > 0 {
+			speedup = fmt.Sprintf("%.2fx", r.Speedup)
+		}
+		fmt.Fprintf(stdout, "%-16s %-12s %10.3f %10.3f %8.1f %9.1f %7.3f %9s %7d\n",
+			fmt.Sprintf("%dx%dx%d", r.M, r.K, r.N), r.Format+"-"+r.DType,
+			r.MedianMS, r.MinMS, r.GBPerS, r.GFLOPPerS, r.BytesRatio, speedup, r.Copies)
+	}
+	if !o.jsonOut {
+		op := "MulT (y = x·Wᵀ)"
+		if o.transposed {
+			op = "Mul (dx = dy·W)"
+		}
+		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d; kernels %s, BLAS %s\n",
+			op, o.sparsity, o.coldMB, o.reps, bitmap.Implementation(), kernels.BackendName())
+		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
+			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
+	}
+	return bitmap.RunKernelBench(ctx, cfg, report)
+}

@@ -1,0 +1,302 @@
+package bitmap
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/salr-go/salr/kernels"
+)
+
+// KernelShape is one kernel benchmark shape: activations M×K times a weight
+// K×N, i.e. MulT with n = M on a Matrix with Cols = K and Rows = N.
+type KernelShape struct{ M, K, N int }
+
+// String formats the shape as MxKxN.
+func (s KernelShape) String() string { return fmt.Sprintf("%dx%dx%d", s.M, s.K, s.N) }
+
+// DefaultKernelShapes are the kernel shapes of PROTOCOLS.md ("Benchmark shapes").
+var DefaultKernelShapes = []KernelShape{
+	{1, 4096, 4096}, {1, 14336, 4096}, {16, 4096, 4096}, {512, 4096, 4096}, {512, 14336, 4096},
+}
+
+// ParseKernelShapes parses a comma-separated list of MxKxN shapes.
+func ParseKernelShapes(s string) ([]KernelShape, error) {
+	var shapes []KernelShape
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		parts := strings.Split(f, "x")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("bitmap: shape %q: want MxKxN, e.g. 1x4096x4096", f)
+		}
+		var dims [3]int
+		for i, p := range parts {
+			v, err := strconv.Atoi(p)
+			if err != nil || v <= 0 {
+				return nil, fmt.Errorf("bitmap: shape %q: %q is not a positive integer", f, p)
+			}
+			dims[i] = v
+		}
+		shapes = append(shapes, KernelShape{dims[0], dims[1], dims[2]})
+	}
+	return shapes, nil
+}
+
+// KernelCase is one engine of the benchmark: a storage format ("dense" or
+// "bitmap") with a value dtype. Dense fp32 is the BLAS backend
+// (kernels.Dense), dense bf16 is DenseBF16.
+type KernelCase struct {
+	Format string
+	DType  DType
+}
+
+// String formats the case as format-dtype, e.g. bitmap-bf16.
+func (c KernelCase) String() string { return c.Format + "-" + c.DType.String() }
+
+// DefaultKernelCases are dense bf16 (ours, the reference of the speedups),
+// dense fp32 BLAS, bitmap bf16 and bitmap fp32.
+var DefaultKernelCases = []KernelCase{{"dense", BF16}, {"dense", F32}, {"bitmap", BF16}, {"bitmap", F32}}
+
+// ParseKernelCases parses a comma-separated list of cases such as
+// "dense-bf16,bitmap-fp16". Valid: dense-fp32, dense-bf16, bitmap-bf16,
+// bitmap-fp16, bitmap-fp32.
+func ParseKernelCases(s string) ([]KernelCase, error) {
+	var cases []KernelCase
+	for _, f := range strings.Split(s, ",") {
+		format, dt, ok := strings.Cut(strings.TrimSpace(f), "-")
+		d, err := ParseDType(dt)
+		if !ok || err != nil || (format != "dense" && format != "bitmap") || (format == "dense" && d == F16) {
+			return nil, fmt.Errorf("bitmap: case %q: want one of dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32", f)
+		}
+		cases = append(cases, KernelCase{format, d})
+	}
+	return cases, nil
+}
+
+// KernelBenchConfig configures RunKernelBench.
+type KernelBenchConfig struct {
+	Shapes   []KernelShape // default DefaultKernelShapes
+	Cases    []KernelCase  // default DefaultKernelCases
+	Sparsity float64       // fraction of zero weights (unstructured, Bernoulli)
+	Reps     int           // timed calls per case, median reported (default 20)
+	// ColdBytes: the copies of the weight cycled through together exceed it
+	// (default 4 × 32 MB LLC), so every call streams its weight from DRAM.
+	ColdBytes int64
+	// MaxBytes bounds the memory of one case's copies (default 3 GB); a case
+	// that cannot be cold within it is reported with fewer copies.
+	MaxBytes int64
+	Seed     uint64
+	// Transposed times Mul (dX = dY W, the backward) instead of MulT.
+	Transposed bool
+}
+
+// KernelResult is one measured case, also the JSON object of salr-bench
+// kernels -json (one per line).
+type KernelResult struct {
+	Bench      string  `json:"bench"` // "kernel"
+	Op         string  `json:"op"`    // "mult" (y = x Wᵀ) or "mul" (dx = dy W)
+	M          int     `json:"m"`
+	K          int     `json:"k"`
+	N          int     `json:"n"`
+	DType      string  `json:"dtype"`
+	Format     string  `json:"format"`
+	Sparsity   float64 `json:"sparsity"`
+	MedianMS   float64 `json:"median_ms"`
+	MinMS      float64 `json:"min_ms"`
+	MaxMS      float64 `json:"max_ms"`
+	GBPerS     float64 `json:"gb_per_s"`    // weight bytes streamed / median time
+	GFLOPPerS  float64 `json:"gflop_per_s"` // 2·M·K·N / median time (dense-equivalent)
+	Bytes      int64   `json:"weight_bytes"`
+	BytesRatio float64 `json:"bytes_vs_dense_bf16"` // weight bytes / dense bf16 bytes
+	Speedup    float64 `json:"speedup_vs_dense_bf16,omitempty"`
+	Copies     int     `json:"copies"`
+	Reps       int     `json:"reps"`
+	Kernels    string  `json:"kernels"` // "avx512" or "go" (this package), BLAS backend for dense fp32
+	Threads    int     `json:"threads"`
+}
+
+func (c *KernelBenchConfig) defaults() {
+	if len(c.Shapes) == 0 {
+		c.Shapes = DefaultKernelShapes
+	}
+	if len(c.Cases) == 0 {
+		c.Cases = DefaultKernelCases
+	}
+	if c.Reps <= 0 {
+		c.Reps = 20
+	}
+	if c.ColdBytes <= 0 {
+		c.ColdBytes = 4 * 32 << 20
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 3 << 30
+	}
+}
+
+// Implementation names the kernels this package runs on this machine:
+// "avx512" or "go".
+func Implementation() string { return defaultKernels.name }
+
+// RunKernelBench times every case on every shape, cold cache as PROTOCOLS.md
+// says: each timed call uses the next of enough copies of the weight to
+// exceed ColdBytes, after one warm-up pass over the copies. Results are passed
+// to report as they are measured; the speedup is filled in once dense bf16 of
+// the same shape has run (it is run first when present). Cancelling ctx stops
+// the run between cases.
+func RunKernelBench(ctx context.Context, cfg KernelBenchConfig, report func(KernelResult)) error {
+	cfg.defaults()
+	if cfg.Sparsity < 0 || cfg.Sparsity > 1 {
+		return fmt.Errorf("bitmap: sparsity %v outside [0, 1]", cfg.Sparsity)
+	}
+	cases := slices.Clone(cfg.Cases)
+	// Dense bf16 first: the others report their speedup over it.
+	slices.SortStableFunc(cases, func(a, b KernelCase) int {
+		return boolRank(b == KernelCase{"dense", BF16}) - boolRank(a == KernelCase{"dense", BF16})
+	})
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5a17))
+	for _, s := range cfg.Shapes {
+		w := make([]float32, s.K*s.N)
+		for i := range w {
+			if rng.Float64() >= cfg.Sparsity {
+				w[i] = float32(rng.NormFloat64()) * 0.02
+			}
+		}
+		in := make([]float32, s.M*max(s.K, s.N))
+		for i := range in {
+			in[i] = float32(rng.NormFloat64())
+		}
+		out := make([]float32, s.M*max(s.K, s.N))
+		var denseBF16MS float64
+		denseBF16Bytes := int64(s.K) * int64(s.N) * 2
+		for _, c := range cases {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			res, err := benchCase(cfg, s, c, w, in, out)
+			if err != nil {
+				return err
+			}
+			res.BytesRatio = float64(res.Bytes) / float64(denseBF16Bytes)
+			if c == (KernelCase{"dense", BF16}) {
+				denseBF16MS = res.MedianMS
+			}
+			if denseBF16MS > 0 {
+				res.Speedup = denseBF16MS / res.MedianMS
+			}
+			report(res)
+		}
+	}
+	return nil
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// weightBuilder makes one copy of the benchmark weight and its storage size.
+func weightBuilder(c KernelCase, w []float32, s KernelShape) (func() (kernels.Matrix[float32], int64, error), error) {
+	switch c {
+	case KernelCase{"dense", F32}:
+		return func() (kernels.Matrix[float32], int64, error) {
+			return kernels.NewDense(slices.Clone(w), s.N, s.K), int64(len(w)) * 4, nil
+		}, nil
+	case KernelCase{"dense", BF16}:
+		return func() (kernels.Matrix[float32], int64, error) {
+			d := NewDenseBF16(w, s.N, s.K)
+			return d, d.Bytes(), nil
+		}, nil
+	}
+	if c.Format != "bitmap" || c.DType.Size() == 0 {
+		return nil, fmt.Errorf("bitmap: unknown benchmark case %v", c)
+	}
+	return func() (kernels.Matrix[float32], int64, error) {
+		m, err := Encode(w, s.N, s.K, c.DType)
+		if err != nil {
+			return nil, 0, err
+		}
+		return m, m.Bytes(), nil
+	}, nil
+}
+
+func benchCase(cfg KernelBenchConfig, s KernelShape, c KernelCase, w, in, out []float32) (KernelResult, error) {
+	build, err := weightBuilder(c, w, s)
+	if err != nil {
+		return KernelResult{}, err
+	}
+	first, bytes, err := build()
+	if err != nil {
+		return KernelResult{}, err
+	}
+	copies := int(max(2, cfg.ColdBytes/bytes+1))
+	if limit := int(cfg.MaxBytes / bytes); copies > limit {
+		copies = max(1, limit)
+	}
+	mats := []kernels.Matrix[float32]{first}
+	for len(mats) < copies {
+		m, _, err := build()
+		if err != nil {
+			return KernelResult{}, err
+		}
+		mats = append(mats, m)
+	}
+	call := func(m kernels.Matrix[float32]) {
+		if cfg.Transposed {
+			m.Mul(out[:s.M*s.K], in[:s.M*s.N], s.M)
+		} else {
+			m.MulT(out[:s.M*s.N], in[:s.M*s.K], s.M)
+		}
+	}
+	for _, m := range mats { // warm-up: page faults, pools, OpenBLAS threads
+		call(m)
+	}
+	runtime.GC()
+	times := make([]float64, cfg.Reps)
+	for i := range times {
+		m := mats[i%len(mats)]
+		t0 := time.Now()
+		call(m)
+		times[i] = float64(time.Since(t0).Nanoseconds()) / 1e6
+	}
+	mats = nil
+	debug.FreeOSMemory()
+	slices.Sort(times)
+	med := median(times)
+	impl := Implementation()
+	if c == (KernelCase{"dense", F32}) {
+		impl = kernels.BackendName()
+	}
+	op := "mult"
+	if cfg.Transposed {
+		op = "mul"
+	}
+	return KernelResult{
+		Bench: "kernel", Op: op, M: s.M, K: s.K, N: s.N,
+		DType: c.DType.String(), Format: c.Format, Sparsity: cfg.Sparsity,
+		MedianMS: med, MinMS: times[0], MaxMS: times[len(times)-1],
+		GBPerS:    float64(bytes) / med / 1e6,
+		GFLOPPerS: 2 * float64(s.M) * float64(s.K) * float64(s.N) / med / 1e6,
+		Bytes:     bytes, Copies: copies, Reps: cfg.Reps,
+		Kernels: impl, Threads: runtime.GOMAXPROCS(0),
+	}, nil
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n == 0 {
+		return 0
+	}
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
