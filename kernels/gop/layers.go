@@ -1,0 +1,285 @@
+package gop
+
+import (
+	"fmt"
+
+	"github.com/salr-go/salr/kernels"
+	"gorgonia.org/tensor"
+)
+
+// This file wraps the transformer layer kernels of package kernels as Kernels.
+// Shapes: N token rows (batch × sequence), C model width, V vocabulary.
+
+// wantShapes checks the number of inputs and the rank of each.
+func wantShapes(name string, in []tensor.Shape, dims ...int) error {
+	if len(in) != len(dims) {
+		return fmt.Errorf("%s: %d inputs, want %d", name, len(in), len(dims))
+	}
+	for i, d := range dims {
+		if in[i].Dims() != d {
+			return fmt.Errorf("%s: input %d has shape %v, want %d dimensions", name, i, in[i], d)
+		}
+	}
+	return nil
+}
+
+// Embedding looks up rows of a table: inputs ids (int [N]) and table [V,C];
+// output [N,C]. Differentiable in the table.
+type Embedding[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (Embedding[T]) Name() string { return "Embedding" }
+
+// OutShape implements Kernel.
+func (k Embedding[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(k.Name(), in, 1, 2); err != nil {
+		return nil, err
+	}
+	return tensor.Shape{in[0][0], in[1][1]}, nil
+}
+
+// Forward implements Kernel.
+func (Embedding[T]) Forward(out []T, in []Arg[T]) {
+	kernels.EmbeddingForward(out, in[1].Data, in[0].Ints, in[1].Shape[1])
+}
+
+// Differentiable implements Kernel.
+func (Embedding[T]) Differentiable(i int) bool { return i == 1 }
+
+// Backward implements Kernel.
+func (Embedding[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	kernels.EmbeddingBackward(dIn, dOut, in[0].Ints, in[1].Shape[1])
+}
+
+// RMSNorm normalises rows: inputs x [N,C] and weight [C]; output [N,C].
+type RMSNorm[T kernels.Float] struct{ Eps float64 }
+
+// Name implements Kernel.
+func (k RMSNorm[T]) Name() string { return fmt.Sprintf("RMSNorm(eps=%g)", k.Eps) }
+
+// OutShape implements Kernel.
+func (k RMSNorm[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(k.Name(), in, 2, 1); err != nil {
+		return nil, err
+	}
+	if in[1][0] != in[0][1] {
+		return nil, fmt.Errorf("%s: weight %v does not match x %v", k.Name(), in[1], in[0])
+	}
+	return in[0].Clone(), nil
+}
+
+// Forward implements Kernel.
+func (k RMSNorm[T]) Forward(out []T, in []Arg[T]) {
+	kernels.RMSNormForward(out, in[0].Data, in[1].Data, in[0].Shape[0], in[0].Shape[1], k.Eps)
+}
+
+// Differentiable implements Kernel.
+func (RMSNorm[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (k RMSNorm[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	n, c := in[0].Shape[0], in[0].Shape[1]
+	if wrt == 0 {
+		kernels.RMSNormBackward(dIn, nil, dOut, in[0].Data, in[1].Data, n, c, k.Eps)
+	} else {
+		kernels.RMSNormBackward(nil, dIn, dOut, in[0].Data, in[1].Data, n, c, k.Eps)
+	}
+}
+
+// FrozenLinear is a projection by a weight that is not trained and lives in
+// the op rather than in the graph (dense or compressed): input x [N,In];
+// output x Wᵀ + b [N,Out]. Differentiable in x only. ID names the weight; it
+// makes the op's hash unique.
+type FrozenLinear[T kernels.Float] struct {
+	ID   string
+	W    kernels.Matrix[T]
+	Bias []T // [Out] or nil
+}
+
+// Name implements Kernel.
+func (k FrozenLinear[T]) Name() string {
+	return fmt.Sprintf("FrozenLinear(%s,%dx%d)", k.ID, k.W.Rows(), k.W.Cols())
+}
+
+// OutShape implements Kernel.
+func (k FrozenLinear[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(k.Name(), in, 2); err != nil {
+		return nil, err
+	}
+	if in[0][1] != k.W.Cols() {
+		return nil, fmt.Errorf("%s: input %v does not match %d input features", k.Name(), in[0], k.W.Cols())
+	}
+	return tensor.Shape{in[0][0], k.W.Rows()}, nil
+}
+
+// Forward implements Kernel.
+func (k FrozenLinear[T]) Forward(out []T, in []Arg[T]) {
+	n := in[0].Shape[0]
+	k.W.MulT(out, in[0].Data, n)
+	addBias(out, k.Bias, n)
+}
+
+// Differentiable implements Kernel.
+func (FrozenLinear[T]) Differentiable(i int) bool { return i == 0 }
+
+// Backward implements Kernel.
+func (k FrozenLinear[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	k.W.Mul(dIn, dOut, in[0].Shape[0])
+}
+
+// addBias adds b to each of the n rows of y.
+func addBias[T kernels.Float](y, b []T, n int) {
+	if b == nil {
+		return
+	}
+	c := len(b)
+	for r := 0; r < n; r++ {
+		row := y[r*c : (r+1)*c]
+		for j, v := range b {
+			row[j] += v
+		}
+	}
+}
+
+// Linear is a projection by a trainable weight held in the graph: inputs x
+// [N,In], w [Out,In] and optionally b [Out]; output [N,Out].
+type Linear[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (Linear[T]) Name() string { return "Linear" }
+
+// OutShape implements Kernel.
+func (k Linear[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	dims := []int{2, 2}
+	if len(in) == 3 {
+		dims = append(dims, 1)
+	}
+	if err := wantShapes(k.Name(), in, dims...); err != nil {
+		return nil, err
+	}
+	if in[0][1] != in[1][1] || (len(in) == 3 && in[2][0] != in[1][0]) {
+		return nil, fmt.Errorf("%s: shapes %v do not fit", k.Name(), in)
+	}
+	return tensor.Shape{in[0][0], in[1][0]}, nil
+}
+
+// Forward implements Kernel.
+func (Linear[T]) Forward(out []T, in []Arg[T]) {
+	var b []T
+	if len(in) == 3 {
+		b = in[2].Data
+	}
+	kernels.LinearForward(out, in[0].Data, in[1].Data, b, in[0].Shape[0], in[1].Shape[1], in[1].Shape[0])
+}
+
+// Differentiable implements Kernel.
+func (Linear[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (Linear[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	grads := [3][]T{}
+	grads[wrt] = dIn
+	kernels.LinearBackward(grads[0], grads[1], grads[2], dOut, in[0].Data, in[1].Data,
+		in[0].Shape[0], in[1].Shape[1], in[1].Shape[0])
+}
+
+// SelfAttention is the causal grouped-query attention layer with RoPE over
+// packed projections: input qkv [N, (H+2KV)·D]; output [N, H·D].
+type SelfAttention[T kernels.Float] struct{ kernels.SelfAttention }
+
+// Name implements Kernel.
+func (k SelfAttention[T]) Name() string {
+	s := k.SelfAttention
+	rope := "none"
+	if n := len(s.InvFreq); n > 0 {
+		rope = fmt.Sprintf("%d:%g..%g", n, s.InvFreq[0], s.InvFreq[n-1])
+	}
+	return fmt.Sprintf("SelfAttention(B=%d,T=%d,H=%d,KV=%d,D=%d,rope=%s)", s.Batch, s.Seq, s.Heads, s.KVHeads, s.HeadDim, rope)
+}
+
+// OutShape implements Kernel.
+func (k SelfAttention[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	s := k.SelfAttention
+	if err := wantShapes(k.Name(), in, 2); err != nil {
+		return nil, err
+	}
+	if in[0][0] != s.Batch*s.Seq || in[0][1] != (s.Heads+2*s.KVHeads)*s.HeadDim {
+		return nil, fmt.Errorf("%s: input %v does not fit", k.Name(), in[0])
+	}
+	return tensor.Shape{s.Batch * s.Seq, s.Heads * s.HeadDim}, nil
+}
+
+// Forward implements Kernel.
+func (k SelfAttention[T]) Forward(out []T, in []Arg[T]) {
+	kernels.SelfAttentionForward(k.SelfAttention, out, in[0].Data)
+}
+
+// Differentiable implements Kernel.
+func (SelfAttention[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (k SelfAttention[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	kernels.SelfAttentionBackward(k.SelfAttention, dIn, dOut, in[0].Data)
+}
+
+// SwiGLU is the gated MLP activation: inputs gate and up of equal shape;
+// output silu(gate) ⊙ up.
+type SwiGLU[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (SwiGLU[T]) Name() string { return "SwiGLU" }
+
+// OutShape implements Kernel.
+func (k SwiGLU[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) != 2 || !in[0].Eq(in[1]) {
+		return nil, fmt.Errorf("%s: want two inputs of equal shape, got %v", k.Name(), in)
+	}
+	return in[0].Clone(), nil
+}
+
+// Forward implements Kernel.
+func (SwiGLU[T]) Forward(out []T, in []Arg[T]) { kernels.SwiGLUForward(out, in[0].Data, in[1].Data) }
+
+// Differentiable implements Kernel.
+func (SwiGLU[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (SwiGLU[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	if wrt == 0 {
+		kernels.SwiGLUBackward(dIn, nil, dOut, in[0].Data, in[1].Data)
+	} else {
+		kernels.SwiGLUBackward(nil, dIn, dOut, in[0].Data, in[1].Data)
+	}
+}
+
+// CrossEntropy is the masked mean next-token loss: inputs logits [N,V],
+// targets (int [N]) and mask [N]; output a scalar. Differentiable in the
+// logits.
+type CrossEntropy[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (CrossEntropy[T]) Name() string { return "CrossEntropy" }
+
+// OutShape implements Kernel.
+func (k CrossEntropy[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(k.Name(), in, 2, 1, 1); err != nil {
+		return nil, err
+	}
+	if in[1][0] != in[0][0] || in[2][0] != in[0][0] {
+		return nil, fmt.Errorf("%s: targets %v or mask %v do not match logits %v", k.Name(), in[1], in[2], in[0])
+	}
+	return tensor.ScalarShape(), nil
+}
+
+// Forward implements Kernel.
+func (CrossEntropy[T]) Forward(out []T, in []Arg[T]) {
+	out[0] = kernels.CrossEntropyForward(in[0].Data, in[0].Shape[0], in[0].Shape[1], in[1].Ints, in[2].Data)
+}
+
+// Differentiable implements Kernel.
+func (CrossEntropy[T]) Differentiable(i int) bool { return i == 0 }
+
+// Backward implements Kernel.
+func (CrossEntropy[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	kernels.CrossEntropyBackward(dIn, in[0].Data, in[0].Shape[0], in[0].Shape[1], in[1].Ints, in[2].Data, dOut[0])
+}

@@ -1,0 +1,273 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/gop"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// GraphOptions configures BuildGraph.
+type GraphOptions[T kernels.Float] struct {
+	// Batch and Seq fix the graph's shape: Batch sequences of Seq tokens.
+	Batch, Seq int
+	// Trainable reports whether an HF tensor (by name, e.g.
+	// "model.layers.0.input_layernorm.weight") is learned. Nil: nothing of
+	// the base model is. A trainable projection weight needs a dense base.
+	Trainable func(name string) bool
+	// Adapter, when set, is called once per projection with the projection's
+	// input; a non-nil node it returns is added to the projection's output.
+	// Adapter parameters are created with Builder.Learnable.
+	Adapter func(b *Builder[T], lin *Linear[T], x *G.Node) (*G.Node, error)
+}
+
+// Builder is the graph under construction, handed to the Adapter hook.
+type Builder[T kernels.Float] struct {
+	g          *G.ExprGraph
+	inputs     G.Nodes
+	learnables G.Nodes
+}
+
+// Graph returns the expression graph.
+func (b *Builder[T]) Graph() *G.ExprGraph { return b.g }
+
+// Input adds a named input node holding data (not copied) with the given
+// shape; it receives no gradient.
+func (b *Builder[T]) Input(name string, data []T, shape ...int) *G.Node {
+	n := G.NewTensor(b.g, gop.Dtype[T](), len(shape), G.WithShape(shape...), G.WithName(name),
+		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
+	b.inputs = append(b.inputs, n)
+	return n
+}
+
+// Learnable adds a named trainable parameter backed by data (not copied: an
+// optimizer updates data in place) and returns its node.
+func (b *Builder[T]) Learnable(name string, data []T, shape ...int) *G.Node {
+	n := b.Input(name, data, shape...)
+	b.learnables = append(b.learnables, n)
+	return n
+}
+
+// Apply adds a kernel node.
+func (b *Builder[T]) Apply(k gop.Kernel[T], inputs ...*G.Node) (*G.Node, error) {
+	return gop.Apply(k, inputs...)
+}
+
+// Graph is a compiled training graph of a decoder for one (batch, sequence)
+// shape: token embedding, per layer RMSNorm → q/k/v projections → RoPE +
+// causal GQA attention → o projection → residual, RMSNorm → gate/up
+// projections → SwiGLU → down projection → residual; final RMSNorm, head,
+// masked cross-entropy.
+type Graph[T kernels.Float] struct {
+	Params     *Params[T]
+	Batch, Seq int
+	Learnables G.Nodes // trainable parameters, named after their tensors
+
+	g                  *G.ExprGraph
+	ids, targets, mask *G.Node
+	idsT, targetsT     []int
+	maskT              []T
+	logits, loss       *G.Node
+	vm                 G.VM
+}
+
+// BuildGraph builds and compiles the training graph of p.
+func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], error) {
+	cfg := p.Config
+	if opt.Batch < 1 || opt.Seq < 1 {
+		return nil, fmt.Errorf("model: BuildGraph: batch %d and sequence %d must be positive", opt.Batch, opt.Seq)
+	}
+	if opt.Seq > cfg.MaxPositions && cfg.MaxPositions > 0 {
+		return nil, fmt.Errorf("model: BuildGraph: sequence %d exceeds max_position_embeddings %d", opt.Seq, cfg.MaxPositions)
+	}
+	trainable := opt.Trainable
+	if trainable == nil {
+		trainable = func(string) bool { return false }
+	}
+	n := opt.Batch * opt.Seq
+	b := &Builder[T]{g: G.NewGraph()}
+	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g,
+		idsT: make([]int, n), targetsT: make([]int, n), maskT: make([]T, n)}
+
+	intInput := func(name string, data []int) *G.Node {
+		node := G.NewTensor(b.g, tensor.Int, 1, G.WithShape(n), G.WithName(name),
+			G.WithValue(tensor.New(tensor.WithShape(n), tensor.WithBacking(data))))
+		b.inputs = append(b.inputs, node)
+		return node
+	}
+	param := func(name string, data []T, shape ...int) *G.Node {
+		if trainable(name) {
+			return b.Learnable(name, data, shape...)
+		}
+		return b.Input(name, data, shape...)
+	}
+	gr.ids = intInput("input_ids", gr.idsT)
+	gr.targets = intInput("targets", gr.targetsT)
+	gr.mask = b.Input("loss_mask", gr.maskT, n)
+
+	must := func(node *G.Node, err error) *G.Node {
+		if err != nil {
+			panic(err) // recovered below: graph construction errors are returned
+		}
+		return node
+	}
+	proj := func(lin *Linear[T], x *G.Node) (y *G.Node) {
+		wname, bname := lin.Module+".weight", lin.Module+".bias"
+		if trainable(wname) || (lin.Bias != nil && trainable(bname)) {
+			// A trained weight or bias lives in the graph; gradients nobody
+			// asked for are pruned at compile time.
+			d, ok := lin.Base.(*kernels.Dense[T])
+			if !ok {
+				panic(fmt.Errorf("model: %s is trainable but its base is not dense", wname))
+			}
+			ins := []*G.Node{x, param(wname, d.W, d.R, d.C)}
+			if lin.Bias != nil {
+				ins = append(ins, param(bname, lin.Bias, len(lin.Bias)))
+			}
+			y = must(b.Apply(gop.Linear[T]{}, ins...))
+		} else {
+			y = must(b.Apply(gop.FrozenLinear[T]{ID: lin.Module, W: lin.Base, Bias: lin.Bias}, x))
+		}
+		if opt.Adapter != nil {
+			delta := must(opt.Adapter(b, lin, x))
+			if delta != nil {
+				y = must(G.Add(y, delta))
+			}
+		}
+		return y
+	}
+
+	var buildErr error
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if e, ok := r.(error); ok {
+					buildErr = e
+					return
+				}
+				panic(r)
+			}
+		}()
+		c := cfg.Hidden
+		embedName := "model.embed_tokens.weight"
+		embed := param(embedName, p.Embed, cfg.Vocab, c)
+		x := must(b.Apply(gop.Embedding[T]{}, gr.ids, embed))
+		attn := gop.SelfAttention[T]{SelfAttention: kernels.SelfAttention{
+			Batch: opt.Batch, Seq: opt.Seq, Heads: cfg.Heads, KVHeads: cfg.KVHeads,
+			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq()}}
+		norm := gop.RMSNorm[T]{Eps: cfg.RMSNormEps}
+		for l := range p.Layers {
+			L := &p.Layers[l]
+			prefix := fmt.Sprintf("model.layers.%d.", l)
+			h := must(b.Apply(norm, x, param(prefix+"input_layernorm.weight", L.AttnNorm, c)))
+			q := proj(L.Proj[QProj], h)
+			k := proj(L.Proj[KProj], h)
+			v := proj(L.Proj[VProj], h)
+			qkv := must(G.Concat(1, q, k, v))
+			a := must(b.Apply(attn, qkv))
+			x = must(G.Add(x, proj(L.Proj[OProj], a)))
+			h = must(b.Apply(norm, x, param(prefix+"post_attention_layernorm.weight", L.MLPNorm, c)))
+			gate := proj(L.Proj[GateProj], h)
+			up := proj(L.Proj[UpProj], h)
+			m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
+			x = must(G.Add(x, proj(L.Proj[DownProj], m)))
+		}
+		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
+		switch {
+		case cfg.TieEmbeddings && trainable(embedName):
+			gr.logits = must(b.Apply(gop.Linear[T]{}, x, embed))
+		default:
+			gr.logits = proj(&Linear[T]{Module: "lm_head", Base: p.Head}, x)
+		}
+		gr.loss = must(b.Apply(gop.CrossEntropy[T]{}, gr.logits, gr.targets, gr.mask))
+	}()
+	if buildErr != nil {
+		return nil, fmt.Errorf("model: BuildGraph: %w", buildErr)
+	}
+
+	gr.Learnables = b.learnables
+	outputs := G.Nodes{gr.loss, gr.logits}
+	if len(b.learnables) > 0 {
+		grads, err := G.Grad(gr.loss, b.learnables...)
+		if err != nil {
+			return nil, fmt.Errorf("model: BuildGraph: differentiating: %w", err)
+		}
+		outputs = append(outputs, grads...)
+	}
+	prog, locs, err := G.CompileFunction(b.g, b.inputs, outputs)
+	if err != nil {
+		return nil, fmt.Errorf("model: BuildGraph: compiling: %w", err)
+	}
+	gr.vm = G.NewTapeMachine(b.g, G.WithPrecompiled(prog, locs), G.BindDualValues(b.learnables...))
+	return gr, nil
+}
+
+// Step runs the forward and backward pass on one batch: inputs and targets
+// are Batch×Seq token ids, mask weights each target's loss (1 counts, 0 is
+// ignored). It returns the masked mean loss; gradients are added to the
+// learnables' gradients (see Grad and ZeroGrad), so calling Step several
+// times accumulates them.
+func (gr *Graph[T]) Step(inputs, targets []int, mask []T) (T, error) {
+	n := gr.Batch * gr.Seq
+	if len(inputs) != n || len(targets) != n || len(mask) != n {
+		return 0, fmt.Errorf("model: Step: got %d inputs, %d targets, %d mask values; want %d each", len(inputs), len(targets), len(mask), n)
+	}
+	vocab := gr.Params.Config.Vocab
+	for i := range inputs {
+		if inputs[i] < 0 || inputs[i] >= vocab || targets[i] < 0 || targets[i] >= vocab {
+			return 0, fmt.Errorf("model: Step: token id out of range [0,%d) at row %d", vocab, i)
+		}
+	}
+	copy(gr.idsT, inputs)
+	copy(gr.targetsT, targets)
+	copy(gr.maskT, mask)
+	err := gr.vm.RunAll()
+	gr.vm.Reset()
+	if err != nil {
+		return 0, fmt.Errorf("model: Step: %w", err)
+	}
+	return scalar[T](gr.loss.Value())
+}
+
+// Logits returns the logits [Batch·Seq, Vocab] of the last Step (valid until
+// the next Step).
+func (gr *Graph[T]) Logits() []T {
+	return gr.logits.Value().Data().([]T)
+}
+
+// Grad returns the accumulated gradient of learnable i (a view, valid until
+// the next Step; same length as its parameter).
+func (gr *Graph[T]) Grad(i int) ([]T, error) {
+	g, err := gr.Learnables[i].Grad()
+	if err != nil {
+		return nil, fmt.Errorf("model: gradient of %s: %w", gr.Learnables[i].Name(), err)
+	}
+	return g.Data().([]T), nil
+}
+
+// ZeroGrad clears every learnable's accumulated gradient.
+func (gr *Graph[T]) ZeroGrad() error {
+	for i := range gr.Learnables {
+		g, err := gr.Grad(i)
+		if err != nil {
+			return err
+		}
+		clear(g)
+	}
+	return nil
+}
+
+// Close releases the tape machine.
+func (gr *Graph[T]) Close() error { return gr.vm.Close() }
+
+func scalar[T kernels.Float](v G.Value) (T, error) {
+	switch s := v.(type) {
+	case *G.F32:
+		return T(*s), nil
+	case *G.F64:
+		return T(*s), nil
+	}
+	return 0, fmt.Errorf("model: loss is a %T, not a scalar", v)
+}

@@ -1,0 +1,201 @@
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestGraphPromptNLL checks the training graph's masked mean loss on the
+// reference prompt against the assets README, for both model layouts.
+func TestGraphPromptNLL(t *testing.T) {
+	for name, m := range storiesModels(t) {
+		t.Run(name, func(t *testing.T) {
+			n := len(refPromptIDs) - 1
+			g, err := BuildGraph(m.Params, GraphOptions[float32]{Batch: 1, Seq: n})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			mask := []float32{1, 1, 1, 1}
+			loss, err := g.Step(refPromptIDs[:n], refPromptIDs[1:], mask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(float64(loss)-refPromptNLL) > 1e-3 {
+				t.Fatalf("prompt NLL %.5f, want %.4f ± 1e-3", loss, refPromptNLL)
+			}
+			// The mask selects tokens: only the last target counts.
+			loss1, err := g.Step(refPromptIDs[:n], refPromptIDs[1:], []float32{0, 0, 0, 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := NewRunner(m.Params)
+			logits, err := r.Forward([][]int{refPromptIDs[:n]}, []*Cache{r.NewCache(n)}, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := m.Params.Config.Vocab
+			want := -logSoftmaxAt(logits[0][(n-1)*v:n*v], refPromptIDs[n])
+			if math.Abs(float64(loss1)-want) > 1e-4 {
+				t.Fatalf("masked loss %.6f, want %.6f (last token only)", loss1, want)
+			}
+		})
+	}
+}
+
+func logSoftmaxAt(logits []float32, target int) float64 {
+	mx := float64(logits[Argmax(logits)])
+	var s float64
+	for _, v := range logits {
+		s += math.Exp(float64(v) - mx)
+	}
+	return float64(logits[target]) - mx - math.Log(s)
+}
+
+// TestGraphLogitsMatchInference runs a batch of two sequences through the
+// graph and through the inference path: logits must agree to 1e-4.
+func TestGraphLogitsMatchInference(t *testing.T) {
+	m := storiesModels(t)["converted"]
+	const batch, seq = 2, 24
+	g, err := BuildGraph(m.Params, GraphOptions[float32]{Batch: batch, Seq: seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	ids := make([]int, batch*seq)
+	for i := range ids {
+		ids[i] = rng.IntN(m.Params.Config.Vocab)
+	}
+	mask := make([]float32, batch*seq)
+	if _, err := g.Step(ids, ids, mask); err != nil {
+		t.Fatal(err)
+	}
+	graphLogits := g.Logits()
+	r := NewRunner(m.Params)
+	out, err := r.Forward([][]int{ids[:seq], ids[seq:]}, []*Cache{r.NewCache(seq), r.NewCache(seq)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infer := append(slices.Clone(out[0]), out[1]...)
+	if d := maxAbsDiff(graphLogits, infer); d > 1e-4 {
+		t.Fatalf("graph and inference logits differ by %g (max abs)", d)
+	}
+}
+
+// TestWholeGraphGradients checks gradients of the whole loss in float64 on a
+// tiny random GQA model (2 layers, 4 heads, 2 KV heads, q/k/v biases) with
+// some base tensors trainable, against central differences of the loss.
+func TestWholeGraphGradients(t *testing.T) {
+	for _, tied := range []bool{true, false} {
+		cfg := tinyQwen2Config(tied)
+		ck := tinyRandomCheckpoint(cfg, 11)
+		p32, err := NewParams(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ConvertParams[float64](p32)
+		trainable := []string{
+			"model.embed_tokens.weight",
+			"model.layers.0.input_layernorm.weight",
+			"model.layers.0.self_attn.q_proj.weight",
+			"model.layers.0.self_attn.k_proj.bias",
+			"model.layers.1.mlp.down_proj.weight",
+			"model.layers.1.post_attention_layernorm.weight",
+			"model.norm.weight",
+		}
+		if !tied {
+			trainable = append(trainable, "lm_head.weight")
+		}
+		const batch, seq = 2, 5
+		g, err := BuildGraph(p, GraphOptions[float64]{Batch: batch, Seq: seq,
+			Trainable: func(name string) bool { return slices.Contains(trainable, name) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(g.Learnables) != len(trainable) {
+			t.Fatalf("%d learnables, want %d", len(g.Learnables), len(trainable))
+		}
+		rng := rand.New(rand.NewPCG(5, 6))
+		ids, targets := make([]int, batch*seq), make([]int, batch*seq)
+		mask := make([]float64, batch*seq)
+		for i := range ids {
+			ids[i], targets[i] = rng.IntN(cfg.Vocab), rng.IntN(cfg.Vocab)
+			if rng.IntN(4) > 0 {
+				mask[i] = 1
+			}
+		}
+		if _, err := g.Step(ids, targets, mask); err != nil {
+			t.Fatal(err)
+		}
+		// Read every gradient first: the numeric Steps below accumulate more.
+		analytics := make([][]float64, len(g.Learnables))
+		for i := range g.Learnables {
+			grad, err := g.Grad(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			analytics[i] = slices.Clone(grad)
+		}
+		for i, node := range g.Learnables {
+			analytic := analytics[i]
+			data := node.Value().Data().([]float64)
+			for _, j := range rng.Perm(len(data))[:min(len(data), 12)] {
+				orig := data[j]
+				const eps = 1e-6
+				data[j] = orig + eps
+				lp, _ := g.Step(ids, targets, mask)
+				data[j] = orig - eps
+				lm, _ := g.Step(ids, targets, mask)
+				data[j] = orig
+				numeric := (lp - lm) / (2 * eps)
+				if d := math.Abs(numeric - analytic[j]); d > 1e-6*math.Max(1, math.Abs(numeric)) {
+					t.Errorf("tied=%v %s[%d]: analytic %.9g numeric %.9g", tied, node.Name(), j, analytic[j], numeric)
+				}
+			}
+		}
+		// Gradients accumulate over steps until ZeroGrad.
+		if err := g.ZeroGrad(); err != nil {
+			t.Fatal(err)
+		}
+		g.Step(ids, targets, mask)
+		before, _ := g.Grad(0)
+		before = slices.Clone(before)
+		g.Step(ids, targets, mask)
+		after, _ := g.Grad(0)
+		for j := range after {
+			if math.Abs(after[j]-2*before[j]) > 1e-9*math.Max(1, math.Abs(before[j])) {
+				t.Fatalf("gradient after two steps is not twice one step's at %d: %g vs %g", j, after[j], before[j])
+			}
+		}
+		g.Close()
+	}
+}
+
+func TestBuildGraphErrors(t *testing.T) {
+	ck := tinyRandomCheckpoint(tinyQwen2Config(true), 1)
+	p, err := NewParams(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BuildGraph(p, GraphOptions[float32]{Batch: 0, Seq: 4}); err == nil {
+		t.Error("batch 0 accepted")
+	}
+	if _, err := BuildGraph(p, GraphOptions[float32]{Batch: 1, Seq: 1000}); err == nil || !strings.Contains(err.Error(), "max_position") {
+		t.Errorf("sequence beyond the context: %v", err)
+	}
+	g, err := BuildGraph(p, GraphOptions[float32]{Batch: 1, Seq: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.Step([]int{1, 2, 99}, []int{1, 2, 3}, []float32{1, 1, 1}); err == nil {
+		t.Error("out-of-range token accepted")
+	}
+	if _, err := g.Step([]int{1, 2}, []int{1, 2}, []float32{1, 1}); err == nil {
+		t.Error("wrong batch size accepted")
+	}
+}

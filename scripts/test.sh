@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's test command (README "Install"): vet, the unit tests, the
+# pure-Go BLAS build of the kernels, and a brief run of every fuzz target.
+# Needs SALR_ASSETS (default ../shared/assets); FUZZTIME (default 10s) sets
+# how long each fuzz target runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SALR_ASSETS="${SALR_ASSETS:-../shared/assets}"
+fuzztime="${FUZZTIME:-10s}"
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== go test"
+go test -count=1 ./...
+echo "== go test -tags purego (pure-Go BLAS fallback)"
+go test -count=1 -tags purego ./kernels/...
+echo "== fuzz (${fuzztime} each)"
+# Every FuzzXxx function in a _test.go file, run on its own package.
+grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | sort | while read -r file; do
+  pkg="./$(dirname "${file#./}")"
+  grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //' | while read -r name; do
+    echo "-- $pkg $name"
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+  done
+done
+echo "== all tests passed"
