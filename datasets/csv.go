@@ -1,6 +1,9 @@
 package datasets
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // csvRecord is one CSV record and the 1-based line on which it starts.
 type csvRecord struct {
@@ -54,24 +57,20 @@ func parseCSV(data []byte) ([]csvRecord, error) {
 				pos++
 				var buf []byte
 				for {
-					if pos >= n {
+					q := bytes.IndexByte(data[pos:], '"')
+					if q < 0 {
 						return nil, &csvSyntaxError{startLine, "quoted field is not terminated (missing closing quote)"}
 					}
-					c := data[pos]
-					if c == '"' {
-						if pos+1 < n && data[pos+1] == '"' {
-							buf = append(buf, '"')
-							pos += 2
-							continue
-						}
+					chunk := data[pos : pos+q]
+					line += bytes.Count(chunk, []byte{'\n'})
+					buf = append(buf, chunk...)
+					pos += q + 1
+					if pos < n && data[pos] == '"' {
+						buf = append(buf, '"')
 						pos++
-						break
+						continue
 					}
-					if c == '\n' {
-						line++
-					}
-					buf = append(buf, c)
-					pos++
+					break
 				}
 				field = string(buf)
 			} else {

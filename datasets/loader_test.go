@@ -247,3 +247,15 @@ func TestSplitHeldOut(t *testing.T) {
 		t.Errorf("negative count split %v %v", tr, ev)
 	}
 }
+
+// BenchmarkLoaderNext measures one batch at the bench-60M training shape
+// (B=4, T=256).
+func BenchmarkLoaderNext(b *testing.B) {
+	l, err := NewLoader(testSequences(1000, 257), 4, 256, 0, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		l.Next()
+	}
+}

@@ -299,3 +299,13 @@ func TestMMLUPredict(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReadMMLUTest reads the 14,042 MMLU test questions.
+func BenchmarkReadMMLUTest(b *testing.B) {
+	root := filepath.Join(assetsDir(b), "mmlu")
+	for b.Loop() {
+		if _, err := ReadMMLU(root, MMLUSplitTest, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

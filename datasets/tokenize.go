@@ -182,10 +182,14 @@ func TokenizeAll(enc Encoder, examples []Example, maxTokens int, overlong Overlo
 // EncodePair encodes a log-likelihood request as lm-eval's HFLM does
 // (TemplateLM._encode_pair): trailing whitespace of the context moves to the
 // front of the continuation; whole = enc(context+continuation),
-// ctx = enc(context), cont = whole[len(ctx):]. With enc.AddBOS() the BOS is
-// prepended to ctx (lm-eval's add_bos_token encodes both strings with it,
-// which amounts to the same). An empty context becomes [BOS] (or [EOS] when
-// there is no BOS) and cont = enc(continuation), lm-eval's prefix token rule.
+// ctx = enc(context), cont = whole[len(ctx):] (a plain slice, even where
+// enc(context) is not a prefix of whole). With enc.AddBOS() the BOS is
+// prepended to ctx: lm-eval encodes both strings with BOS when its
+// add_bos_token is set, which amounts to the same. Note that HFLM's default
+// is add_bos_token=False (BOS only for Gemma), so to reproduce a default
+// lm-eval run of a Llama model the Encoder must report AddBOS() == false.
+// An empty context becomes [BOS] (or [EOS] when there is no BOS) and
+// cont = enc(continuation), HFLM's prefix-token rule.
 // A continuation that yields no tokens is an error.
 func EncodePair(enc Encoder, context, continuation string) (ctx, cont []int, err error) {
 	if context == "" {
