@@ -1,0 +1,67 @@
+package tokenizer
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// assetPath returns the path of an asset file under $SALR_ASSETS, or under ../shared/assets
+// beside the repository root (the directory holding go.mod); it skips the test when the
+// assets directory is absent.
+func assetPath(t testing.TB, rel string) string {
+	t.Helper()
+	dir := os.Getenv("SALR_ASSETS")
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for root := wd; ; root = filepath.Dir(root) {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				dir = filepath.Join(root, "..", "shared", "assets")
+				break
+			}
+			if filepath.Dir(root) == root {
+				t.Fatalf("no go.mod above %s", wd)
+			}
+		}
+	}
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		t.Skipf("assets directory %s is absent", dir)
+	}
+	path := filepath.Join(dir, rel)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("asset %s: %v", rel, err)
+	}
+	return path
+}
+
+// gsm8kTexts returns the questions and answers of the first n GSM8K training problems.
+func gsm8kTexts(t testing.TB, n int) []string {
+	t.Helper()
+	f, err := os.Open(assetPath(t, "gsm8k/train.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var texts []string
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 1<<20), 1<<20)
+	for len(texts) < 2*n && scanner.Scan() {
+		var problem struct{ Question, Answer string }
+		if err := json.Unmarshal(scanner.Bytes(), &problem); err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, problem.Question, problem.Answer)
+	}
+	if err := scanner.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(texts) < 2*n {
+		t.Fatalf("gsm8k/train.jsonl has fewer than %d problems", n)
+	}
+	return texts
+}

@@ -1,0 +1,99 @@
+// Package tokenizer turns text into token ids and back for the models SALR fine-tunes.
+//
+// Two implementations sit behind the Tokenizer interface:
+//
+//   - SentencePiece: SentencePiece-style BPE with byte fallback (Llama-2, Mistral, TinyLlama,
+//     the llama2.c stories models), written here because sugarme/tokenizer lacks byte
+//     fallback. It loads from a llama2.c tok*.bin (merge priority = piece score) or from an
+//     HF tokenizer.json whose model is BPE with byte_fallback true (merge priority = merge
+//     rank), and can write the HF form back (WriteHF).
+//   - HFTokenizer: any other HF tokenizer.json (byte-level BPE such as GPT-2, Llama-3, Qwen2),
+//     wrapping github.com/sugarme/tokenizer with its panics turned into errors and its
+//     added-token handling replaced (see HFTokenizer).
+//
+// Load picks the implementation from the file. Encode never adds BOS/EOS: callers prepend
+// BOS() when AddBOS() is true. Decode skips special tokens (BOS, EOS, unk, pad, ...).
+package tokenizer
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Tokenizer turns text into token ids and back.
+type Tokenizer interface {
+	// Encode returns the ids of text without any special tokens added.
+	Encode(text string) ([]int, error)
+	// Decode returns the text of ids; special/control tokens (BOS, EOS, pad, unk) are skipped
+	// and ids outside the vocabulary are ignored.
+	Decode(ids []int) string
+	// BOS returns the beginning-of-sequence id, or -1 when the vocabulary has none.
+	BOS() int
+	// EOS returns the end-of-sequence id, or -1 when the vocabulary has none.
+	EOS() int
+	// AddBOS reports whether model inputs start with BOS (llama/mistral: yes; gpt2/qwen2: no).
+	AddBOS() bool
+	// VocabSize returns the number of ids (the largest id plus one).
+	VocabSize() int
+}
+
+// File names inside an HF tokenizer directory.
+const (
+	hfTokenizerFile = "tokenizer.json"
+	hfConfigFile    = "tokenizer_config.json"
+)
+
+// Load reads a tokenizer from path, which is one of:
+//   - a directory holding tokenizer.json (and optionally tokenizer_config.json),
+//   - a tokenizer.json file (a tokenizer_config.json beside it is read when present),
+//   - a llama2.c tokenizer file such as tok512.bin.
+//
+// A tokenizer.json whose model is BPE with byte_fallback true loads as *SentencePiece; other
+// tokenizer.json files load as *HFTokenizer.
+func Load(path string) (Tokenizer, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if info.IsDir() {
+		jsonPath := filepath.Join(path, hfTokenizerFile)
+		if _, err := os.Stat(jsonPath); err != nil {
+			return nil, fmt.Errorf("tokenizer: directory %s holds no %s: %w", path, hfTokenizerFile, err)
+		}
+		return loadHF(jsonPath)
+	}
+	isJSON, err := looksLikeJSON(path)
+	if err != nil {
+		return nil, err
+	}
+	if isJSON {
+		return loadHF(path)
+	}
+	return LoadLlama2C(path)
+}
+
+// looksLikeJSON reports whether the first non-blank byte of the file is '{'.
+func looksLikeJSON(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("tokenizer: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReader(f)
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return false, nil // empty or unreadable tail: not JSON; the llama2.c loader reports it
+		}
+		switch b {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return true, nil
+		default:
+			return false, nil
+		}
+	}
+}

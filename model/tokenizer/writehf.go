@@ -1,0 +1,288 @@
+package tokenizer
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// hfVeryLargeInteger is the model_max_length HF writes when the length is unknown (int(1e30)).
+const hfVeryLargeInteger = "1000000000000000019884624838656"
+
+// WriteHF writes dir/tokenizer.json and dir/tokenizer_config.json in the form HF's
+// LlamaTokenizerFast uses: a BPE model with byte_fallback and fuse_unk, the vocabulary, the
+// merges (for a llama2.c vocabulary derived from the scores in HF's SentencePieceExtractor
+// order), the special pieces as special added_tokens, the SentencePiece normalizer and
+// decoder, and a TemplateProcessing post-processor that adds <s>. Each file is written to a
+// temporary file and renamed into place. dir is created when missing.
+func (sp *SentencePiece) WriteHF(dir string) error {
+	tokenizerJSON, err := sp.marshalHFTokenizer()
+	if err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", filepath.Join(dir, hfTokenizerFile), err)
+	}
+	configJSON, err := sp.marshalHFConfig()
+	if err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", filepath.Join(dir, hfConfigFile), err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, hfTokenizerFile), tokenizerJSON); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, hfConfigFile), configJSON)
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it to
+// path, so readers see the old file or the whole new one.
+func writeFileAtomic(path string, data []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	return nil
+}
+
+// marshalJSON encodes v indented, without escaping <, > and & (pieces such as "<s>" stay
+// readable).
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// orderedVocab marshals pieces as a JSON object {piece: id} in id order.
+type orderedVocab []string
+
+// MarshalJSON writes the object in id order.
+func (v orderedVocab) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for id, piece := range v {
+		if id > 0 {
+			buf.WriteByte(',')
+		}
+		key, err := json.Marshal(piece)
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(key)
+		buf.WriteByte(':')
+		buf.WriteString(strconv.Itoa(id))
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// hfBPEModelOut is the model object of a written tokenizer.json.
+type hfBPEModelOut struct {
+	Type                    string       `json:"type"`
+	Dropout                 *float64     `json:"dropout"`
+	UnkToken                *string      `json:"unk_token"`
+	ContinuingSubwordPrefix *string      `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string      `json:"end_of_word_suffix"`
+	FuseUnk                 bool         `json:"fuse_unk"`
+	ByteFallback            bool         `json:"byte_fallback"`
+	Vocab                   orderedVocab `json:"vocab"`
+	Merges                  []any        `json:"merges"`
+}
+
+// hfTokenizerOut is a written tokenizer.json.
+type hfTokenizerOut struct {
+	Version       string         `json:"version"`
+	Truncation    any            `json:"truncation"`
+	Padding       any            `json:"padding"`
+	AddedTokens   []hfAddedToken `json:"added_tokens"`
+	Normalizer    any            `json:"normalizer"`
+	PreTokenizer  any            `json:"pre_tokenizer"`
+	PostProcessor any            `json:"post_processor"`
+	Decoder       any            `json:"decoder"`
+	Model         hfBPEModelOut  `json:"model"`
+}
+
+// marshalHFTokenizer renders tokenizer.json.
+func (sp *SentencePiece) marshalHFTokenizer() ([]byte, error) {
+	out := hfTokenizerOut{
+		Version:       "1.0",
+		AddedTokens:   []hfAddedToken{},
+		Normalizer:    sp.hfNormalizer(),
+		PreTokenizer:  sp.hfPreTokenizer(),
+		PostProcessor: sp.hfPostProcessor(),
+		Decoder:       sp.hfDecoder(),
+		Model: hfBPEModelOut{
+			Type:         "BPE",
+			FuseUnk:      sp.fuseUnk,
+			ByteFallback: true,
+			Vocab:        orderedVocab(sp.pieces),
+			Merges:       sp.hfMerges(),
+		},
+	}
+	if sp.unk >= 0 {
+		out.Model.UnkToken = &sp.pieces[sp.unk]
+	}
+	for id, kind := range sp.kinds {
+		if kind == pieceControl || kind == pieceUnknown {
+			out.AddedTokens = append(out.AddedTokens, hfAddedToken{ID: id, Content: sp.pieces[id], Special: true})
+		}
+	}
+	return marshalJSON(out)
+}
+
+// hfMerges lists the merges best first as "left right", or as [left, right] pairs when a piece
+// contains a space (which the string form cannot express).
+func (sp *SentencePiece) hfMerges() []any {
+	pairForm := false
+	for _, m := range sp.mergeOrder {
+		pairForm = pairForm || strings.Contains(sp.pieces[m[0]], " ") || strings.Contains(sp.pieces[m[1]], " ")
+	}
+	merges := make([]any, len(sp.mergeOrder))
+	for i, m := range sp.mergeOrder {
+		left, right := sp.pieces[m[0]], sp.pieces[m[1]]
+		if pairForm {
+			merges[i] = [2]string{left, right}
+		} else {
+			merges[i] = left + " " + right
+		}
+	}
+	return merges
+}
+
+// hfNormalizer renders the normalisation steps as an HF normalizer (a Sequence of Prepend and
+// Replace), or nil when there are none.
+func (sp *SentencePiece) hfNormalizer() any {
+	var steps []any
+	for _, step := range sp.text.normalize {
+		if step.prepend != "" {
+			steps = append(steps, map[string]any{"type": "Prepend", "prepend": step.prepend})
+		} else {
+			steps = append(steps, hfReplace(step.from, step.to))
+		}
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+	return map[string]any{"type": "Sequence", "normalizers": steps}
+}
+
+// hfReplace renders a Replace normalizer/decoder step.
+func hfReplace(from, to string) map[string]any {
+	return map[string]any{"type": "Replace", "pattern": hfPattern{String: &from}, "content": to}
+}
+
+// hfPreTokenizer renders the Metaspace pre-tokenizer, or nil.
+func (sp *SentencePiece) hfPreTokenizer() any {
+	ms := sp.text.metaspace
+	if ms == nil {
+		return nil
+	}
+	scheme := "never"
+	if ms.prependFirst {
+		scheme = "first"
+	}
+	return map[string]any{"type": "Metaspace", "replacement": ms.replacement, "prepend_scheme": scheme, "split": ms.split}
+}
+
+// hfPostProcessor renders a TemplateProcessing that puts BOS before the sequence, or nil when
+// inputs do not start with BOS.
+func (sp *SentencePiece) hfPostProcessor() any {
+	if !sp.addBOS {
+		return nil
+	}
+	bos := sp.pieces[sp.bos]
+	item := func(special bool, id string, typeID int) hfTemplateItem {
+		ref := &hfTemplateRef{ID: id, TypeID: typeID}
+		if special {
+			return hfTemplateItem{SpecialToken: ref}
+		}
+		return hfTemplateItem{Sequence: ref}
+	}
+	return map[string]any{
+		"type":   "TemplateProcessing",
+		"single": []hfTemplateItem{item(true, bos, 0), item(false, "A", 0)},
+		"pair":   []hfTemplateItem{item(true, bos, 0), item(false, "A", 0), item(true, bos, 1), item(false, "B", 1)},
+		"special_tokens": map[string]hfTemplateSpecial{
+			bos: {ID: bos, IDs: []int{sp.bos}, Tokens: []string{bos}},
+		},
+	}
+}
+
+// hfDecoder renders the SentencePiece decoder: "▁" to space, byte fallback, fuse, and the
+// dummy-prefix strip.
+func (sp *SentencePiece) hfDecoder() any {
+	steps := []any{
+		hfReplace(spaceMarker, " "),
+		map[string]any{"type": "ByteFallback"},
+		map[string]any{"type": "Fuse"},
+	}
+	if sp.text.stripLeadingSpaces > 0 {
+		steps = append(steps, map[string]any{"type": "Strip", "content": " ", "start": sp.text.stripLeadingSpaces, "stop": 0})
+	}
+	return map[string]any{"type": "Sequence", "decoders": steps}
+}
+
+// hfConfigOut is a written tokenizer_config.json.
+type hfConfigOut struct {
+	TokenizerClass            string          `json:"tokenizer_class"`
+	BOSToken                  *string         `json:"bos_token"`
+	EOSToken                  *string         `json:"eos_token"`
+	UNKToken                  *string         `json:"unk_token"`
+	PadToken                  *string         `json:"pad_token"`
+	AddBOSToken               bool            `json:"add_bos_token"`
+	AddEOSToken               bool            `json:"add_eos_token"`
+	CleanUpTokenizationSpaces bool            `json:"clean_up_tokenization_spaces"`
+	ModelMaxLength            json.RawMessage `json:"model_max_length"`
+}
+
+// marshalHFConfig renders tokenizer_config.json.
+func (sp *SentencePiece) marshalHFConfig() ([]byte, error) {
+	piece := func(id int) *string {
+		if id < 0 {
+			return nil
+		}
+		return &sp.pieces[id]
+	}
+	maxLength := json.RawMessage(hfVeryLargeInteger)
+	if sp.ModelMaxLength > 0 {
+		maxLength = json.RawMessage(strconv.Itoa(sp.ModelMaxLength))
+	}
+	return marshalJSON(hfConfigOut{
+		TokenizerClass:            "LlamaTokenizer",
+		BOSToken:                  piece(sp.bos),
+		EOSToken:                  piece(sp.eos),
+		UNKToken:                  piece(sp.unk),
+		AddBOSToken:               sp.addBOS,
+		AddEOSToken:               false,
+		CleanUpTokenizationSpaces: false,
+		ModelMaxLength:            maxLength,
+	})
+}
