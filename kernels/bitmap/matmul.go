@@ -3,6 +3,7 @@ package bitmap
 import (
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
 )
@@ -39,7 +40,12 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 	switch {
 	case n == 0:
 	case n == 1:
-		runSplit(workersFor(rows, cols), rows, func(_, r0, r1 int) { op.dot(y[r0:r1], x, r0, r1) })
+		// Every row reads all of x, one 64-byte vector per chunk: keep it
+		// cache-line aligned so that no load is split.
+		xa, buf := aligned(cols)
+		copy(xa, x)
+		runSplit(workersFor(rows, cols), rows, func(_, r0, r1 int) { op.dot(y[r0:r1], xa, r0, r1) })
+		putBuffer(&vectors, buf)
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
 			// y[:, r0:r1] = x · panelᵀ
@@ -57,21 +63,23 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 	switch {
 	case n == 0:
 	case n == 1:
+		// One aligned partial sum per worker, added into dx at the end.
 		workers := workersFor(rows, cols)
 		partials := make([][]float32, workers)
-		clear(dx[:cols])
+		bufs := make([][]float32, workers)
 		runSplit(workers, rows, func(w, r0, r1 int) {
-			acc := dx[:cols]
-			if w > 0 {
-				acc = make([]float32, cols)
-				partials[w] = acc
-			}
-			op.axpy(acc, dy[r0:r1], r0, r1)
+			partials[w], bufs[w] = aligned(cols)
+			clear(partials[w])
+			op.axpy(partials[w], dy[r0:r1], r0, r1)
 		})
+		copy(dx, partials[0])
 		for _, p := range partials[1:] {
 			for j, v := range p {
 				dx[j] += v
 			}
+		}
+		for _, b := range bufs {
+			putBuffer(&vectors, b)
 		}
 	default:
 		var beta float32
@@ -129,10 +137,10 @@ func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 	rows, cols := op.dims()
 	pr := panelRows(rows, cols)
 	if pr >= rows {
-		buf := getBuffer(rows * cols)
+		buf := getBuffer(&panels, rows*cols)
 		decodeAll(op, buf)
 		consume(buf, 0, rows)
-		putBuffer(buf)
+		putBuffer(&panels, buf)
 		return
 	}
 	type panel struct {
@@ -143,7 +151,7 @@ func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 	free := make(chan []float32, depth)
 	ready := make(chan panel, depth)
 	for range depth {
-		free <- getBuffer(pr * cols)
+		free <- getBuffer(&panels, pr*cols)
 	}
 	go func() {
 		for r0 := 0; r0 < rows; r0 += pr {
@@ -159,18 +167,28 @@ func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 		free <- p.buf
 	}
 	for range depth {
-		putBuffer(<-free)
+		putBuffer(&panels, <-free)
 	}
 }
 
-// buffers recycles panel buffers between products (*[]float32).
-var buffers sync.Pool
+// panels and vectors recycle scratch buffers (*[]float32) between products:
+// decoded panels (megabytes) and aligned vectors (one row of x or dx).
+var panels, vectors sync.Pool
 
-func getBuffer(n int) []float32 {
-	if b, ok := buffers.Get().(*[]float32); ok && cap(*b) >= n {
+func getBuffer(pool *sync.Pool, n int) []float32 {
+	if b, ok := pool.Get().(*[]float32); ok && cap(*b) >= n {
 		return (*b)[:n]
 	}
 	return make([]float32, n)
 }
 
-func putBuffer(b []float32) { buffers.Put(&b) }
+func putBuffer(pool *sync.Pool, b []float32) { pool.Put(&b) }
+
+// aligned returns n float32s starting on a 64-byte boundary, inside a buffer
+// of the vectors pool to hand back with putBuffer(&vectors, buf).
+func aligned(n int) (s, buf []float32) {
+	const lanes = 64 / 4
+	buf = getBuffer(&vectors, n+lanes)
+	skip := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) % 64 / 4)
+	return buf[skip : skip+n], buf
+}
