@@ -1,0 +1,96 @@
+package trainer
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/datasets"
+)
+
+// Data is the tokenised training and held-out sets of a run.
+type Data struct {
+	Train, Eval []datasets.Sequence
+	// Stats of the training set's tokenisation (truncated/dropped examples).
+	Stats datasets.TokenizeStats
+}
+
+// readExamples reads prompt/response examples from path in the configured
+// format.
+func readExamples(dc configs.DataConfig, path string) ([]datasets.Example, error) {
+	switch dc.Format {
+	case configs.FormatGSM8K:
+		docs, err := datasets.ReadGSM8K(path)
+		if err != nil {
+			return nil, err
+		}
+		ex := make([]datasets.Example, len(docs))
+		for i, d := range docs {
+			ex[i] = datasets.GSM8KTrainExample(d)
+		}
+		return ex, nil
+	case configs.FormatJSONL:
+		return datasets.ReadJSONL(path, dc.PromptField, dc.ResponseField)
+	case configs.FormatMMLU:
+		// An MMLU-format CSV directory such as auxiliary_train/: the
+		// directory is a split of its parent.
+		docs, err := datasets.ReadMMLU(filepath.Dir(filepath.Clean(path)), filepath.Base(filepath.Clean(path)), nil)
+		if err != nil {
+			return nil, err
+		}
+		ex := make([]datasets.Example, len(docs))
+		for i, d := range docs {
+			ex[i] = datasets.MMLUTrainExample(d)
+		}
+		return ex, nil
+	}
+	return nil, fmt.Errorf("trainer: unknown data.format %q", dc.Format)
+}
+
+// LoadData reads and tokenises a run's training data and its held-out set:
+// data.eval_path when set, else data.eval_examples examples held out of the
+// training file (chosen from the seed). Sequences hold at most seq_len+1
+// tokens (inputs and shifted targets).
+func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
+	dc := cfg.Data
+	all, err := readExamples(dc, dc.TrainPath)
+	if err != nil {
+		return nil, err
+	}
+	if dc.MaxExamples > 0 && len(all) > dc.MaxExamples {
+		all = all[:dc.MaxExamples]
+	}
+	var train, eval []datasets.Example
+	if dc.EvalPath != "" {
+		train = all
+		if eval, err = readExamples(dc, dc.EvalPath); err != nil {
+			return nil, err
+		}
+	} else {
+		if dc.EvalExamples >= len(all) {
+			return nil, fmt.Errorf("trainer: data.eval_examples = %d leaves nothing to train on (%s has %d examples)", dc.EvalExamples, dc.TrainPath, len(all))
+		}
+		ti, ei := datasets.SplitHeldOut(len(all), dc.EvalExamples, uint64(cfg.Train.Seed))
+		for _, i := range ti {
+			train = append(train, all[i])
+		}
+		for _, i := range ei {
+			eval = append(eval, all[i])
+		}
+	}
+	overlong, err := datasets.ParseOverlong(dc.Overlong)
+	if err != nil {
+		return nil, err
+	}
+	d := &Data{}
+	if d.Train, d.Stats, err = datasets.TokenizeAll(enc, train, dc.SeqLen+1, overlong); err != nil {
+		return nil, fmt.Errorf("trainer: %s: %w", dc.TrainPath, err)
+	}
+	if len(d.Train) == 0 {
+		return nil, fmt.Errorf("trainer: no training example of %s fits data.seq_len = %d", dc.TrainPath, dc.SeqLen)
+	}
+	if d.Eval, _, err = datasets.TokenizeAll(enc, eval, dc.SeqLen+1, overlong); err != nil {
+		return nil, fmt.Errorf("trainer: held-out set: %w", err)
+	}
+	return d, nil
+}
