@@ -1,0 +1,247 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+)
+
+// CrossEntropyForward returns the masked mean next-token loss over logits [N,V]:
+//
+//	Σ_r mask[r]·(logsumexp(logits[r]) - logits[r, targets[r]]) / Σ_r mask[r]
+//
+// and 0 when Σ mask = 0. mask values are weights (0 or 1 in practice); a nil
+// mask weighs every row 1. Rows with weight 0 are not read at all (their
+// targets may be anything, e.g. -100). A target outside [0, V) on a weighted
+// row panics. Sums are accumulated in float64 in row order, so the result does
+// not depend on the number of goroutines.
+func CrossEntropyForward[T Float](logits []T, n, v int, targets []int, mask []T) T {
+	total := checkCrossEntropy("CrossEntropyForward", logits, n, v, targets, mask)
+	if total == 0 {
+		return 0
+	}
+	losses := getScratch[float64](n)
+	defer putScratch(losses)
+	parallelFor(n, n*v*expCost, func(lo, hi int) {
+		row := getScratch[T](v)
+		defer putScratch(row)
+		for r := lo; r < hi; r++ {
+			(*losses)[r] = 0
+			if mask != nil && mask[r] == 0 {
+				continue
+			}
+			x := logits[r*v : (r+1)*v]
+			(*losses)[r] = logSumExp(*row, x) - float64(x[targets[r]])
+		}
+	})
+	var sum float64
+	for r := 0; r < n; r++ {
+		sum += rowWeight(mask, r) * (*losses)[r]
+	}
+	return T(sum / total)
+}
+
+// CrossEntropyBackward writes the gradient of CrossEntropyForward scaled by
+// the upstream gradient dloss:
+//
+//	dlogits[r] = dloss · mask[r]/Σmask · (softmax(logits[r]) - onehot(targets[r]))
+//
+// dlogits [N,V] is overwritten (rows of weight 0 become zero) and may alias
+// logits.
+func CrossEntropyBackward[T Float](dlogits, logits []T, n, v int, targets []int, mask []T, dloss T) {
+	total := checkCrossEntropy("CrossEntropyBackward", logits, n, v, targets, mask)
+	checkLen("CrossEntropyBackward dlogits", dlogits, n*v)
+	parallelFor(n, n*v*expCost, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			d := dlogits[r*v : (r+1)*v]
+			weight := rowWeight(mask, r)
+			if weight == 0 || total == 0 {
+				clear(d)
+				continue
+			}
+			g := float64(dloss) * weight / total
+			x := logits[r*v : (r+1)*v]
+			scale := T(g / expShifted(d, x, maxOf(x))) // turns exp(x - max) into g·softmax(x)
+			for j := range d {
+				d[j] *= scale
+			}
+			d[targets[r]] -= T(g)
+		}
+	})
+}
+
+// TokenLogProbs writes out[r] = log softmax(logits[r])[targets[r]] for each
+// row of logits [N,V] (for evaluation). A target outside [0, V) panics.
+func TokenLogProbs[T Float](out, logits []T, n, v int, targets []int) {
+	checkCrossEntropy("TokenLogProbs", logits, n, v, targets, nil)
+	checkLen("TokenLogProbs out", out, n)
+	parallelFor(n, n*v*expCost, func(lo, hi int) {
+		row := getScratch[T](v)
+		defer putScratch(row)
+		for r := lo; r < hi; r++ {
+			x := logits[r*v : (r+1)*v]
+			out[r] = T(float64(x[targets[r]]) - logSumExp(*row, x))
+		}
+	})
+}
+
+// LogSoftmax writes y[r] = x[r] - logsumexp(x[r]) for each row of x [N,V]
+// (for sampling and evaluation). y may alias x.
+func LogSoftmax[T Float](y, x []T, n, v int) {
+	checkLen("LogSoftmax x", x, n*v)
+	checkLen("LogSoftmax y", y, n*v)
+	parallelFor(n, n*v*expCost, func(lo, hi int) {
+		row := getScratch[T](v)
+		defer putScratch(row)
+		for r := lo; r < hi; r++ {
+			lse := T(logSumExp(*row, x[r*v:(r+1)*v]))
+			yr, xr := y[r*v:(r+1)*v], x[r*v:(r+1)*v]
+			for j, xv := range xr {
+				yr[j] = xv - lse
+			}
+		}
+	})
+}
+
+// checkCrossEntropy validates the shapes and the targets of weighted rows and
+// returns Σ mask (n when mask is nil).
+func checkCrossEntropy[T Float](fn string, logits []T, n, v int, targets []int, mask []T) float64 {
+	checkLen(fn+" logits", logits, n*v)
+	checkLen(fn+" targets", targets, n)
+	if mask != nil {
+		checkLen(fn+" mask", mask, n)
+	}
+	var total float64
+	for r := 0; r < n; r++ {
+		weight := rowWeight(mask, r)
+		if weight == 0 {
+			continue
+		}
+		if t := targets[r]; t < 0 || t >= v {
+			panic(fmt.Sprintf("kernels: %s: target %d of row %d outside the vocabulary [0, %d)", fn, t, r, v))
+		}
+		total += weight
+	}
+	return total
+}
+
+// rowWeight is mask[r] as float64, or 1 when mask is nil.
+func rowWeight[T Float](mask []T, r int) float64 {
+	if mask == nil {
+		return 1
+	}
+	return float64(mask[r])
+}
+
+// Exponentials and softmax shared by cross-entropy, attention and SwiGLU.
+
+// expCost is the rough cost of one exponential in element operations, for
+// deciding when to split work across goroutines.
+const expCost = 16
+
+// logSumExp returns log Σ_j exp(x[j]) computed stably (max subtracted, sum in
+// float64); scratch (len >= len(x)) receives the shifted exponentials.
+func logSumExp[T Float](scratch, x []T) float64 {
+	m := maxOf(x)
+	return float64(m) + math.Log(expShifted(scratch, x, m))
+}
+
+// softmaxRow writes y = softmax(x) (max subtracted, sum in float64); y may
+// alias x.
+func softmaxRow[T Float](y, x []T) {
+	inv := T(1 / expShifted(y, x, maxOf(x)))
+	for j := range y[:len(x)] {
+		y[j] *= inv
+	}
+}
+
+// maxOf returns the largest element of a non-empty slice (NaNs are skipped
+// unless first; the exponential sums that use it propagate them anyway).
+func maxOf[T Float](x []T) T {
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m { // not the builtin max, whose NaN handling makes it several times slower
+			m = v
+		}
+	}
+	return m
+}
+
+// expShifted writes dst[j] = exp(src[j] - shift) and returns Σ_j dst[j]
+// accumulated in float64. dst may alias src. float32 data uses exp32, float64
+// data math.Exp.
+func expShifted[T Float](dst, src []T, shift T) float64 {
+	dst = dst[:len(src)]
+	var sum float64
+	if isFloat32[T]() {
+		for j, v := range src {
+			e := exp32(float32(v - shift))
+			dst[j] = T(e)
+			sum += float64(e)
+		}
+		return sum
+	}
+	for j, v := range src {
+		e := math.Exp(float64(v - shift))
+		dst[j] = T(e)
+		sum += e
+	}
+	return sum
+}
+
+// sigmoidInto writes dst[j] = σ(src[j]) = 1/(1 + exp(-src[j])); dst may alias src.
+func sigmoidInto[T Float](dst, src []T) {
+	dst = dst[:len(src)]
+	if isFloat32[T]() {
+		for j, v := range src {
+			dst[j] = T(1 / (1 + exp32(-float32(v))))
+		}
+		return
+	}
+	for j, v := range src {
+		dst[j] = T(1 / (1 + math.Exp(-float64(v))))
+	}
+}
+
+// exp32 is a float32 exponential about 1.5-2 times as fast as math.Exp
+// through float64, accurate to about 2 ulp (relative error below 2.5e-7).
+// With x = (64·e + i)·ln2/64 + r, |r| <= ln2/128 (Cody–Waite reduction in two
+// parts), exp(x) = 2^e · 2^(i/64) · exp(r), where 2^(i/64) comes from a table
+// and exp(r) from its degree-4 Taylor polynomial (error below 1e-10). Results
+// below the smallest normal float32 (x < -87.34) are flushed to zero; x > 88.72
+// gives +Inf and NaN gives NaN.
+func exp32(x float32) float32 {
+	const (
+		scale      = 64 / math.Ln2
+		ln2Hi      = 0.693359375 / 64 // ln2/64 = ln2Hi + ln2Lo, ln2Hi exact in few bits
+		ln2Lo      = -2.12194440e-4 / 64
+		roundMagic = 12582912 // 1.5·2²³: adding it rounds a small float32 to an integer
+		minArg     = -87.33654
+		maxArg     = 88.72284
+	)
+	if x < minArg {
+		return 0
+	}
+	if x > maxArg {
+		return float32(math.Inf(1))
+	}
+	t := x*scale + roundMagic
+	n := t - roundMagic
+	r := x - n*ln2Hi - n*ln2Lo
+	k := int32(math.Float32bits(t) - math.Float32bits(roundMagic)) // n as an integer, in [-8064, 8192]
+	p := 1 + r + r*r*(0.5+r*(1.0/6+r*(1.0/24)))
+	p *= exp2Sixtyfourths[k&63]
+	e := k >> 6 // floor(k/64), in [-126, 128]
+	if e > 127 {
+		p *= 2
+		e--
+	}
+	return p * math.Float32frombits(uint32(e+127)<<23)
+}
+
+// exp2Sixtyfourths[i] = 2^(i/64).
+var exp2Sixtyfourths = func() (t [64]float32) {
+	for i := range t {
+		t[i] = float32(math.Exp2(float64(i) / 64))
+	}
+	return t
+}()
