@@ -3,6 +3,7 @@
 package kernels
 
 // #cgo LDFLAGS: -lopenblas
+// void openblas_set_num_threads(int num_threads);
 import "C"
 
 import "gonum.org/v1/netlib/blas/netlib"
@@ -11,3 +12,6 @@ import "gonum.org/v1/netlib/blas/netlib"
 var backend BLAS = netlib.Implementation{}
 
 const backendName = "openblas"
+
+// setBLASThreads sets OpenBLAS's thread count.
+func setBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }

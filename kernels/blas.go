@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"runtime"
+
 	"gonum.org/v1/gonum/blas"
 )
 
@@ -76,4 +78,15 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	default:
 		panic("kernels: Gemm: unsupported element type")
 	}
+}
+
+// SetThreads limits the CPU threads used by the kernels: Go's scheduler
+// (GOMAXPROCS, which bounds the kernels' goroutines) and the BLAS backend's
+// own threads. n <= 0 means all cores.
+func SetThreads(n int) {
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	runtime.GOMAXPROCS(n)
+	setBLASThreads(n)
 }
