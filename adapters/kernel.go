@@ -1,0 +1,225 @@
+package adapters
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/gop"
+	"gorgonia.org/tensor"
+)
+
+// FusedKernel is the gorgonia op of one projection's Fused adapter, a
+// gop.Kernel with inputs x [..., In], A_cat [Rank, In] and B_cat [Out, Rank]
+// and output the delta ((x A_catᵀ) ⊙ scale) B_catᵀ of shape [..., Out], which
+// the model adds to the frozen base output. All three inputs are
+// differentiable (x's gradient flows on to earlier layers). The math is
+// kernels.FusedAdapterForward/Backward: two GEMMs forward without dropout,
+// three with it.
+//
+// Dropout (training mode, probability p > 0 on the leading Dropped ranks):
+// each element of x is kept with probability 1−p and scaled by 1/(1−p), as
+// torch.nn.Dropout does, for the LoRA ranks only; the SVD ranks read the clean
+// x. The mask is a pure function of (seed, step, number of rows): the trainer
+// calls SetStep before each forward pass (once per micro-batch), so a resumed
+// run draws exactly the same masks, and every Forward and Backward of one step
+// sees the same mask. The kernel caches the mask bits (one bit per element of
+// x) between calls of the same step; nothing else is cached: Backward for
+// B_cat recomputes h = (x A_catᵀ) ⊙ scale (one extra N×In×Rank GEMM) rather
+// than trusting a value from an earlier Forward. In eval mode (SetTraining
+// false) there is no dropout.
+//
+// Backward zeroes the gradient rows of A_cat and columns of B_cat that belong
+// to frozen adapters (Fused.TrainableRanks).
+type FusedKernel[T kernels.Float] struct {
+	name                   string
+	in, out, rank, dropped int
+	keepProb               float64
+	scale                  []T
+	frozen                 []int // ranks whose gradients are zeroed
+	seed, step             uint64
+	training               bool
+
+	maskValid bool
+	maskStep  uint64
+	maskRows  int
+	maskBits  []uint64 // kept elements of x for (maskStep, maskRows)
+	maskMu    sync.Mutex
+}
+
+// NewFusedKernel returns the kernel for f. name identifies the projection
+// (e.g. its HF module name) and makes the op's hash unique; seed selects the
+// dropout stream (derive it per projection, e.g. SeedFor(runSeed, name)).
+// The kernel starts in training mode at step 0. It reads f's shapes, scales,
+// dropout and trainable ranks now; A and B come through the graph inputs.
+func NewFusedKernel[T kernels.Float](f *Fused, name string, seed uint64) *FusedKernel[T] {
+	k := &FusedKernel[T]{in: f.In, out: f.Out, rank: f.Rank, dropped: f.Dropped(), keepProb: 1 - f.Dropout(),
+		seed: seed, training: true, scale: make([]T, f.Rank)}
+	for i, s := range f.Scale {
+		k.scale[i] = T(s)
+	}
+	for i, t := range f.TrainableRanks() {
+		if !t {
+			k.frozen = append(k.frozen, i)
+		}
+	}
+	var parts []string
+	for _, p := range f.Parts {
+		parts = append(parts, fmt.Sprintf("%s:%d*%g", p.Kind, p.Rank, p.Scale))
+	}
+	k.name = fmt.Sprintf("salr.fused_adapter[%s](%d->%d,%s,p=%g,seed=%d)", name, f.In, f.Out, strings.Join(parts, "+"), f.Dropout(), seed)
+	return k
+}
+
+// SetStep selects the dropout mask of a training step (or micro-step).
+func (k *FusedKernel[T]) SetStep(step uint64) { k.step = step }
+
+// SetTraining switches dropout on (training) or off (evaluation).
+func (k *FusedKernel[T]) SetTraining(on bool) { k.training = on }
+
+// Name implements gop.Kernel.
+func (k *FusedKernel[T]) Name() string { return k.name }
+
+// OutShape implements gop.Kernel: x [..., In], A [Rank, In], B [Out, Rank]
+// give [..., Out].
+func (k *FusedKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) != 3 {
+		return nil, fmt.Errorf("fused adapter takes x, A_cat, B_cat; got %d inputs", len(in))
+	}
+	x, a, b := in[0], in[1], in[2]
+	if x.Dims() < 1 || x[x.Dims()-1] != k.in {
+		return nil, fmt.Errorf("fused adapter: x has shape %v, want [..., %d]", x, k.in)
+	}
+	if !a.Eq(tensor.Shape{k.rank, k.in}) {
+		return nil, fmt.Errorf("fused adapter: A_cat has shape %v, want [%d %d]", a, k.rank, k.in)
+	}
+	if !b.Eq(tensor.Shape{k.out, k.rank}) {
+		return nil, fmt.Errorf("fused adapter: B_cat has shape %v, want [%d %d]", b, k.out, k.rank)
+	}
+	out := x.Clone()
+	out[len(out)-1] = k.out
+	return out, nil
+}
+
+// Differentiable implements gop.Kernel: x, A_cat and B_cat all are.
+func (k *FusedKernel[T]) Differentiable(i int) bool { return i >= 0 && i < 3 }
+
+// Forward implements gop.Kernel.
+func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
+	x, a, b := in[0].Data, in[1].Data, in[2].Data
+	d, drop, xd, release := k.prepare(x)
+	defer release()
+	h := borrow[T](d.N * d.R)
+	defer giveBack(h)
+	kernels.FusedAdapterForward(d, out, h, xd, x, drop, a, b, k.scale)
+}
+
+// Backward implements gop.Kernel.
+func (k *FusedKernel[T]) Backward(wrt int, dIn []T, dOut, out []T, in []gop.Arg[T]) {
+	x, a, b := in[0].Data, in[1].Data, in[2].Data
+	d, drop, xd, release := k.prepare(x)
+	defer release()
+	switch wrt {
+	case 0:
+		dh := borrow[T](d.N * d.R)
+		defer giveBack(dh)
+		kernels.FusedAdapterBackward(d, dIn, nil, nil, dh, dOut, nil, nil, x, drop, a, b, k.scale)
+	case 1:
+		if d.Dropped > 0 {
+			for i, v := range x {
+				xd[i] = v * drop[i]
+			}
+		}
+		dh := borrow[T](d.N * d.R)
+		defer giveBack(dh)
+		kernels.FusedAdapterBackward(d, nil, dIn, nil, dh, dOut, nil, xd, x, nil, a, b, k.scale)
+		for _, r := range k.frozen {
+			clear(dIn[r*k.in : (r+1)*k.in])
+		}
+	case 2:
+		h := borrow[T](d.N * d.R)
+		defer giveBack(h)
+		kernels.FusedAdapterHidden(d, h, xd, x, drop, a, k.scale)
+		kernels.FusedAdapterBackward(d, nil, nil, dIn, nil, dOut, h, nil, nil, nil, nil, nil, nil)
+		for o := 0; o < k.out; o++ {
+			for _, r := range k.frozen {
+				dIn[o*k.rank+r] = 0
+			}
+		}
+	default:
+		panic(fmt.Sprintf("adapters: FusedKernel.Backward: input %d is not differentiable", wrt))
+	}
+}
+
+// prepare returns the dims for input x and, when dropout is active, the
+// expanded dropout multiplier and a scratch buffer for x⊙drop; release
+// returns the scratch to the pool.
+func (k *FusedKernel[T]) prepare(x []T) (d kernels.AdapterDims, drop, xd []T, release func()) {
+	n := len(x) / k.in
+	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank}
+	if !k.training || k.dropped == 0 {
+		return d, nil, nil, func() {}
+	}
+	d.Dropped = k.dropped
+	bits := k.maskFor(n)
+	drop, xd = borrow[T](n*k.in), borrow[T](n*k.in)
+	inv := T(1 / k.keepProb)
+	for i := range drop {
+		drop[i] = 0
+		if bits[i>>6]>>(i&63)&1 == 1 {
+			drop[i] = inv
+		}
+	}
+	return d, drop, xd, func() { giveBack(drop); giveBack(xd) }
+}
+
+// maskFor returns the kept-element bits of the current step for n rows,
+// drawing them from PCG(seed, step) when not cached: element i is kept when
+// its 32-bit uniform draw is below keepProb·2³².
+func (k *FusedKernel[T]) maskFor(n int) []uint64 {
+	k.maskMu.Lock()
+	defer k.maskMu.Unlock()
+	if k.maskValid && k.maskStep == k.step && k.maskRows == n {
+		return k.maskBits
+	}
+	size := n * k.in
+	k.maskBits = append(k.maskBits[:0], make([]uint64, (size+63)/64)...)
+	threshold := uint64(math.Min(math.Round(k.keepProb*(1<<32)), 1<<32-1))
+	rng := rand.NewPCG(k.seed, k.step)
+	for i := 0; i < size; i += 2 {
+		u := rng.Uint64()
+		for j, draw := range [2]uint64{u & 0xffffffff, u >> 32} {
+			if e := i + j; e < size && draw < threshold {
+				k.maskBits[e>>6] |= 1 << (e & 63)
+			}
+		}
+	}
+	k.maskValid, k.maskStep, k.maskRows = true, k.step, n
+	return k.maskBits
+}
+
+// Scratch buffers shared by all fused kernels (the N×In dropout buffers would
+// otherwise cost memory per projection).
+var pool32, pool64 sync.Pool
+
+func poolFor[T kernels.Float]() *sync.Pool {
+	var z T
+	if _, ok := any(z).(float32); ok {
+		return &pool32
+	}
+	return &pool64
+}
+
+// borrow returns a scratch slice of length n (contents undefined).
+func borrow[T kernels.Float](n int) []T {
+	if p, ok := poolFor[T]().Get().(*[]T); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]T, n)
+}
+
+// giveBack returns a slice from borrow to the pool.
+func giveBack[T kernels.Float](s []T) { poolFor[T]().Put(&s) }

@@ -1,0 +1,211 @@
+package adapters
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/salr-go/salr/kernels"
+	"gonum.org/v1/gonum/blas/blas64"
+	"gonum.org/v1/gonum/lapack/lapack64"
+	"gonum.org/v1/gonum/mat"
+)
+
+// SVDConfig configures the randomized truncated SVD.
+type SVDConfig struct {
+	// Rank is the number of singular triplets kept, 1 <= Rank <= min(rows, cols).
+	Rank int
+	// Oversample (p) is the number of extra random directions of the range
+	// finder; the sketch has Rank+Oversample columns (capped at min(rows, cols)).
+	Oversample int
+	// PowerIters (q) is the number of power iterations, each re-orthonormalised
+	// by QR; they sharpen a slowly decaying spectrum (pruning residuals are
+	// close to noise, so they need a few).
+	PowerIters int
+	// Seed makes the Gaussian test matrix, and so the result, reproducible.
+	Seed uint64
+}
+
+// DefaultSVDConfig is the configuration SALR uses for the residual adapter:
+// oversampling p = max(Rank, 10) and q = 8 power iterations. Pruning
+// residuals have flat, noise-like spectra, the hard case for randomized SVD;
+// on 50% magnitude residuals of Gaussian matrices these settings capture
+// 99.99% (512×512), 99.9% (1024×1024) and 99.3% (2048×2048) of the optimal
+// rank-64 energy, and >99.5% on the small matrices of the tests.
+func DefaultSVDConfig(rank int, seed uint64) SVDConfig {
+	return SVDConfig{Rank: rank, Oversample: max(rank, 10), PowerIters: 8, Seed: seed}
+}
+
+// TruncatedSVD is a rank-Rank factorization U diag(S) Vt of a Rows×Cols
+// matrix, singular values in decreasing order; U is Rows×Rank and Vt is
+// Rank×Cols, row-major.
+type TruncatedSVD struct {
+	Rows, Cols, Rank int
+	U                []float32
+	S                []float64
+	Vt               []float32
+}
+
+// Energy is Σ S_i², the squared Frobenius norm the factorization captures.
+func (t *TruncatedSVD) Energy() float64 {
+	var e float64
+	for _, s := range t.S {
+		e += s * s
+	}
+	return e
+}
+
+// RandomizedSVD computes a rank-c.Rank truncated SVD of the rows×cols matrix
+// e (row-major) by randomized subspace iteration (Halko, Martinsson & Tropp
+// 2011, Algorithm 4.4 followed by Algorithm 5.1), with l = Rank+Oversample:
+//
+//	Ω ~ N(0,1)^{cols×l};  Q = qr(e Ω)
+//	repeat q times:  Q̃ = qr(eᵀ Q);  Q = qr(e Q̃)
+//	Bs = Qᵀ e (l×cols);  Bs = Ũ Σ Vᵀ;  U = Q Ũ
+//
+// The large products with e run through kernels.Gemm in float32; the thin QR
+// (LAPACK geqrf/orgqr) and the SVD of the small l×cols matrix run in float64
+// in gonum. The result is deterministic for a given seed and BLAS backend.
+func RandomizedSVD(e []float32, rows, cols int, c SVDConfig) (*TruncatedSVD, error) {
+	if err := checkSVDArgs(len(e), rows, cols, c.Rank); err != nil {
+		return nil, err
+	}
+	if c.Oversample < 0 || c.PowerIters < 0 {
+		return nil, fmt.Errorf("adapters: randomized SVD: oversample %d and power iterations %d must be >= 0", c.Oversample, c.PowerIters)
+	}
+	l := min(c.Rank+c.Oversample, rows, cols)
+	rng := rand.New(rand.NewPCG(c.Seed, 0x5bd))
+	omega := make([]float32, cols*l)
+	for i := range omega {
+		omega[i] = float32(rng.NormFloat64())
+	}
+	var qr thinQR
+	y := make([]float32, rows*l)  // e Ω, then e Q̃
+	yt := make([]float32, cols*l) // eᵀ Q
+	kernels.Gemm(false, false, rows, l, cols, 1, e, cols, omega, l, 0, y, l)
+	q := qr.orthonormalize(y, rows, l)
+	for it := 0; it < c.PowerIters; it++ {
+		kernels.Gemm(true, false, cols, l, rows, 1, e, cols, q, l, 0, yt, l)
+		qt := qr.orthonormalize(yt, cols, l)
+		kernels.Gemm(false, false, rows, l, cols, 1, e, cols, qt, l, 0, y, l)
+		q = qr.orthonormalize(y, rows, l)
+	}
+	// Bs = Qᵀ e, l×cols.
+	bs := make([]float32, l*cols)
+	kernels.Gemm(true, false, l, cols, rows, 1, q, l, e, cols, 0, bs, cols)
+	var svd mat.SVD
+	if !svd.Factorize(mat.NewDense(l, cols, toFloat64(bs)), mat.SVDThin) {
+		return nil, fmt.Errorf("adapters: randomized SVD: the SVD of the %d×%d sketch did not converge", l, cols)
+	}
+	var uSmall, v mat.Dense
+	svd.UTo(&uSmall) // l×l
+	svd.VTo(&v)      // cols×l
+	s := svd.Values(nil)
+	// U = Q Ũ[:, :Rank], computed in float64 from the float32 Q.
+	qd := mat.NewDense(rows, l, toFloat64(q))
+	var u mat.Dense
+	u.Mul(qd, uSmall.Slice(0, l, 0, c.Rank))
+	return newTruncated(rows, cols, c.Rank, &u, s, &v), nil
+}
+
+// ExactSVD computes the rank-`rank` truncation of the full SVD of e with
+// gonum in float64: the optimum that RandomizedSVD approximates, for tests
+// and small matrices. Pass rank = min(rows, cols) for all singular values.
+func ExactSVD(e []float32, rows, cols, rank int) (*TruncatedSVD, error) {
+	if err := checkSVDArgs(len(e), rows, cols, rank); err != nil {
+		return nil, err
+	}
+	var svd mat.SVD
+	if !svd.Factorize(mat.NewDense(rows, cols, toFloat64(e)), mat.SVDThin) {
+		return nil, fmt.Errorf("adapters: exact SVD of %d×%d did not converge", rows, cols)
+	}
+	var u, v mat.Dense
+	svd.UTo(&u)
+	svd.VTo(&v)
+	return newTruncated(rows, cols, rank, &u, svd.Values(nil), &v), nil
+}
+
+func checkSVDArgs(n, rows, cols, rank int) error {
+	if rows <= 0 || cols <= 0 || n != rows*cols {
+		return fmt.Errorf("adapters: SVD of a [%d %d] matrix with %d values", rows, cols, n)
+	}
+	if rank < 1 || rank > min(rows, cols) {
+		return fmt.Errorf("adapters: SVD rank %d must be in [1, %d] for a %d×%d matrix", rank, min(rows, cols), rows, cols)
+	}
+	return nil
+}
+
+// newTruncated keeps the first rank columns of u (rows×k) and v (cols×k).
+func newTruncated(rows, cols, rank int, u *mat.Dense, s []float64, v *mat.Dense) *TruncatedSVD {
+	t := &TruncatedSVD{Rows: rows, Cols: cols, Rank: rank,
+		U: make([]float32, rows*rank), S: append([]float64(nil), s[:rank]...), Vt: make([]float32, rank*cols)}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < rank; j++ {
+			t.U[i*rank+j] = float32(u.At(i, j))
+		}
+	}
+	for j := 0; j < rank; j++ {
+		for c := 0; c < cols; c++ {
+			t.Vt[j*cols+c] = float32(v.At(c, j))
+		}
+	}
+	return t
+}
+
+// NewSVDAdapter turns a truncated SVD of the pruning residual E into the SVD
+// residual adapter: B = U Σ^{1/2} (Out×Rank), A = Σ^{1/2} Vᵀ (Rank×In), scale
+// 1, no dropout, so that B A = U Σ Vᵀ ≈ E.
+func NewSVDAdapter(t *TruncatedSVD, trainable bool) *LowRank {
+	l := &LowRank{Kind: KindSVD, Rank: t.Rank, In: t.Cols, Out: t.Rows,
+		A: make([]float32, t.Rank*t.Cols), B: make([]float32, t.Rows*t.Rank), Scale: 1, Trainable: trainable}
+	for j, s := range t.S {
+		root := math.Sqrt(s)
+		for i := 0; i < t.Rows; i++ {
+			l.B[i*t.Rank+j] = float32(float64(t.U[i*t.Rank+j]) * root)
+		}
+		for c := 0; c < t.Cols; c++ {
+			l.A[j*t.Cols+c] = float32(float64(t.Vt[j*t.Cols+c]) * root)
+		}
+	}
+	return l
+}
+
+// thinQR computes orthonormal bases with LAPACK's geqrf/orgqr in float64,
+// reusing its scratch buffers.
+type thinQR struct {
+	tau, work []float64
+}
+
+// orthonormalize returns a new m×n float32 matrix Q (m >= n) with
+// orthonormal columns spanning the columns of y (m×n, row-major).
+func (t *thinQR) orthonormalize(y []float32, m, n int) []float32 {
+	a := toFloat64(y[:m*n])
+	g := blas64.General{Rows: m, Cols: n, Stride: n, Data: a}
+	if len(t.tau) < n {
+		t.tau = make([]float64, n)
+	}
+	tau := t.tau[:n]
+	query := []float64{0}
+	lapack64.Geqrf(g, tau, query, -1)
+	lwork := int(query[0])
+	lapack64.Orgqr(g, tau, query, -1)
+	lwork = max(lwork, int(query[0]), m, n)
+	if len(t.work) < lwork {
+		t.work = make([]float64, lwork)
+	}
+	lapack64.Geqrf(g, tau, t.work, lwork)
+	lapack64.Orgqr(g, tau, t.work, lwork)
+	out := make([]float32, m*n)
+	for i, v := range a {
+		out[i] = float32(v)
+	}
+	return out
+}
+
+func toFloat64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}
