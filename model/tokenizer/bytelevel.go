@@ -258,14 +258,11 @@ func byteLevelFromHF(src *hfSource) (*ByteLevelBPE, error) {
 // holding one: the mark of a byte-level BPE file.
 func (src *hfSource) hasByteLevelPreTokenizer() bool {
 	pre, err := src.parseComponent("pre_tokenizer", src.json.PreTokenizer)
-	if err != nil || pre == nil {
+	if err != nil {
 		return false
 	}
-	if pre.Type == "ByteLevel" {
-		return true
-	}
-	for _, p := range pre.PreTokenizers {
-		if p.Type == "ByteLevel" {
+	for _, c := range pre.leaves() {
+		if c.Type == "ByteLevel" {
 			return true
 		}
 	}
@@ -282,27 +279,18 @@ func (b *ByteLevelBPE) readPipeline(src *hfSource) error {
 	if err != nil {
 		return err
 	}
-	if normalizer != nil && normalizer.Type == "Sequence" && len(normalizer.Normalizers) == 1 {
-		normalizer = &normalizer.Normalizers[0]
-	}
-	switch {
-	case normalizer == nil:
-	case normalizer.Type == "NFC":
+	for _, c := range normalizer.leaves() {
+		if c.Type != "NFC" {
+			return unsupported("normalizer", c)
+		}
 		b.nfc = true
-	default:
-		return unsupported("normalizer", normalizer)
 	}
 
 	pre, err := src.parseComponent("pre_tokenizer", src.json.PreTokenizer)
 	if err != nil {
 		return err
 	}
-	stages := []hfComponent{*pre}
-	if pre.Type == "Sequence" {
-		stages = pre.PreTokenizers
-	}
-	for i := range stages {
-		c := &stages[i]
+	for _, c := range pre.leaves() {
 		var stage splitStage
 		switch c.Type {
 		case "ByteLevel":

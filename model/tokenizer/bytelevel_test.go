@@ -6,8 +6,11 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/quick"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func loadGPT2(t testing.TB) *ByteLevelBPE {
@@ -141,6 +144,75 @@ func BenchmarkByteLevelEncode3000(b *testing.B) {
 	for b.Loop() {
 		if _, err := gpt2.Encode(text); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestByteLevelSplitPipeline rewrites GPT-2's tokenizer.json into the Llama-3 / Qwen2 layout
+// (NFC normalizer; Sequence of a Split with GPT-2's pattern and a ByteLevel without regex):
+// it must encode exactly like GPT-2 on NFC text, and compose "e\u0301" first.
+func TestByteLevelSplitPipeline(t *testing.T) {
+	gpt2 := loadGPT2(t)
+	data, err := os.ReadFile(assetPath(t, "gpt2/tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["normalizer"] = map[string]any{"type": "NFC"}
+	doc["pre_tokenizer"] = map[string]any{"type": "Sequence", "pretokenizers": []any{
+		map[string]any{"type": "Split", "pattern": map[string]any{"Regex": gpt2SplitPattern}, "behavior": "Isolated", "invert": false},
+		map[string]any{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+	}}
+	rewritten, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := loadTiny(t, map[string]string{hfTokenizerFile: string(rewritten)})
+	texts := append(gsm8kTexts(t, 50), edgeCaseTexts...)
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 300 {
+		texts = append(texts, randomText(rng, rng.IntN(30), false))
+	}
+	for _, text := range texts {
+		text = norm.NFC.String(text)
+		if got, want := mustEncode(t, tok, text), mustEncode(t, gpt2, text); !slices.Equal(got, want) {
+			t.Fatalf("Encode(%q) = %v, GPT-2 layout gives %v", text, got, want)
+		}
+	}
+	if got, want := mustEncode(t, tok, "cafe\u0301"), mustEncode(t, gpt2, "café"); !slices.Equal(got, want) {
+		t.Errorf("NFC: Encode(\"cafe\\u0301\") = %v, want %v", got, want)
+	}
+}
+
+// TestConcurrentEncode runs both BPE tokenizers from several goroutines (run with -race).
+func TestConcurrentEncode(t *testing.T) {
+	tokenizers := []Tokenizer{loadTok512(t), loadGPT2(t)}
+	texts := gsm8kTexts(t, 20)
+	for _, tok := range tokenizers {
+		want := make([][]int, len(texts))
+		for i, text := range texts {
+			want[i] = mustEncode(t, tok, text)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan string, 4)
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range texts {
+					i := (i + g) % len(texts)
+					if got, err := tok.Encode(texts[i]); err != nil || !slices.Equal(got, want[i]) {
+						errs <- texts[i]
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for text := range errs {
+			t.Errorf("%T: concurrent Encode(%.40q...) differs", tok, text)
 		}
 	}
 }

@@ -68,8 +68,9 @@ func sentencePieceFromHF(src *hfSource) (*SentencePiece, error) {
 }
 
 // fillPiecesFromHF sets pieces and kinds from model.vocab and added_tokens: special added
-// tokens are control pieces, <0xXX> pieces are byte pieces. Ids must be 0..n-1 without gaps.
-func (sp *bpeModel) fillPiecesFromHF(src *hfSource) error {
+// tokens are control pieces (skipped by Decode), <0xXX> pieces are byte pieces. Ids must be
+// 0..n-1 without gaps.
+func (m *bpeModel) fillPiecesFromHF(src *hfSource) error {
 	var vocab map[string]int
 	if err := json.Unmarshal(src.json.Model.Vocab, &vocab); err != nil {
 		return fmt.Errorf("tokenizer: %s: model.vocab: %w", src.path, err)
@@ -84,14 +85,14 @@ func (sp *bpeModel) fillPiecesFromHF(src *hfSource) error {
 		}
 		size = max(size, id+1)
 	}
-	sp.pieces = make([]string, size)
-	sp.kinds = make([]pieceKind, size)
+	m.pieces = make([]string, size)
+	m.kinds = make([]pieceKind, size)
 	filled := make([]bool, size)
 	place := func(id int, piece string, kind pieceKind) error {
-		if filled[id] && sp.pieces[id] != piece {
-			return fmt.Errorf("tokenizer: %s: id %d is both %q and %q", src.path, id, sp.pieces[id], piece)
+		if filled[id] && m.pieces[id] != piece {
+			return fmt.Errorf("tokenizer: %s: id %d is both %q and %q", src.path, id, m.pieces[id], piece)
 		}
-		sp.pieces[id], sp.kinds[id], filled[id] = piece, kind, true
+		m.pieces[id], m.kinds[id], filled[id] = piece, kind, true
 		return nil
 	}
 	for piece, id := range vocab {
@@ -107,7 +108,7 @@ func (sp *bpeModel) fillPiecesFromHF(src *hfSource) error {
 		if t.ID < 0 {
 			return fmt.Errorf("tokenizer: %s: added token %q has negative id %d", src.path, t.Content, t.ID)
 		}
-		kind := sp.kinds[t.ID]
+		kind := m.kinds[t.ID]
 		if t.Special {
 			kind = pieceControl
 		}
@@ -179,27 +180,14 @@ func (src *hfSource) sentencePieceTextRules() (textRules, error) {
 	if err != nil {
 		return rules, err
 	}
-	var addNormalizer func(c *hfComponent) error
-	addNormalizer = func(c *hfComponent) error {
+	for _, c := range normalizer.leaves() {
 		switch {
-		case c.Type == "Sequence":
-			for i := range c.Normalizers {
-				if err := addNormalizer(&c.Normalizers[i]); err != nil {
-					return err
-				}
-			}
 		case c.Type == "Prepend" && c.Prepend != "":
 			rules.normalize = append(rules.normalize, normalizeStep{prepend: c.Prepend})
 		case c.Type == "Replace" && c.Pattern != nil && c.Pattern.String != nil && *c.Pattern.String != "":
 			rules.normalize = append(rules.normalize, normalizeStep{from: *c.Pattern.String, to: c.Content})
 		default:
-			return unsupported("normalizer", c)
-		}
-		return nil
-	}
-	if normalizer != nil {
-		if err := addNormalizer(normalizer); err != nil {
-			return rules, err
+			return rules, unsupported("normalizer", c)
 		}
 	}
 
@@ -207,17 +195,14 @@ func (src *hfSource) sentencePieceTextRules() (textRules, error) {
 	if err != nil {
 		return rules, err
 	}
-	if pre != nil && pre.Type == "Sequence" && len(pre.PreTokenizers) == 1 {
-		pre = &pre.PreTokenizers[0]
-	}
-	if pre != nil {
-		if pre.Type != "Metaspace" {
-			return rules, unsupported("pre_tokenizer", pre)
+	for i, c := range pre.leaves() {
+		if c.Type != "Metaspace" || i > 0 {
+			return rules, unsupported("pre_tokenizer", c)
 		}
 		rules.metaspace = &metaspaceRule{
-			replacement:  metaspaceReplacement(pre),
-			prependFirst: metaspacePrepends(pre),
-			split:        pre.Split == nil || *pre.Split,
+			replacement:  metaspaceReplacement(c),
+			prependFirst: metaspacePrepends(c),
+			split:        c.Split == nil || *c.Split,
 		}
 	}
 
@@ -225,40 +210,27 @@ func (src *hfSource) sentencePieceTextRules() (textRules, error) {
 	if err != nil {
 		return rules, err
 	}
-	var addDecoder func(c *hfComponent) error
-	addDecoder = func(c *hfComponent) error {
+	for _, c := range decoder.leaves() {
 		switch c.Type {
-		case "Sequence":
-			for i := range c.Decoders {
-				if err := addDecoder(&c.Decoders[i]); err != nil {
-					return err
-				}
-			}
 		case "ByteFallback", "Fuse":
 		case "Replace":
 			if c.Pattern == nil || c.Pattern.String == nil || *c.Pattern.String != spaceMarker || c.Content != " " {
-				return fmt.Errorf("tokenizer: %s: decoder Replace must turn %q into \" \"", src.path, spaceMarker)
+				return rules, fmt.Errorf("tokenizer: %s: decoder Replace must turn %q into \" \"", src.path, spaceMarker)
 			}
 		case "Strip":
 			if c.Content != " " || c.Stop != 0 {
-				return fmt.Errorf("tokenizer: %s: decoder Strip must strip leading spaces only", src.path)
+				return rules, fmt.Errorf("tokenizer: %s: decoder Strip must strip leading spaces only", src.path)
 			}
 			rules.stripLeadingSpaces += c.Start
 		case "Metaspace":
 			if metaspaceReplacement(c) != spaceMarker {
-				return fmt.Errorf("tokenizer: %s: decoder Metaspace must use %q", src.path, spaceMarker)
+				return rules, fmt.Errorf("tokenizer: %s: decoder Metaspace must use %q", src.path, spaceMarker)
 			}
 			if metaspacePrepends(c) {
 				rules.stripLeadingSpaces++
 			}
 		default:
-			return unsupported("decoder", c)
-		}
-		return nil
-	}
-	if decoder != nil {
-		if err := addDecoder(decoder); err != nil {
-			return rules, err
+			return rules, unsupported("decoder", c)
 		}
 	}
 	return rules, nil

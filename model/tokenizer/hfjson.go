@@ -41,7 +41,7 @@ type hfModel struct {
 	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
 	FuseUnk                 bool            `json:"fuse_unk"`
 	ByteFallback            bool            `json:"byte_fallback"`
-	IgnoreMerges            bool            `json:"ignore_merges"`
+	IgnoreMerges            bool            `json:"ignore_merges,omitempty"`
 	Dropout                 *float64        `json:"dropout"`
 	Vocab                   json.RawMessage `json:"vocab"`
 	Merges                  json.RawMessage `json:"merges"`
@@ -78,6 +78,23 @@ type hfComponent struct {
 	// BertProcessing / RobertaProcessing: ["[CLS]", 101].
 	Cls []json.RawMessage `json:"cls"`
 	Sep []json.RawMessage `json:"sep"`
+}
+
+// leaves expands Sequence components, recursively, into their parts; nil gives none.
+func (c *hfComponent) leaves() []*hfComponent {
+	if c == nil {
+		return nil
+	}
+	if c.Type != "Sequence" {
+		return []*hfComponent{c}
+	}
+	var out []*hfComponent
+	for _, parts := range [][]hfComponent{c.Normalizers, c.PreTokenizers, c.Processors, c.Decoders} {
+		for i := range parts {
+			out = append(out, parts[i].leaves()...)
+		}
+	}
+	return out
 }
 
 // hfPattern is a Replace/Split pattern: a literal string or a regular expression.
@@ -310,20 +327,22 @@ func (src *hfSource) resolveSpecialTokens(lookup func(string) (int, bool)) (spec
 // after a single sequence (-1 when none).
 func templateSpecials(post *hfComponent, lookup func(string) (int, bool)) (before, after int) {
 	before, after = -1, -1
-	if post == nil {
-		return before, after
-	}
-	switch post.Type {
-	case "Sequence":
-		for i := range post.Processors {
-			b, a := templateSpecials(&post.Processors[i], lookup)
-			if before < 0 {
-				before = b
-			}
-			if a >= 0 {
-				after = a
-			}
+	for _, post := range post.leaves() {
+		b, a := leafTemplateSpecials(post, lookup)
+		if before < 0 {
+			before = b
 		}
+		if a >= 0 {
+			after = a
+		}
+	}
+	return before, after
+}
+
+// leafTemplateSpecials is templateSpecials for one processor other than Sequence.
+func leafTemplateSpecials(post *hfComponent, lookup func(string) (int, bool)) (before, after int) {
+	before, after = -1, -1
+	switch post.Type {
 	case "TemplateProcessing":
 		seenSequence := false
 		for _, item := range post.Single {

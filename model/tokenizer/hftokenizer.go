@@ -12,10 +12,11 @@ import (
 	"github.com/sugarme/tokenizer/pretrained"
 )
 
-// HFTokenizer is an HF tokenizer.json without byte fallback (byte-level BPE such as GPT-2,
-// Llama-3 and Qwen2), run by github.com/sugarme/tokenizer v0.3.0 with these corrections:
-//   - truncation and padding stored in the file are switched off (GPT-2's tokenizer.json
-//     truncates every encoding to 50 tokens);
+// HFTokenizer is an HF tokenizer.json that neither SentencePiece nor ByteLevelBPE reads
+// (WordPiece, WordLevel, Unigram, BPE without a byte-level pre-tokenizer), run by
+// github.com/sugarme/tokenizer v0.3.0 with these corrections:
+//   - truncation and padding stored in the file are switched off (GPT-2's tokenizer.json, for
+//     one, truncates every encoding to 50 tokens);
 //   - added tokens (<|endoftext|>, <|im_start|>, ...) in the text are matched here,
 //     leftmost-longest on the raw text as HF does, because sugarme v0.3.0 drops them from
 //     the ids; lstrip, rstrip and single_word are honoured, normalized is not (they are
@@ -23,7 +24,9 @@ import (
 //   - sugarme panics (for example a BPE file without unk_token meeting an unknown character)
 //     become errors naming the file.
 //
-// sugarme calls log.Fatal on a few internal errors; those cannot be recovered from.
+// Not corrected: sugarme's BPE breaks ties between equal-rank pairs in arbitrary order
+// (HF merges the leftmost first), and sugarme calls log.Fatal on a few internal errors,
+// which cannot be recovered from.
 type HFTokenizer struct {
 	path      string
 	tk        *sugarme.Tokenizer

@@ -1,23 +1,27 @@
 // Package tokenizer turns text into token ids and back for the models SALR fine-tunes.
 //
-// Two implementations sit behind the Tokenizer interface:
+// Three implementations sit behind the Tokenizer interface:
 //
 //   - SentencePiece: SentencePiece-style BPE with byte fallback (Llama-2, Mistral, TinyLlama,
 //     the llama2.c stories models), written here because sugarme/tokenizer lacks byte
 //     fallback. It loads from a llama2.c tok*.bin (merge priority = piece score) or from an
 //     HF tokenizer.json whose model is BPE with byte_fallback true (merge priority = merge
 //     rank), and can write the HF form back (WriteHF).
-//   - HFTokenizer: any other HF tokenizer.json (byte-level BPE such as GPT-2, Llama-3, Qwen2),
-//     wrapping github.com/sugarme/tokenizer with its panics turned into errors and its
-//     added-token handling replaced (see HFTokenizer).
+//   - ByteLevelBPE: HF byte-level BPE (GPT-2, Llama-3, Qwen2), also written here because
+//     sugarme/tokenizer v0.3.0 encodes these files differently from HF (see ByteLevelBPE).
+//   - HFTokenizer: any other HF tokenizer.json (WordPiece, WordLevel, Unigram, BPE without a
+//     byte-level pre-tokenizer), run by github.com/sugarme/tokenizer with its panics turned
+//     into errors and its added-token handling replaced.
 //
-// Load picks the implementation from the file. Encode never adds BOS/EOS: callers prepend
+// Both BPE implementations share one merge loop, a heap of adjacent pairs over a linked list
+// (O(n log n) in the text length). Load picks the implementation from the file. Encode never adds BOS/EOS: callers prepend
 // BOS() when AddBOS() is true. Decode skips special tokens (BOS, EOS, unk, pad, ...).
 package tokenizer
 
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -84,8 +88,11 @@ func looksLikeJSON(path string) (bool, error) {
 	r := bufio.NewReader(f)
 	for {
 		b, err := r.ReadByte()
+		if err == io.EOF {
+			return false, nil // empty: not JSON; the llama2.c loader reports the truncation
+		}
 		if err != nil {
-			return false, nil // empty or unreadable tail: not JSON; the llama2.c loader reports it
+			return false, fmt.Errorf("tokenizer: %w", err)
 		}
 		switch b {
 		case ' ', '\t', '\r', '\n':

@@ -71,50 +71,69 @@ func writeFileAtomic(path string, data []byte) (err error) {
 // marshalJSON encodes v indented, without escaping <, > and & (pieces such as "<s>" stay
 // readable).
 func marshalJSON(v any) ([]byte, error) {
+	return encodeJSON(v, "  ")
+}
+
+// encodeJSON encodes v without HTML escaping, indented by indent unless it is empty.
+func encodeJSON(v any, indent string) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
+	if indent != "" {
+		enc.SetIndent("", indent)
+	}
 	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// orderedVocab marshals pieces as a JSON object {piece: id} in id order.
-type orderedVocab []string
+// vocabObject is the tokenizer.json vocab {piece: id}, in id order.
+func vocabObject(pieces []string) jsonObject {
+	vocab := make(jsonObject, len(pieces))
+	for id, piece := range pieces {
+		vocab[id] = jsonField{piece, id}
+	}
+	return vocab
+}
 
-// MarshalJSON writes the object in id order.
-func (v orderedVocab) MarshalJSON() ([]byte, error) {
+// jsonObject is a JSON object that keeps its keys in the order given ("type" first, as HF
+// writes it).
+type jsonObject []jsonField
+
+// jsonField is one key of a jsonObject.
+type jsonField struct {
+	key   string
+	value any
+}
+
+// MarshalJSON writes the fields in order.
+func (o jsonObject) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteByte('{')
-	for id, piece := range v {
-		if id > 0 {
+	for i, f := range o {
+		if i > 0 {
 			buf.WriteByte(',')
 		}
-		key, err := json.Marshal(piece)
+		key, err := encodeJSON(f.key, "")
+		if err != nil {
+			return nil, err
+		}
+		value, err := encodeJSON(f.value, "")
 		if err != nil {
 			return nil, err
 		}
 		buf.Write(key)
 		buf.WriteByte(':')
-		buf.WriteString(strconv.Itoa(id))
+		buf.Write(value)
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
 }
 
-// hfBPEModelOut is the model object of a written tokenizer.json.
-type hfBPEModelOut struct {
-	Type                    string       `json:"type"`
-	Dropout                 *float64     `json:"dropout"`
-	UnkToken                *string      `json:"unk_token"`
-	ContinuingSubwordPrefix *string      `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string      `json:"end_of_word_suffix"`
-	FuseUnk                 bool         `json:"fuse_unk"`
-	ByteFallback            bool         `json:"byte_fallback"`
-	Vocab                   orderedVocab `json:"vocab"`
-	Merges                  []any        `json:"merges"`
+// typed starts a jsonObject with its "type".
+func typed(typ string, fields ...jsonField) jsonObject {
+	return append(jsonObject{{"type", typ}}, fields...)
 }
 
 // hfTokenizerOut is a written tokenizer.json.
@@ -127,11 +146,19 @@ type hfTokenizerOut struct {
 	PreTokenizer  any            `json:"pre_tokenizer"`
 	PostProcessor any            `json:"post_processor"`
 	Decoder       any            `json:"decoder"`
-	Model         hfBPEModelOut  `json:"model"`
+	Model         hfModel        `json:"model"`
 }
 
 // marshalHFTokenizer renders tokenizer.json.
 func (sp *SentencePiece) marshalHFTokenizer() ([]byte, error) {
+	vocab, err := encodeJSON(vocabObject(sp.pieces), "")
+	if err != nil {
+		return nil, err
+	}
+	merges, err := encodeJSON(sp.hfMerges(), "")
+	if err != nil {
+		return nil, err
+	}
 	out := hfTokenizerOut{
 		Version:       "1.0",
 		AddedTokens:   []hfAddedToken{},
@@ -139,12 +166,12 @@ func (sp *SentencePiece) marshalHFTokenizer() ([]byte, error) {
 		PreTokenizer:  sp.hfPreTokenizer(),
 		PostProcessor: sp.hfPostProcessor(),
 		Decoder:       sp.hfDecoder(),
-		Model: hfBPEModelOut{
+		Model: hfModel{
 			Type:         "BPE",
 			FuseUnk:      sp.fuseUnk,
 			ByteFallback: true,
-			Vocab:        orderedVocab(sp.pieces),
-			Merges:       sp.hfMerges(),
+			Vocab:        vocab,
+			Merges:       merges,
 		},
 	}
 	if sp.unk >= 0 {
@@ -183,7 +210,7 @@ func (sp *SentencePiece) hfNormalizer() any {
 	var steps []any
 	for _, step := range sp.text.normalize {
 		if step.prepend != "" {
-			steps = append(steps, map[string]any{"type": "Prepend", "prepend": step.prepend})
+			steps = append(steps, typed("Prepend", jsonField{"prepend", step.prepend}))
 		} else {
 			steps = append(steps, hfReplace(step.from, step.to))
 		}
@@ -191,12 +218,12 @@ func (sp *SentencePiece) hfNormalizer() any {
 	if len(steps) == 0 {
 		return nil
 	}
-	return map[string]any{"type": "Sequence", "normalizers": steps}
+	return typed("Sequence", jsonField{"normalizers", steps})
 }
 
 // hfReplace renders a Replace normalizer/decoder step.
-func hfReplace(from, to string) map[string]any {
-	return map[string]any{"type": "Replace", "pattern": hfPattern{String: &from}, "content": to}
+func hfReplace(from, to string) jsonObject {
+	return typed("Replace", jsonField{"pattern", hfPattern{String: &from}}, jsonField{"content", to})
 }
 
 // hfPreTokenizer renders the Metaspace pre-tokenizer, or nil.
@@ -209,7 +236,7 @@ func (sp *SentencePiece) hfPreTokenizer() any {
 	if ms.prependFirst {
 		scheme = "first"
 	}
-	return map[string]any{"type": "Metaspace", "replacement": ms.replacement, "prepend_scheme": scheme, "split": ms.split}
+	return typed("Metaspace", jsonField{"replacement", ms.replacement}, jsonField{"prepend_scheme", scheme}, jsonField{"split", ms.split})
 }
 
 // hfPostProcessor renders a TemplateProcessing that puts BOS before the sequence, or nil when
@@ -226,28 +253,21 @@ func (sp *SentencePiece) hfPostProcessor() any {
 		}
 		return hfTemplateItem{Sequence: ref}
 	}
-	return map[string]any{
-		"type":   "TemplateProcessing",
-		"single": []hfTemplateItem{item(true, bos, 0), item(false, "A", 0)},
-		"pair":   []hfTemplateItem{item(true, bos, 0), item(false, "A", 0), item(true, bos, 1), item(false, "B", 1)},
-		"special_tokens": map[string]hfTemplateSpecial{
-			bos: {ID: bos, IDs: []int{sp.bos}, Tokens: []string{bos}},
-		},
-	}
+	return typed("TemplateProcessing",
+		jsonField{"single", []hfTemplateItem{item(true, bos, 0), item(false, "A", 0)}},
+		jsonField{"pair", []hfTemplateItem{item(true, bos, 0), item(false, "A", 0), item(true, bos, 1), item(false, "B", 1)}},
+		jsonField{"special_tokens", map[string]hfTemplateSpecial{bos: {ID: bos, IDs: []int{sp.bos}, Tokens: []string{bos}}}},
+	)
 }
 
 // hfDecoder renders the SentencePiece decoder: "▁" to space, byte fallback, fuse, and the
 // dummy-prefix strip.
 func (sp *SentencePiece) hfDecoder() any {
-	steps := []any{
-		hfReplace(spaceMarker, " "),
-		map[string]any{"type": "ByteFallback"},
-		map[string]any{"type": "Fuse"},
-	}
+	steps := []any{hfReplace(spaceMarker, " "), typed("ByteFallback"), typed("Fuse")}
 	if sp.text.stripLeadingSpaces > 0 {
-		steps = append(steps, map[string]any{"type": "Strip", "content": " ", "start": sp.text.stripLeadingSpaces, "stop": 0})
+		steps = append(steps, typed("Strip", jsonField{"content", " "}, jsonField{"start", sp.text.stripLeadingSpaces}, jsonField{"stop", 0}))
 	}
-	return map[string]any{"type": "Sequence", "decoders": steps}
+	return typed("Sequence", jsonField{"decoders", steps})
 }
 
 // hfConfigOut is a written tokenizer_config.json.
