@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
@@ -29,6 +30,8 @@ type kernelsOptions struct {
 	seed       uint64
 	jsonOut    bool
 	transposed bool
+	panelElems int
+	depth      int
 }
 
 func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
@@ -48,6 +51,8 @@ func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed of weights and activations")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per line instead of a table")
 	fs.BoolVar(&o.transposed, "backward", false, "time Mul (dX = dY·W, the frozen base's backward) instead of MulT")
+	fs.IntVar(&o.panelElems, "panel-elems", bitmap.PanelElems, "batched pipeline: fp32 `values` per decoded panel")
+	fs.IntVar(&o.depth, "pipeline-depth", bitmap.PipelineDepth, "batched pipeline: panel buffers in the ring (0: decode then multiply, no overlap)")
 }
 
 func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,6 +74,10 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.reps < 1 {
 		return fmt.Errorf("-reps %d: want at least 1 (the protocol asks for 20)", o.reps)
 	}
+	if o.panelElems < 1 || o.depth < 0 {
+		return fmt.Errorf("-panel-elems %d, -pipeline-depth %d: want >= 1 and >= 0", o.panelElems, o.depth)
+	}
+	bitmap.PanelElems, bitmap.PipelineDepth = o.panelElems, o.depth
 	cfg := bitmap.KernelBenchConfig{
 		Shapes: shapes, Cases: cases, Sparsity: o.sparsity, Reps: o.reps,
 		ColdBytes: o.coldMB << 20, Seed: o.seed, Transposed: o.transposed,
@@ -92,8 +101,8 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if o.transposed {
 			op = "Mul (dx = dy·W)"
 		}
-		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d; kernels %s, BLAS %s\n",
-			op, o.sparsity, o.coldMB, o.reps, bitmap.Implementation(), kernels.BackendName())
+		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d; kernels %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
+			op, o.sparsity, o.coldMB, o.reps, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
 		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
 			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
 	}

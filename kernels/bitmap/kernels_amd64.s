@@ -47,27 +47,19 @@
 	VPXORD Z3, Z3, Z3
 
 // ---------------------------------------------------------------------------
-// Bitmap dot: for each row r < R9: (DI) = row · x. SI masks, DX values,
-// R8 x, R10 chunks per row. Four chunks in flight, one accumulator each.
+// The bitmap kernels share one loop over the chunks of a row: SI masks, DX
+// values, R11 the row of x, dx or dst (64 bytes per chunk), CX the chunks
+// left. Four chunks are in flight, each with its own k, temporary,
+// accumulator (Z0..Z3) and count register; the per-chunk work is CHUNK.
 
-#define DOT_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
-	VFMADD231PS xoff(R11), z, k, acc; \
-	ADVANCE(cnt)
-
-#define DOT_BITMAP(EXPAND, ADVANCE) \
-rowloop: \
-	ZERO_ACC4; \
-	MOVQ R8, R11; \
-	MOVQ R10, CX; \
+#define BITMAP_CHUNKS(CHUNK, EXPAND, ADVANCE, done) \
 	CMPQ CX, $4; \
 	JB   single; \
 quad: \
-	DOT_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
-	DOT_CHUNK(EXPAND, ADVANCE, 2, 64, K2, Z5, Z1, BX); \
-	DOT_CHUNK(EXPAND, ADVANCE, 4, 128, K3, Z6, Z2, R12); \
-	DOT_CHUNK(EXPAND, ADVANCE, 6, 192, K4, Z7, Z3, R13); \
+	CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
+	CHUNK(EXPAND, ADVANCE, 2, 64, K2, Z5, Z1, BX); \
+	CHUNK(EXPAND, ADVANCE, 4, 128, K3, Z6, Z2, R12); \
+	CHUNK(EXPAND, ADVANCE, 6, 192, K4, Z7, Z3, R13); \
 	ADDQ $8, SI; \
 	ADDQ $256, R11; \
 	SUBQ $4, CX; \
@@ -75,16 +67,94 @@ quad: \
 	JAE  quad; \
 single: \
 	TESTQ CX, CX; \
-	JZ    reduce; \
-	DOT_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
+	JZ    done; \
+	CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
 	ADDQ $2, SI; \
 	ADDQ $64, R11; \
 	DECQ CX; \
-	JMP  single; \
+	JMP  single
+
+// DOT_CHUNK: acc += expanded chunk · x, both masked by the chunk mask.
+#define DOT_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
+	LOAD_MASK(moff, k, cnt); \
+	EXPAND(k, z); \
+	VFMADD231PS xoff(R11), z, k, acc; \
+	ADVANCE(cnt)
+
+// AXPY_CHUNK: dx chunk += Z31 · expanded chunk, only the mask's lanes of dx
+// read and written.
+#define AXPY_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
+	LOAD_MASK(moff, k, cnt); \
+	EXPAND(k, z); \
+	VFMADD213PS xoff(R11), Z31, k, z; \
+	VMOVUPS z, k, xoff(R11); \
+	ADVANCE(cnt)
+
+// DECODE_CHUNK: dst chunk = expanded chunk (zeros at pruned positions).
+#define DECODE_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
+	LOAD_MASK(moff, k, cnt); \
+	EXPAND(k, z); \
+	VMOVUPS z, xoff(R11); \
+	ADVANCE(cnt)
+
+// Bitmap dot: for each of R9 rows, (DI) = row · x; R8 x, R10 chunks per row.
+#define DOT_BITMAP(EXPAND, ADVANCE) \
+rowloop: \
+	ZERO_ACC4; \
+	MOVQ R8, R11; \
+	MOVQ R10, CX; \
+	BITMAP_CHUNKS(DOT_CHUNK, EXPAND, ADVANCE, reduce); \
 reduce: \
 	REDUCE4; \
 	VMOVSS X0, (DI); \
 	ADDQ $4, DI; \
+	DECQ R9; \
+	JNZ  rowloop; \
+	VZEROUPPER; \
+	RET
+
+// Bitmap axpy: for each of R9 rows, dx (DI) += (R8)[row] · row; R10 chunks
+// per row, Z31 the broadcast dy[row].
+#define AXPY_BITMAP(EXPAND, ADVANCE) \
+rowloop: \
+	VBROADCASTSS (R8), Z31; \
+	ADDQ $4, R8; \
+	MOVQ DI, R11; \
+	MOVQ R10, CX; \
+	BITMAP_CHUNKS(AXPY_CHUNK, EXPAND, ADVANCE, next); \
+next: \
+	DECQ R9; \
+	JNZ  rowloop; \
+	VZEROUPPER; \
+	RET
+
+// Bitmap decode: R9 rows of R10 columns into dense rows at DI. The chunks
+// before the last one of a row (R8 of them) are stored whole, the last one
+// under K7, the mask of the columns it covers; R10 becomes the row stride in
+// bytes.
+#define DECODE_BITMAP(EXPAND, ADVANCE) \
+	LEAQ -1(R10), R8; \
+	SHRQ $4, R8; \
+	MOVQ R8, CX; \
+	SHLQ $4, CX; \
+	NEGQ CX; \
+	ADDQ R10, CX; \
+	MOVL $1, AX; \
+	SHLL CX, AX; \
+	DECL AX; \
+	KMOVW AX, K7; \
+	SHLQ $2, R10; \
+rowloop: \
+	MOVQ DI, R11; \
+	MOVQ R8, CX; \
+	BITMAP_CHUNKS(DECODE_CHUNK, EXPAND, ADVANCE, last); \
+last: \
+	LOAD_MASK(0, K1, AX); \
+	EXPAND(K1, Z4); \
+	VMOVUPS Z4, K7, (R11); \
+	ADVANCE(AX); \
+	ADDQ $2, SI; \
+	ADDQ R10, DI; \
 	DECQ R9; \
 	JNZ  rowloop; \
 	VZEROUPPER; \
@@ -120,49 +190,6 @@ TEXT ·dotBitmapF32(SB), NOSPLIT, $0-104
 	MOVQ chunks+96(FP), R10
 	DOT_BITMAP(EXPAND_F32, ADVANCE_32)
 
-// ---------------------------------------------------------------------------
-// Bitmap axpy: for each row r < R9: dx += (R8)[r] · row. SI masks, DX
-// values, DI dx, R10 chunks per row; Z31 holds the broadcast dy[r].
-
-#define AXPY_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
-	VFMADD213PS xoff(R11), Z31, k, z; \
-	VMOVUPS z, k, xoff(R11); \
-	ADVANCE(cnt)
-
-#define AXPY_BITMAP(EXPAND, ADVANCE) \
-rowloop: \
-	VBROADCASTSS (R8), Z31; \
-	ADDQ $4, R8; \
-	MOVQ DI, R11; \
-	MOVQ R10, CX; \
-	CMPQ CX, $4; \
-	JB   single; \
-quad: \
-	AXPY_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, AX); \
-	AXPY_CHUNK(EXPAND, ADVANCE, 2, 64, K2, Z5, BX); \
-	AXPY_CHUNK(EXPAND, ADVANCE, 4, 128, K3, Z6, R12); \
-	AXPY_CHUNK(EXPAND, ADVANCE, 6, 192, K4, Z7, R13); \
-	ADDQ $8, SI; \
-	ADDQ $256, R11; \
-	SUBQ $4, CX; \
-	CMPQ CX, $4; \
-	JAE  quad; \
-single: \
-	TESTQ CX, CX; \
-	JZ    next; \
-	AXPY_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, AX); \
-	ADDQ $2, SI; \
-	ADDQ $64, R11; \
-	DECQ CX; \
-	JMP  single; \
-next: \
-	DECQ R9; \
-	JNZ  rowloop; \
-	VZEROUPPER; \
-	RET
-
 // func axpyBitmapBF16(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
 TEXT ·axpyBitmapBF16(SB), NOSPLIT, $0-104
 	MOVQ dx_base+0(FP), DI
@@ -193,65 +220,6 @@ TEXT ·axpyBitmapF32(SB), NOSPLIT, $0-104
 	MOVQ chunks+96(FP), R10
 	AXPY_BITMAP(EXPAND_F32, ADVANCE_32)
 
-// ---------------------------------------------------------------------------
-// Bitmap decode: R9 rows of R10 columns from SI masks and DX values into
-// dense rows at DI. R12 = chunks before the last one of a row, K7 = the
-// columns of the last chunk, R13 = row stride in bytes; R8 and R10 are free
-// after the set-up.
-
-#define DECODE_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
-	VMOVUPS z, xoff(R11); \
-	ADVANCE(cnt)
-
-#define DECODE_BITMAP(EXPAND, ADVANCE) \
-	LEAQ -1(R10), R12; \
-	SHRQ $4, R12; \
-	MOVQ R12, CX; \
-	SHLQ $4, CX; \
-	NEGQ CX; \
-	ADDQ R10, CX; \
-	MOVL $1, AX; \
-	SHLL CX, AX; \
-	DECL AX; \
-	KMOVW AX, K7; \
-	LEAQ (R10*4), R13; \
-rowloop: \
-	MOVQ DI, R11; \
-	MOVQ R12, CX; \
-	CMPQ CX, $4; \
-	JB   single; \
-quad: \
-	DECODE_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, AX); \
-	DECODE_CHUNK(EXPAND, ADVANCE, 2, 64, K2, Z5, BX); \
-	DECODE_CHUNK(EXPAND, ADVANCE, 4, 128, K3, Z6, R8); \
-	DECODE_CHUNK(EXPAND, ADVANCE, 6, 192, K4, Z7, R10); \
-	ADDQ $8, SI; \
-	ADDQ $256, R11; \
-	SUBQ $4, CX; \
-	CMPQ CX, $4; \
-	JAE  quad; \
-single: \
-	TESTQ CX, CX; \
-	JZ    last; \
-	DECODE_CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, AX); \
-	ADDQ $2, SI; \
-	ADDQ $64, R11; \
-	DECQ CX; \
-	JMP  single; \
-last: \
-	LOAD_MASK(0, K1, AX); \
-	EXPAND(K1, Z4); \
-	VMOVUPS Z4, K7, (R11); \
-	ADVANCE(AX); \
-	ADDQ $2, SI; \
-	ADDQ R13, DI; \
-	DECQ R9; \
-	JNZ  rowloop; \
-	VZEROUPPER; \
-	RET
-
 // func decodeBitmapBF16(dst []float32, masks []uint16, vals []uint16, rows, cols int)
 TEXT ·decodeBitmapBF16(SB), NOSPLIT, $0-88
 	MOVQ dst_base+0(FP), DI
@@ -280,8 +248,10 @@ TEXT ·decodeBitmapF32(SB), NOSPLIT, $0-88
 	DECODE_BITMAP(EXPAND_F32, ADVANCE_32)
 
 // ---------------------------------------------------------------------------
-// Dense bf16. R12 = full chunks per row, K1 = the columns of the partial last
-// chunk, R13 = its size in bytes (0 when Cols is a multiple of 16).
+// Dense bf16: rows of R10 columns at SI (2 bytes each), R11 the row of x, dx
+// or dst. DENSE_CHUNKS runs CHUNK over the CX whole chunks of a row, four at
+// a time; the partial last chunk (R13 bytes, columns K1; R13 = 0 when R10 is
+// a multiple of 16) is done by each kernel under K1.
 
 #define WIDEN_BF16(src, z) VPMOVZXWD src, z; VPSLLD $16, z, z
 
@@ -296,6 +266,35 @@ TEXT ·decodeBitmapF32(SB), NOSPLIT, $0-88
 	DECL AX; \
 	KMOVW AX, K1
 
+#define DENSE_CHUNKS(CHUNK, done) \
+	CMPQ CX, $4; \
+	JB   single; \
+quad: \
+	CHUNK(0, 0, Z4, Z0); \
+	CHUNK(32, 64, Z5, Z1); \
+	CHUNK(64, 128, Z6, Z2); \
+	CHUNK(96, 192, Z7, Z3); \
+	ADDQ $128, SI; \
+	ADDQ $256, R11; \
+	SUBQ $4, CX; \
+	CMPQ CX, $4; \
+	JAE  quad; \
+single: \
+	TESTQ CX, CX; \
+	JZ    done; \
+	CHUNK(0, 0, Z4, Z0); \
+	ADDQ $32, SI; \
+	ADDQ $64, R11; \
+	DECQ CX; \
+	JMP  single
+
+// WIDEN_TAIL: Z4 = the partial last chunk widened (zeros past it).
+#define WIDEN_TAIL VPMOVZXWD.Z (SI), K1, Z4; VPSLLD $16, Z4, Z4
+
+#define DENSE_DOT_CHUNK(woff, xoff, z, acc) WIDEN_BF16(woff(SI), z); VFMADD231PS xoff(R11), z, acc
+#define DENSE_AXPY_CHUNK(woff, xoff, z, acc) WIDEN_BF16(woff(SI), z); VFMADD213PS xoff(R11), Z31, z; VMOVUPS z, xoff(R11)
+#define WIDEN_CHUNK(woff, xoff, z, acc) WIDEN_BF16(woff(SI), z); VMOVUPS z, xoff(R11)
+
 // func dotDenseBF16(y []float32, w []uint16, x []float32, cols int)
 TEXT ·dotDenseBF16(SB), NOSPLIT, $0-80
 	MOVQ y_base+0(FP), DI
@@ -309,39 +308,12 @@ rowloop:
 	ZERO_ACC4
 	MOVQ R8, R11
 	MOVQ R12, CX
-	CMPQ CX, $4
-	JB   single
-
-quad:
-	WIDEN_BF16(0(SI), Z4)
-	WIDEN_BF16(32(SI), Z5)
-	WIDEN_BF16(64(SI), Z6)
-	WIDEN_BF16(96(SI), Z7)
-	VFMADD231PS 0(R11), Z4, Z0
-	VFMADD231PS 64(R11), Z5, Z1
-	VFMADD231PS 128(R11), Z6, Z2
-	VFMADD231PS 192(R11), Z7, Z3
-	ADDQ $128, SI
-	ADDQ $256, R11
-	SUBQ $4, CX
-	CMPQ CX, $4
-	JAE  quad
-
-single:
-	TESTQ CX, CX
-	JZ    tail
-	WIDEN_BF16((SI), Z4)
-	VFMADD231PS (R11), Z4, Z0
-	ADDQ $32, SI
-	ADDQ $64, R11
-	DECQ CX
-	JMP  single
+	DENSE_CHUNKS(DENSE_DOT_CHUNK, tail)
 
 tail:
 	TESTQ R13, R13
 	JZ    reduce
-	VPMOVZXWD.Z (SI), K1, Z4
-	VPSLLD $16, Z4, Z4
+	WIDEN_TAIL
 	VFMADD231PS (R11), Z4, K1, Z1
 	ADDQ R13, SI
 
@@ -368,44 +340,12 @@ rowloop:
 	ADDQ $4, R8
 	MOVQ DI, R11
 	MOVQ R12, CX
-	CMPQ CX, $4
-	JB   single
-
-quad:
-	WIDEN_BF16(0(SI), Z4)
-	WIDEN_BF16(32(SI), Z5)
-	WIDEN_BF16(64(SI), Z6)
-	WIDEN_BF16(96(SI), Z7)
-	VFMADD213PS 0(R11), Z31, Z4
-	VFMADD213PS 64(R11), Z31, Z5
-	VFMADD213PS 128(R11), Z31, Z6
-	VFMADD213PS 192(R11), Z31, Z7
-	VMOVUPS Z4, 0(R11)
-	VMOVUPS Z5, 64(R11)
-	VMOVUPS Z6, 128(R11)
-	VMOVUPS Z7, 192(R11)
-	ADDQ $128, SI
-	ADDQ $256, R11
-	SUBQ $4, CX
-	CMPQ CX, $4
-	JAE  quad
-
-single:
-	TESTQ CX, CX
-	JZ    tail
-	WIDEN_BF16((SI), Z4)
-	VFMADD213PS (R11), Z31, Z4
-	VMOVUPS Z4, (R11)
-	ADDQ $32, SI
-	ADDQ $64, R11
-	DECQ CX
-	JMP  single
+	DENSE_CHUNKS(DENSE_AXPY_CHUNK, tail)
 
 tail:
 	TESTQ R13, R13
 	JZ    next
-	VPMOVZXWD.Z (SI), K1, Z4
-	VPSLLD $16, Z4, Z4
+	WIDEN_TAIL
 	VFMADD213PS (R11), Z31, K1, Z4
 	VMOVUPS Z4, K1, (R11)
 	ADDQ R13, SI
@@ -418,45 +358,18 @@ next:
 
 // func widenBF16(dst []float32, src []uint16)
 TEXT ·widenBF16(SB), NOSPLIT, $0-48
-	MOVQ dst_base+0(FP), DI
+	MOVQ dst_base+0(FP), R11
 	MOVQ src_base+24(FP), SI
 	MOVQ src_len+32(FP), R10
 	DENSE_TAIL_SETUP
 	MOVQ R12, CX
-	CMPQ CX, $4
-	JB   single
-
-quad:
-	WIDEN_BF16(0(SI), Z4)
-	WIDEN_BF16(32(SI), Z5)
-	WIDEN_BF16(64(SI), Z6)
-	WIDEN_BF16(96(SI), Z7)
-	VMOVUPS Z4, 0(DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
-	ADDQ $128, SI
-	ADDQ $256, DI
-	SUBQ $4, CX
-	CMPQ CX, $4
-	JAE  quad
-
-single:
-	TESTQ CX, CX
-	JZ    tail
-	WIDEN_BF16((SI), Z4)
-	VMOVUPS Z4, (DI)
-	ADDQ $32, SI
-	ADDQ $64, DI
-	DECQ CX
-	JMP  single
+	DENSE_CHUNKS(WIDEN_CHUNK, tail)
 
 tail:
 	TESTQ R13, R13
 	JZ    done
-	VPMOVZXWD.Z (SI), K1, Z4
-	VPSLLD $16, Z4, Z4
-	VMOVUPS Z4, K1, (DI)
+	WIDEN_TAIL
+	VMOVUPS Z4, K1, (R11)
 
 done:
 	VZEROUPPER

@@ -28,7 +28,9 @@ const minParallelWeights = 1 << 16
 // batched pipeline (PanelRows = PanelElems/Cols rounded to a multiple of 16).
 var PanelElems = 1 << 21
 
-// PipelineDepth is the number of panel buffers in the batched pipeline's ring.
+// PipelineDepth is the number of panel buffers in the batched pipeline's
+// ring. 0 turns the overlap off: each panel is decoded on all cores, then
+// multiplied (kept for comparison in benchmarks).
 var PipelineDepth = 2
 
 // mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the panel
@@ -93,8 +95,16 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 
 // decodeAll writes the whole matrix densely into dst, rows split across cores.
 func decodeAll(op rowOps, dst []float32) {
-	rows, cols := op.dims()
-	runSplit(workersFor(rows, cols), rows, func(_, r0, r1 int) { op.decode(dst[r0*cols:r1*cols], r0, r1) })
+	rows, _ := op.dims()
+	decodeRange(op, dst, 0, rows)
+}
+
+// decodeRange writes rows [r0, r1) densely into dst, split across cores.
+func decodeRange(op rowOps, dst []float32, r0, r1 int) {
+	_, cols := op.dims()
+	runSplit(workersFor(r1-r0, cols), r1-r0, func(_, a, b int) {
+		op.decode(dst[a*cols:b*cols], r0+a, r0+b)
+	})
 }
 
 // checkLen panics when s holds fewer than n rows of width values.
@@ -136,10 +146,13 @@ func panelRows(rows, cols int) int {
 func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 	rows, cols := op.dims()
 	pr := panelRows(rows, cols)
-	if pr >= rows {
-		buf := getBuffer(&panels, rows*cols)
-		decodeAll(op, buf)
-		consume(buf, 0, rows)
+	if pr >= rows || PipelineDepth <= 0 {
+		buf := getBuffer(&panels, min(pr, rows)*cols)
+		for r0 := 0; r0 < rows; r0 += pr {
+			r1 := min(r0+pr, rows)
+			decodeRange(op, buf[:(r1-r0)*cols], r0, r1)
+			consume(buf[:(r1-r0)*cols], r0, r1)
+		}
 		putBuffer(&panels, buf)
 		return
 	}
