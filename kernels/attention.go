@@ -382,7 +382,9 @@ func gemmAuto[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int
 			gemmAuto(transA, transB, 1, min(cols, n-j0), k, alpha, a, lda, b[bj:], ldb, beta, c[j0:], ldc)
 		}
 	default:
-		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		// C trimmed to its extent: gonum's float32 GEMV (the purego backend at
+		// m == 1) clears all of y when beta == 0, not just its n elements.
+		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c[:(m-1)*ldc+n], ldc)
 	}
 }
 

@@ -20,7 +20,9 @@ func LinearForward[T Float](y, x, w, b []T, n, in, out int) {
 		}
 		beta = 1
 	}
-	Gemm(false, true, n, out, in, 1, x, in, w, in, beta, y, out)
+	// Outputs go to Gemm trimmed to their extent: at one row gonum's float32
+	// GEMV (the purego backend) clears all of y when beta == 0.
+	Gemm(false, true, n, out, in, 1, x, in, w, in, beta, y[:n*out], out)
 }
 
 // LinearBackward computes the gradients of LinearForward for the upstream
@@ -31,12 +33,12 @@ func LinearBackward[T Float](dx, dw, db, dy, x, w []T, n, in, out int) {
 	if dx != nil {
 		checkLen("LinearBackward w", w, out*in)
 		checkLen("LinearBackward dx", dx, n*in)
-		Gemm(false, false, n, in, out, 1, dy, out, w, in, 0, dx, in)
+		Gemm(false, false, n, in, out, 1, dy, out, w, in, 0, dx[:n*in], in)
 	}
 	if dw != nil {
 		checkLen("LinearBackward x", x, n*in)
 		checkLen("LinearBackward dw", dw, out*in)
-		Gemm(true, false, out, in, n, 1, dy, out, x, in, 0, dw, in)
+		Gemm(true, false, out, in, n, 1, dy, out, x, in, 0, dw[:out*in], in)
 	}
 	if db != nil {
 		checkLen("LinearBackward db", db, out)
@@ -45,18 +47,26 @@ func LinearBackward[T Float](dx, dw, db, dy, x, w []T, n, in, out int) {
 }
 
 // sumRows writes the column sums of m [N,C] into dst [C], accumulating in
-// float64 and splitting the columns across goroutines when it pays.
+// float64.
 func sumRows[T Float](dst, m []T, n, c int) {
+	sumOverRows(dst, n, c, func(sums []float64, r, lo, hi int) {
+		for j, v := range m[r*c+lo : r*c+hi] {
+			sums[j] += float64(v)
+		}
+	})
+}
+
+// sumOverRows writes dst[j] = Σ_r term(r, j) for j < c, r < n, in float64 and
+// in row order. The columns are split across goroutines; add(sums, r, lo, hi)
+// must add term(r, j) to sums[j-lo] for j in [lo, hi).
+func sumOverRows[T Float](dst []T, n, c int, add func(sums []float64, r, lo, hi int)) {
 	parallelFor(c, n*c, func(lo, hi int) {
-		acc := getScratch[float64](hi - lo)
-		defer putScratch(acc)
-		sums := (*acc)[:hi-lo]
+		buf := getScratch[float64](hi - lo)
+		defer putScratch(buf)
+		sums := *buf
 		clear(sums)
 		for r := 0; r < n; r++ {
-			row := m[r*c+lo : r*c+hi]
-			for j, v := range row {
-				sums[j] += float64(v)
-			}
+			add(sums, r, lo, hi)
 		}
 		for j, s := range sums {
 			dst[lo+j] = T(s)

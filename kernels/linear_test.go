@@ -67,6 +67,29 @@ func TestLinearBackwardGradients(t *testing.T) {
 	assertClose(t, "dw alone", dw2, dw, 0)
 }
 
+func TestLinearLeavesTailsOfLongerOutputsAlone(t *testing.T) {
+	// One row (the GEMV path) into outputs longer than needed: the elements
+	// past N·Out, N·In and Out·In must keep their values.
+	rng := testRand(3)
+	n, in, out, tail := 1, 6, 5, 4
+	x, w, dy := to32(randNormal(rng, n*in, 1)), to32(randNormal(rng, out*in, 1)), to32(randNormal(rng, n*out, 1))
+	y, dx, dw := make([]float32, n*out+tail), make([]float32, n*in+tail), make([]float32, out*in+tail)
+	for _, s := range [][]float32{y, dx, dw} {
+		for i := range s {
+			s[i] = 42
+		}
+	}
+	LinearForward(y, x, w, nil, n, in, out)
+	LinearBackward(dx, dw, nil, dy, x, w, n, in, out)
+	for name, s := range map[string][]float32{"y": y[n*out:], "dx": dx[n*in:], "dw": dw[out*in:]} {
+		for i, v := range s {
+			if v != 42 {
+				t.Fatalf("%s: element %d past the output was overwritten with %v", name, i, v)
+			}
+		}
+	}
+}
+
 func TestParallelForCoversRangeOnce(t *testing.T) {
 	for _, n := range []int{0, 1, 2, 3, 17, 1000} {
 		hits := make([]atomic.Int32, n)

@@ -62,21 +62,10 @@ func RMSNormBackward[T Float](dx, dw, dy, x, w []T, n, c int, eps float64) {
 		return
 	}
 	checkLen("RMSNormBackward dw", dw, c)
-	// Columns in parallel: each goroutine sums its own columns over all rows,
-	// in row order, so the result does not depend on the split.
-	parallelFor(c, n*c, func(lo, hi int) {
-		acc := getScratch[float64](hi - lo)
-		defer putScratch(acc)
-		sums := (*acc)[:hi-lo]
-		clear(sums)
-		for r := 0; r < n; r++ {
-			xr, dyr := x[r*c+lo:r*c+hi], dy[r*c+lo:r*c+hi]
-			for j, v := range xr {
-				sums[j] += float64(dyr[j]) * float64(v) * rho[r]
-			}
-		}
-		for j, s := range sums {
-			dw[lo+j] = T(s)
+	sumOverRows(dw, n, c, func(sums []float64, r, lo, hi int) {
+		dyr := dy[r*c+lo : r*c+hi]
+		for j, v := range x[r*c+lo : r*c+hi] {
+			sums[j] += float64(dyr[j]) * float64(v) * rho[r]
 		}
 	})
 }

@@ -7,14 +7,9 @@ func SwiGLUForward[T Float](out, gate, up []T) {
 	n := len(gate)
 	checkLen("SwiGLUForward up", up, n)
 	checkLen("SwiGLUForward out", out, n)
-	parallelFor(n, n*expCost, func(lo, hi int) {
-		var sig [swigluChunk]T
-		for c0 := lo; c0 < hi; c0 += swigluChunk {
-			c1 := min(c0+swigluChunk, hi)
-			sigmoidInto(sig[:], gate[c0:c1])
-			for i := c0; i < c1; i++ {
-				out[i] = gate[i] * sig[i-c0] * up[i]
-			}
+	forSigmoidChunks(gate, func(c0 int, sig []T) {
+		for i, s := range sig {
+			out[c0+i] = gate[c0+i] * s * up[c0+i]
 		}
 	})
 }
@@ -39,20 +34,29 @@ func SwiGLUBackward[T Float](dgate, dup, dout, gate, up []T) {
 	if dgate == nil && dup == nil {
 		return
 	}
-	parallelFor(n, n*expCost, func(lo, hi int) {
-		var sig [swigluChunk]T
-		for c0 := lo; c0 < hi; c0 += swigluChunk {
-			c1 := min(c0+swigluChunk, hi)
-			sigmoidInto(sig[:], gate[c0:c1])
-			for i := c0; i < c1; i++ {
-				s, g, d := sig[i-c0], gate[i], dout[i]
-				if dgate != nil {
-					dgate[i] = d * up[i] * s * (1 + g*(1-s))
-				}
-				if dup != nil {
-					dup[i] = d * g * s
-				}
+	forSigmoidChunks(gate, func(c0 int, sig []T) {
+		for i, s := range sig {
+			g, d := gate[c0+i], dout[c0+i]
+			if dgate != nil {
+				dgate[c0+i] = d * up[c0+i] * s * (1 + g*(1-s))
 			}
+			if dup != nil {
+				dup[c0+i] = d * g * s
+			}
+		}
+	})
+}
+
+// forSigmoidChunks calls fn(c0, σ(gate[c0:c0+len(sig)])) for consecutive
+// chunks of gate, in parallel goroutines. The sigmoids live in a stack buffer,
+// so fn may overwrite gate.
+func forSigmoidChunks[T Float](gate []T, fn func(c0 int, sig []T)) {
+	parallelFor(len(gate), len(gate)*expCost, func(lo, hi int) {
+		var buf [swigluChunk]T
+		for c0 := lo; c0 < hi; c0 += swigluChunk {
+			sig := buf[:min(swigluChunk, hi-c0)]
+			sigmoidInto(sig, gate[c0:c0+len(sig)])
+			fn(c0, sig)
 		}
 	})
 }
