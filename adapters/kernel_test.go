@@ -43,14 +43,6 @@ func mustConcat(t *testing.T, parts ...*LowRank) *Fused {
 	return f
 }
 
-func to64(x []float32) []float64 {
-	out := make([]float64, len(x))
-	for i, v := range x {
-		out[i] = float64(v)
-	}
-	return out
-}
-
 func randomInput(n int, seed uint64) []float64 {
 	rng := rand.New(rand.NewPCG(seed, 5))
 	x := make([]float64, n)
