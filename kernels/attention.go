@@ -173,8 +173,9 @@ func (a Attn[T]) backwardGroup(g int, grads attnGrads[T], scores, dScores []T) {
 				for j, pv := range pr {
 					dot += float64(pv) * float64(dr[j])
 				}
+				dt := T(dot)
 				for j, pv := range pr {
-					dr[j] = pv * (dr[j] - T(dot))
+					dr[j] = pv * (dr[j] - dt)
 				}
 			}
 			if grads.dQ != nil { // dQ[h] = dS K[g] / √D
@@ -247,7 +248,10 @@ func checkRows[T any](what string, s []T, rows, stride, width int) {
 // sequences of Seq tokens each (N = Batch·Seq rows), with Heads query heads,
 // KVHeads key/value heads of size HeadDim (D) and the RoPE inverse frequencies
 // InvFreq (D/2 entries, see RopeInvFreq). Positions are 0..Seq-1 within each
-// sequence.
+// sequence. The forward and backward functions keep their scratch (the rotated
+// copy of qkv, the score blocks) in internal pools, so steady-state calls do
+// not allocate; the backward pass recomputes the probabilities rather than
+// keeping [B, H, T, T] of them between calls.
 type SelfAttention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
 	InvFreq                             []float64
@@ -327,7 +331,8 @@ func sequenceAttn[T Float](s SelfAttention, b int, qkv, out []T) Attn[T] {
 // check panics on inconsistent sizes.
 func (s SelfAttention) check(fn string) {
 	if s.Batch < 0 || s.Seq <= 0 || s.HeadDim <= 0 || s.Heads <= 0 || s.KVHeads <= 0 || s.Heads%s.KVHeads != 0 {
-		panic(fmt.Sprintf("kernels: %s: invalid shape %+v", fn, s))
+		panic(fmt.Sprintf("kernels: %s: invalid shape Batch=%d Seq=%d Heads=%d KVHeads=%d HeadDim=%d",
+			fn, s.Batch, s.Seq, s.Heads, s.KVHeads, s.HeadDim))
 	}
 	if len(s.InvFreq) != s.HeadDim/2 {
 		panic(fmt.Sprintf("kernels: %s: %d inverse frequencies for head size %d", fn, len(s.InvFreq), s.HeadDim))

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"math/bits"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -103,31 +104,37 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 	wg.Wait()
 }
 
-// scratchPools recycle temporary buffers by element size (4 or 8 bytes) so that
-// kernels called every training step do not allocate in steady state.
-var scratchPools [2]sync.Pool
-
-func scratchPool[T any]() *sync.Pool {
-	var zero T
-	if unsafe.Sizeof(zero) == 4 {
-		return &scratchPools[0]
-	}
-	return &scratchPools[1]
-}
+// scratchPools recycle temporary buffers so that kernels called every training
+// step do not allocate in steady state. They are indexed by element size (4 or
+// 8 bytes) and by size class: pool [e][c] holds buffers of capacity 2^c, so a
+// request never receives a buffer too small for it.
+var scratchPools [2][bits.UintSize]sync.Pool
 
 // getScratch returns a buffer of length n with undefined contents; give it
 // back with putScratch when done.
 func getScratch[T Float](n int) *[]T {
-	if p, ok := scratchPool[T]().Get().(*[]T); ok && cap(*p) >= n {
+	class := bits.Len(uint(max(n, 1) - 1))
+	pool := &scratchPools[sizeIndex[T]()][class]
+	if p, ok := pool.Get().(*[]T); ok {
 		*p = (*p)[:n]
 		return p
 	}
-	buf := make([]T, n)
+	buf := make([]T, n, 1<<class)
 	return &buf
 }
 
-// putScratch returns a buffer obtained from getScratch to the pool.
-func putScratch[T Float](p *[]T) { scratchPool[T]().Put(p) }
+// putScratch returns a buffer obtained from getScratch to its pool.
+func putScratch[T Float](p *[]T) {
+	scratchPools[sizeIndex[T]()][bits.Len(uint(cap(*p)))-1].Put(p)
+}
+
+// sizeIndex is 0 for 4-byte and 1 for 8-byte element types.
+func sizeIndex[T Float]() int {
+	if isFloat32[T]() {
+		return 0
+	}
+	return 1
+}
 
 // isFloat32 reports whether T is a 4-byte float (float32 or a named float32).
 func isFloat32[T Float]() bool {
