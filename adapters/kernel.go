@@ -3,6 +3,7 @@ package adapters
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -202,24 +203,26 @@ func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 }
 
 // Scratch buffers shared by all fused kernels (the N×In dropout buffers would
-// otherwise cost memory per projection).
-var pool32, pool64 sync.Pool
+// otherwise cost memory per projection), pooled by power-of-two capacity so
+// that small and large requests do not evict each other.
+var scratchPools [2][64]sync.Pool // [float32, float64][log2 capacity]
 
-func poolFor[T kernels.Float]() *sync.Pool {
+func poolFor[T kernels.Float](n int) *sync.Pool {
+	typ := 1
 	var z T
 	if _, ok := any(z).(float32); ok {
-		return &pool32
+		typ = 0
 	}
-	return &pool64
+	return &scratchPools[typ][bits.Len(uint(max(n, 1)-1))]
 }
 
 // borrow returns a scratch slice of length n (contents undefined).
 func borrow[T kernels.Float](n int) []T {
-	if p, ok := poolFor[T]().Get().(*[]T); ok && cap(*p) >= n {
+	if p, ok := poolFor[T](n).Get().(*[]T); ok {
 		return (*p)[:n]
 	}
-	return make([]T, n)
+	return make([]T, n, 1<<bits.Len(uint(max(n, 1)-1)))
 }
 
 // giveBack returns a slice from borrow to the pool.
-func giveBack[T kernels.Float](s []T) { poolFor[T]().Put(&s) }
+func giveBack[T kernels.Float](s []T) { poolFor[T](cap(s)).Put(&s) }

@@ -533,3 +533,28 @@ func rangeOf(n int) []int {
 	}
 	return r
 }
+
+// FuzzParsePattern checks that ParsePattern either rejects its input or
+// returns a valid pattern that its String form parses back to.
+func FuzzParsePattern(f *testing.F) {
+	for _, s := range []string{"matrix", "row", "2:4", "4:8", "3:2", ":", "1:-4", "99999999999999999999:1"} {
+		f.Add(s, 0.5)
+	}
+	f.Fuzz(func(t *testing.T, name string, ratio float64) {
+		p, err := ParsePattern(name, ratio)
+		if err != nil {
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("ParsePattern(%q, %g) returned an invalid pattern: %v", name, ratio, err)
+		}
+		back, _, _ := strings.Cut(p.String(), "@")
+		q, err := ParsePattern(back, p.Ratio)
+		if err != nil || q != p {
+			t.Fatalf("%v does not round-trip through %q: %v, %v", p, p.String(), q, err)
+		}
+		if got := p.PrunedCount(3, 2*max(p.M, 1)); got < 0 || got > 6*max(p.M, 1) {
+			t.Fatalf("%v prunes %d of %d", p, got, 6*max(p.M, 1))
+		}
+	})
+}
