@@ -3,6 +3,7 @@ package bitmap
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
@@ -46,7 +47,8 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 		// cache-line aligned so that no load is split.
 		xa, buf := aligned(cols)
 		copy(xa, x)
-		runSplit(workersFor(rows, cols), rows, func(_, r0, r1 int) { op.dot(y[r0:r1], xa, r0, r1) })
+		workers, grain := blocking(rows, cols)
+		runBlocks(workers, rows, grain, func(_, r0, r1 int) { op.dot(y[r0:r1], xa, r0, r1) })
 		putBuffer(&vectors, buf)
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
@@ -65,24 +67,25 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 	switch {
 	case n == 0:
 	case n == 1:
-		// One aligned partial sum per worker, added into dx at the end.
-		workers := workersFor(rows, cols)
-		partials := make([][]float32, workers)
-		bufs := make([][]float32, workers)
-		runSplit(workers, rows, func(w, r0, r1 int) {
-			partials[w], bufs[w] = aligned(cols)
-			clear(partials[w])
-			op.axpy(partials[w], dy[r0:r1], r0, r1)
+		// One aligned partial sum per block of rows, added into dx in block
+		// order at the end (so the result does not depend on scheduling).
+		workers, grain := blocking(rows, cols)
+		blocks := (rows + grain - 1) / grain
+		partials := make([][]float32, blocks)
+		bufs := make([][]float32, blocks)
+		runBlocks(workers, rows, grain, func(b, r0, r1 int) {
+			partials[b], bufs[b] = aligned(cols)
+			clear(partials[b])
+			op.axpy(partials[b], dy[r0:r1], r0, r1)
 		})
 		copy(dx, partials[0])
-		for _, p := range partials[1:] {
+		for b, p := range partials[1:] {
 			for j, v := range p {
 				dx[j] += v
 			}
+			putBuffer(&vectors, bufs[b+1])
 		}
-		for _, b := range bufs {
-			putBuffer(&vectors, b)
-		}
+		putBuffer(&vectors, bufs[0])
 	default:
 		var beta float32
 		pipeline(op, func(panel []float32, r0, r1 int) {
@@ -102,7 +105,8 @@ func decodeAll(op rowOps, dst []float32) {
 // decodeRange writes rows [r0, r1) densely into dst, split across cores.
 func decodeRange(op rowOps, dst []float32, r0, r1 int) {
 	_, cols := op.dims()
-	runSplit(workersFor(r1-r0, cols), r1-r0, func(_, a, b int) {
+	workers, grain := blocking(r1-r0, cols)
+	runBlocks(workers, r1-r0, grain, func(_, a, b int) {
 		op.decode(dst[a*cols:b*cols], r0+a, r0+b)
 	})
 }
@@ -117,19 +121,41 @@ func checkLen(what, name string, s []float32, n, width int) {
 	}
 }
 
-// workersFor is the number of goroutines a rows × cols product is split over.
-func workersFor(rows, cols int) int {
-	return max(1, min(runtime.GOMAXPROCS(0), rows, rows*cols/minParallelWeights))
+// blocksPerWorker is how many blocks of rows each worker gets on average:
+// with blocks handed out on demand, a core that other processes slow down
+// takes fewer of them instead of holding up the whole product.
+const blocksPerWorker = 8
+
+// blocking returns the number of goroutines a rows × cols product runs on and
+// the rows per block (all rows in one block when it runs on one goroutine).
+func blocking(rows, cols int) (workers, grain int) {
+	workers = max(1, min(runtime.GOMAXPROCS(0), rows, rows*cols/minParallelWeights))
+	if workers == 1 {
+		return 1, max(rows, 1)
+	}
+	return workers, max(1, (rows+workers*blocksPerWorker-1)/(workers*blocksPerWorker))
 }
 
-// runSplit cuts [0, rows) into workers contiguous ranges and runs work(w, r0,
-// r1) on each, range 0 on the calling goroutine.
-func runSplit(workers, rows int, work func(w, r0, r1 int)) {
+// runBlocks runs work(b, r0, r1) on every block b of grain rows of [0, rows),
+// on `workers` goroutines (one of them the caller) that take the next block
+// from a shared counter until none is left.
+func runBlocks(workers, rows, grain int, work func(b, r0, r1 int)) {
+	var next atomic.Int64
+	loop := func() {
+		for {
+			b := int(next.Add(1)) - 1
+			r0 := b * grain
+			if r0 >= rows {
+				return
+			}
+			work(b, r0, min(r0+grain, rows))
+		}
+	}
 	var wg sync.WaitGroup
 	for w := 1; w < workers; w++ {
-		wg.Go(func() { work(w, rows*w/workers, rows*(w+1)/workers) })
+		wg.Go(loop)
 	}
-	work(0, 0, rows/workers)
+	loop()
 	wg.Wait()
 }
 
