@@ -64,10 +64,11 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 			if transA {
 				incX = lda
 			}
+			// y is cut to its n elements: gonum's GemvT with beta 0 clears all of y.
 			if transB {
-				backend.Sgemv(blas.NoTrans, n, k, float32(alpha), bv, ldb, av, incX, float32(beta), cv, 1)
+				backend.Sgemv(blas.NoTrans, n, k, float32(alpha), bv, ldb, av, incX, float32(beta), cv[:n], 1)
 			} else {
-				backend.Sgemv(blas.Trans, k, n, float32(alpha), bv, ldb, av, incX, float32(beta), cv, 1)
+				backend.Sgemv(blas.Trans, k, n, float32(alpha), bv, ldb, av, incX, float32(beta), cv[:n], 1)
 			}
 			return
 		}

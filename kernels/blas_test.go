@@ -52,7 +52,7 @@ func TestGemmMatchesNaive(t *testing.T) {
 				}
 				a := make([]float64, rowsA*lda)
 				b := make([]float64, rowsB*ldb)
-				c := make([]float64, m*ldc)
+				c := make([]float64, m*ldc+3) // guard values after the last row
 				for i := range a {
 					a[i] = rng.NormFloat64()
 				}
