@@ -133,7 +133,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		if opt.Adapter != nil {
 			delta := must(opt.Adapter(b, lin, x))
 			if delta != nil {
-				y = must(G.Add(y, delta))
+				y = must(b.Apply(gop.Add[T]{}, y, delta))
 			}
 		}
 		return y
@@ -165,14 +165,14 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			q := proj(L.Proj[QProj], h)
 			k := proj(L.Proj[KProj], h)
 			v := proj(L.Proj[VProj], h)
-			qkv := must(G.Concat(1, q, k, v))
+			qkv := must(b.Apply(gop.ConcatColumns[T]{}, q, k, v))
 			a := must(b.Apply(attn, qkv))
-			x = must(G.Add(x, proj(L.Proj[OProj], a)))
+			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[OProj], a)))
 			h = must(b.Apply(norm, x, param(prefix+"post_attention_layernorm.weight", L.MLPNorm, c)))
 			gate := proj(L.Proj[GateProj], h)
 			up := proj(L.Proj[UpProj], h)
 			m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
-			x = must(G.Add(x, proj(L.Proj[DownProj], m)))
+			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
 		}
 		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
 		switch {

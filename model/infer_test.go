@@ -119,7 +119,7 @@ func TestIncrementalDecodeMatchesPrefill(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := maxAbsDiff(out[0], full[0][i*v:(i+1)*v]); d > 1e-5 {
+		if d := maxAbsDiff(out[0], full[0][i*v:(i+1)*v]); d > 1e-4 {
 			t.Fatalf("position %d: incremental and prefill logits differ by %g", i, d)
 		}
 	}

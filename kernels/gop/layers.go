@@ -283,3 +283,84 @@ func (CrossEntropy[T]) Differentiable(i int) bool { return i == 0 }
 func (CrossEntropy[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
 	kernels.CrossEntropyBackward(dIn, in[0].Data, in[0].Shape[0], in[0].Shape[1], in[1].Ints, in[2].Data, dOut[0])
 }
+
+// Add sums two inputs of equal shape (the residual connections).
+type Add[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (Add[T]) Name() string { return "Add" }
+
+// OutShape implements Kernel.
+func (k Add[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) != 2 || !in[0].Eq(in[1]) {
+		return nil, fmt.Errorf("%s: want two inputs of equal shape, got %v", k.Name(), in)
+	}
+	return in[0].Clone(), nil
+}
+
+// Forward implements Kernel.
+func (Add[T]) Forward(out []T, in []Arg[T]) {
+	a, b := in[0].Data, in[1].Data
+	for i := range out {
+		out[i] = a[i] + b[i]
+	}
+}
+
+// Differentiable implements Kernel.
+func (Add[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (Add[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) { copy(dIn, dOut) }
+
+// ConcatColumns joins matrices [N, C_i] side by side into [N, ΣC_i] (the
+// packed q|k|v input of attention).
+type ConcatColumns[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (ConcatColumns[T]) Name() string { return "ConcatColumns" }
+
+// OutShape implements Kernel.
+func (k ConcatColumns[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) == 0 {
+		return nil, fmt.Errorf("%s: no inputs", k.Name())
+	}
+	cols := 0
+	for _, s := range in {
+		if s.Dims() != 2 || s[0] != in[0][0] {
+			return nil, fmt.Errorf("%s: inputs %v are not matrices with equal row counts", k.Name(), in)
+		}
+		cols += s[1]
+	}
+	return tensor.Shape{in[0][0], cols}, nil
+}
+
+// Forward implements Kernel.
+func (ConcatColumns[T]) Forward(out []T, in []Arg[T]) {
+	n := in[0].Shape[0]
+	width := len(out) / max(n, 1)
+	off := 0
+	for _, a := range in {
+		c := a.Shape[1]
+		for r := 0; r < n; r++ {
+			copy(out[r*width+off:r*width+off+c], a.Data[r*c:(r+1)*c])
+		}
+		off += c
+	}
+}
+
+// Differentiable implements Kernel.
+func (ConcatColumns[T]) Differentiable(int) bool { return true }
+
+// Backward implements Kernel.
+func (ConcatColumns[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+	n := in[0].Shape[0]
+	width := len(dOut) / max(n, 1)
+	off := 0
+	for _, a := range in[:wrt] {
+		off += a.Shape[1]
+	}
+	c := in[wrt].Shape[1]
+	for r := 0; r < n; r++ {
+		copy(dIn[r*c:(r+1)*c], dOut[r*width+off:r*width+off+c])
+	}
+}

@@ -51,6 +51,8 @@ func TestLayerKernelsGradients(t *testing.T) {
 		{"LinearBias", Linear[float64]{}, []Arg[float64]{randArg(rng, n, c), randArg(rng, 5, c), randArg(rng, 5)}},
 		{"SelfAttention", SelfAttention[float64]{SelfAttention: attn}, []Arg[float64]{randArg(rng, 6, (4+2*2)*4)}},
 		{"SwiGLU", SwiGLU[float64]{}, []Arg[float64]{randArg(rng, n, c), randArg(rng, n, c)}},
+		{"Add", Add[float64]{}, []Arg[float64]{randArg(rng, n, c), randArg(rng, n, c)}},
+		{"ConcatColumns", ConcatColumns[float64]{}, []Arg[float64]{randArg(rng, n, 3), randArg(rng, n, 2), randArg(rng, n, 4)}},
 		{"CrossEntropy", CrossEntropy[float64]{}, []Arg[float64]{randArg(rng, n, v), intArg(rng, n, v), mask}},
 	}
 	for _, tc := range cases {
@@ -70,6 +72,8 @@ func TestLayerKernelsRejectBadShapes(t *testing.T) {
 		{FrozenLinear[float32]{ID: "w", W: kernels.NewDense(make([]float32, 40), 5, 8)}, []tensor.Shape{{4, 7}}},
 		{Linear[float32]{}, []tensor.Shape{{4, 8}, {5, 7}}},
 		{SwiGLU[float32]{}, []tensor.Shape{{4, 8}, {4, 9}}},
+		{Add[float32]{}, []tensor.Shape{{4, 8}, {4, 9}}},
+		{ConcatColumns[float32]{}, []tensor.Shape{{4, 8}, {5, 9}}},
 		{CrossEntropy[float32]{}, []tensor.Shape{{4, 8}, {3}, {4}}},
 		{SelfAttention[float32]{SelfAttention: kernels.SelfAttention{Batch: 1, Seq: 4, Heads: 2, KVHeads: 1, HeadDim: 2}}, []tensor.Shape{{4, 9}}},
 	}
