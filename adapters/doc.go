@@ -20,7 +20,8 @@
 // x Wᵀ + s·(x A_loraᵀ) B_loraᵀ + (x A_svdᵀ) B_svdᵀ with PEFT's gradients for
 // A_lora and B_lora.
 //
-// Fused.MergeInto folds the adapters into a dense matrix, and WritePEFT /
+// Fused.MergeInto folds the adapters into a dense matrix (UnmergeFrom takes
+// them out again), and WritePEFT /
 // ReadPEFT export and load the adapters in HuggingFace PEFT's LoRA format
 // (PROTOCOLS.md), SALR's two adapters as one LoRA of rank r_lora + r_svd.
 package adapters

@@ -163,9 +163,15 @@ func (f *Fused) ScaledB() []float32 {
 // MergeInto adds the adapters' update B diag(Scale) A to w (Out×In,
 // row-major): W_merged = W_base + Σ_k s_k B_k A_k. Merging a pruned base makes
 // it dense again; it serves export and tests, not SALR inference.
-func (f *Fused) MergeInto(w []float32) {
+func (f *Fused) MergeInto(w []float32) { f.addUpdate(w, 1) }
+
+// UnmergeFrom subtracts the update MergeInto added (up to float32 rounding).
+func (f *Fused) UnmergeFrom(w []float32) { f.addUpdate(w, -1) }
+
+// addUpdate computes w += sign · B diag(Scale) A.
+func (f *Fused) addUpdate(w []float32, sign float32) {
 	if len(w) != f.Out*f.In {
-		panic("adapters: Fused.MergeInto: len(w) != out*in")
+		panic("adapters: Fused merge: len(w) != out*in")
 	}
-	kernels.Gemm(false, false, f.Out, f.In, f.Rank, 1, f.ScaledB(), f.Rank, f.A, f.In, 1, w, f.In)
+	kernels.Gemm(false, false, f.Out, f.In, f.Rank, sign, f.ScaledB(), f.Rank, f.A, f.In, 1, w, f.In)
 }

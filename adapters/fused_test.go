@@ -84,7 +84,12 @@ func TestMergeEqualsBasePlusScaledProducts(t *testing.T) {
 	// ScaledB is the PEFT export's lora_B: ScaledB·A_cat is the same update.
 	exported := slices.Clone(base)
 	(&LowRank{Kind: "peft", Rank: f.Rank, In: in, Out: out, A: f.A, B: f.ScaledB(), Scale: 1}).MergeInto(exported)
+	unmerged := slices.Clone(merged)
+	f.UnmergeFrom(unmerged)
 	for i := range want {
+		if math.Abs(float64(unmerged[i]-base[i])) > 1e-5 {
+			t.Fatalf("unmerge [%d] = %g, want the base %g", i, unmerged[i], base[i])
+		}
 		for name, got := range map[string][]float32{"fused": merged, "separate": separate, "exported": exported} {
 			if math.Abs(float64(got[i])-want[i]) > 1e-5 {
 				t.Fatalf("%s merge [%d] = %g, want %g", name, i, got[i], want[i])
