@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/salr-go/salr/model"
+)
+
+// storiesModel returns the path of the stories260K checkpoint under
+// $SALR_ASSETS (relative to the repository root) or ../shared/assets, and
+// skips the test when the assets are absent.
+func storiesModel(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		if parent := filepath.Dir(dir); parent != dir {
+			dir = parent
+			continue
+		}
+		t.Fatal("go.mod not found")
+	}
+	assets := os.Getenv("SALR_ASSETS")
+	switch {
+	case assets == "":
+		assets = filepath.Join(dir, "..", "shared", "assets")
+	case !filepath.IsAbs(assets):
+		assets = filepath.Join(dir, assets)
+	}
+	path := filepath.Join(assets, "stories260K", "stories260K.bin")
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("stories260K not found: %v", err)
+	}
+	return path
+}
+
+// writeMMLU writes a one-subject MMLU directory (anatomy, 3 test and 5 dev
+// questions).
+func writeMMLU(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	row := "What is the largest bone?,femur,tibia,skull,rib,A\n"
+	for name, content := range map[string]string{
+		"dev/anatomy_dev.csv":   strings.Repeat(row, 5),
+		"test/anatomy_test.csv": strings.Repeat(row, 3),
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-model", "m"}, "-task is required"},
+		{[]string{"-task", "mmlu"}, "exactly one of -model and -run"},
+		{[]string{"-task", "mmlu", "-model", "m", "-run", "r"}, "exactly one of -model and -run"},
+		{[]string{"-task", "mmlu", "-run", "r", "-tokenizer", "t"}, "-tokenizer applies to -model only"},
+		{[]string{"-task", "mmlu", "-model", "m", "extra"}, "unexpected arguments"},
+	} {
+		_, err := parseArgs(tc.args, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want a usage error mentioning %q", tc.args, err, tc.want)
+		}
+	}
+	o, err := parseArgs([]string{"-task", "gsm8k", "-model", "m"}, io.Discard)
+	if err != nil || o.shots != 5 || o.maxNew != 256 || o.batch < 1 || o.bos || o.limit != 0 {
+		t.Errorf("defaults %+v, %v", o, err)
+	}
+	if _, err := parseArgs([]string{"-bogus"}, io.Discard); err == nil {
+		t.Error("unknown flag accepted")
+	}
+	if got := mainStatus([]string{"-task", "mmlu"}); got != 2 {
+		t.Errorf("exit status for bad usage %d, want 2", got)
+	}
+	if _, err := parseSubjects("anatomy,,virology"); err == nil {
+		t.Error("empty subject accepted")
+	}
+	if s, err := parseSubjects(" anatomy , virology "); err != nil || len(s) != 2 || s[1] != "virology" {
+		t.Errorf("subjects %q, %v", s, err)
+	}
+}
+
+func TestRunWritesResultsAndSamples(t *testing.T) {
+	modelPath := storiesModel(t)
+	dir := t.TempDir()
+	o := options{
+		task: "mmlu", model: modelPath, data: writeMMLU(t), shots: 2, batch: 2, maxNew: 256,
+		out: filepath.Join(dir, "results.json"), logSamples: filepath.Join(dir, "samples.jsonl"),
+	}
+	var stdout bytes.Buffer
+	if err := run(context.Background(), o, &stdout, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "|   - anatomy ") || !strings.Contains(stdout.String(), "docs/s") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+	var res map[string]any
+	data, err := os.ReadFile(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res["task"] != "mmlu" || res["model"] != modelPath || res["adapters"] != nil || res["n_docs"] != 3.0 {
+		t.Errorf("results %v", res)
+	}
+	samples, err := os.ReadFile(o.logSamples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(samples), "\n"); n != 3 {
+		t.Errorf("%d sample lines, want 3", n)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("output directory holds %d entries, want 2 (no temporary files)", len(entries))
+	}
+
+	// A second run refuses to overwrite, before loading anything.
+	o.model = filepath.Join(dir, "no-such-model")
+	if err := run(context.Background(), o, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-overwrite") {
+		t.Errorf("existing results: %v", err)
+	}
+	o.model, o.overwrite = modelPath, true
+	if err := run(context.Background(), o, io.Discard, nil); err != nil {
+		t.Errorf("-overwrite: %v", err)
+	}
+}
+
+func TestRunDirectory(t *testing.T) {
+	modelPath := storiesModel(t)
+	o := options{task: "mmlu", run: "/runs/r1", data: writeMMLU(t), shots: 1, limit: 1, batch: 1, maxNew: 256}
+	defer func(saved func(string) (*model.Loaded, error)) { OpenRun = saved }(OpenRun)
+
+	OpenRun = nil
+	if err := run(context.Background(), o, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "trainer.OpenRun") {
+		t.Errorf("-run without OpenRun: %v", err)
+	}
+
+	var opened string
+	OpenRun = func(dir string) (*model.Loaded, error) {
+		opened = dir
+		return model.Open(modelPath, "")
+	}
+	o.out = filepath.Join(t.TempDir(), "results.json")
+	if err := run(context.Background(), o, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(o.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatal(err)
+	}
+	if opened != "/runs/r1" || res["model"] != "/runs/r1" || res["adapters"] != "/runs/r1" {
+		t.Errorf("opened %q, results model %v adapters %v", opened, res["model"], res["adapters"])
+	}
+}
+
+func TestRunReportsBadData(t *testing.T) {
+	modelPath := storiesModel(t)
+	data := t.TempDir() // no test/ split
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "results.json")
+	err := run(context.Background(), options{task: "mmlu", model: modelPath, data: data, batch: 1, out: out}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(data, "test")) {
+		t.Errorf("missing split: %v", err)
+	}
+	if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
+		t.Errorf("a failed run left %d files in the output directory", len(entries))
+	}
+}

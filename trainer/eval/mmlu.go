@@ -1,0 +1,411 @@
+package eval
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/model"
+)
+
+// mmluSubject is one subject's test documents and few-shot examples.
+type mmluSubject struct {
+	name  string
+	docs  []datasets.MMLUDoc
+	shots []datasets.MMLUDoc // the first k dev questions
+}
+
+// runMMLU evaluates the MMLU test split: per subject, the log-likelihood of
+// " A".." D" after each prompt, arg-max prediction, accuracy aggregated as
+// lm-eval does.
+func (e *evaluation) runMMLU() error {
+	subjects, err := e.readMMLU()
+	if err != nil {
+		return err
+	}
+	for _, s := range subjects {
+		e.res.Docs += len(s.docs)
+	}
+	e.bar = newProgress(e.opt.Progress, e.res.Docs, TaskMMLU)
+	perSubject := make(map[string]datasets.Accuracy, len(subjects))
+	pools := &mmluCaches{
+		docs:  cachePool{runner: e.runner, limit: e.context},
+		tails: cachePool{runner: e.runner, limit: e.context},
+	}
+	for _, s := range subjects {
+		acc, err := e.scoreSubject(s, pools)
+		if err != nil {
+			return err
+		}
+		perSubject[s.name] = acc
+	}
+	scores, err := datasets.AggregateMMLU(perSubject)
+	if err != nil {
+		return err
+	}
+	group := func(g datasets.GroupScore, category string) Group {
+		return Group{Name: g.Name, Category: category, Acc: Number(g.Acc), Stderr: Number(g.Stderr), N: g.N}
+	}
+	e.res.Metrics[metricAcc] = Number(scores.Overall.Acc)
+	e.res.Metrics[metricAccStderr] = Number(scores.Overall.Stderr)
+	for _, g := range scores.Categories {
+		e.res.Categories = append(e.res.Categories, group(g, ""))
+	}
+	for _, g := range scores.Subjects {
+		e.res.Subjects = append(e.res.Subjects, group(g, datasets.MMLUCategory(g.Name)))
+	}
+	return nil
+}
+
+// readMMLU reads the test questions (the first Limit of each subject) and,
+// with shots, the first Shots dev questions of each subject.
+func (e *evaluation) readMMLU() ([]mmluSubject, error) {
+	test, err := datasets.ReadMMLU(e.opt.DataDir, datasets.MMLUSplitTest, e.opt.Subjects)
+	if err != nil {
+		return nil, err
+	}
+	subjects := groupMMLU(test)
+	names := make([]string, len(subjects))
+	for i := range subjects {
+		s := &subjects[i]
+		names[i] = s.name
+		if datasets.MMLUCategory(s.name) == "" {
+			return nil, fmt.Errorf("eval: %q (from %s) is not one of MMLU's 57 subjects", s.name, e.opt.DataDir)
+		}
+		if e.opt.Limit > 0 && len(s.docs) > e.opt.Limit {
+			s.docs = s.docs[:e.opt.Limit]
+		}
+	}
+	if e.opt.Shots == 0 {
+		return subjects, nil
+	}
+	dev, err := datasets.ReadMMLU(e.opt.DataDir, datasets.MMLUSplitDev, names)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range groupMMLU(dev) {
+		s := &subjects[i]
+		if len(d.docs) < e.opt.Shots {
+			return nil, fmt.Errorf("eval: MMLU subject %q has %d dev questions, fewer than the %d shots asked for", s.name, len(d.docs), e.opt.Shots)
+		}
+		s.shots = d.docs[:e.opt.Shots]
+	}
+	return subjects, nil
+}
+
+// groupMMLU splits documents (grouped by subject, as ReadMMLU returns them)
+// into subjects.
+func groupMMLU(docs []datasets.MMLUDoc) []mmluSubject {
+	var out []mmluSubject
+	for _, d := range docs {
+		if len(out) == 0 || out[len(out)-1].name != d.Subject {
+			out = append(out, mmluSubject{name: d.Subject})
+		}
+		last := &out[len(out)-1]
+		last.docs = append(last.docs, d)
+	}
+	return out
+}
+
+// mmluRequest is one question ready for the model.
+type mmluRequest struct {
+	doc    datasets.MMLUDoc
+	prompt string
+	shots  int         // shots in the prompt
+	cut    bool        // even the zero-shot prompt is too long: its oldest tokens are cut
+	ctx    []int       // model input of the prompt (BOS included when asked for)
+	conts  [4][]int    // the tokens of " A".." D" after ctx
+	prefix *mmluPrefix // the shared few-shot prefix, nil without reuse
+}
+
+// need is the number of positions scoring the request takes: the prompt and
+// all but the last token of the longest continuation.
+func (r *mmluRequest) need() int {
+	longest := 0
+	for _, c := range r.conts {
+		longest = max(longest, len(c))
+	}
+	return len(r.ctx) + longest - 1
+}
+
+// mmluPrefix is a subject's few-shot prefix (description and shots) run
+// through the model once; documents copy its cache instead of recomputing it.
+type mmluPrefix struct {
+	tokens []int
+	cache  *model.Cache
+}
+
+// mmluCaches are the KV caches MMLU scoring reuses from batch to batch.
+type mmluCaches struct {
+	docs  cachePool // one cache per document of a batch
+	tails cachePool // one cache per multi-token continuation run
+}
+
+// mmluScorer scores the questions of one subject.
+type mmluScorer struct {
+	*mmluCaches
+	e        *evaluation
+	subject  mmluSubject
+	prefixes map[int]*mmluPrefix // by number of shots
+}
+
+// scoreSubject scores all test questions of a subject in batches, logging
+// samples, and returns the subject's accuracy.
+func (e *evaluation) scoreSubject(s mmluSubject, pools *mmluCaches) (datasets.Accuracy, error) {
+	sc := &mmluScorer{mmluCaches: pools, e: e, subject: s, prefixes: map[int]*mmluPrefix{}}
+	var acc datasets.Accuracy
+	err := e.batches(len(s.docs), func(lo, hi int) error {
+		defer e.enc.forget()
+		reqs := make([]*mmluRequest, 0, hi-lo)
+		for _, d := range s.docs[lo:hi] {
+			r, err := sc.request(d)
+			if err != nil {
+				return fmt.Errorf("eval: mmlu_%s doc %d: %w", s.name, d.Index, err)
+			}
+			reqs = append(reqs, r)
+		}
+		lls, err := sc.score(reqs)
+		if err != nil {
+			return fmt.Errorf("eval: mmlu_%s docs %d-%d: %w", s.name, lo, hi-1, err)
+		}
+		for i, r := range reqs {
+			rec := datasets.NewMMLUSample(r.shots, len(s.shots)-r.shots, r.prompt, r.doc, lls[i])
+			acc.Add(rec.Correct[metricAcc])
+			if err := e.writeSample(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return acc, err
+}
+
+// request renders a question with as many shots as fit the context and
+// encodes its four continuations as lm-eval's loglikelihood requests.
+func (sc *mmluScorer) request(doc datasets.MMLUDoc) (*mmluRequest, error) {
+	e, shots := sc.e, sc.subject.shots
+	k := len(shots)
+	r := &mmluRequest{doc: doc}
+	var encErr error
+	encode := func(prompt string) error {
+		if r.ctx != nil && r.prompt == prompt {
+			return nil
+		}
+		r.prompt = prompt
+		for c, cont := range datasets.MMLUContinuations {
+			ctx, ids, err := datasets.EncodePair(e.enc, prompt, cont)
+			if err != nil {
+				return err
+			}
+			r.ctx, r.conts[c] = ctx, ids
+		}
+		return nil
+	}
+	render := func(j int) string { return datasets.MMLUPrompt(sc.subject.name, shots[k-j:], doc) }
+	fits := func(prompt string) bool {
+		if encErr != nil {
+			return true
+		}
+		if encErr = encode(prompt); encErr != nil {
+			return true
+		}
+		return r.need() <= e.context
+	}
+	prompt, used := datasets.FitShots(k, render, fits)
+	if encErr != nil {
+		return nil, encErr
+	}
+	if err := encode(prompt); err != nil {
+		return nil, err
+	}
+	r.shots = used
+	e.countShots(used)
+	if r.need() > e.context {
+		// Even the zero-shot prompt is too long: scoreCut keeps the last
+		// tokens of each request, as lm-eval does.
+		r.cut = true
+		e.res.Truncation.PromptsCut++
+		return r, nil
+	}
+	p, err := sc.prefix(r)
+	if err != nil {
+		return nil, err
+	}
+	r.prefix = p
+	return r, nil
+}
+
+// prefix returns the few-shot prefix of r's prompt with its cache, running
+// it through the model the first time a shot count is seen. The prefix is
+// description + shots (the prompt minus the question); how much of it a
+// document reuses is decided on tokens, in score.
+func (sc *mmluScorer) prefix(r *mmluRequest) (*mmluPrefix, error) {
+	if p, ok := sc.prefixes[r.shots]; ok {
+		return p, nil
+	}
+	e, name := sc.e, sc.subject.name
+	question := strings.TrimPrefix(datasets.MMLUPrompt(name, nil, r.doc), datasets.MMLUDescription(name))
+	text, ok := strings.CutSuffix(r.prompt, question)
+	if !ok {
+		panic("eval: an MMLU prompt does not end with its question")
+	}
+	ids, err := e.enc.modelInput(text)
+	if err != nil {
+		return nil, err
+	}
+	ids = ids[:min(len(ids), e.context)]
+	var p *mmluPrefix
+	if len(ids) > 0 {
+		cache := e.runner.NewCache(len(ids))
+		if _, err := e.runner.Forward([][]int{ids}, []*model.Cache{cache}, false); err != nil {
+			return nil, err
+		}
+		p = &mmluPrefix{tokens: ids, cache: cache}
+	}
+	sc.prefixes[r.shots] = p
+	return p, nil
+}
+
+// commonPrefixLen is the length of the longest common prefix of a and b.
+func commonPrefixLen(a, b []int) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// continuationRun is the part of one or more continuations fed to the model
+// after a document's prompt: all but the last token, shared by the
+// continuations that differ only in their last token.
+type continuationRun struct {
+	req   int   // index of the request
+	fed   []int // tokens fed after the prompt
+	conts []int // indices of the continuations scored from this run
+}
+
+// score returns the log-likelihoods of " A".." D" for each request. Each
+// document's cache starts as a copy of the longest common token prefix of its
+// prompt and the subject's few-shot prefix (always correct, even where the
+// tokenizer merges across the boundary), so only the rest of the prompt is
+// run. The first token of every continuation is scored from the prompt's last
+// row; the further tokens of multi-token continuations are fed on copies of
+// the document's cache.
+func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
+	lls := make([][4]float64, len(all))
+	var reqs []*mmluRequest
+	var at []int // index in all of each request in reqs
+	for i, r := range all {
+		if !r.cut {
+			reqs, at = append(reqs, r), append(at, i)
+			continue
+		}
+		var err error
+		if lls[i], err = sc.scoreCut(r); err != nil {
+			return nil, err
+		}
+	}
+	if len(reqs) == 0 {
+		return lls, nil
+	}
+	e := sc.e
+	vocab := e.runner.P.Config.Vocab
+	feeds := make([][]int, len(reqs))
+	caches := make([]*model.Cache, len(reqs))
+	for i, r := range reqs {
+		c := sc.docs.get(i, len(r.ctx))
+		reuse := 0
+		if r.prefix != nil {
+			reuse = min(commonPrefixLen(r.prefix.tokens, r.ctx), len(r.ctx)-1)
+			c.CopyFrom(r.prefix.cache, reuse)
+		}
+		feeds[i], caches[i] = r.ctx[reuse:], c
+		e.res.Timing.PromptTokens += len(r.ctx)
+		e.res.Timing.ReusedTokens += reuse
+	}
+	last, err := e.runner.Forward(feeds, caches, false)
+	if err != nil {
+		return nil, err
+	}
+	var runs []continuationRun
+	for i, r := range reqs {
+		logp := last[i]
+		kernels.LogSoftmax(logp, logp, 1, vocab)
+		first := len(runs)
+		for c, ids := range r.conts {
+			lls[at[i]][c] = float64(logp[ids[0]])
+			if len(ids) == 1 {
+				continue
+			}
+			fed := ids[:len(ids)-1]
+			j := slices.IndexFunc(runs[first:], func(run continuationRun) bool { return slices.Equal(run.fed, fed) })
+			if j < 0 {
+				runs = append(runs, continuationRun{req: i, fed: fed})
+				j = len(runs) - first - 1
+			}
+			runs[first+j].conts = append(runs[first+j].conts, c)
+		}
+	}
+	if len(runs) == 0 {
+		return lls, nil
+	}
+	feeds = make([][]int, len(runs))
+	tailCaches := make([]*model.Cache, len(runs))
+	for j, run := range runs {
+		src := caches[run.req]
+		c := sc.tails.get(j, src.Len+len(run.fed))
+		c.CopyFrom(src, src.Len)
+		feeds[j], tailCaches[j] = run.fed, c
+	}
+	rows, err := e.runner.Forward(feeds, tailCaches, true)
+	if err != nil {
+		return nil, err
+	}
+	for j, run := range runs {
+		logp := rows[j]
+		kernels.LogSoftmax(logp, logp, len(run.fed), vocab)
+		for _, c := range run.conts {
+			ids := reqs[run.req].conts[c]
+			for t := 1; t < len(ids); t++ {
+				lls[at[run.req]][c] += float64(logp[(t-1)*vocab+ids[t]])
+			}
+		}
+	}
+	return lls, nil
+}
+
+// scoreCut scores a request whose prompt does not fit the context even
+// without shots, as lm-eval does: each continuation on its own, feeding the
+// last context tokens of prompt+continuation minus its final token.
+func (sc *mmluScorer) scoreCut(r *mmluRequest) ([4]float64, error) {
+	e := sc.e
+	vocab := e.runner.P.Config.Vocab
+	var feeds [4][]int
+	var caches [4]*model.Cache
+	for c, cont := range r.conts {
+		if len(cont) > e.context {
+			return [4]float64{}, fmt.Errorf("continuation %q has %d tokens, more than the %d-token context", datasets.MMLUContinuations[c], len(cont), e.context)
+		}
+		whole := append(append([]int(nil), r.ctx...), cont...)
+		feeds[c] = whole[max(0, len(whole)-1-e.context) : len(whole)-1]
+		caches[c] = sc.tails.get(c, len(feeds[c]))
+	}
+	e.res.Timing.PromptTokens += len(feeds[0]) - len(r.conts[0]) + 1
+	rows, err := e.runner.Forward(feeds[:], caches[:], true)
+	if err != nil {
+		return [4]float64{}, err
+	}
+	var lls [4]float64
+	for c, cont := range r.conts {
+		n := len(feeds[c])
+		kernels.LogSoftmax(rows[c], rows[c], n, vocab)
+		for t, id := range cont {
+			lls[c] += float64(rows[c][(n-len(cont)+t)*vocab+id])
+		}
+	}
+	return lls, nil
+}
