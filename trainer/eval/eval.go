@@ -151,7 +151,7 @@ func Run(ctx context.Context, m *model.Loaded, opt Options) (*Results, error) {
 	case TaskGSM8K:
 		err = e.runGSM8K()
 	}
-	e.bar.finish()
+	e.bar.finish(err == nil)
 	if err != nil {
 		return nil, err
 	}

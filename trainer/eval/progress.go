@@ -40,9 +40,15 @@ func (p *progress) add(n int) {
 	}
 }
 
-// finish completes the bar.
-func (p *progress) finish() {
-	if p != nil {
+// finish completes the bar after a successful run, or leaves it where it
+// stopped after a failed one.
+func (p *progress) finish(ok bool) {
+	if p == nil {
+		return
+	}
+	if ok {
 		p.bar.Finish()
+	} else {
+		p.bar.Exit()
 	}
 }

@@ -228,3 +228,15 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
 }
+
+func TestProgressBar(t *testing.T) {
+	m := loadStories(t)
+	var buf strings.Builder
+	if _, err := Run(context.Background(), m, Options{Task: TaskMMLU, DataDir: writeLawData(t), Shots: 1, Batch: 2, Progress: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, "mmlu") || !strings.Contains(out, "3/3") || !strings.Contains(out, "docs/s") {
+		t.Errorf("progress output %q lacks the task, the count or docs/s", out)
+	}
+}
