@@ -168,10 +168,10 @@ func (k *FusedKernel[T]) prepare(x []T) (d kernels.AdapterDims, drop, xd []T, re
 	bits := k.maskFor(n)
 	drop, xd = borrow[T](n*k.in), borrow[T](n*k.in)
 	inv := T(1 / k.keepProb)
-	for i := range drop {
-		drop[i] = 0
-		if bits[i>>6]>>(i&63)&1 == 1 {
-			drop[i] = inv
+	for w, word := range bits {
+		chunk := drop[w*64 : min(w*64+64, len(drop))]
+		for j := range chunk {
+			chunk[j] = inv * T(word>>j&1) // branch-free: 0 or 1/(1−p)
 		}
 	}
 	return d, drop, xd, func() { giveBack(drop); giveBack(xd) }
@@ -190,12 +190,13 @@ func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 	k.maskBits = append(k.maskBits[:0], make([]uint64, (size+63)/64)...)
 	threshold := uint64(math.Min(math.Round(k.keepProb*(1<<32)), 1<<32-1))
 	rng := rand.NewPCG(k.seed, k.step)
-	for i := 0; i < size; i += 2 {
+	for i := 0; i < size; i += 2 { // two 32-bit draws per Uint64
 		u := rng.Uint64()
-		for j, draw := range [2]uint64{u & 0xffffffff, u >> 32} {
-			if e := i + j; e < size && draw < threshold {
-				k.maskBits[e>>6] |= 1 << (e & 63)
-			}
+		if u&0xffffffff < threshold {
+			k.maskBits[i>>6] |= 1 << (i & 63)
+		}
+		if j := i + 1; j < size && u>>32 < threshold {
+			k.maskBits[j>>6] |= 1 << (j & 63)
 		}
 	}
 	k.maskValid, k.maskStep, k.maskRows = true, k.step, n
