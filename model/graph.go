@@ -244,6 +244,9 @@ func (gr *Graph[T]) Grad(i int) ([]T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: gradient of %s: %w", gr.Learnables[i].Name(), err)
 	}
+	if g == nil {
+		return nil, nil // no Step has run yet
+	}
 	return g.Data().([]T), nil
 }
 

@@ -10,7 +10,10 @@ import (
 // training graph, with a key/value cache per sequence. A Runner is not safe
 // for concurrent use (it reuses scratch buffers); its Params may be shared.
 type Runner struct {
-	P       *Params[float32]
+	P *Params[float32]
+	// Observe, when set, sees the input of every projection (n rows of x),
+	// e.g. to collect calibration activations for Wanda pruning.
+	Observe func(lin *Linear[float32], x []float32, n int)
 	invFreq []float64
 	buf     scratch
 }
@@ -189,6 +192,9 @@ func (r *Runner) Forward(tokens [][]int, caches []*Cache, all bool) ([][]float32
 
 // linear computes y = x Wᵀ + b + the low-rank update for n rows.
 func (r *Runner) linear(lin *Linear[float32], y, x []float32, n int) {
+	if r.Observe != nil {
+		r.Observe(lin, x[:n*lin.Base.Cols()], n)
+	}
 	lin.Base.MulT(y, x, n)
 	if lin.Bias != nil {
 		out := lin.Base.Rows()
@@ -202,18 +208,11 @@ func (r *Runner) linear(lin *Linear[float32], y, x []float32, n int) {
 	}
 }
 
-// AddTo adds the update ((x Aᵀ) ⊙ Scale) Bᵀ to y for n rows of x [n, in];
-// h is scratch of n·R.
+// AddTo adds the update ((x Aᵀ) ⊙ Scale) Bᵀ to y for n rows of x [n, in]
+// (the fused adapters' forward without dropout, on the kernels the training
+// op uses); h is scratch of n·R.
 func (a *LowRank[T]) AddTo(y, x []T, n, in, out int, h []T) {
-	kernels.Gemm(false, true, n, a.R, in, 1, x, in, a.A, in, 0, h, a.R)
-	if a.Scale != nil {
-		for row := 0; row < n; row++ {
-			hr := h[row*a.R : (row+1)*a.R]
-			for j, s := range a.Scale {
-				hr[j] *= s
-			}
-		}
-	}
+	kernels.FusedAdapterHidden(kernels.AdapterDims{N: n, In: in, Out: out, R: a.R}, h, nil, x, nil, a.A, a.Scale)
 	kernels.Gemm(false, true, n, out, a.R, 1, h, a.R, a.B, a.R, 1, y, out)
 }
 

@@ -60,7 +60,7 @@ type Linear[T kernels.Float] struct {
 // residual adapter) of one projection. A is [R, In], B is [Out, R].
 type LowRank[T kernels.Float] struct {
 	A, B  []T
-	Scale []T // [R] per-rank scale; nil means all ones
+	Scale []T // [R] per-rank scale
 	R     int
 }
 

@@ -1,0 +1,347 @@
+package trainer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/salr-go/salr/adapters"
+	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/tokenizer"
+	"github.com/salr-go/salr/sparsity"
+	G "gorgonia.org/gorgonia"
+)
+
+// Setup is a model prepared for one method: the base checkpoint with its
+// target projections pruned (W0 ⊙ M, frozen), the adapters of every adapted
+// projection (LoRA and/or the SVD residual adapter, concatenated), the
+// tokenised data, and the tensors the optimizer trains.
+type Setup struct {
+	Config    *configs.Config
+	Loaded    *model.Loaded
+	Tokenizer tokenizer.Tokenizer
+	// Params is the model as trained and evaluated: pruned bases, adapters
+	// attached (their A and B share memory with Adapters).
+	Params *model.Params[float32]
+	Data   *Data
+	// Adapters maps HF module names to their concatenated adapters.
+	Adapters map[string]*adapters.Fused
+	// Pruned maps HF module names of pruned projections to their statistics.
+	Pruned map[string]sparsity.SplitStats
+	// Sparsity is the achieved fraction of zeros over the pruned projections
+	// (0 when nothing is pruned).
+	Sparsity float64
+	// Trainables are the optimizer's tensors, in graph order.
+	Trainables []Param
+
+	modules []string // adapted modules in layer order
+	kernels map[string]*adapters.FusedKernel[float32]
+	nodes   map[string][2]*G.Node // learnable A and B nodes per module
+}
+
+// Build loads the model and data of cfg and prepares them for cfg.Method:
+//
+//	lora        dense base, LoRA on adapters.target_modules
+//	prune-lora  base pruned on sparsity.target_modules, LoRA
+//	salr        pruned base, LoRA + the SVD residual adapter of each pruned projection
+//	prune       pruned base only (no training)
+//	prune-svd   pruned base + SVD residual adapters (no training)
+//
+// Masks are computed once from the frozen W0 before any training. Every
+// random choice (LoRA init, SVD sketch, dropout) derives from train.seed and
+// the module name.
+func Build(cfg *configs.Config, logf func(string, ...any)) (s *Setup, err error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	loaded, err := model.Open(cfg.Model.Path, cfg.Model.Tokenizer)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			loaded.Close()
+		}
+	}()
+	s = &Setup{Config: cfg, Loaded: loaded, Tokenizer: loaded.Tokenizer, Params: loaded.Params,
+		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{},
+		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
+	mc := loaded.Params.Config
+	logf("model: %s, %d layers, hidden %d, vocab %d (%s)", mc.ModelType, mc.Layers, mc.Hidden, mc.Vocab, cfg.Model.Path)
+	if s.Data, err = LoadData(cfg, loaded.Tokenizer); err != nil {
+		return nil, err
+	}
+	if cfg.Prunes() {
+		if err := s.prune(logf); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.attachAdapters(logf); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the base checkpoint.
+func (s *Setup) Close() error { return s.Loaded.Close() }
+
+// prune replaces every targeted projection's base by W0 ⊙ M and keeps the
+// residual statistics.
+func (s *Setup) prune(logf func(string, ...any)) error {
+	cfg := s.Config
+	spec, err := sparsity.ParseSpec(cfg.Sparsity.Score, cfg.Sparsity.Pattern, cfg.Sparsity.Ratio)
+	if err != nil {
+		return err
+	}
+	targets, err := sparsity.ParseTargets(cfg.Sparsity.TargetModules)
+	if err != nil {
+		return err
+	}
+	var norms map[string][]float32
+	if spec.Method == sparsity.Wanda {
+		if norms, err = s.calibrate(cfg.Sparsity.CalibrationBatches); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	var pruned, total int
+	for l := range s.Params.Layers {
+		for p, lin := range s.Params.Layers[l].Proj {
+			if !targets.Has(model.Projection(p).Short()) {
+				continue
+			}
+			dense, ok := lin.Base.(*kernels.Dense[float32])
+			if !ok {
+				return fmt.Errorf("trainer: %s: the base is not dense; cannot prune it again", lin.Module)
+			}
+			mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
+			if err != nil {
+				return fmt.Errorf("trainer: pruning %s: %w", lin.Module, err)
+			}
+			kept, _, stats := sparsity.Split(dense.W, mask)
+			lin.Base = kernels.NewDense(kept, dense.R, dense.C)
+			s.Pruned[lin.Module] = stats
+			pruned += stats.Pruned
+			total += stats.Rows * stats.Cols
+		}
+	}
+	if total > 0 {
+		s.Sparsity = float64(pruned) / float64(total)
+	}
+	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights) in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, time.Since(start).Seconds())
+	return nil
+}
+
+// calibrate runs the dense model over a few training batches and returns, per
+// projection, the L2 norms of its input features (Wanda's ||X_j||).
+func (s *Setup) calibrate(batches int) (map[string][]float32, error) {
+	cal := map[string]*sparsity.Calibration{}
+	r := model.NewRunner(s.Params)
+	r.Observe = func(lin *model.Linear[float32], x []float32, n int) {
+		c := cal[lin.Module]
+		if c == nil {
+			c = sparsity.NewCalibration(lin.Base.Cols())
+			cal[lin.Module] = c
+		}
+		c.AddActivations(x, n)
+	}
+	n := min(max(batches, 1)*s.Config.Train.BatchSize, len(s.Data.Train))
+	for i := 0; i < n; i++ {
+		seq := s.Data.Train[i].Tokens
+		if _, err := r.Forward([][]int{seq}, []*model.Cache{r.NewCache(len(seq))}, false); err != nil {
+			return nil, fmt.Errorf("trainer: wanda calibration: %w", err)
+		}
+	}
+	norms := map[string][]float32{}
+	for m, c := range cal {
+		norms[m] = c.Norms()
+	}
+	return norms, nil
+}
+
+// attachAdapters builds the LoRA and SVD residual adapters of each projection
+// the method adapts and attaches them to the parameters.
+func (s *Setup) attachAdapters(logf func(string, ...any)) error {
+	cfg := s.Config
+	ac := cfg.Adapters
+	var loraTargets sparsity.Targets
+	if cfg.HasLoRA() {
+		var err error
+		if loraTargets, err = sparsity.ParseTargets(ac.TargetModules); err != nil {
+			return err
+		}
+	}
+	seed := uint64(cfg.Train.Seed)
+	start := time.Now()
+	var energy, residual float64
+	for l := range s.Params.Layers {
+		for p, lin := range s.Params.Layers[l].Proj {
+			out, in := lin.Base.Rows(), lin.Base.Cols()
+			var parts []*adapters.LowRank
+			if cfg.HasLoRA() && loraTargets.Has(model.Projection(p).Short()) {
+				lora, err := adapters.NewLoRA(out, in, adapters.LoRAConfig{Rank: ac.LoRARank, Alpha: ac.LoRAAlpha,
+					Dropout: ac.LoRADropout, Init: adapters.Init(ac.LoRAInit), RSLoRA: ac.RSLoRA},
+					adapters.SeedFor(seed, lin.Module+".lora"))
+				if err != nil {
+					return fmt.Errorf("trainer: %s: %w", lin.Module, err)
+				}
+				parts = append(parts, lora)
+			}
+			if _, pruned := s.Pruned[lin.Module]; pruned && cfg.HasSVDAdapter() {
+				svd, err := s.svdAdapter(lin)
+				if err != nil {
+					return err
+				}
+				energy += svd.Energy
+				residual += svd.Residual
+				parts = append(parts, svd.Adapter)
+			}
+			if len(parts) == 0 {
+				continue
+			}
+			f, err := adapters.Concat(parts...)
+			if err != nil {
+				return fmt.Errorf("trainer: %s: %w", lin.Module, err)
+			}
+			s.Adapters[lin.Module] = f
+			s.modules = append(s.modules, lin.Module)
+			lin.Adapter = &model.LowRank[float32]{A: f.A, B: f.B, Scale: f.Scale, R: f.Rank}
+			if anyTrue(f.TrainableRanks()) && cfg.Trains() {
+				s.Trainables = append(s.Trainables,
+					Param{Name: lin.Module + ".A", Data: f.A, Grad: make([]float32, len(f.A)), Trainable: maskOrNil(f.TrainableA())},
+					Param{Name: lin.Module + ".B", Data: f.B, Grad: make([]float32, len(f.B)), Trainable: maskOrNil(f.TrainableB())})
+			}
+		}
+	}
+	if residual > 0 {
+		logf("SVD residual adapters (rank %d): capture %.1f%% of the pruning residual's energy (%.1fs)", ac.SVDRank, 100*energy/residual, time.Since(start).Seconds())
+	}
+	logf("adapters on %d projections, %d trainable parameters", len(s.modules), s.TrainableCount())
+	return nil
+}
+
+// svdResult is one projection's SVD residual adapter and how much of the
+// residual's squared Frobenius norm it captures.
+type svdResult struct {
+	Adapter          *adapters.LowRank
+	Energy, Residual float64
+}
+
+// svdAdapter builds the rank-r SVD residual adapter of a pruned projection
+// from E = W0 - W0 ⊙ M, recomputed from the original weight.
+func (s *Setup) svdAdapter(lin *model.Linear[float32]) (svdResult, error) {
+	ac := s.Config.Adapters
+	w0 := s.Loaded.Checkpoint.Tensors[lin.Module+".weight"].Data
+	kept := lin.Base.(*kernels.Dense[float32]).W
+	out, in := lin.Base.Rows(), lin.Base.Cols()
+	e := make([]float32, len(w0))
+	var norm float64
+	for i, v := range w0 {
+		e[i] = v - kept[i]
+		norm += float64(e[i]) * float64(e[i])
+	}
+	rank := min(ac.SVDRank, out, in)
+	sc := adapters.DefaultSVDConfig(rank, adapters.SeedFor(uint64(s.Config.Train.Seed), lin.Module+".svd"))
+	if ac.SVDOversample > 0 {
+		sc.Oversample = ac.SVDOversample
+	}
+	if ac.SVDPowerIters > 0 {
+		sc.PowerIters = ac.SVDPowerIters
+	}
+	t, err := adapters.RandomizedSVD(e, out, in, sc)
+	if err != nil {
+		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", lin.Module, err)
+	}
+	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: norm}, nil
+}
+
+func anyTrue(b []bool) bool {
+	for _, v := range b {
+		if v {
+			return true
+		}
+	}
+	return false
+}
+
+// maskOrNil returns m, or nil when every entry is true (no mask needed).
+func maskOrNil(m []bool) []bool {
+	for _, v := range m {
+		if !v {
+			return m
+		}
+	}
+	return nil
+}
+
+// TrainableCount is the number of trainable parameters (masked entries
+// excluded).
+func (s *Setup) TrainableCount() int {
+	n := 0
+	for _, p := range s.Trainables {
+		if p.Trainable == nil {
+			n += len(p.Data)
+			continue
+		}
+		for _, t := range p.Trainable {
+			if t {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// GraphAdapter is the model.GraphOptions.Adapter hook: it adds the fused
+// adapter op of a projection, with A and B as learnables when they train.
+func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float32], x *G.Node) (*G.Node, error) {
+	f := s.Adapters[lin.Module]
+	if f == nil {
+		return nil, nil
+	}
+	k := s.kernels[lin.Module]
+	if k == nil {
+		k = adapters.NewFusedKernel[float32](f, lin.Module, adapters.SeedFor(uint64(s.Config.Train.Seed), lin.Module+".dropout"))
+		s.kernels[lin.Module] = k
+	}
+	input := b.Input
+	if anyTrue(f.TrainableRanks()) && s.Config.Trains() {
+		input = b.Learnable
+	}
+	a := input(lin.Module+".A", f.A, f.Rank, f.In)
+	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
+	s.nodes[lin.Module] = [2]*G.Node{a, bb}
+	return b.Apply(k, x, a, bb)
+}
+
+// SetDropoutStep selects the dropout masks of a (micro-)step in every
+// adapter op.
+func (s *Setup) SetDropoutStep(step int) {
+	for _, k := range s.kernels {
+		k.SetStep(uint64(step))
+	}
+}
+
+// ReadGrads points every trainable's Grad at its accumulated gradient in the
+// graph (read after the step's micro-batches).
+func (s *Setup) ReadGrads(g *model.Graph[float32]) error {
+	for i := range s.Trainables {
+		p := &s.Trainables[i]
+		module, which := p.Name[:len(p.Name)-2], p.Name[len(p.Name)-1]
+		nodes, ok := s.nodes[module]
+		if !ok {
+			return fmt.Errorf("trainer: %s is not in the graph", p.Name)
+		}
+		node := nodes[0]
+		if which == 'B' {
+			node = nodes[1]
+		}
+		v, err := node.Grad()
+		if err != nil || v == nil {
+			return fmt.Errorf("trainer: gradient of %s: %v", p.Name, err)
+		}
+		p.Grad = v.Data().([]float32)
+	}
+	return nil
+}
