@@ -6,25 +6,26 @@
 // the algorithm are in doc.go, the Go references in kernels_generic.go.
 //
 // One chunk = 16 columns of one row = one uint16 mask at (SI) and
-// popcount(mask) packed values at (DX). Per chunk the mask goes to a k
-// register, EXPAND_* loads 16 values at (DX) widened to fp32 and moves the
-// first popcount(mask) of them to the lanes the mask selects (zeroing the
-// others), and ADVANCE_* moves DX past the values used. Loads of 16 values
-// may reach past the last one: the value slices keep 16 spare values.
-// Every access to x, dx and dst is masked by the chunk mask or a tail mask,
-// so nothing outside the caller's slices is read or written.
+// popcount(mask) packed values at (DX). Chunks go in groups of four: one
+// 64-bit load of their masks gives, by popcounts of its low 16, 32 and 48
+// bits and of all of it, where each chunk's values start and how far DX
+// moves, so the chunks' loads do not wait on each other. Per chunk the mask
+// goes to a k register and EXPAND_* loads 16 values widened to fp32 and moves
+// the first popcount(mask) of them to the lanes the mask selects (zeroing the
+// others). Loads of 16 values may reach past the last one: the value slices
+// keep 16 spare values. Every access to x, dx and dst is masked by the chunk
+// mask or a tail mask, so nothing outside the caller's slices is read or
+// written. Streams are prefetched ahead (values PF_VALUES bytes, masks
+// PF_MASKS bytes): a value load's address depends on the masks before it,
+// which keeps the out-of-order core from running far ahead on its own.
 
-// EXPAND_*(k, z): z = the packed values at (DX) expanded under k, as fp32.
-#define EXPAND_BF16(k, z) VPMOVZXWD (DX), z; VPSLLD $16, z, z; VEXPANDPS.Z z, k, z
-#define EXPAND_F16(k, z) VCVTPH2PS (DX), z; VEXPANDPS.Z z, k, z
-#define EXPAND_F32(k, z) VEXPANDPS.Z (DX), k, z
+#define PF_VALUES 2048
+#define PF_MASKS 512
 
-// ADVANCE_*(cnt): DX += cnt values.
-#define ADVANCE_16(cnt) LEAQ (DX)(cnt*2), DX
-#define ADVANCE_32(cnt) LEAQ (DX)(cnt*4), DX
-
-// LOAD_MASK(moff, k, cnt): k = mask at moff(SI), cnt = its popcount.
-#define LOAD_MASK(moff, k, cnt) KMOVW moff(SI), k; MOVWLZX moff(SI), cnt; POPCNTL cnt, cnt
+// EXPAND_*(src, k, z): z = the packed values at src expanded under k, as fp32.
+#define EXPAND_BF16(src, k, z) VPMOVZXWD src, z; VPSLLD $16, z, z; VEXPANDPS.Z z, k, z
+#define EXPAND_F16(src, k, z) VCVTPH2PS src, z; VEXPANDPS.Z z, k, z
+#define EXPAND_F32(src, k, z) VEXPANDPS.Z src, k, z
 
 // REDUCE4: X0[0] = sum of all lanes of Z0..Z3 (clobbers Z1..Z3).
 #define REDUCE4 \
@@ -48,62 +49,78 @@
 
 // ---------------------------------------------------------------------------
 // The bitmap kernels share one loop over the chunks of a row: SI masks, DX
-// values, R11 the row of x, dx or dst (64 bytes per chunk), CX the chunks
-// left. Four chunks are in flight, each with its own k, temporary,
-// accumulator (Z0..Z3) and count register; the per-chunk work is CHUNK.
+// values (S bytes each), R11 the row of x, dx or dst (64 bytes per chunk), CX
+// the chunks left. Each chunk of a group has its own k, temporary and
+// accumulator (Z0..Z3); the per-chunk work is CHUNK(EXPAND, moff, xoff, k, z,
+// acc, src). AX, BX, R12 and R13 hold the group's offsets (AX is only ever
+// written by 16-bit popcounts and 32-bit instructions, so its upper bits stay
+// zero once the kernel has cleared it).
 
-#define BITMAP_CHUNKS(CHUNK, EXPAND, ADVANCE, done) \
-	CMPQ CX, $4; \
-	JB   single; \
+#define GROUP4(CHUNK, EXPAND, S) \
+	MOVQ (SI), BX; \
+	POPCNTQ BX, R13; \
+	POPCNTL BX, R12; \
+	POPCNTW BX, AX; \
+	SHLQ $16, BX; \
+	POPCNTQ BX, BX; \
+	CHUNK(EXPAND, 0, 0, K1, Z4, Z0, (DX)); \
+	CHUNK(EXPAND, 2, 64, K2, Z5, Z1, (DX)(AX*S)); \
+	CHUNK(EXPAND, 4, 128, K3, Z6, Z2, (DX)(R12*S)); \
+	CHUNK(EXPAND, 6, 192, K4, Z7, Z3, (DX)(BX*S)); \
+	LEAQ (DX)(R13*S), DX
+
+#define BITMAP_CHUNKS(CHUNK, EXPAND, S, done) \
+	SUBQ $4, CX; \
+	JL   tail; \
 quad: \
-	CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
-	CHUNK(EXPAND, ADVANCE, 2, 64, K2, Z5, Z1, BX); \
-	CHUNK(EXPAND, ADVANCE, 4, 128, K3, Z6, Z2, R12); \
-	CHUNK(EXPAND, ADVANCE, 6, 192, K4, Z7, Z3, R13); \
+	PREFETCHT0 PF_VALUES(DX); \
+	PREFETCHT0 PF_MASKS(SI); \
+	GROUP4(CHUNK, EXPAND, S); \
 	ADDQ $8, SI; \
 	ADDQ $256, R11; \
 	SUBQ $4, CX; \
-	CMPQ CX, $4; \
-	JAE  quad; \
+	JGE  quad; \
+tail: \
+	ADDQ $4, CX; \
+	JZ   done; \
 single: \
-	TESTQ CX, CX; \
-	JZ    done; \
-	CHUNK(EXPAND, ADVANCE, 0, 0, K1, Z4, Z0, AX); \
+	MOVWLZX (SI), AX; \
+	POPCNTL AX, AX; \
+	CHUNK(EXPAND, 0, 0, K1, Z4, Z0, (DX)); \
+	LEAQ (DX)(AX*S), DX; \
 	ADDQ $2, SI; \
 	ADDQ $64, R11; \
 	DECQ CX; \
-	JMP  single
+	JNZ  single
 
 // DOT_CHUNK: acc += expanded chunk · x, both masked by the chunk mask.
-#define DOT_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
-	VFMADD231PS xoff(R11), z, k, acc; \
-	ADVANCE(cnt)
+#define DOT_CHUNK(EXPAND, moff, xoff, k, z, acc, src) \
+	KMOVW moff(SI), k; \
+	EXPAND(src, k, z); \
+	VFMADD231PS xoff(R11), z, k, acc
 
 // AXPY_CHUNK: dx chunk += Z31 · expanded chunk, only the mask's lanes of dx
 // read and written.
-#define AXPY_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
+#define AXPY_CHUNK(EXPAND, moff, xoff, k, z, acc, src) \
+	KMOVW moff(SI), k; \
+	EXPAND(src, k, z); \
 	VFMADD213PS xoff(R11), Z31, k, z; \
-	VMOVUPS z, k, xoff(R11); \
-	ADVANCE(cnt)
+	VMOVUPS z, k, xoff(R11)
 
 // DECODE_CHUNK: dst chunk = expanded chunk (zeros at pruned positions).
-#define DECODE_CHUNK(EXPAND, ADVANCE, moff, xoff, k, z, acc, cnt) \
-	LOAD_MASK(moff, k, cnt); \
-	EXPAND(k, z); \
-	VMOVUPS z, xoff(R11); \
-	ADVANCE(cnt)
+#define DECODE_CHUNK(EXPAND, moff, xoff, k, z, acc, src) \
+	KMOVW moff(SI), k; \
+	EXPAND(src, k, z); \
+	VMOVUPS z, xoff(R11)
 
 // Bitmap dot: for each of R9 rows, (DI) = row · x; R8 x, R10 chunks per row.
-#define DOT_BITMAP(EXPAND, ADVANCE) \
+#define DOT_BITMAP(EXPAND, S) \
+	XORL AX, AX; \
 rowloop: \
 	ZERO_ACC4; \
 	MOVQ R8, R11; \
 	MOVQ R10, CX; \
-	BITMAP_CHUNKS(DOT_CHUNK, EXPAND, ADVANCE, reduce); \
+	BITMAP_CHUNKS(DOT_CHUNK, EXPAND, S, reduce); \
 reduce: \
 	REDUCE4; \
 	VMOVSS X0, (DI); \
@@ -115,13 +132,14 @@ reduce: \
 
 // Bitmap axpy: for each of R9 rows, dx (DI) += (R8)[row] · row; R10 chunks
 // per row, Z31 the broadcast dy[row].
-#define AXPY_BITMAP(EXPAND, ADVANCE) \
+#define AXPY_BITMAP(EXPAND, S) \
+	XORL AX, AX; \
 rowloop: \
 	VBROADCASTSS (R8), Z31; \
 	ADDQ $4, R8; \
 	MOVQ DI, R11; \
 	MOVQ R10, CX; \
-	BITMAP_CHUNKS(AXPY_CHUNK, EXPAND, ADVANCE, next); \
+	BITMAP_CHUNKS(AXPY_CHUNK, EXPAND, S, next); \
 next: \
 	DECQ R9; \
 	JNZ  rowloop; \
@@ -132,7 +150,7 @@ next: \
 // before the last one of a row (R8 of them) are stored whole, the last one
 // under K7, the mask of the columns it covers; R10 becomes the row stride in
 // bytes.
-#define DECODE_BITMAP(EXPAND, ADVANCE) \
+#define DECODE_BITMAP(EXPAND, S) \
 	LEAQ -1(R10), R8; \
 	SHRQ $4, R8; \
 	MOVQ R8, CX; \
@@ -144,15 +162,18 @@ next: \
 	DECL AX; \
 	KMOVW AX, K7; \
 	SHLQ $2, R10; \
+	XORL AX, AX; \
 rowloop: \
 	MOVQ DI, R11; \
 	MOVQ R8, CX; \
-	BITMAP_CHUNKS(DECODE_CHUNK, EXPAND, ADVANCE, last); \
+	BITMAP_CHUNKS(DECODE_CHUNK, EXPAND, S, last); \
 last: \
-	LOAD_MASK(0, K1, AX); \
-	EXPAND(K1, Z4); \
+	KMOVW (SI), K1; \
+	MOVWLZX (SI), AX; \
+	POPCNTL AX, AX; \
+	EXPAND((DX), K1, Z4); \
 	VMOVUPS Z4, K7, (R11); \
-	ADVANCE(AX); \
+	LEAQ (DX)(AX*S), DX; \
 	ADDQ $2, SI; \
 	ADDQ R10, DI; \
 	DECQ R9; \
@@ -168,7 +189,7 @@ TEXT ·dotBitmapBF16(SB), NOSPLIT, $0-104
 	MOVQ vals_base+48(FP), DX
 	MOVQ x_base+72(FP), R8
 	MOVQ chunks+96(FP), R10
-	DOT_BITMAP(EXPAND_BF16, ADVANCE_16)
+	DOT_BITMAP(EXPAND_BF16, 2)
 
 // func dotBitmapF16(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
 TEXT ·dotBitmapF16(SB), NOSPLIT, $0-104
@@ -178,7 +199,7 @@ TEXT ·dotBitmapF16(SB), NOSPLIT, $0-104
 	MOVQ vals_base+48(FP), DX
 	MOVQ x_base+72(FP), R8
 	MOVQ chunks+96(FP), R10
-	DOT_BITMAP(EXPAND_F16, ADVANCE_16)
+	DOT_BITMAP(EXPAND_F16, 2)
 
 // func dotBitmapF32(y []float32, masks []uint16, vals []float32, x []float32, chunks int)
 TEXT ·dotBitmapF32(SB), NOSPLIT, $0-104
@@ -188,7 +209,7 @@ TEXT ·dotBitmapF32(SB), NOSPLIT, $0-104
 	MOVQ vals_base+48(FP), DX
 	MOVQ x_base+72(FP), R8
 	MOVQ chunks+96(FP), R10
-	DOT_BITMAP(EXPAND_F32, ADVANCE_32)
+	DOT_BITMAP(EXPAND_F32, 4)
 
 // func axpyBitmapBF16(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
 TEXT ·axpyBitmapBF16(SB), NOSPLIT, $0-104
@@ -198,7 +219,7 @@ TEXT ·axpyBitmapBF16(SB), NOSPLIT, $0-104
 	MOVQ dy_base+72(FP), R8
 	MOVQ dy_len+80(FP), R9
 	MOVQ chunks+96(FP), R10
-	AXPY_BITMAP(EXPAND_BF16, ADVANCE_16)
+	AXPY_BITMAP(EXPAND_BF16, 2)
 
 // func axpyBitmapF16(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
 TEXT ·axpyBitmapF16(SB), NOSPLIT, $0-104
@@ -208,7 +229,7 @@ TEXT ·axpyBitmapF16(SB), NOSPLIT, $0-104
 	MOVQ dy_base+72(FP), R8
 	MOVQ dy_len+80(FP), R9
 	MOVQ chunks+96(FP), R10
-	AXPY_BITMAP(EXPAND_F16, ADVANCE_16)
+	AXPY_BITMAP(EXPAND_F16, 2)
 
 // func axpyBitmapF32(dx []float32, masks []uint16, vals []float32, dy []float32, chunks int)
 TEXT ·axpyBitmapF32(SB), NOSPLIT, $0-104
@@ -218,7 +239,7 @@ TEXT ·axpyBitmapF32(SB), NOSPLIT, $0-104
 	MOVQ dy_base+72(FP), R8
 	MOVQ dy_len+80(FP), R9
 	MOVQ chunks+96(FP), R10
-	AXPY_BITMAP(EXPAND_F32, ADVANCE_32)
+	AXPY_BITMAP(EXPAND_F32, 4)
 
 // func decodeBitmapBF16(dst []float32, masks []uint16, vals []uint16, rows, cols int)
 TEXT ·decodeBitmapBF16(SB), NOSPLIT, $0-88
@@ -227,7 +248,7 @@ TEXT ·decodeBitmapBF16(SB), NOSPLIT, $0-88
 	MOVQ vals_base+48(FP), DX
 	MOVQ rows+72(FP), R9
 	MOVQ cols+80(FP), R10
-	DECODE_BITMAP(EXPAND_BF16, ADVANCE_16)
+	DECODE_BITMAP(EXPAND_BF16, 2)
 
 // func decodeBitmapF16(dst []float32, masks []uint16, vals []uint16, rows, cols int)
 TEXT ·decodeBitmapF16(SB), NOSPLIT, $0-88
@@ -236,7 +257,7 @@ TEXT ·decodeBitmapF16(SB), NOSPLIT, $0-88
 	MOVQ vals_base+48(FP), DX
 	MOVQ rows+72(FP), R9
 	MOVQ cols+80(FP), R10
-	DECODE_BITMAP(EXPAND_F16, ADVANCE_16)
+	DECODE_BITMAP(EXPAND_F16, 2)
 
 // func decodeBitmapF32(dst []float32, masks []uint16, vals []float32, rows, cols int)
 TEXT ·decodeBitmapF32(SB), NOSPLIT, $0-88
@@ -245,7 +266,7 @@ TEXT ·decodeBitmapF32(SB), NOSPLIT, $0-88
 	MOVQ vals_base+48(FP), DX
 	MOVQ rows+72(FP), R9
 	MOVQ cols+80(FP), R10
-	DECODE_BITMAP(EXPAND_F32, ADVANCE_32)
+	DECODE_BITMAP(EXPAND_F32, 4)
 
 // ---------------------------------------------------------------------------
 // Dense bf16: rows of R10 columns at SI (2 bytes each), R11 the row of x, dx
