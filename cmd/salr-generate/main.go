@@ -3,6 +3,7 @@
 // pruned base and trained adapters.
 //
 //	salr-generate -model DIR -prompt "Once upon a time" -max-new-tokens 56 -temperature 0
+//	salr-generate -run runs/quickstart -prompt "Question: ...\nAnswer:" -temperature 0
 package main
 
 import (
@@ -13,10 +14,11 @@ import (
 	"os"
 
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/trainer"
 )
 
 type options struct {
-	model, tokenizer, prompt string
+	model, run, tokenizer, prompt string
 	maxNew                   int
 	temperature, topP        float64
 	seed                     uint64
@@ -26,6 +28,7 @@ func main() {
 	var o options
 	fs := flag.NewFlagSet("salr-generate", flag.ContinueOnError)
 	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file")
+	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base with its trained adapters")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.prompt, "prompt", "", "text to continue")
 	fs.IntVar(&o.maxNew, "max-new-tokens", 128, "maximum number of tokens to generate")
@@ -38,8 +41,8 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	if o.model == "" {
-		fmt.Fprintln(os.Stderr, "salr-generate: -model is required")
+	if (o.model == "") == (o.run == "") {
+		fmt.Fprintln(os.Stderr, "salr-generate: give exactly one of -model and -run")
 		fs.Usage()
 		os.Exit(2)
 	}
@@ -50,7 +53,13 @@ func main() {
 }
 
 func run(o options, w io.Writer) error {
-	m, err := model.Open(o.model, o.tokenizer)
+	var m *model.Loaded
+	var err error
+	if o.run != "" {
+		m, err = trainer.OpenRun(o.run)
+	} else {
+		m, err = model.Open(o.model, o.tokenizer)
+	}
 	if err != nil {
 		return err
 	}
