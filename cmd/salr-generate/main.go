@@ -19,9 +19,9 @@ import (
 
 type options struct {
 	model, run, tokenizer, prompt string
-	maxNew                   int
-	temperature, topP        float64
-	seed                     uint64
+	maxNew                        int
+	temperature, topP             float64
+	seed                          uint64
 }
 
 func main() {
