@@ -32,6 +32,7 @@ type kernelsOptions struct {
 	transposed bool
 	panelElems int
 	depth      int
+	sequential bool
 }
 
 func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
@@ -51,6 +52,7 @@ func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed of weights and activations")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per line instead of a table")
 	fs.BoolVar(&o.transposed, "backward", false, "time Mul (dX = dY·W, the frozen base's backward) instead of MulT")
+	fs.BoolVar(&o.sequential, "sequential", false, "time the cases one after the other instead of in turns (turns give all cases the same machine load)")
 	fs.IntVar(&o.panelElems, "panel-elems", bitmap.PanelElems, "batched pipeline: fp32 `values` per decoded panel")
 	fs.IntVar(&o.depth, "pipeline-depth", bitmap.PipelineDepth, "batched pipeline: panel buffers in the ring (0: decode then multiply, no overlap)")
 }
@@ -80,7 +82,7 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bitmap.PanelElems, bitmap.PipelineDepth = o.panelElems, o.depth
 	cfg := bitmap.KernelBenchConfig{
 		Shapes: shapes, Cases: cases, Sparsity: o.sparsity, Reps: o.reps,
-		ColdBytes: o.coldMB << 20, Seed: o.seed, Transposed: o.transposed,
+		ColdBytes: o.coldMB << 20, Seed: o.seed, Transposed: o.transposed, Sequential: o.sequential,
 	}
 	enc := json.NewEncoder(stdout)
 	report := func(r bitmap.KernelResult) {
@@ -101,8 +103,12 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if o.transposed {
 			op = "Mul (dx = dy·W)"
 		}
-		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d; kernels %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
-			op, o.sparsity, o.coldMB, o.reps, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
+		order := "cases in turns"
+		if o.sequential {
+			order = "cases one after the other"
+		}
+		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d, %s; kernels %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
+			op, o.sparsity, o.coldMB, o.reps, order, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
 		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
 			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
 	}

@@ -88,12 +88,15 @@ type KernelBenchConfig struct {
 	// ColdBytes: the copies of the weight cycled through together exceed it
 	// (default 4 × 32 MB LLC), so every call streams its weight from DRAM.
 	ColdBytes int64
-	// MaxBytes bounds the memory of one case's copies (default 3 GB); a case
+	// MaxBytes bounds the memory of one case's copies (default 1 GB); a case
 	// that cannot be cold within it is reported with fewer copies.
 	MaxBytes int64
 	Seed     uint64
 	// Transposed times Mul (dX = dY W, the backward) instead of MulT.
 	Transposed bool
+	// Sequential times the cases one after the other (each with only its own
+	// copies in memory) instead of in turns.
+	Sequential bool
 }
 
 // KernelResult is one measured case, also the JSON object of salr-bench
@@ -135,7 +138,7 @@ func (c *KernelBenchConfig) defaults() {
 		c.ColdBytes = 4 * 32 << 20
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = 3 << 30
+		c.MaxBytes = 1 << 30
 	}
 }
 
@@ -145,17 +148,18 @@ func Implementation() string { return defaultKernels.name }
 
 // RunKernelBench times every case on every shape, cold cache as PROTOCOLS.md
 // says: each timed call uses the next of enough copies of the weight to
-// exceed ColdBytes, after one warm-up pass over the copies. Results are passed
-// to report as they are measured; the speedup is filled in once dense bf16 of
-// the same shape has run (it is run first when present). Cancelling ctx stops
-// the run between cases.
+// exceed ColdBytes, after one warm-up pass over the copies. Unless
+// cfg.Sequential, the cases of a shape are timed in turns (one call of each
+// per round, starting with a different case each round) so that all of them
+// see the same machine load; their copies then share memory. Results are
+// passed to report in case order, dense bf16 first when present (the others
+// report their speedup over it). Cancelling ctx stops the run between rounds.
 func RunKernelBench(ctx context.Context, cfg KernelBenchConfig, report func(KernelResult)) error {
 	cfg.defaults()
 	if cfg.Sparsity < 0 || cfg.Sparsity > 1 {
 		return fmt.Errorf("bitmap: sparsity %v outside [0, 1]", cfg.Sparsity)
 	}
 	cases := slices.Clone(cfg.Cases)
-	// Dense bf16 first: the others report their speedup over it.
 	slices.SortStableFunc(cases, func(a, b KernelCase) int {
 		return boolRank(b == KernelCase{"dense", BF16}) - boolRank(a == KernelCase{"dense", BF16})
 	})
@@ -167,29 +171,52 @@ func RunKernelBench(ctx context.Context, cfg KernelBenchConfig, report func(Kern
 				w[i] = float32(rng.NormFloat64()) * 0.02
 			}
 		}
-		in := make([]float32, s.M*max(s.K, s.N))
-		for i := range in {
-			in[i] = float32(rng.NormFloat64())
+		io := benchIO{in: make([]float32, s.M*max(s.K, s.N)), out: make([]float32, s.M*max(s.K, s.N))}
+		for i := range io.in {
+			io.in[i] = float32(rng.NormFloat64())
 		}
-		out := make([]float32, s.M*max(s.K, s.N))
 		var denseBF16MS float64
-		denseBF16Bytes := int64(s.K) * int64(s.N) * 2
-		for _, c := range cases {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			res, err := benchCase(cfg, s, c, w, in, out)
-			if err != nil {
-				return err
-			}
-			res.BytesRatio = float64(res.Bytes) / float64(denseBF16Bytes)
-			if c == (KernelCase{"dense", BF16}) {
+		emit := func(r *caseRun) {
+			res := r.result(cfg)
+			if r.c == (KernelCase{"dense", BF16}) {
 				denseBF16MS = res.MedianMS
 			}
 			if denseBF16MS > 0 {
 				res.Speedup = denseBF16MS / res.MedianMS
 			}
 			report(res)
+		}
+		// Sequential: one group per case; in turns: one group of all cases.
+		groups := [][]KernelCase{cases}
+		if cfg.Sequential {
+			groups = nil
+			for _, c := range cases {
+				groups = append(groups, []KernelCase{c})
+			}
+		}
+		for _, group := range groups {
+			runs := make([]*caseRun, len(group))
+			for i, c := range group {
+				r, err := newCaseRun(cfg, s, c, w, io)
+				if err != nil {
+					return err
+				}
+				runs[i] = r
+			}
+			runtime.GC()
+			for rep := range cfg.Reps {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				for i := range runs {
+					runs[(rep+i)%len(runs)].timedCall()
+				}
+			}
+			for _, r := range runs {
+				emit(r)
+			}
+			runs = nil
+			debug.FreeOSMemory()
 		}
 	}
 	return nil
@@ -200,6 +227,94 @@ func boolRank(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// benchIO are the activations and the output of one shape.
+type benchIO struct{ in, out []float32 }
+
+// caseRun is one case of one shape: its weight copies and its timings.
+type caseRun struct {
+	c      KernelCase
+	s      KernelShape
+	io     benchIO
+	back   bool
+	mats   []kernels.Matrix[float32]
+	bytes  int64
+	copies int
+	next   int
+	times  []float64
+}
+
+// newCaseRun builds the copies of the weight for case c (enough to exceed
+// cfg.ColdBytes, within cfg.MaxBytes) and calls each once (warm-up: page
+// faults, pools, BLAS threads).
+func newCaseRun(cfg KernelBenchConfig, s KernelShape, c KernelCase, w []float32, io benchIO) (*caseRun, error) {
+	build, err := weightBuilder(c, w, s)
+	if err != nil {
+		return nil, err
+	}
+	first, bytes, err := build()
+	if err != nil {
+		return nil, err
+	}
+	copies := int(max(2, cfg.ColdBytes/bytes+1))
+	if limit := int(cfg.MaxBytes / bytes); copies > limit {
+		copies = max(1, limit)
+	}
+	r := &caseRun{c: c, s: s, io: io, back: cfg.Transposed, mats: []kernels.Matrix[float32]{first}, bytes: bytes, copies: copies}
+	for len(r.mats) < copies {
+		m, _, err := build()
+		if err != nil {
+			return nil, err
+		}
+		r.mats = append(r.mats, m)
+	}
+	for range r.mats {
+		r.call()
+	}
+	return r, nil
+}
+
+// call runs the product once on the next copy.
+func (r *caseRun) call() {
+	m := r.mats[r.next%len(r.mats)]
+	r.next++
+	if r.back {
+		m.Mul(r.io.out[:r.s.M*r.s.K], r.io.in[:r.s.M*r.s.N], r.s.M)
+	} else {
+		m.MulT(r.io.out[:r.s.M*r.s.N], r.io.in[:r.s.M*r.s.K], r.s.M)
+	}
+}
+
+// timedCall runs call and records its wall time in milliseconds.
+func (r *caseRun) timedCall() {
+	t0 := time.Now()
+	r.call()
+	r.times = append(r.times, float64(time.Since(t0).Nanoseconds())/1e6)
+}
+
+// result summarises the timings (speedup left to the caller).
+func (r *caseRun) result(cfg KernelBenchConfig) KernelResult {
+	s := r.s
+	times := slices.Sorted(slices.Values(r.times))
+	med := median(times)
+	impl := Implementation()
+	if r.c == (KernelCase{"dense", F32}) {
+		impl = kernels.BackendName()
+	}
+	op := "mult"
+	if r.back {
+		op = "mul"
+	}
+	return KernelResult{
+		Bench: "kernel", Op: op, M: s.M, K: s.K, N: s.N,
+		DType: r.c.DType.String(), Format: r.c.Format, Sparsity: cfg.Sparsity,
+		MedianMS: med, MinMS: times[0], MaxMS: times[len(times)-1],
+		GBPerS:    float64(r.bytes) / med / 1e6,
+		GFLOPPerS: 2 * float64(s.M) * float64(s.K) * float64(s.N) / med / 1e6,
+		Bytes:     r.bytes, BytesRatio: float64(r.bytes) / (float64(s.K) * float64(s.N) * 2),
+		Copies: r.copies, Reps: len(times), Kernels: impl, Threads: runtime.GOMAXPROCS(0),
+	}
 }
 
 // weightBuilder makes one copy of the benchmark weight and its storage size.
@@ -224,68 +339,6 @@ func weightBuilder(c KernelCase, w []float32, s KernelShape) (func() (kernels.Ma
 			return nil, 0, err
 		}
 		return m, m.Bytes(), nil
-	}, nil
-}
-
-func benchCase(cfg KernelBenchConfig, s KernelShape, c KernelCase, w, in, out []float32) (KernelResult, error) {
-	build, err := weightBuilder(c, w, s)
-	if err != nil {
-		return KernelResult{}, err
-	}
-	first, bytes, err := build()
-	if err != nil {
-		return KernelResult{}, err
-	}
-	copies := int(max(2, cfg.ColdBytes/bytes+1))
-	if limit := int(cfg.MaxBytes / bytes); copies > limit {
-		copies = max(1, limit)
-	}
-	mats := []kernels.Matrix[float32]{first}
-	for len(mats) < copies {
-		m, _, err := build()
-		if err != nil {
-			return KernelResult{}, err
-		}
-		mats = append(mats, m)
-	}
-	call := func(m kernels.Matrix[float32]) {
-		if cfg.Transposed {
-			m.Mul(out[:s.M*s.K], in[:s.M*s.N], s.M)
-		} else {
-			m.MulT(out[:s.M*s.N], in[:s.M*s.K], s.M)
-		}
-	}
-	for _, m := range mats { // warm-up: page faults, pools, OpenBLAS threads
-		call(m)
-	}
-	runtime.GC()
-	times := make([]float64, cfg.Reps)
-	for i := range times {
-		m := mats[i%len(mats)]
-		t0 := time.Now()
-		call(m)
-		times[i] = float64(time.Since(t0).Nanoseconds()) / 1e6
-	}
-	mats = nil
-	debug.FreeOSMemory()
-	slices.Sort(times)
-	med := median(times)
-	impl := Implementation()
-	if c == (KernelCase{"dense", F32}) {
-		impl = kernels.BackendName()
-	}
-	op := "mult"
-	if cfg.Transposed {
-		op = "mul"
-	}
-	return KernelResult{
-		Bench: "kernel", Op: op, M: s.M, K: s.K, N: s.N,
-		DType: c.DType.String(), Format: c.Format, Sparsity: cfg.Sparsity,
-		MedianMS: med, MinMS: times[0], MaxMS: times[len(times)-1],
-		GBPerS:    float64(bytes) / med / 1e6,
-		GFLOPPerS: 2 * float64(s.M) * float64(s.K) * float64(s.N) / med / 1e6,
-		Bytes:     bytes, Copies: copies, Reps: cfg.Reps,
-		Kernels: impl, Threads: runtime.GOMAXPROCS(0),
 	}, nil
 }
 

@@ -94,20 +94,20 @@ func TestKernelBenchHarness(t *testing.T) {
 		Cases:    []KernelCase{{"bitmap", BF16}, {"dense", F32}, {"dense", BF16}, {"bitmap", F16}},
 		Sparsity: 0.5, Reps: 3, ColdBytes: 1 << 16,
 	}
-	for _, backward := range []bool{false, true} {
-		cfg.Transposed = backward
+	for _, mode := range []struct{ backward, sequential bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		cfg.Transposed, cfg.Sequential = mode.backward, mode.sequential
 		if err := RunKernelBench(context.Background(), cfg, func(r KernelResult) { got = append(got, r) }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(got) != 16 {
-		t.Fatalf("%d results, want 16", len(got))
+	if len(got) != 32 {
+		t.Fatalf("%d results, want 32", len(got))
 	}
 	for i, r := range got {
 		if i%4 == 0 && (r.Format != "dense" || r.DType != "bf16" || r.Speedup != 1) {
 			t.Errorf("result %d: %+v, want dense bf16 first with speedup 1", i, r)
 		}
-		if r.Bench != "kernel" || r.MedianMS <= 0 || r.GBPerS <= 0 || r.GFLOPPerS <= 0 || r.Copies < 2 || r.Speedup <= 0 {
+		if r.Bench != "kernel" || r.MedianMS <= 0 || r.GBPerS <= 0 || r.GFLOPPerS <= 0 || r.Copies < 2 || r.Speedup <= 0 || r.Reps != 3 {
 			t.Errorf("result %d: %+v", i, r)
 		}
 		if r.Format == "bitmap" && r.DType == "bf16" && (r.BytesRatio < 0.5 || r.BytesRatio > 0.7) {
