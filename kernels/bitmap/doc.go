@@ -30,20 +30,29 @@
 //
 // One row is one sequential stream of masks and one of values, so the
 // batch-1 product y = x Wᵀ (MulT with n = 1) reads every compressed byte
-// exactly once in address order. With AVX-512 each chunk costs one mask load
-// into a k register, a 16-value load widened to fp32 (bf16: vpmovzxwd + vpslld
-// 16; fp16: vcvtph2ps; fp32: none), a vexpandps that moves the packed values
-// to the lanes the mask selects, and one FMA masked by the same mask (so x is
-// never read at pruned or padding positions); the value pointer then advances
-// by popcount(mask). Four chunks are in flight with four accumulators, and the
-// rows are split between the cores.
+// exactly once in address order. With AVX-512 the chunks go in groups of
+// four: one 64-bit load of their masks gives, by popcounts of its low 16, 32
+// and 48 bits and of all of it, where each chunk's values start and how far
+// the value pointer moves. Per chunk: the mask goes to a k register, 16 values
+// are loaded and widened to fp32 (bf16: vpmovzxwd + vpslld 16; fp16:
+// vcvtph2ps; fp32: none), vexpandps moves the packed values to the lanes the
+// mask selects, and one FMA masked by the same mask accumulates (x is never
+// read at pruned or padding positions). Both streams are prefetched in
+// software. Rows are handed out to the cores in blocks on demand.
 //
-// For a batch (n > 1) the matrix is decoded panel by panel (PanelRows rows
-// at a time) into dense fp32 buffers and each panel goes through the dense
-// BLAS (kernels.Gemm): a producer goroutine decodes panel k+1 into a ring of
-// buffers while panel k is multiplied. Mul (dX = dY W, the backward of the
-// frozen base) uses the same two paths: per-row axpy at n = 1 and the panel
-// pipeline with accumulation otherwise.
+// The chunk loop is bound by the vector shuffle port (vpmovzxwd and the
+// two-uop vexpandps all run on port 5 of Intel cores), about 3 cycles per 16
+// weights; the CPU this was tuned on (Cascade Lake) has no AVX-512 VBMI2, so
+// there is no vpexpandw to expand bf16 before widening.
+//
+// For a batch (n > 1) the matrix is decoded panel by panel (PanelElems fp32
+// values at a time) into dense fp32 buffers and each panel goes through the
+// dense BLAS (kernels.Gemm): a producer goroutine decodes panel k+1 into a
+// ring of PipelineDepth buffers while panel k is multiplied. Mul (dX = dY W,
+// the backward of the frozen base) uses the same two paths: per-row axpy at
+// n = 1 (one partial sum per block of rows, added in block order, so results
+// do not depend on scheduling) and the panel pipeline with accumulation
+// otherwise.
 //
 // DenseBF16 is the uncompressed bf16 baseline on the same engine: the same
 // loops without bitmap (load, widen, FMA) and the same pipeline.
