@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestConfigErrors checks that bad configs fail before anything is written,
+// with the file, line and key in the message.
+func TestConfigErrors(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	cases := []struct{ name, text, want string }{
+		{"malformed", "method = \"salr\"\n[train\nlr = 1\n", "syntax error"},
+		{"unknown key", "method = \"salr\"\n[train]\nlearning_rate = 1e-4\n", "bad.toml:3: train.learning_rate: unknown key"},
+		{"wrong type", "[train]\nmax_steps = \"many\"\n", "bad.toml:2: train.max_steps"},
+		{"out of range", "[sparsity]\nratio = 1.5\n", "bad.toml:2: sparsity.ratio"},
+	}
+	for _, c := range cases {
+		o := options{config: writeConfig(t, c.text+"[output]\ndir = \""+out+"\"\n"), quiet: true}
+		err := run(context.Background(), o, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Fatalf("%s: a run directory was created", c.name)
+		}
+	}
+}
+
+// TestExitCodes runs the binary's main in a child process.
+func TestExitCodes(t *testing.T) {
+	if os.Getenv("SALR_TRAIN_CHILD") == "1" {
+		os.Args = append([]string{"salr-train"}, strings.Fields(os.Getenv("SALR_TRAIN_MAIN"))...)
+		main()
+		return
+	}
+	bad := writeConfig(t, "[train]\nlr = -1\n")
+	for args, want := range map[string]int{
+		"-config " + bad:                    1,
+		"-nosuchflag":                       2,
+		"":                                  2,
+		"-config quickstart.toml -resume x": 2,
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestExitCodes$")
+		cmd.Env = append(os.Environ(), "SALR_TRAIN_CHILD=1", "SALR_TRAIN_MAIN="+args)
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != want {
+			t.Errorf("salr-train %s: exit %d, want %d", args, code, want)
+		}
+	}
+}
+
+func TestPrintConfig(t *testing.T) {
+	t.Setenv("SALR_ASSETS", "/assets")
+	var out bytes.Buffer
+	o := options{config: "quickstart.toml", sets: setFlags{"train.lr=1e-4"}, printConfig: true}
+	if err := run(context.Background(), o, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"lr = 0.0001", `path = "/assets/stories260K/stories260K.bin"`, `method = "salr"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-print-config output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
