@@ -51,7 +51,7 @@ type Setup struct {
 // Masks are computed once from the frozen W0 before any training. Every
 // random choice (LoRA init, SVD sketch, dropout) derives from train.seed and
 // the module name.
-func Build(cfg *configs.Config, logf func(string, ...any)) (s *Setup, err error) {
+func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -59,19 +59,31 @@ func Build(cfg *configs.Config, logf func(string, ...any)) (s *Setup, err error)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			loaded.Close()
-		}
-	}()
-	s = &Setup{Config: cfg, Loaded: loaded, Tokenizer: loaded.Tokenizer, Params: loaded.Params,
-		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{},
-		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
 	mc := loaded.Params.Config
 	logf("model: %s, %d layers, hidden %d, vocab %d (%s)", mc.ModelType, mc.Layers, mc.Hidden, mc.Vocab, cfg.Model.Path)
-	if s.Data, err = LoadData(cfg, loaded.Tokenizer); err != nil {
+	data, err := LoadData(cfg, loaded.Tokenizer)
+	if err != nil {
+		loaded.Close()
 		return nil, err
 	}
+	s, err := Prepare(cfg, loaded, data, logf)
+	if err != nil {
+		loaded.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Prepare applies cfg.Method to an opened model (pruning, adapters) with its
+// tokenised data; Build is Open + LoadData + Prepare. The Setup takes
+// ownership of loaded.
+func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(string, ...any)) (*Setup, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	s := &Setup{Config: cfg, Loaded: loaded, Tokenizer: loaded.Tokenizer, Params: loaded.Params, Data: data,
+		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{},
+		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
 	if cfg.Prunes() {
 		if err := s.prune(logf); err != nil {
 			return nil, err

@@ -143,6 +143,7 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 			progressbar.OptionClearOnFinish())
 		bar.Set(st.Step)
 	}
+	stp := &stepper{setup: setup, graph: graph, opt: opt2, accum: tc.GradAccum, clip: tc.GradClip}
 	checkpoint := func() error {
 		st.AdamSteps = opt2.Steps
 		st.Loader = loader.State()
@@ -161,38 +162,18 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 		}
 		stepStart := time.Now()
 		lr := sched.LR(st.Step)
-		if err := graph.ZeroGrad(); err != nil {
-			return nil, err
-		}
-		var loss float64
-		tokens := 0
-		for micro := 0; micro < tc.GradAccum; micro++ {
-			b := loader.Next()
-			setup.SetDropoutStep(st.Step*tc.GradAccum + micro)
-			l, err := graph.Step(b.Inputs, b.Targets, b.Mask)
-			if err != nil {
-				return nil, err
-			}
-			loss += float64(l) / float64(tc.GradAccum)
-			tokens += b.Tokens
-		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		res, err := stp.step(st.Step, lr, loader.Next)
+		if errors.Is(err, errNonFinite) {
 			ck, _ := latestCheckpoint(runDir)
 			if ck == "" {
 				ck = "none"
 			}
-			return nil, fmt.Errorf("trainer: non-finite training loss (%v) at step %d; stopping (last good checkpoint: %s); try a lower train.lr", loss, st.Step+1, ck)
+			return nil, fmt.Errorf("trainer: %w at step %d; stopping (last good checkpoint: %s); try a lower train.lr", err, st.Step+1, ck)
 		}
-		if err := setup.ReadGrads(graph); err != nil {
+		if err != nil {
 			return nil, err
 		}
-		if tc.GradAccum > 1 {
-			ScaleGrads(params, 1/float64(tc.GradAccum))
-		}
-		norm := ClipGrads(params, tc.GradClip)
-		if err := opt2.Update(params, lr); err != nil {
-			return nil, err
-		}
+		loss, norm, tokens := res.loss, res.gradNorm, res.tokens
 		st.Step++
 		ranHere++
 		st.Tokens += int64(tokens)
@@ -256,6 +237,57 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	logf("finished: held-out loss %.4f -> %.4f; run directory %s", sum.InitialEvalLoss, sum.EvalLoss, runDir)
 	return sum, nil
+}
+
+// errNonFinite reports a NaN or infinite training loss.
+var errNonFinite = errors.New("non-finite training loss")
+
+// stepper runs optimizer updates: each is accum micro-batches of forward and
+// backward (gradients accumulated in the graph), then the mean gradient is
+// clipped and AdamW updates the trainable tensors.
+type stepper struct {
+	setup *Setup
+	graph *model.Graph[float32]
+	opt   *AdamW
+	accum int
+	clip  float64
+}
+
+// stepResult is what one update reports.
+type stepResult struct {
+	loss, gradNorm float64
+	tokens         int
+}
+
+// step runs update number step (0-based) at learning rate lr on batches from
+// next.
+func (s *stepper) step(step int, lr float64, next func() datasets.Batch) (stepResult, error) {
+	var r stepResult
+	if err := s.graph.ZeroGrad(); err != nil {
+		return r, err
+	}
+	for micro := 0; micro < s.accum; micro++ {
+		b := next()
+		s.setup.SetDropoutStep(step*s.accum + micro)
+		l, err := s.graph.Step(b.Inputs, b.Targets, b.Mask)
+		if err != nil {
+			return r, err
+		}
+		r.loss += float64(l) / float64(s.accum)
+		r.tokens += b.Tokens
+	}
+	if math.IsNaN(r.loss) || math.IsInf(r.loss, 0) {
+		return r, fmt.Errorf("%w (%v)", errNonFinite, r.loss)
+	}
+	if err := s.setup.ReadGrads(s.graph); err != nil {
+		return r, err
+	}
+	params := s.setup.Trainables
+	if s.accum > 1 {
+		ScaleGrads(params, 1/float64(s.accum))
+	}
+	r.gradNorm = ClipGrads(params, s.clip)
+	return r, s.opt.Update(params, lr)
 }
 
 // openRun resolves the config and directory of a new or resumed run.

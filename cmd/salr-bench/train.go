@@ -1,0 +1,67 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/salr-go/salr/trainer"
+)
+
+func init() {
+	register(subcommand{
+		name:    "train",
+		summary: "time full training steps (forward, backward, AdamW) of a random-weight model (PROTOCOLS.md bench-60M)",
+		run:     runTrain,
+	})
+}
+
+func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o trainer.BenchTrainOptions
+	var methods string
+	var jsonOut, verbose bool
+	fs := flag.NewFlagSet("salr-bench train", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: bench-60M or llama-<hidden>x<layers>")
+	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (one process per method gives a clean peak RSS)")
+	fs.IntVar(&o.Batch, "batch", 4, "sequences per step")
+	fs.IntVar(&o.Seq, "seq", 256, "tokens per sequence")
+	fs.IntVar(&o.Steps, "steps", 5, "timed steps (the median is reported)")
+	fs.IntVar(&o.Warmup, "warmup", 1, "untimed steps first")
+	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and data")
+	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
+	fs.BoolVar(&verbose, "v", false, "print setup and per-step lines to stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logf := func(string, ...any) {}
+	if verbose {
+		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	}
+	if !jsonOut {
+		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "peak MB")
+	}
+	for _, m := range strings.Split(methods, ",") {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		o.Method = strings.TrimSpace(m)
+		r, err := trainer.BenchTrain(o, logf)
+		if err != nil {
+			return err
+		}
+		if jsonOut {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, string(b))
+			continue
+		}
+		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, r.PeakRSSMB)
+	}
+	return nil
+}

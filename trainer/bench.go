@@ -1,0 +1,155 @@
+package trainer
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/model"
+)
+
+// TrainBench is one "salr-bench train" result (one JSON object per line).
+type TrainBench struct {
+	Bench           string  `json:"bench"` // "train"
+	Method          string  `json:"method"`
+	Shape           string  `json:"shape"`
+	Batch           int     `json:"batch"`
+	Seq             int     `json:"seq"`
+	Steps           int     `json:"steps"`
+	MedianMsPerStep float64 `json:"median_ms_per_step"`
+	MinMsPerStep    float64 `json:"min_ms_per_step"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	TrainableParams int     `json:"trainable_params"`
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	SetupSeconds    float64 `json:"setup_seconds"`
+}
+
+// BenchTrainOptions configures BenchTrain.
+type BenchTrainOptions struct {
+	Shape      string // a model.NamedShape, e.g. "bench-60M"
+	Method     string // lora | prune-lora | salr
+	Batch, Seq int
+	Steps      int // timed steps
+	Warmup     int // untimed steps first
+	Seed       uint64
+	// Sets are extra config overrides (e.g. "adapters.lora_rank=16").
+	Sets []string
+}
+
+// BenchTrain times full training steps (forward, backward, AdamW) of a
+// random-weight model of a named shape with random token data, set up by the
+// same code as salr-train (PROTOCOLS.md "bench-60M": LoRA rank 16, SALR
+// LoRA 16 + SVD 16, adapters on all 7 projections).
+func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, error) {
+	mc, err := model.NamedShape(o.Shape)
+	if err != nil {
+		return nil, err
+	}
+	if o.Batch < 1 || o.Seq < 2 || o.Steps < 1 || o.Warmup < 0 {
+		return nil, fmt.Errorf("trainer: bench: batch %d, seq %d, steps %d, warmup %d out of range", o.Batch, o.Seq, o.Steps, o.Warmup)
+	}
+	sets := append([]string{
+		"method=" + o.Method,
+		"model.path=random:" + o.Shape, "data.train_path=random",
+		"adapters.lora_rank=16", "adapters.lora_alpha=32", "adapters.svd_rank=16",
+		fmt.Sprintf("train.batch_size=%d", o.Batch), fmt.Sprintf("data.seq_len=%d", o.Seq),
+		fmt.Sprintf("train.seed=%d", o.Seed),
+	}, o.Sets...)
+	cfg, err := configs.Parse("bench", nil, sets)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.Trains() {
+		return nil, fmt.Errorf("trainer: bench: method %q does not train", o.Method)
+	}
+	start := time.Now()
+	ck, err := model.RandomCheckpoint(mc, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	p, err := model.NewParams(ck)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, 99))
+	seqs := make([]datasets.Sequence, 4*o.Batch)
+	for i := range seqs {
+		s := datasets.Sequence{Tokens: make([]int, o.Seq+1), Loss: make([]bool, o.Seq+1)}
+		for j := range s.Tokens {
+			s.Tokens[j], s.Loss[j] = rng.IntN(mc.Vocab), true
+		}
+		seqs[i] = s
+	}
+	setup, err := Prepare(cfg, &model.Loaded{Checkpoint: ck, Params: p}, &Data{Train: seqs}, logf)
+	if err != nil {
+		return nil, err
+	}
+	defer setup.Close()
+	loader, err := datasets.NewLoader(seqs, o.Batch, o.Seq, 0, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter})
+	if err != nil {
+		return nil, err
+	}
+	defer graph.Close()
+	tc := cfg.Train
+	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
+		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
+	res := &TrainBench{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
+		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds()}
+	var times []float64
+	for i := 0; i < o.Warmup+o.Steps; i++ {
+		t0 := time.Now()
+		if _, err := stp.step(i, tc.LR, loader.Next); err != nil {
+			return nil, err
+		}
+		if i >= o.Warmup {
+			times = append(times, float64(time.Since(t0).Microseconds())/1000)
+		}
+		logf("step %d: %.0f ms", i+1, float64(time.Since(t0).Microseconds())/1000)
+	}
+	slices.Sort(times)
+	res.MedianMsPerStep = median(times)
+	res.MinMsPerStep = times[0]
+	res.TokensPerSecond = float64(o.Batch*o.Seq) / (res.MedianMsPerStep / 1000)
+	res.PeakRSSMB = peakRSSMB()
+	return res, nil
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// peakRSSMB is the process's peak resident set size (VmHWM) in MiB, or 0
+// where /proc is not available.
+func peakRSSMB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err == nil {
+				return kb / 1024
+			}
+		}
+	}
+	return 0
+}
