@@ -146,6 +146,24 @@ func newValue[T kernels.Float](s tensor.Shape) (G.Value, []T) {
 	return tensor.New(tensor.WithShape(s.Clone()...), tensor.WithBacking(data)), data
 }
 
+// outputCache holds a node's output tensor between runs.
+type outputCache[T kernels.Float] struct {
+	v    G.Value
+	data []T
+}
+
+// get returns the cached output of shape s, allocating it on first use (a
+// scalar output is returned as a nil value with a fresh one-element slice).
+func (c *outputCache[T]) get(s tensor.Shape) (G.Value, []T) {
+	if s.IsScalar() {
+		return newValue[T](s)
+	}
+	if c.v == nil {
+		c.v, c.data = newValue[T](s)
+	}
+	return c.v, c.data
+}
+
 // scalarValue wraps a one-element result as a gorgonia scalar.
 func scalarValue[T kernels.Float](x T) G.Value {
 	switch v := any(x).(type) {
@@ -167,11 +185,15 @@ func reuse[T kernels.Float](prealloc G.Value, s tensor.Shape) ([]T, bool) {
 	return d, ok
 }
 
-// fwdOp is the forward node of a kernel.
+// fwdOp is the forward node of a kernel. Each node has its own op value, so
+// the op keeps its output tensor and overwrites it on the next run: a node's
+// value is valid until the graph runs again, and a training step allocates
+// nothing once warm.
 type fwdOp[T kernels.Float] struct {
 	k        Kernel[T]
 	inTypes  []hm.Type
 	outShape tensor.Shape
+	out      outputCache[T]
 }
 
 func (op *fwdOp[T]) Arity() int { return len(op.inTypes) }
@@ -190,7 +212,7 @@ func (op *fwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, out := newValue[T](op.outShape)
+	v, out := op.out.get(op.outShape)
 	op.k.Forward(out, in)
 	if v == nil {
 		return scalarValue(out[0]), nil
@@ -251,12 +273,14 @@ func (op *fwdOp[T]) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 }
 
 // bwdOp computes one input's gradient of a kernel. Its inputs are the forward
-// inputs followed by the forward output and the output's gradient.
+// inputs followed by the forward output and the output's gradient. Like
+// fwdOp it reuses its output tensor from run to run.
 type bwdOp[T kernels.Float] struct {
 	k        Kernel[T]
 	wrt      int
 	inTypes  []hm.Type
 	outShape tensor.Shape
+	out      outputCache[T]
 }
 
 func (op *bwdOp[T]) name() string { return fmt.Sprintf("%s/d%d", op.k.Name(), op.wrt) }
@@ -283,7 +307,7 @@ func (op *bwdOp[T]) run(dIn []T, vals []G.Value) error {
 }
 
 func (op *bwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
-	v, dIn := newValue[T](op.outShape)
+	v, dIn := op.out.get(op.outShape)
 	if err := op.run(dIn, vals); err != nil {
 		return nil, err
 	}
