@@ -76,6 +76,10 @@ func (d *DenseBF16) axpy(dx, dy []float32, r0, r1 int) { d.kern.denseAxpy(d, dx,
 
 func (d *DenseBF16) decode(dst []float32, r0, r1 int) { d.kern.denseDecode(d, dst, r0, r1) }
 
+func (d *DenseBF16) dotBatch(yT, xT []float32, nb, r0, r1 int) {
+	d.kern.denseDotBatch(d, yT, xT, nb, r0, r1)
+}
+
 // MulT implements kernels.Matrix: y (n×Rows) = x (n×Cols) Wᵀ.
 func (m *Matrix) MulT(y, x []float32, n int) { mulT(m, "Matrix.MulT", y, x, n) }
 
@@ -89,3 +93,7 @@ func (m *Matrix) dot(y, x []float32, r0, r1 int) { m.kern.bitmapDot(m, y, x, r0,
 func (m *Matrix) axpy(dx, dy []float32, r0, r1 int) { m.kern.bitmapAxpy(m, dx, dy, r0, r1) }
 
 func (m *Matrix) decode(dst []float32, r0, r1 int) { m.kern.bitmapDecode(m, dst, r0, r1) }
+
+func (m *Matrix) dotBatch(yT, xT []float32, nb, r0, r1 int) {
+	m.kern.bitmapDotBatch(m, yT, xT, nb, r0, r1)
+}

@@ -18,8 +18,14 @@ type kernelSet struct {
 	// bitmapDecode writes rows [r0, r1) densely into dst ((r1-r0) × Cols).
 	bitmapDecode func(m *Matrix, dst []float32, r0, r1 int)
 
-	// denseDot, denseAxpy and denseDecode are the same for DenseBF16.
-	denseDot    func(d *DenseBF16, y, x []float32, r0, r1 int)
+	// bitmapDotBatch sets yT[i*nb+b] = W[r0+i, :] · (row b of x) for nb
+	// rows of x given chunk-major in xT (see packBatch).
+	bitmapDotBatch func(m *Matrix, yT, xT []float32, nb, r0, r1 int)
+
+	// denseDot, denseAxpy, denseDecode and denseDotBatch are the same for
+	// DenseBF16.
+	denseDot      func(d *DenseBF16, y, x []float32, r0, r1 int)
+	denseDotBatch func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int)
 	denseAxpy   func(d *DenseBF16, dx, dy []float32, r0, r1 int)
 	denseDecode func(d *DenseBF16, dst []float32, r0, r1 int)
 }
@@ -32,7 +38,13 @@ var goKernels = &kernelSet{
 	bitmapDot:    func(m *Matrix, y, x []float32, r0, r1 int) { dotRows(m.decodeRowsGo, m.cols, y, x, r0, r1) },
 	bitmapAxpy:   func(m *Matrix, dx, dy []float32, r0, r1 int) { axpyRows(m.decodeRowsGo, m.cols, dx, dy, r0, r1) },
 	bitmapDecode: func(m *Matrix, dst []float32, r0, r1 int) { m.decodeRowsGo(dst, r0, r1) },
-	denseDot:     func(d *DenseBF16, y, x []float32, r0, r1 int) { dotRows(d.decodeRowsGo, d.cols, y, x, r0, r1) },
+	bitmapDotBatch: func(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
+		dotBatchRows(m.decodeRowsGo, m.cols, yT, xT, nb, r0, r1)
+	},
+	denseDot: func(d *DenseBF16, y, x []float32, r0, r1 int) { dotRows(d.decodeRowsGo, d.cols, y, x, r0, r1) },
+	denseDotBatch: func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
+		dotBatchRows(d.decodeRowsGo, d.cols, yT, xT, nb, r0, r1)
+	},
 	denseAxpy:    func(d *DenseBF16, dx, dy []float32, r0, r1 int) { axpyRows(d.decodeRowsGo, d.cols, dx, dy, r0, r1) },
 	denseDecode:  func(d *DenseBF16, dst []float32, r0, r1 int) { d.decodeRowsGo(dst, r0, r1) },
 }
@@ -48,6 +60,22 @@ func dotRows(decodeRows func(dst []float32, r0, r1 int), cols int, y, x []float3
 			s += w * x[j]
 		}
 		y[r-r0] = s
+	}
+}
+
+// dotBatchRows computes yT[(r-r0)*nb+b] = row(r) · x_b with the nb rows of x
+// in the chunk-major layout of packBatch.
+func dotBatchRows(decodeRows func(dst []float32, r0, r1 int), cols int, yT, xT []float32, nb, r0, r1 int) {
+	row := make([]float32, cols)
+	for r := r0; r < r1; r++ {
+		decodeRows(row, r, r+1)
+		for b := 0; b < nb; b++ {
+			var s float32
+			for j, w := range row {
+				s += w * xT[(j/ChunkCols*nb+b)*ChunkCols+j%ChunkCols]
+			}
+			yT[(r-r0)*nb+b] = s
+		}
 	}
 }
 

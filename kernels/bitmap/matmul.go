@@ -19,6 +19,30 @@ type rowOps interface {
 	axpy(dx, dy []float32, r0, r1 int)
 	// decode writes rows [r0, r1) as dense fp32 into dst.
 	decode(dst []float32, r0, r1 int)
+	// dotBatch sets yT[i*nb+b] = W[r0+i, :] · x_b for the nb rows of x in
+	// the chunk-major layout of packBatch.
+	dotBatch(yT, xT []float32, nb, r0, r1 int)
+}
+
+// maxBatch is the largest n that MulT serves with the small-batch kernels
+// (each chunk of W decoded once for all rows of x); larger batches go through
+// the panel pipeline and the BLAS.
+const maxBatch = 16
+
+// batchSize is the small-batch kernel size n is padded up to: 4, 8, 12 or 16.
+func batchSize(n int) int { return (n + 3) / 4 * 4 }
+
+// packBatch lays out the n × cols rows of x chunk-major for the small-batch
+// kernels: for chunk c, the 16 columns of row 0, then of row 1, ... up to row
+// nb-1, zero past the last column and for the padding rows n..nb-1.
+func packBatch(xT, x []float32, n, nb, cols int) {
+	clear(xT)
+	for b := 0; b < n; b++ {
+		row := x[b*cols : (b+1)*cols]
+		for c := 0; c*ChunkCols < cols; c++ {
+			copy(xT[(c*nb+b)*ChunkCols:(c*nb+b+1)*ChunkCols], row[c*ChunkCols:min(cols, (c+1)*ChunkCols)])
+		}
+	}
 }
 
 // minParallelWeights is the matrix size below which a product runs on the
@@ -34,8 +58,9 @@ var PanelElems = 1 << 21
 // multiplied (kept for comparison in benchmarks).
 var PipelineDepth = 2
 
-// mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the panel
-// pipeline into kernels.Gemm otherwise.
+// mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the
+// small-batch kernels up to maxBatch, the panel pipeline into kernels.Gemm
+// beyond.
 func mulT(op rowOps, what string, y, x []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "x", x, n, cols)
@@ -50,6 +75,21 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 		workers, grain := blocking(rows, cols)
 		runBlocks(workers, rows, grain, func(_, r0, r1 int) { op.dot(y[r0:r1], xa, r0, r1) })
 		putBuffer(&vectors, buf)
+	case n <= maxBatch:
+		// Each chunk of W decoded once for the whole batch.
+		nb := batchSize(n)
+		xT, xbuf := aligned(ChunksPerRow(cols) * nb * ChunkCols)
+		packBatch(xT, x, n, nb, cols)
+		yT, ybuf := aligned(rows * nb)
+		workers, grain := blocking(rows, cols*nb)
+		runBlocks(workers, rows, grain, func(_, r0, r1 int) { op.dotBatch(yT[r0*nb:r1*nb], xT, nb, r0, r1) })
+		for b := 0; b < n; b++ {
+			for r := range rows {
+				y[b*rows+r] = yT[r*nb+b]
+			}
+		}
+		putBuffer(&vectors, xbuf)
+		putBuffer(&vectors, ybuf)
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
 			// y[:, r0:r1] = x · panelᵀ

@@ -204,8 +204,10 @@ func TestKernelSuite(t *testing.T) {
 					w := randomSparse(rng, rows, cols, sp)
 					for _, tm := range formatsUnder(t, ks, w, rows, cols) {
 						checkDecode(t, tm)
-						for _, n := range []int{1, 2, 5} {
+						for _, n := range []int{1, 2, 5, 9, 16, 17} { // GEMV, each small-batch size, pipeline
 							checkMulT(t, rng, tm, n)
+						}
+						for _, n := range []int{1, 2, 5} {
 							checkMul(t, rng, tm, n)
 						}
 					}
@@ -311,6 +313,24 @@ func TestRowKernels(t *testing.T) {
 				}
 				compare(t, what+" dot", y, refY, absY, cols)
 				compare(t, what+" axpy", dx, refDX, absDX, r1-r0+1)
+
+				for _, nb := range []int{4, 8, 12, 16} {
+					xT := randomInput(rng, ChunksPerRow(cols)*nb, ChunkCols)
+					fullYT, yT := guarded((r1-r0)*nb, outputSentinel, float32(math.NaN()))
+					op.dotBatch(yT, xT, nb, r0, r1)
+					checkGuards(t, what+" dotBatch", fullYT)
+					ref, abs := make([]float64, (r1-r0)*nb), make([]float64, (r1-r0)*nb)
+					for r := r0; r < r1; r++ {
+						for b := 0; b < nb; b++ {
+							for j := 0; j < cols; j++ {
+								p := tm.ref[r*cols+j] * float64(xT[(j/ChunkCols*nb+b)*ChunkCols+j%ChunkCols])
+								ref[(r-r0)*nb+b] += p
+								abs[(r-r0)*nb+b] += math.Abs(p)
+							}
+						}
+					}
+					compare(t, fmt.Sprintf("%s dotBatch nb=%d", what, nb), yT, ref, abs, cols)
+				}
 			}
 		}
 	}
