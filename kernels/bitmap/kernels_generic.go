@@ -26,8 +26,8 @@ type kernelSet struct {
 	// DenseBF16.
 	denseDot      func(d *DenseBF16, y, x []float32, r0, r1 int)
 	denseDotBatch func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int)
-	denseAxpy   func(d *DenseBF16, dx, dy []float32, r0, r1 int)
-	denseDecode func(d *DenseBF16, dst []float32, r0, r1 int)
+	denseAxpy     func(d *DenseBF16, dx, dy []float32, r0, r1 int)
+	denseDecode   func(d *DenseBF16, dst []float32, r0, r1 int)
 }
 
 // goKernels is the pure-Go reference implementation. Every kernel goes
@@ -45,8 +45,8 @@ var goKernels = &kernelSet{
 	denseDotBatch: func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
 		dotBatchRows(d.decodeRowsGo, d.cols, yT, xT, nb, r0, r1)
 	},
-	denseAxpy:    func(d *DenseBF16, dx, dy []float32, r0, r1 int) { axpyRows(d.decodeRowsGo, d.cols, dx, dy, r0, r1) },
-	denseDecode:  func(d *DenseBF16, dst []float32, r0, r1 int) { d.decodeRowsGo(dst, r0, r1) },
+	denseAxpy:   func(d *DenseBF16, dx, dy []float32, r0, r1 int) { axpyRows(d.decodeRowsGo, d.cols, dx, dy, r0, r1) },
+	denseDecode: func(d *DenseBF16, dst []float32, r0, r1 int) { d.decodeRowsGo(dst, r0, r1) },
 }
 
 // dotRows computes y[i] = row(r0+i) · x with rows produced by decodeRows.
