@@ -45,14 +45,22 @@
 // weights; the CPU this was tuned on (Cascade Lake) has no AVX-512 VBMI2, so
 // there is no vpexpandw to expand bf16 before widening.
 //
-// For a batch (n > 1) the matrix is decoded panel by panel (PanelElems fp32
-// values at a time) into dense fp32 buffers and each panel goes through the
-// dense BLAS (kernels.Gemm): a producer goroutine decodes panel k+1 into a
-// ring of PipelineDepth buffers while panel k is multiplied. Mul (dX = dY W,
-// the backward of the frozen base) uses the same two paths: per-row axpy at
-// n = 1 (one partial sum per block of rows, added in block order, so results
-// do not depend on scheduling) and the panel pipeline with accumulation
-// otherwise.
+// Small batches (1 < n <= 16, e.g. batched decoding) run kernels that decode
+// each chunk once and multiply it with all rows of x (padded to 4, 8, 12 or
+// 16 rows, laid out chunk-major so that the n vectors of a chunk are
+// adjacent), so W is still streamed once. Larger batches (prefill, training)
+// decode the matrix panel by panel (PanelElems fp32 values at a time) into
+// dense fp32 buffers and multiply each panel with the dense BLAS
+// (kernels.Gemm): a producer goroutine decodes panel k+1 into a ring of
+// PipelineDepth buffers while panel k is multiplied.
+//
+//	producer:  decode P0 → buf A │ decode P1 → buf B │ decode P2 → buf A │ ...
+//	caller:                      │ Gemm(x, P0ᵀ)      │ Gemm(x, P1ᵀ)      │ ...
+//	                               y[:, rows of P0]    y[:, rows of P1]
+//
+// Mul (dX = dY W, the backward of the frozen base) runs per-row axpy at n = 1
+// (one partial sum per block of rows, added in block order, so results do not
+// depend on scheduling) and the panel pipeline with accumulation otherwise.
 //
 // DenseBF16 is the uncompressed bf16 baseline on the same engine: the same
 // loops without bitmap (load, widen, FMA) and the same pipeline.
