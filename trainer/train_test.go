@@ -14,6 +14,7 @@ import (
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
 )
 
@@ -267,5 +268,24 @@ func TestMethodsSetUpTheRightAdapters(t *testing.T) {
 			t.Errorf("%s: sparsity %v", c.method, s.Sparsity)
 		}
 		s.Close()
+	}
+}
+
+// TestHeldOutLossReference scores the assets README's prompt: the mean NLL of
+// its tokens given their prefixes is about 0.0685 nats.
+func TestHeldOutLossReference(t *testing.T) {
+	l, err := model.Open(filepath.Join(assetsDir(t), "stories260K", "stories260K.bin"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	seq := datasets.Sequence{Tokens: []int{1, 403, 407, 261, 378}, Loss: []bool{false, true, true, true, true}}
+	other := datasets.Sequence{Tokens: []int{1, 403, 407}, Loss: []bool{false, false, false}}
+	got, err := HeldOutLoss(model.NewRunner(l.Params), []datasets.Sequence{other, seq, other}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := got - 0.0685; d > 1e-3 || d < -1e-3 {
+		t.Fatalf("held-out loss %.5f, want 0.0685 ± 1e-3", got)
 	}
 }
