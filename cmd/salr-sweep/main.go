@@ -1,0 +1,266 @@
+// Command salr-sweep runs experiment sweeps (grids, random searches or
+// explicit lists of runs over config keys) on this machine, or writes a
+// Slurm job array script or a Kubernetes Indexed Job manifest that runs
+// them on a cluster, and collects the results into one table and a plot.
+//
+//	salr-sweep -config sweeps/sparsity.toml -parallel 2      # run locally
+//	salr-sweep -config sweeps/sparsity.toml -dry-run         # list the runs
+//	salr-sweep -config sweep.toml -emit slurm -parallel 8    # sbatch script
+//	salr-sweep -config sweep.toml -emit k8s -image IMG -pvc CLAIM
+//	salr-sweep -config sweep.toml -index 3                   # execute run 3 only
+//	salr-sweep -collect runs/sweeps/sparsity                 # results table + plot
+//
+// Exit status: 0 on success, 1 when a run or the command fails, 2 for bad
+// usage, 130 when interrupted (rerun the same command to continue).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/trainer/sweep"
+)
+
+// exitInterrupted is the exit status after a signal (128 + SIGINT).
+const exitInterrupted = 130
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// options are the command-line flags.
+type options struct {
+	config   string
+	sets     listFlag
+	parallel int
+	dryRun   bool
+	index    int
+	threads  int
+	collect  string
+	emit     string
+	out      string
+	emitOpt  sweep.EmitOptions
+	env      listFlag
+}
+
+func (o *options) addFlags(fs *flag.FlagSet) {
+	d := sweep.DefaultEmitOptions()
+	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml)")
+	fs.Var(&o.sets, "set", "override a config key in every run, KEY=VALUE (repeatable)")
+	fs.IntVar(&o.parallel, "parallel", 1, "runs executed at once (locally; the array throttle or Job parallelism with -emit)")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "list the runs (index, directory, varied values, state) and exit")
+	fs.IntVar(&o.index, "index", -1, "execute only run `i` in this process (what cluster workers run)")
+	fs.IntVar(&o.threads, "threads", 0, "threads of an -index run (0: the config's train.threads)")
+	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png of a sweep `directory` (or sweep file)")
+	fs.StringVar(&o.emit, "emit", "", "write a cluster job instead of running: slurm (sbatch job array) or k8s (Indexed Job)")
+	fs.StringVar(&o.out, "out", "", "file written by -emit (default: sweep.sbatch or sweep-job.yaml in the sweep directory; - for stdout)")
+	fs.IntVar(&o.emitOpt.CPUs, "cpus", d.CPUs, "-emit: cores per run (Slurm --cpus-per-task, Kubernetes cpu)")
+	fs.StringVar(&o.emitOpt.Mem, "mem", d.Mem, "-emit: memory per run (Slurm --mem, Kubernetes memory)")
+	fs.StringVar(&o.emitOpt.Time, "time", d.Time, "-emit slurm: time limit per run (--time)")
+	fs.StringVar(&o.emitOpt.Partition, "partition", "", "-emit slurm: partition")
+	fs.StringVar(&o.emitOpt.Account, "account", "", "-emit slurm: account")
+	fs.StringVar(&o.emitOpt.WorkDir, "workdir", "", "-emit slurm: working directory of the jobs, on a shared filesystem (default: the current directory)")
+	fs.StringVar(&o.emitOpt.Image, "image", "", "-emit k8s: container image with salr-sweep")
+	fs.StringVar(&o.emitOpt.PVC, "pvc", "", "-emit k8s: PersistentVolumeClaim of the shared filesystem for the outputs")
+	fs.StringVar(&o.emitOpt.Mount, "mount", d.Mount, "-emit k8s: where the volume is mounted (the workers' working directory)")
+	fs.IntVar(&o.emitOpt.Retries, "retries", d.Retries, "-emit k8s: retries of a failed run (backoffLimitPerIndex)")
+	fs.StringVar(&o.emitOpt.Binary, "binary", d.Binary, "-emit: the salr-sweep command on the cluster")
+	fs.Var(&o.env, "env", "-emit: NAME=VALUE set for the workers (repeatable), e.g. SALR_ASSETS=/data/assets")
+}
+
+// usageError is bad command-line usage (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// parseArgs reads the command line.
+func parseArgs(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("salr-sweep", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o.addFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: salr-sweep -config SWEEP [-parallel N] [-dry-run | -index I | -emit slurm|k8s] [-set KEY=VALUE ...]\n       salr-sweep -collect SWEEP_DIR")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.emitOpt.Parallel = o.parallel
+	o.emitOpt.Env = o.env
+	switch {
+	case fs.NArg() > 0:
+		return o, usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+	case (o.config == "") == (o.collect == ""):
+		return o, usageError{"give exactly one of -config and -collect"}
+	case o.parallel < 1:
+		return o, usageError{"-parallel must be >= 1"}
+	case o.emit != "" && o.emit != "slurm" && o.emit != "k8s":
+		return o, usageError{fmt.Sprintf("-emit %q: want slurm or k8s", o.emit)}
+	case o.config != "" && countTrue(o.dryRun, o.index >= 0, o.emit != "") > 1:
+		return o, usageError{"-dry-run, -index and -emit exclude each other"}
+	}
+	return o, nil
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+func main() {
+	o, err := parseArgs(os.Args[1:], os.Stderr)
+	var ue usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
+		os.Exit(2)
+	case err != nil:
+		os.Exit(2) // the flag package has printed the problem and the usage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = run(ctx, o, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, sweep.ErrInterrupted):
+		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
+		os.Exit(exitInterrupted)
+	default:
+		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
+		os.Exit(1)
+	}
+}
+
+// run does what the options say.
+func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	if o.collect != "" {
+		return collect(o.collect, stdout)
+	}
+	s, err := sweep.Load(o.config, o.sets)
+	if err != nil {
+		return err
+	}
+	runs, err := s.Expand()
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.dryRun:
+		fmt.Fprintf(stdout, "sweep %s: %d runs in %s\n", s.Name, len(runs), s.Dir())
+		return sweep.List(stdout, runs)
+	case o.index >= 0:
+		return runIndex(ctx, s, runs, o, stderr)
+	case o.emit != "":
+		return emit(s, runs, o, stdout, stderr)
+	}
+	_, err = sweep.RunLocal(ctx, s, runs, sweep.LocalOptions{Parallel: o.parallel, Out: stdout})
+	if err != nil {
+		return err
+	}
+	return collect(s.Dir(), stdout)
+}
+
+// runIndex executes one run in this process.
+func runIndex(ctx context.Context, s *sweep.Sweep, runs []sweep.Run, o options, stderr io.Writer) error {
+	if o.index >= len(runs) {
+		return fmt.Errorf("-index %d: sweep %s has runs 0 to %d", o.index, s.Name, len(runs)-1)
+	}
+	r := runs[o.index]
+	threads := o.threads
+	if threads <= 0 {
+		threads = r.Config.Train.Threads
+	}
+	kernels.SetThreads(threads)
+	if err := sweep.WriteManifest(s, runs); err != nil {
+		return err
+	}
+	opt := sweep.ExecOptions{Log: stderr}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		opt.Progress = stderr
+	}
+	return sweep.Execute(ctx, r, opt)
+}
+
+// emit writes the Slurm script or Kubernetes manifest.
+func emit(s *sweep.Sweep, runs []sweep.Run, o options, stdout, stderr io.Writer) error {
+	eo := o.emitOpt
+	write, name := sweep.EmitSlurm, sweep.SlurmFile
+	if o.emit == "k8s" {
+		write, name = sweep.EmitK8s, sweep.K8sFile
+	}
+	if eo.WorkDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		eo.WorkDir = wd
+	}
+	if err := sweep.WriteManifest(s, runs); err != nil {
+		return err
+	}
+	if o.out == "-" {
+		return write(stdout, s, eo)
+	}
+	path := o.out
+	if path == "" {
+		path = filepath.Join(s.Dir(), name)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f, s, eo); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	submit := "sbatch " + path
+	if o.emit == "k8s" {
+		submit = "kubectl apply -f " + path
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d runs); submit with: %s\n", path, len(runs), submit)
+	return nil
+}
+
+// collect writes the results of a sweep directory (or of the sweep file's
+// directory) and prints the Markdown table.
+func collect(target string, stdout io.Writer) error {
+	dir := target
+	if info, err := os.Stat(target); err != nil || !info.IsDir() {
+		s, err := sweep.Load(target, nil)
+		if err != nil {
+			return err
+		}
+		dir = s.Dir()
+	}
+	res, written, err := sweep.WriteResults(dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, res.Markdown())
+	fmt.Fprintf(stdout, "\nwrote %s\n", strings.Join(written, ", "))
+	return nil
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/salr-go/salr/trainer"
+)
+
+// assets finds the shared assets ($SALR_ASSETS, else ../shared/assets
+// beside the repository root), sets SALR_ASSETS, or skips the test.
+func assets(t *testing.T) {
+	t.Helper()
+	d := os.Getenv("SALR_ASSETS")
+	if d == "" {
+		d = filepath.Join("..", "..", "..", "shared", "assets")
+	}
+	abs, err := filepath.Abs(d)
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Skip("assets not found; set SALR_ASSETS")
+	}
+	t.Setenv("SALR_ASSETS", abs)
+}
+
+func TestParseArgsRejectsBadUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"-config", "a.toml", "-collect", "dir"},
+		{"-config", "a.toml", "-dry-run", "-index", "1"},
+		{"-config", "a.toml", "-emit", "pbs"},
+		{"-config", "a.toml", "-parallel", "0"},
+		{"-config", "a.toml", "extra"},
+	} {
+		_, err := parseArgs(args, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+}
+
+// TestCommands runs the modes of salr-sweep on a three-run sweep whose runs
+// do not train (max_steps 0): -dry-run, -index, -emit and -collect.
+func TestCommands(t *testing.T) {
+	assets(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cmd.toml")
+	text := fmt.Sprintf(`name = "cmd"
+base = "quickstart"
+root = %q
+set = ["train.max_steps=0", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=2"]
+[grid]
+method = ["lora", "prune-lora", "salr"]
+`, dir)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do := func(args ...string) string {
+		t.Helper()
+		o, err := parseArgs(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, log bytes.Buffer
+		if err := run(context.Background(), o, &out, &log); err != nil {
+			t.Fatalf("%q: %v\n%s", args, err, log.String())
+		}
+		return out.String() + log.String()
+	}
+	out := do("-config", path, "-dry-run")
+	if n := strings.Count(out, "pending"); n != 3 || !strings.Contains(out, "method=prune-lora") {
+		t.Errorf("-dry-run:\n%s", out)
+	}
+	do("-config", path, "-index", "2", "-threads", "1")
+	entries, _ := os.ReadDir(filepath.Join(dir, "cmd"))
+	var runDirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			runDirs = append(runDirs, e.Name())
+		}
+	}
+	if len(runDirs) != 1 || !strings.HasPrefix(runDirs[0], "2-") {
+		t.Fatalf("after -index 2 the sweep directory holds %v", runDirs)
+	}
+	if sum, err := trainer.ReadSummary(filepath.Join(dir, "cmd", runDirs[0])); err != nil || sum.Method != "salr" {
+		t.Errorf("run 2: %+v, %v", sum, err)
+	}
+	if out := do("-config", path, "-dry-run"); strings.Count(out, "pending") != 2 || strings.Count(out, "finished") != 1 {
+		t.Errorf("-dry-run after -index 2:\n%s", out)
+	}
+	out = do("-config", path, "-emit", "slurm", "-parallel", "2")
+	script, err := os.ReadFile(filepath.Join(dir, "cmd", "sweep.sbatch"))
+	if err != nil || !strings.Contains(string(script), "#SBATCH --array=0-2%2") || !strings.Contains(out, "sbatch ") {
+		t.Errorf("-emit slurm: %v\n%s\n%s", err, out, script)
+	}
+	out = do("-collect", path)
+	if !strings.Contains(out, "| 2 | salr | finished |") || !strings.Contains(out, "| 0 | lora | pending |") {
+		t.Errorf("-collect:\n%s", out)
+	}
+	for _, f := range []string{"results.csv", "results.md", "objective.png"} {
+		if _, err := os.Stat(filepath.Join(dir, "cmd", f)); err != nil {
+			t.Errorf("-collect did not write %s", f)
+		}
+	}
+}

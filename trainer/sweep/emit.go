@@ -1,0 +1,320 @@
+package sweep
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+// Default file names of the emitted job descriptions, in the sweep's
+// directory.
+const (
+	SlurmFile = "sweep.sbatch"
+	K8sFile   = "sweep-job.yaml"
+)
+
+// The variables through which the cluster engines hand a worker its index.
+const (
+	slurmIndexVar = "SLURM_ARRAY_TASK_ID"
+	k8sIndexVar   = "JOB_COMPLETION_INDEX"
+)
+
+// EmitOptions describe the cluster jobs EmitSlurm and EmitK8s write.
+type EmitOptions struct {
+	// Parallel is how many runs execute at once: the Slurm array's %P
+	// throttle, the Job's parallelism.
+	Parallel int
+	// CPUs and Mem are each run's cores and memory (Slurm --cpus-per-task
+	// and --mem, e.g. "8G"; Kubernetes requests and limits, e.g. "8Gi").
+	// The worker gets -threads CPUs.
+	CPUs int
+	Mem  string
+	// Time is Slurm's --time limit per run (e.g. "12:00:00"); a run stopped
+	// by it resumes when the job is resubmitted.
+	Time string
+	// Partition and Account are optional Slurm --partition and --account.
+	Partition, Account string
+	// WorkDir is the directory workers run in (Slurm --chdir; the sweep
+	// file and root resolve from it). It must be on a filesystem all nodes
+	// share.
+	WorkDir string
+	// Image is the container image holding salr-sweep (Kubernetes).
+	Image string
+	// PVC names the PersistentVolumeClaim of the shared filesystem, mounted
+	// at Mount, which is also the workers' working directory (Kubernetes).
+	PVC, Mount string
+	// Retries is how often Kubernetes restarts a failed index
+	// (backoffLimitPerIndex); a restarted run resumes from its checkpoint.
+	Retries int
+	// Binary is the salr-sweep command the jobs run.
+	Binary string
+	// Env holds NAME=VALUE variables set for the workers (e.g.
+	// SALR_ASSETS=/data/assets).
+	Env []string
+}
+
+// DefaultEmitOptions are the defaults of the salr-sweep -emit flags.
+func DefaultEmitOptions() EmitOptions {
+	return EmitOptions{Parallel: 4, CPUs: 4, Mem: "8G", Time: "12:00:00", Mount: "/data", Retries: 2, Binary: "salr-sweep"}
+}
+
+// envNamePattern matches an environment variable name.
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// check validates the options common to both engines and returns the
+// environment as name/value pairs.
+func (o EmitOptions) check(s *Sweep) ([][2]string, error) {
+	if s.Len() == 0 {
+		return nil, fmt.Errorf("sweep %s has no runs", s.Name)
+	}
+	if o.Parallel < 1 || o.CPUs < 1 {
+		return nil, fmt.Errorf("sweep: -parallel and -cpus must be >= 1 (got %d and %d)", o.Parallel, o.CPUs)
+	}
+	if o.Binary == "" || o.Mem == "" {
+		return nil, fmt.Errorf("sweep: the binary and the memory of a job must be set")
+	}
+	var env [][2]string
+	for _, e := range o.Env {
+		name, value, ok := strings.Cut(e, "=")
+		if !ok || !envNamePattern.MatchString(name) {
+			return nil, fmt.Errorf("sweep: -env %q: want NAME=VALUE", e)
+		}
+		env = append(env, [2]string{name, value})
+	}
+	return env, nil
+}
+
+// EmitSlurm writes an sbatch script running the sweep as a job array,
+// --array=0-(N-1)%P, each task executing run $SLURM_ARRAY_TASK_ID with
+// salr-sweep -index. Slurm sends SIGTERM two minutes before the time limit,
+// so the run checkpoints; resubmitting the script continues the sweep.
+func EmitSlurm(w io.Writer, s *Sweep, o EmitOptions) error {
+	env, err := o.check(s)
+	if err != nil {
+		return err
+	}
+	if o.WorkDir == "" {
+		return fmt.Errorf("sweep: the Slurm script needs a working directory")
+	}
+	if strings.Contains(o.WorkDir+s.Dir(), `"`) {
+		return fmt.Errorf("sweep: the Slurm working directory and sweep directory cannot contain '\"' (#SBATCH quoting)")
+	}
+	args := s.WorkerArgs("$"+slurmIndexVar, "$SLURM_CPUS_PER_TASK")
+	data := map[string]any{
+		"S": s, "O": o, "N": s.Len(), "Env": env,
+		"Command": shellJoin(append([]string{o.Binary}, args...)),
+	}
+	return render(w, slurmTemplate, data)
+}
+
+var slurmTemplate = `#!/bin/bash
+# Slurm job array for salr sweep {{.S.Name}} ({{.N}} runs), written by salr-sweep -emit slurm.
+#   sbatch THIS_FILE
+# Every task runs one run of the sweep in {{.O.WorkDir}}; outputs go to
+# {{.S.Dir}}/<index>-<hash>/ there, on a filesystem every node must share.
+# Resubmitting skips finished runs and resumes interrupted ones.
+# Results: salr-sweep -collect {{.S.Dir}}
+#SBATCH --job-name={{jobName .S.Name}}
+#SBATCH --array=0-{{dec .N}}%{{.O.Parallel}}
+#SBATCH --cpus-per-task={{.O.CPUs}}
+#SBATCH --mem={{.O.Mem}}
+{{- if .O.Time}}
+#SBATCH --time={{.O.Time}}
+{{- end}}
+{{- if .O.Partition}}
+#SBATCH --partition={{.O.Partition}}
+{{- end}}
+{{- if .O.Account}}
+#SBATCH --account={{.O.Account}}
+{{- end}}
+#SBATCH --chdir={{sb .O.WorkDir}}
+#SBATCH --output={{sb (print .S.Dir "/slurm-%A_%a.out")}}
+#SBATCH --signal=B:TERM@120
+set -euo pipefail
+{{- range .Env}}
+export {{index . 0}}={{sh (index . 1)}}
+{{- end}}
+exec {{.Command}}
+`
+
+// EmitK8s writes a Kubernetes Indexed Job manifest (batch/v1) running the
+// sweep: completions N, parallelism P, each pod executing run
+// $(JOB_COMPLETION_INDEX) with salr-sweep -index, on a PersistentVolumeClaim
+// mounted as the working directory. A failed or evicted index is retried
+// (backoffLimitPerIndex, Kubernetes 1.29 or later) and resumes from its
+// checkpoint.
+func EmitK8s(w io.Writer, s *Sweep, o EmitOptions) error {
+	env, err := o.check(s)
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.Image == "":
+		return fmt.Errorf("sweep: the Kubernetes Job needs a container image (-image)")
+	case o.PVC == "":
+		return fmt.Errorf("sweep: the Kubernetes Job needs a PersistentVolumeClaim for the outputs (-pvc)")
+	case !strings.HasPrefix(o.Mount, "/"):
+		return fmt.Errorf("sweep: the mount path %q must be absolute", o.Mount)
+	}
+	// Kubernetes expands $(VAR) in args and env values and reads $$ as $:
+	// escape every $ but the index reference's.
+	indexRef := "$(" + k8sIndexVar + ")"
+	args := s.WorkerArgs(indexRef, strconv.Itoa(o.CPUs))
+	for i, a := range args {
+		if a != indexRef {
+			args[i] = strings.ReplaceAll(a, "$", "$$")
+		}
+	}
+	for i := range env {
+		env[i][1] = strings.ReplaceAll(env[i][1], "$", "$$")
+	}
+	data := map[string]any{"S": s, "O": o, "N": s.Len(), "Env": env, "Args": args, "IndexVar": k8sIndexVar}
+	return render(w, k8sTemplate, data)
+}
+
+var k8sTemplate = `# Kubernetes Indexed Job for salr sweep {{.S.Name}} ({{.N}} runs), written by salr-sweep -emit k8s.
+#   kubectl apply -f THIS_FILE
+# Outputs go to {{.S.Dir}}/<index>-<hash>/ under {{.O.Mount}} on the volume {{.O.PVC}}.
+# Results: salr-sweep -collect {{.S.Dir}} (in a pod or machine with the volume mounted).
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: {{q (jobName .S.Name)}}
+  labels:
+    app.kubernetes.io/name: salr-sweep
+    salr.sweep: {{q (jobName .S.Name)}}
+spec:
+  completionMode: Indexed
+  completions: {{.N}}
+  parallelism: {{.O.Parallel}}
+  backoffLimitPerIndex: {{.O.Retries}}
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: salr-sweep
+        salr.sweep: {{q (jobName .S.Name)}}
+    spec:
+      restartPolicy: Never
+      terminationGracePeriodSeconds: 120
+      containers:
+        - name: salr-sweep
+          image: {{q .O.Image}}
+          workingDir: {{q .O.Mount}}
+          command: [{{q .O.Binary}}]
+          args:
+{{- range .Args}}
+            - {{q .}}
+{{- end}}
+          env:
+            - name: {{.IndexVar}}
+              valueFrom:
+                fieldRef:
+                  fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+{{- range .Env}}
+            - name: {{index . 0}}
+              value: {{q (index . 1)}}
+{{- end}}
+          resources:
+            requests:
+              cpu: {{q (print .O.CPUs)}}
+              memory: {{q .O.Mem}}
+            limits:
+              cpu: {{q (print .O.CPUs)}}
+              memory: {{q .O.Mem}}
+          volumeMounts:
+            - name: work
+              mountPath: {{q .O.Mount}}
+      volumes:
+        - name: work
+          persistentVolumeClaim:
+            claimName: {{q .O.PVC}}
+`
+
+// render executes a template with the helpers the job templates use.
+func render(w io.Writer, text string, data any) error {
+	t := template.Must(template.New("job").Funcs(template.FuncMap{
+		"q":       quoteScalar,
+		"dec":     func(n int) int { return n - 1 },
+		"jobName": jobName,
+		"sh":      shellQuote,
+		"sb":      sbatchValue,
+	}).Parse(text))
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		panic("sweep: job template: " + err.Error())
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+// quoteScalar renders s as a double-quoted string that YAML reads back
+// unchanged (JSON string syntax is a subset of YAML's).
+func quoteScalar(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		panic("sweep: quoting a string: " + err.Error())
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// jobName turns a sweep name into a name valid for Slurm and Kubernetes
+// (a DNS-1123 label: lower-case letters, digits and '-', at most 63
+// characters; shorter here, as Kubernetes appends pod suffixes).
+func jobName(name string) string {
+	var b strings.Builder
+	b.WriteString("salr-")
+	for _, r := range strings.ToLower(name) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	n := b.String()
+	if len(n) > 47 {
+		n = n[:47]
+	}
+	return strings.TrimRight(n, "-")
+}
+
+// shellJoin renders a command line for bash: arguments that are just a
+// variable reference ("$NAME") are double-quoted so that bash expands
+// them; all others are single-quoted when they need quoting at all.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = shellQuote(a)
+	}
+	return strings.Join(out, " ")
+}
+
+// sbatchValue double-quotes an #SBATCH option value holding blanks (sbatch
+// reads quoted values; the value must not hold a double quote).
+func sbatchValue(v string) string {
+	if strings.ContainsAny(v, " \t") {
+		return `"` + v + `"`
+	}
+	return v
+}
+
+var (
+	shellVarPattern  = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*$`)
+	shellSafePattern = regexp.MustCompile(`^[A-Za-z0-9_./:=+,@%-]+$`)
+)
+
+func shellQuote(a string) string {
+	switch {
+	case shellVarPattern.MatchString(a):
+		return `"` + a + `"`
+	case shellSafePattern.MatchString(a):
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+}

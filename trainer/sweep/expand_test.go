@@ -1,0 +1,372 @@
+package sweep
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/salr-go/salr/configs"
+)
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func TestGridExpansion(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	// Dotted and quoted keys, a nested grid table: all the same spelling.
+	path := writeSweep(t, dir, "g", `[grid]
+"sparsity.ratio" = [0.1, 0.3, 0.5]
+method = ["lora", "salr"]
+[grid.adapters]
+lora_rank = [2, 4]
+`)
+	s, runs := mustExpand(t, path)
+	if want := []string{"sparsity.ratio", "method", "adapters.lora_rank"}; !slices.Equal(s.Varied, want) {
+		t.Fatalf("varied %q, want %q", s.Varied, want)
+	}
+	if len(runs) != 12 || s.Len() != 12 {
+		t.Fatalf("%d runs, want 3*2*2 = 12", len(runs))
+	}
+	// The first key is outermost, the last varies fastest.
+	ratios := []float64{0.1, 0.3, 0.5}
+	methods := []string{"lora", "salr"}
+	ranks := []int{2, 4}
+	for i, r := range runs {
+		c := r.Config
+		wantRatio, wantMethod, wantRank := ratios[i/4], methods[i/2%2], ranks[i%2]
+		if c.Sparsity.Ratio != wantRatio || c.Method != wantMethod || c.Adapters.LoRARank != wantRank {
+			t.Errorf("run %d: ratio %v method %s rank %d, want %v %s %d", i, c.Sparsity.Ratio, c.Method,
+				c.Adapters.LoRARank, wantRatio, wantMethod, wantRank)
+		}
+		// The fixed overrides apply to every run; the rest is the base.
+		if c.Data.SeqLen != 160 || c.Adapters.SVDRank != 2 || c.Train.LR != 1e-3 {
+			t.Errorf("run %d: fixed sets or base lost: %+v", i, c)
+		}
+		if r.Index != i || r.Hash != c.Hash() || r.Name != strconv.Itoa(i)+"-"+r.Hash ||
+			r.Dir != filepath.Join(dir, "out", "g", r.Name) || c.Output.Dir != r.Dir {
+			t.Errorf("run %d: index %d name %s dir %s output.dir %s", i, r.Index, r.Name, r.Dir, c.Output.Dir)
+		}
+		want := []Value{{"sparsity.ratio", strconv.FormatFloat(wantRatio, 'f', -1, 64)}, {"method", wantMethod},
+			{"adapters.lora_rank", strconv.Itoa(wantRank)}}
+		if !slices.Equal(r.Values, want) {
+			t.Errorf("run %d values %v, want %v", i, r.Values, want)
+		}
+	}
+	// Hashes differ between runs that differ (lora at different ratios
+	// included: the ratio is part of the config even where it is ignored).
+	seen := map[string]int{}
+	for _, r := range runs {
+		if j, dup := seen[r.Hash]; dup {
+			t.Errorf("runs %d and %d share hash %s", j, r.Index, r.Hash)
+		}
+		seen[r.Hash] = r.Index
+	}
+	// A second expansion is identical.
+	_, again := mustExpand(t, path)
+	if expansionText(again) != expansionText(runs) {
+		t.Error("a second expansion differs")
+	}
+}
+
+// TestExpansionIsStableAcrossProcesses expands grid, random and runs
+// sweeps in another process and compares the resolved configs' hashes.
+func TestExpansionIsStableAcrossProcesses(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	bodies := map[string]string{
+		"grid": "[grid]\n\"train.lr\" = [1e-3, 3e-3]\n\"adapters.target_modules\" = [[\"q_proj\", \"v_proj\"], [\"all-linear\"]]\n",
+		"random": "[random]\ncount = 5\nseed = 7\n\"train.lr\" = {min = 1e-4, max = 1e-2, log = true}\n" +
+			"\"adapters.lora_rank\" = {min = 1, max = 8}\nmethod = [\"lora\", \"salr\"]\n",
+		"runs": "[[runs]]\nmethod = \"lora\"\n[[runs]]\nmethod = \"salr\"\n\"sparsity.ratio\" = 0.3\n",
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range bodies {
+		path := writeSweep(t, dir, name, body)
+		_, runs := mustExpand(t, path)
+		cmd := exec.Command(exe, "-config", path)
+		cmd.Env = append(os.Environ(), testModeEnv+"=expand")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: child: %v\n%s", name, err, out)
+		}
+		if string(out) != expansionText(runs) {
+			t.Errorf("%s: another process expands to\n%s\nthis one to\n%s", name, out, expansionText(runs))
+		}
+	}
+}
+
+func TestRandomExpansion(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	body := func(count, seed int) string {
+		return "[random]\ncount = " + strconv.Itoa(count) + "\nseed = " + strconv.Itoa(seed) + `
+"train.lr" = {min = 1e-4, max = 1e-2, log = true}
+"adapters.lora_rank" = {min = 2, max = 16}
+"adapters.lora_dropout" = {min = 0.0, max = 0.2}
+method = ["lora", "salr"]
+`
+	}
+	s, runs := mustExpand(t, writeSweep(t, dir, "r", body(6, 3)))
+	if len(runs) != 6 || len(s.Varied) != 4 {
+		t.Fatalf("%d runs varying %q", len(runs), s.Varied)
+	}
+	for _, r := range runs {
+		c := r.Config
+		if c.Train.LR < 1e-4 || c.Train.LR > 1e-2 || c.Adapters.LoRARank < 2 || c.Adapters.LoRARank > 16 ||
+			c.Adapters.LoRADropout < 0 || c.Adapters.LoRADropout > 0.2 || (c.Method != "lora" && c.Method != "salr") {
+			t.Errorf("run %d out of range: %s", r.Index, r.Describe())
+		}
+		// Floats are rounded to 4 significant digits.
+		if text := r.Values[0].Text; len(strings.TrimLeft(strings.Split(strings.ReplaceAll(text, "0.", ""), "e")[0], "0")) > 4 {
+			t.Errorf("run %d: lr %s has more than 4 significant digits", r.Index, text)
+		}
+	}
+	// Raising count keeps the earlier runs; another seed changes them.
+	_, more := mustExpand(t, writeSweep(t, dir, "r", body(9, 3)))
+	if len(more) != 9 || expansionText(more[:6]) != expansionText(runs) {
+		t.Errorf("count 9 changed the first 6 runs:\n%s\nvs\n%s", expansionText(more[:6]), expansionText(runs))
+	}
+	_, other := mustExpand(t, writeSweep(t, dir, "r", body(6, 4)))
+	if expansionText(other) == expansionText(runs) {
+		t.Error("seed 4 draws the same runs as seed 3")
+	}
+}
+
+// TestRandomDistributions checks the draws against the distributions'
+// quantiles over many draws (deterministic: fixed seeds).
+func TestRandomDistributions(t *testing.T) {
+	const n = 4000
+	params := []randomParam{
+		{key: "log", min: 1e-4, max: 1e-2, log: true},
+		{key: "lin", min: 2, max: 4},
+		{key: "int", min: 1, max: 4, isInt: true},
+		{key: "logint", min: 1, max: 15, isInt: true, log: true},
+		{key: "choice", values: []any{"a", "b"}},
+	}
+	var belowMid [2]int
+	ints := map[int64]int{}
+	logInts := map[int64]int{}
+	choices := map[any]int{}
+	for i := range n {
+		p := drawRandom(params, 1, i)
+		if x := p[0].value.(float64); x < 1e-3 {
+			belowMid[0]++
+		}
+		if x := p[1].value.(float64); x < 3 {
+			belowMid[1]++
+		}
+		ints[p[2].value.(int64)]++
+		logInts[p[3].value.(int64)]++
+		choices[p[4].value]++
+	}
+	// log-uniform on [1e-4, 1e-2]: half below the geometric mean 1e-3;
+	// uniform on [2, 4]: half below 3.
+	for j, c := range belowMid {
+		if f := float64(c) / n; math.Abs(f-0.5) > 0.04 {
+			t.Errorf("param %s: %.3f of draws below the median, want 0.5", params[j].key, f)
+		}
+	}
+	for k := int64(1); k <= 4; k++ {
+		if f := float64(ints[k]) / n; math.Abs(f-0.25) > 0.04 {
+			t.Errorf("int %d drawn %.3f of the time, want 0.25", k, f)
+		}
+	}
+	// Log-uniform integers in [1, 15]: k has mass log((k+1)/k)/log(16), so
+	// 1 is drawn 25% of the time and 8..15 together also 25%.
+	hi := 0
+	for k := int64(8); k <= 15; k++ {
+		hi += logInts[k]
+	}
+	if f1, fh := float64(logInts[1])/n, float64(hi)/n; math.Abs(f1-0.25) > 0.04 || math.Abs(fh-0.25) > 0.04 {
+		t.Errorf("log int: P(1) = %.3f, P(8..15) = %.3f, want 0.25 each", f1, fh)
+	}
+	if len(logInts) != 15 {
+		t.Errorf("log int drew %d distinct values, want all 15", len(logInts))
+	}
+	if f := float64(choices["a"]) / n; math.Abs(f-0.5) > 0.04 {
+		t.Errorf("choice a drawn %.3f of the time", f)
+	}
+}
+
+func TestExplicitRuns(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	_, runs := mustExpand(t, writeSweep(t, dir, "x", `[[runs]]
+method = "lora"
+
+[[runs]]
+method = "salr"
+sparsity.ratio = 0.3
+
+[[runs]]
+"train.lr" = 0.005
+`))
+	if len(runs) != 3 {
+		t.Fatalf("%d runs, want 3", len(runs))
+	}
+	// Keys a run does not set show the effective (base) value.
+	want := []string{
+		"method=lora sparsity.ratio=0.5 train.lr=0.001",
+		"method=salr sparsity.ratio=0.3 train.lr=0.001",
+		"method=salr sparsity.ratio=0.5 train.lr=0.005",
+	}
+	for i, r := range runs {
+		if r.Describe() != want[i] {
+			t.Errorf("run %d: %s, want %s", i, r.Describe(), want[i])
+		}
+	}
+}
+
+// TestErrorsNameFileAndLine checks that problems are reported with the
+// sweep file's line, the key and what is wrong, all at once.
+func TestErrorsNameFileAndLine(t *testing.T) {
+	assetsDir(t)
+	cases := []struct {
+		name, text string
+		want       []string
+	}{
+		{"layout", `name = "bad name"
+base = "quickstart"
+colour = "red"
+[objective]
+metric = "accuracy"
+direction = "up"
+`, []string{
+			`f.toml:1: name: "bad name" is not a usable directory name`,
+			"f.toml:3: colour: unknown key",
+			`f.toml:5: objective.metric: "accuracy" is not a numeric summary.json field`,
+			`f.toml:6: objective.direction: expected "minimize" or "maximize"`,
+			"f.toml: nothing to sweep",
+		}},
+		{"grid", `name = "g"
+base = "quickstart"
+set = ["train.max_steps=10", "output.dir=/tmp/x", "train.nope=1"]
+[grid]
+method = "lora"
+"train.lrr" = [1, 2]
+"train.max_steps" = [1, 2]
+"sparsity.ratio" = []
+`, []string{
+			"f.toml:3: output.dir: the sweep sets output.dir",
+			"f.toml:3: train.nope: unknown config key",
+			"f.toml:5: grid.method: expected a list of values, got string \"lora\"",
+			"f.toml:6: grid.train.lrr: unknown config key",
+			"f.toml:8: grid.sparsity.ratio: empty list of values",
+		}},
+		{"conflict", `name = "g"
+base = "quickstart"
+set = ["train.max_steps=10"]
+[grid]
+"train.max_steps" = [1, 2]
+`, []string{"f.toml:5: grid.train.max_steps: train.max_steps is varied here and fixed at f.toml:3"}},
+		{"values", `name = "v"
+base = "quickstart"
+[grid]
+method = ["lora", "dense"]
+"sparsity.ratio" = [0.5,
+  1.5]
+`, []string{
+			`f.toml:4: method: must be one of "lora", "prune-lora", "salr", "prune", "prune-svd"`,
+			"f.toml:5: sparsity.ratio: must be in (0, 1), got 1.5",
+		}},
+		{"random", `name = "r"
+base = "quickstart"
+[random]
+count = 0
+"train.lr" = {min = 1e-2, max = 1e-4}
+"adapters.lora_rank" = {min = 0, max = 8, log = true}
+"train.seed" = {values = []}
+"train.warmup_steps" = {min = 1, max = 3, step = 1}
+`, []string{
+			"f.toml:4: random.count: a random search needs count >= 1",
+			"f.toml:5: random.train.lr: min 0.01 is above max 0.0001",
+			"f.toml:6: random.adapters.lora_rank: log needs min > 0",
+			"f.toml:7: random.train.seed: values must be a non-empty list",
+			`f.toml:8: random.train.warmup_steps: unknown field "step"`,
+		}},
+		{"runs", `name = "x"
+base = "quickstart"
+[[runs]]
+method = "lora"
+[[runs]]
+method = "salr"
+"adapters.lora_rnk" = 4
+`, []string{"f.toml:7: runs.1.adapters.lora_rnk: unknown config key"}},
+		{"syntax", "name = \"x\"\nbase = = 1\n", []string{"f.toml:2: syntax error"}},
+		{"both", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[[runs]]\nmethod = \"salr\"\n",
+			[]string{"f.toml:5: runs: a sweep has one of [grid], [random] and [[runs]]; this file also has [grid]"}},
+		{"eval", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[eval]\ntasks = \"mmlu\"\n[grid]\nmethod = [\"lora\"]\n",
+			[]string{"f.toml:6: eval.tasks: unknown config key"}},
+		{"eval-missing", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[grid]\nmethod = [\"lora\"]\n",
+			[]string{"f.toml: objective.metric: eval.acc needs an evaluation after training"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := Parse("f.toml", []byte(c.text), "", nil)
+			if err == nil {
+				_, err = s.Expand()
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce configs.Errors
+			if !asErrors(err, &ce) {
+				t.Fatalf("error %T is not configs.Errors: %v", err, err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if len(ce) != len(c.want) {
+				t.Errorf("%d errors, want %d:\n%v", len(ce), len(c.want), err)
+			}
+		})
+	}
+}
+
+func asErrors(err error, target *configs.Errors) bool {
+	ce, ok := err.(configs.Errors)
+	*target = ce
+	return ok
+}
+
+func TestScanKeyDefsFollowsValuesAcrossLines(t *testing.T) {
+	src := `# comment
+name = "x # not a comment"
+set = [
+  "a=1",   # comment ] with bracket
+  'b = [',
+]
+text = """
+fake = 1
+"""
+[grid]
+"sparsity.ratio" = [0.1,
+  0.2]
+train.lr = [1]
+[[runs]]
+x = {min = 1, max = 2}
+`
+	var got []string
+	for _, d := range scanKeyDefs(src) {
+		got = append(got, strings.Join(d.path, "/")+":"+strconv.Itoa(d.line))
+	}
+	want := []string{"name:2", "set:3", "text:7", "grid:10", "grid/sparsity.ratio:11", "grid/train/lr:13", "runs:14", "runs/x:15"}
+	if !slices.Equal(got, want) {
+		t.Errorf("defs %q, want %q", got, want)
+	}
+}
