@@ -3,6 +3,9 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"unsafe"
+
+	"github.com/salr-go/salr/kernels/internal/vecmath"
 )
 
 // CrossEntropyForward returns the masked mean next-token loss over logits [N,V]:
@@ -154,11 +157,14 @@ func softmaxRow[T Float](y, x []T) {
 	}
 }
 
-// maxOf returns the largest element of a non-empty slice (NaNs are skipped
-// unless first; the exponential sums that use it propagate them anyway).
+// maxOf returns the largest element of x that is not NaN (-Inf when there is
+// none); the exponential sums that use it propagate NaNs anyway.
 func maxOf[T Float](x []T) T {
-	m := x[0]
-	for _, v := range x[1:] {
+	if isFloat32[T]() {
+		return T(vecmath.Max(asFloat32(x)))
+	}
+	m := T(math.Inf(-1))
+	for _, v := range x {
 		if v > m { // not the builtin max, whose NaN handling makes it several times slower
 			m = v
 		}
@@ -167,19 +173,15 @@ func maxOf[T Float](x []T) T {
 }
 
 // expShifted writes dst[j] = exp(src[j] - shift) and returns Σ_j dst[j]
-// accumulated in float64. dst may alias src. float32 data uses exp32, float64
-// data math.Exp.
+// accumulated in float64. dst may alias src. float32 data uses the vector
+// kernels of package vecmath (assembly where the CPU allows), float64 data
+// math.Exp.
 func expShifted[T Float](dst, src []T, shift T) float64 {
 	dst = dst[:len(src)]
-	var sum float64
 	if isFloat32[T]() {
-		for j, v := range src {
-			e := exp32(float32(v - shift))
-			dst[j] = T(e)
-			sum += float64(e)
-		}
-		return sum
+		return vecmath.ExpShiftedSum(asFloat32(dst), asFloat32(src), float32(shift))
 	}
+	var sum float64
 	for j, v := range src {
 		e := math.Exp(float64(v - shift))
 		dst[j] = T(e)
@@ -192,9 +194,7 @@ func expShifted[T Float](dst, src []T, shift T) float64 {
 func sigmoidInto[T Float](dst, src []T) {
 	dst = dst[:len(src)]
 	if isFloat32[T]() {
-		for j, v := range src {
-			dst[j] = T(1 / (1 + exp32(-float32(v))))
-		}
+		vecmath.Sigmoid(asFloat32(dst), asFloat32(src))
 		return
 	}
 	for j, v := range src {
@@ -202,46 +202,12 @@ func sigmoidInto[T Float](dst, src []T) {
 	}
 }
 
-// exp32 is a float32 exponential about 1.5-2 times as fast as math.Exp
-// through float64, accurate to about 2 ulp (relative error below 2.5e-7).
-// With x = (64·e + i)·ln2/64 + r, |r| <= ln2/128 (Cody–Waite reduction in two
-// parts), exp(x) = 2^e · 2^(i/64) · exp(r), where 2^(i/64) comes from a table
-// and exp(r) from its degree-4 Taylor polynomial (error below 1e-10). Results
-// below the smallest normal float32 (x < -87.34) are flushed to zero; x > 88.72
-// gives +Inf and NaN gives NaN.
-func exp32(x float32) float32 {
-	const (
-		scale      = 64 / math.Ln2
-		ln2Hi      = 0.693359375 / 64 // ln2/64 = ln2Hi + ln2Lo, ln2Hi exact in few bits
-		ln2Lo      = -2.12194440e-4 / 64
-		roundMagic = 12582912 // 1.5·2²³: adding it rounds a small float32 to an integer
-		minArg     = -87.33654
-		maxArg     = 88.72284
-	)
-	if x < minArg {
-		return 0
-	}
-	if x > maxArg {
-		return float32(math.Inf(1))
-	}
-	t := x*scale + roundMagic
-	n := t - roundMagic
-	r := x - n*ln2Hi - n*ln2Lo
-	k := int32(math.Float32bits(t) - math.Float32bits(roundMagic)) // n as an integer, in [-8064, 8192]
-	p := 1 + r + r*r*(0.5+r*(1.0/6+r*(1.0/24)))
-	p *= exp2Sixtyfourths[k&63]
-	e := k >> 6 // floor(k/64), in [-126, 128]
-	if e > 127 {
-		p *= 2
-		e--
-	}
-	return p * math.Float32frombits(uint32(e+127)<<23)
+// asFloat32 reinterprets a slice of a 4-byte float type as []float32 (T may be
+// a named float32 type); the caller checks isFloat32[T]().
+func asFloat32[T Float](x []T) []float32 {
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(x))), len(x))
 }
 
-// exp2Sixtyfourths[i] = 2^(i/64).
-var exp2Sixtyfourths = func() (t [64]float32) {
-	for i := range t {
-		t[i] = float32(math.Exp2(float64(i) / 64))
-	}
-	return t
-}()
+// exp32 is the scalar float32 exponential (vecmath.Exp32, the reference of the
+// vector kernels).
+func exp32(x float32) float32 { return vecmath.Exp32(x) }
