@@ -50,7 +50,9 @@ func packBatch(xT, x []float32, n, nb, cols int) {
 const minParallelWeights = 1 << 16
 
 // PanelElems is the target number of fp32 values in one decoded panel of the
-// batched pipeline (PanelRows = PanelElems/Cols rounded to a multiple of 16).
+// batched pipeline (panel rows = PanelElems/Cols rounded down to a multiple
+// of 16, at least 16). Like PipelineDepth it is a tuning knob for benchmarks:
+// set it before products run, never while they do.
 var PanelElems = 1 << 21
 
 // PipelineDepth is the number of panel buffers in the batched pipeline's
@@ -99,7 +101,7 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 }
 
 // mul is dx (n×Cols) = dy (n×Rows) W: row-split axpy with one partial sum per
-// worker at n == 1, the panel pipeline accumulating into dx otherwise.
+// block of rows at n == 1, the panel pipeline accumulating into dx otherwise.
 func mul(op rowOps, what string, dx, dy []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "dy", dy, n, rows)
