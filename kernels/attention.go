@@ -168,15 +168,7 @@ func (a Attn[T]) backwardGroup(g int, grads attnGrads[T], scores, dScores []T) {
 			// dP = dOut[h] V[g]ᵀ, then dS = P ⊙ (dP - rowsum(P ⊙ dP)) in place.
 			gemmAuto(false, true, rows, keys, d, 1, dOut, a.OutStride, a.V[g*d:], a.VStride, 0, dScores, a.Tk)
 			for i := 0; i < rows; i++ {
-				pr, dr := p[i*a.Tk:i*a.Tk+keys], dScores[i*a.Tk:i*a.Tk+keys]
-				var dot float64
-				for j, pv := range pr {
-					dot += float64(pv) * float64(dr[j])
-				}
-				dt := T(dot)
-				for j, pv := range pr {
-					dr[j] = pv * (dr[j] - dt)
-				}
+				softmaxBackwardRow(dScores[i*a.Tk:i*a.Tk+keys], p[i*a.Tk:i*a.Tk+keys])
 			}
 			if grads.dQ != nil { // dQ[h] = dS K[g] / √D
 				gemmAuto(false, false, rows, d, keys, scale, dScores, a.Tk, a.K[g*d:], a.KStride, 0, grads.dQ[i0*a.QStride+h*d:], a.QStride)

@@ -32,8 +32,7 @@ func CrossEntropyForward[T Float](logits []T, n, v int, targets []int, mask []T)
 			if mask != nil && mask[r] == 0 {
 				continue
 			}
-			x := logits[r*v : (r+1)*v]
-			(*losses)[r] = logSumExp(*row, x) - float64(x[targets[r]])
+			(*losses)[r] = rowLoss(*row, logits[r*v:(r+1)*v], targets[r])
 		}
 	})
 	var sum float64
@@ -61,15 +60,24 @@ func CrossEntropyBackward[T Float](dlogits, logits []T, n, v int, targets []int,
 				clear(d)
 				continue
 			}
-			g := float64(dloss) * weight / total
-			x := logits[r*v : (r+1)*v]
-			scale := T(g / expShifted(d, x, maxOf(x))) // turns exp(x - max) into g·softmax(x)
-			for j := range d {
-				d[j] *= scale
-			}
-			d[targets[r]] -= T(g)
+			rowGradient(d, logits[r*v:(r+1)*v], targets[r], float64(dloss)*weight/total)
 		}
 	})
+}
+
+// rowLoss returns the cross-entropy logsumexp(x) - x[target] of one row of
+// logits; scratch (len >= len(x)) receives the shifted exponentials and may
+// alias x.
+func rowLoss[T Float](scratch, x []T, target int) float64 {
+	xt := float64(x[target]) // read before scratch may overwrite it
+	return logSumExp(scratch, x) - xt
+}
+
+// rowGradient writes d = g·(softmax(x) - onehot(target)), the gradient of
+// g·rowLoss(x); d may alias x.
+func rowGradient[T Float](d, x []T, target int, g float64) {
+	scaleRow(d, T(g/expShifted(d, x, maxOf(x)))) // turns exp(x - max) into g·softmax(x)
+	d[target] -= T(g)
 }
 
 // TokenLogProbs writes out[r] = log softmax(logits[r])[targets[r]] for each
@@ -109,6 +117,12 @@ func LogSoftmax[T Float](y, x []T, n, v int) {
 // returns Σ mask (n when mask is nil).
 func checkCrossEntropy[T Float](fn string, logits []T, n, v int, targets []int, mask []T) float64 {
 	checkLen(fn+" logits", logits, n*v)
+	return checkTargets(fn, n, v, targets, mask)
+}
+
+// checkTargets validates the lengths of targets and mask and the targets of
+// weighted rows, and returns Σ mask (n when mask is nil).
+func checkTargets[T Float](fn string, n, v int, targets []int, mask []T) float64 {
 	checkLen(fn+" targets", targets, n)
 	if mask != nil {
 		checkLen(fn+" mask", mask, n)
@@ -151,9 +165,36 @@ func logSumExp[T Float](scratch, x []T) float64 {
 // softmaxRow writes y = softmax(x) (max subtracted, sum in float64); y may
 // alias x.
 func softmaxRow[T Float](y, x []T) {
-	inv := T(1 / expShifted(y, x, maxOf(x)))
-	for j := range y[:len(x)] {
-		y[j] *= inv
+	scaleRow(y[:len(x)], T(1/expShifted(y, x, maxOf(x))))
+}
+
+// softmaxBackwardRow turns dx, the gradient with respect to p = softmax(z),
+// into the gradient with respect to z: dx[j] = p[j]·(dx[j] - Σ_k p[k]·dx[k]),
+// the sum accumulated in float64.
+func softmaxBackwardRow[T Float](dx, p []T) {
+	if isFloat32[T]() {
+		vecmath.SoftmaxBackward(asFloat32(dx), asFloat32(p))
+		return
+	}
+	p = p[:len(dx)]
+	var dot float64
+	for j, v := range p {
+		dot += float64(v) * float64(dx[j])
+	}
+	d := T(dot)
+	for j, v := range p {
+		dx[j] = v * (dx[j] - d)
+	}
+}
+
+// scaleRow multiplies every element of x by a.
+func scaleRow[T Float](x []T, a T) {
+	if isFloat32[T]() {
+		vecmath.Scale(asFloat32(x), float32(a))
+		return
+	}
+	for j := range x {
+		x[j] *= a
 	}
 }
 

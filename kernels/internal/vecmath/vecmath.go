@@ -20,6 +20,10 @@ type Impl struct {
 	Sigmoid func(dst, src []float32)
 	// Max: see the package function Max.
 	Max func(x []float32) float32
+	// Scale: see the package function Scale.
+	Scale func(x []float32, a float32)
+	// SoftmaxBackward: see the package function SoftmaxBackward.
+	SoftmaxBackward func(dx, p []float32)
 }
 
 // Impls lists the implementations this CPU can run, fastest first; the last
@@ -49,11 +53,23 @@ func Sigmoid(dst, src []float32) { active.Sigmoid(dst, src) }
 // none (including for an empty x).
 func Max(x []float32) float32 { return active.Max(x) }
 
+// Scale multiplies every element of x by a.
+func Scale(x []float32, a float32) { active.Scale(x, a) }
+
+// SoftmaxBackward turns dx, the gradient with respect to p = softmax(z), into
+// the gradient with respect to z: dx[j] = p[j]·(dx[j] - d) with d = Σ_k
+// p[k]·dx[k] accumulated in float64 and rounded to float32. len(p) >=
+// len(dx).
+func SoftmaxBackward(dx, p []float32) { active.SoftmaxBackward(dx, p) }
+
 // goImpl is the pure-Go reference implementation:
 //
-//	ExpShiftedSum: for j, v := range src { dst[j] = Exp32(v - shift); sum += float64(dst[j]) }
-//	Sigmoid:       for j, v := range src { dst[j] = 1 / (1 + Exp32(-v)) }
-//	Max:           m := -Inf; for _, v := range x { if v > m { m = v } }
+//	ExpShiftedSum:   for j, v := range src { dst[j] = Exp32(v - shift); sum += float64(dst[j]) }
+//	Sigmoid:         for j, v := range src { dst[j] = 1 / (1 + Exp32(-v)) }
+//	Max:             m := -Inf; for _, v := range x { if v > m { m = v } }
+//	Scale:           for j := range x { x[j] *= a }
+//	SoftmaxBackward: for j := range dx { d += float64(p[j]) * float64(dx[j]) }
+//	                 for j := range dx { dx[j] = p[j] * (dx[j] - float32(d)) }
 var goImpl = Impl{
 	Name: "go",
 	ExpShiftedSum: func(dst, src []float32, shift float32) float64 {
@@ -80,6 +96,22 @@ var goImpl = Impl{
 			}
 		}
 		return m
+	},
+	Scale: func(x []float32, a float32) {
+		for j := range x {
+			x[j] *= a
+		}
+	},
+	SoftmaxBackward: func(dx, p []float32) {
+		p = p[:len(dx)]
+		var d float64
+		for j, v := range p {
+			d += float64(v) * float64(dx[j])
+		}
+		d32 := float32(d)
+		for j, v := range p {
+			dx[j] = v * (dx[j] - d32)
+		}
 	},
 }
 

@@ -21,6 +21,12 @@ func sigmoidAVX512(dst, src *float32, n int)
 func maxAVX512(src *float32, n int) float32
 
 //go:noescape
+func scaleAVX512(x *float32, n int, a float32)
+
+//go:noescape
+func softmaxBackwardAVX512(dx, p *float32, n int)
+
+//go:noescape
 func expShiftedSumAVX2(dst, src *float32, n int, shift float32) float64
 
 //go:noescape
@@ -29,36 +35,54 @@ func sigmoidAVX2(dst, src *float32, n int)
 //go:noescape
 func maxAVX2(src *float32, n int) float32
 
+//go:noescape
+func scaleAVX2(x *float32, n int, a float32)
+
+//go:noescape
+func softmaxBackwardAVX2(dx, p *float32, n int)
+
+// asmKernels are the assembly kernels of one instruction set.
+type asmKernels struct {
+	expShiftedSum   func(dst, src *float32, n int, shift float32) float64
+	sigmoid         func(dst, src *float32, n int)
+	max             func(src *float32, n int) float32
+	scale           func(x *float32, n int, a float32)
+	softmaxBackward func(dx, p *float32, n int)
+}
+
 // available returns the AVX-512F kernels when the CPU and the OS support them,
 // then the AVX2+FMA ones when supported, then the Go reference.
 func available() []Impl {
 	var impls []Impl
 	if cpu.X86.HasAVX512F {
-		impls = append(impls, asmImpl("avx512", expShiftedSumAVX512, sigmoidAVX512, maxAVX512))
+		impls = append(impls, asmImpl("avx512", asmKernels{
+			expShiftedSumAVX512, sigmoidAVX512, maxAVX512, scaleAVX512, softmaxBackwardAVX512}))
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		impls = append(impls, asmImpl("avx2", expShiftedSumAVX2, sigmoidAVX2, maxAVX2))
+		impls = append(impls, asmImpl("avx2", asmKernels{
+			expShiftedSumAVX2, sigmoidAVX2, maxAVX2, scaleAVX2, softmaxBackwardAVX2}))
 	}
 	return append(impls, goImpl)
 }
 
 // asmImpl wraps assembly kernels taking pointers and lengths as slice
-// functions (checking that dst is long enough).
-func asmImpl(name string,
-	expShiftedSum func(dst, src *float32, n int, shift float32) float64,
-	sigmoid func(dst, src *float32, n int),
-	maximum func(src *float32, n int) float32,
-) Impl {
+// functions (checking that second slices are long enough).
+func asmImpl(name string, k asmKernels) Impl {
 	return Impl{
 		Name: name,
 		ExpShiftedSum: func(dst, src []float32, shift float32) float64 {
 			dst = dst[:len(src)]
-			return expShiftedSum(unsafe.SliceData(dst), unsafe.SliceData(src), len(src), shift)
+			return k.expShiftedSum(unsafe.SliceData(dst), unsafe.SliceData(src), len(src), shift)
 		},
 		Sigmoid: func(dst, src []float32) {
 			dst = dst[:len(src)]
-			sigmoid(unsafe.SliceData(dst), unsafe.SliceData(src), len(src))
+			k.sigmoid(unsafe.SliceData(dst), unsafe.SliceData(src), len(src))
 		},
-		Max: func(x []float32) float32 { return maximum(unsafe.SliceData(x), len(x)) },
+		Max:   func(x []float32) float32 { return k.max(unsafe.SliceData(x), len(x)) },
+		Scale: func(x []float32, a float32) { k.scale(unsafe.SliceData(x), len(x), a) },
+		SoftmaxBackward: func(dx, p []float32) {
+			p = p[:len(dx)]
+			k.softmaxBackward(unsafe.SliceData(dx), unsafe.SliceData(p), len(dx))
+		},
 	}
 }

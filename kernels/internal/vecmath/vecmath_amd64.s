@@ -3,8 +3,8 @@
 #include "textflag.h"
 
 // Vector float32 kernels for softmax, cross-entropy and SwiGLU: exp(x - shift)
-// with a float64 sum, the logistic sigmoid and the maximum, each in an AVX-512F
-// and an AVX2+FMA version (selected at run time in vecmath_amd64.go). The
+// with a float64 sum, the logistic sigmoid, the maximum, scaling and the
+// softmax backward step, each in an AVX-512F and an AVX2+FMA version (selected at run time in vecmath_amd64.go). The
 // reference loops are in vecmath.go.
 //
 // exp(x) for float32 x (Cephes expf, evaluated with FMA):
@@ -263,6 +263,109 @@ maxDone:
 	MOVSS         X0, ret+16(FP)
 	RET
 
+// func scaleAVX512(x *float32, n int, a float32)
+TEXT ·scaleAVX512(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS a+16(FP), Z28
+
+scaleLoop:
+	CMPQ    CX, $16
+	JL      scaleTail
+	VMULPS  (SI), Z28, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ    $64, SI
+	SUBQ    $16, CX
+	JMP     scaleLoop
+
+scaleTail:
+	TESTQ     CX, CX
+	JZ        scaleDone
+	TAIL16
+	VMOVUPS.Z (SI), K2, Z0
+	VMULPS    Z28, Z0, Z0
+	VMOVUPS   Z0, K2, (SI)
+
+scaleDone:
+	VZEROUPPER
+	RET
+
+// DOT16 adds the products of the 16 lanes of Z0 and Z1, in float64, to Z8 and
+// Z9. Uses Z2..Z5.
+#define DOT16 \
+	VCVTPS2PD     Y0, Z2; \
+	VCVTPS2PD     Y1, Z3; \
+	VFMADD231PD   Z3, Z2, Z8; \
+	VEXTRACTF64X4 $1, Z0, Y4; \
+	VEXTRACTF64X4 $1, Z1, Y5; \
+	VCVTPS2PD     Y4, Z4; \
+	VCVTPS2PD     Y5, Z5; \
+	VFMADD231PD   Z5, Z4, Z9
+
+// func softmaxBackwardAVX512(dx, p *float32, n int)
+TEXT ·softmaxBackwardAVX512(SB), NOSPLIT, $0-24
+	MOVQ   dx+0(FP), DI
+	MOVQ   p+8(FP), SI
+	MOVQ   n+16(FP), CX
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	XORQ   BX, BX        // element offset in bytes
+
+sbDotLoop:
+	CMPQ    CX, $16
+	JL      sbDotTail
+	VMOVUPS (SI)(BX*1), Z0
+	VMOVUPS (DI)(BX*1), Z1
+	DOT16
+	ADDQ    $64, BX
+	SUBQ    $16, CX
+	JMP     sbDotLoop
+
+sbDotTail:
+	TESTQ     CX, CX
+	JZ        sbDotDone
+	TAIL16
+	VMOVUPS.Z (SI)(BX*1), K2, Z0
+	VMOVUPS.Z (DI)(BX*1), K2, Z1
+	DOT16
+
+sbDotDone:
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $1, Z8, Y9
+	VADDPD        Y9, Y8, Y8
+	VEXTRACTF128  $1, Y8, X9
+	VADDPD        X9, X8, X8
+	VPERMILPD     $1, X8, X9
+	VADDSD        X9, X8, X8
+	VCVTSD2SS     X8, X8, X8
+	VBROADCASTSS  X8, Z10    // the dot product as float32
+	MOVQ          n+16(FP), CX
+
+sbLoop:
+	CMPQ    CX, $16
+	JL      sbTail
+	VMOVUPS (DI), Z1
+	VSUBPS  Z10, Z1, Z1
+	VMULPS  (SI), Z1, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $64, SI
+	ADDQ    $64, DI
+	SUBQ    $16, CX
+	JMP     sbLoop
+
+sbTail:
+	TESTQ     CX, CX
+	JZ        sbDone
+	VMOVUPS.Z (DI), K2, Z1 // K2 still holds the tail mask: same n
+	VMOVUPS.Z (SI), K2, Z0
+	VSUBPS    Z10, Z1, Z1
+	VMULPS    Z0, Z1, Z1
+	VMOVUPS   Z1, K2, (DI)
+
+sbDone:
+	VZEROUPPER
+	RET
+
 // ---- AVX2 + FMA ----
 // Registers: Y13 minArg, Y14 clampHi, Y15 shift (expShiftedSum) or zero
 // (sigmoid); the other constants are memory operands.
@@ -441,4 +544,105 @@ max2Done:
 	VMAXPS       X1, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+16(FP)
+	RET
+
+// func scaleAVX2(x *float32, n int, a float32)
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS a+16(FP), Y15
+
+scale2Loop:
+	CMPQ    CX, $8
+	JL      scale2Tail
+	VMULPS  (SI), Y15, Y0
+	VMOVUPS Y0, (SI)
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JMP     scale2Loop
+
+scale2Tail:
+	TESTQ      CX, CX
+	JZ         scale2Done
+	TAIL8
+	VMASKMOVPS (SI), Y7, Y0
+	VMULPS     Y15, Y0, Y0
+	VMASKMOVPS Y0, Y7, (SI)
+
+scale2Done:
+	VZEROUPPER
+	RET
+
+// DOT8 adds the products of the 8 lanes of Y0 and Y1, in float64, to Y8 and
+// Y9. Uses Y2..Y5.
+#define DOT8 \
+	VCVTPS2PD    X0, Y2; \
+	VCVTPS2PD    X1, Y3; \
+	VFMADD231PD  Y3, Y2, Y8; \
+	VEXTRACTF128 $1, Y0, X4; \
+	VEXTRACTF128 $1, Y1, X5; \
+	VCVTPS2PD    X4, Y4; \
+	VCVTPS2PD    X5, Y5; \
+	VFMADD231PD  Y5, Y4, Y9
+
+// func softmaxBackwardAVX2(dx, p *float32, n int)
+TEXT ·softmaxBackwardAVX2(SB), NOSPLIT, $0-24
+	MOVQ   dx+0(FP), DI
+	MOVQ   p+8(FP), SI
+	MOVQ   n+16(FP), CX
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	XORQ   BX, BX
+
+sb2DotLoop:
+	CMPQ    CX, $8
+	JL      sb2DotTail
+	VMOVUPS (SI)(BX*1), Y0
+	VMOVUPS (DI)(BX*1), Y1
+	DOT8
+	ADDQ    $32, BX
+	SUBQ    $8, CX
+	JMP     sb2DotLoop
+
+sb2DotTail:
+	TESTQ      CX, CX
+	JZ         sb2DotDone
+	TAIL8
+	VMASKMOVPS (SI)(BX*1), Y7, Y0
+	VMASKMOVPS (DI)(BX*1), Y7, Y1
+	DOT8
+
+sb2DotDone:
+	VADDPD       Y9, Y8, Y8
+	VEXTRACTF128 $1, Y8, X9
+	VADDPD       X9, X8, X8
+	VPERMILPD    $1, X8, X9
+	VADDSD       X9, X8, X8
+	VCVTSD2SS    X8, X8, X8
+	VBROADCASTSS X8, Y10
+	MOVQ         n+16(FP), CX
+
+sb2Loop:
+	CMPQ    CX, $8
+	JL      sb2Tail
+	VMOVUPS (DI), Y1
+	VSUBPS  Y10, Y1, Y1
+	VMULPS  (SI), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     sb2Loop
+
+sb2Tail:
+	TESTQ      CX, CX
+	JZ         sb2Done
+	VMASKMOVPS (DI), Y7, Y1 // Y7 still holds the tail mask: same n
+	VMASKMOVPS (SI), Y7, Y0
+	VSUBPS     Y10, Y1, Y1
+	VMULPS     Y0, Y1, Y1
+	VMASKMOVPS Y1, Y7, (DI)
+
+sb2Done:
+	VZEROUPPER
 	RET

@@ -125,8 +125,9 @@ func TestExpShiftedSumFiniteSum(t *testing.T) {
 
 // TestKernelsTails runs every kernel on every length up to 70 (all tail sizes
 // of 8- and 16-lane loops) inside longer buffers: elements past n are neither
-// written nor read, and each element's result does not depend on its position
-// or on n.
+// written nor read (they are +Inf in the inputs, which would show), each
+// exponential and sigmoid does not depend on its position or on n, and every
+// kernel matches its reference loop.
 func TestKernelsTails(t *testing.T) {
 	const maxN, guard = 70, 8
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -167,6 +168,30 @@ func TestKernelsTails(t *testing.T) {
 				}
 			}
 			checkGuard(t, name+" Sigmoid", out[n:])
+			scaled := slices.Concat(in[:n], out[n:])
+			impl.Scale(scaled[:n], -0.5)
+			for j := 0; j < n; j++ {
+				if scaled[j] != -0.5*in[j] {
+					t.Fatalf("%s: Scale element %d = %v, want %v", name, j, scaled[j], -0.5*in[j])
+				}
+			}
+			checkGuard(t, name+" Scale", scaled[n:])
+			dx := slices.Concat(src[maxN-n:maxN], out[n:])
+			var dot float64
+			for j := 0; j < n; j++ {
+				dot += float64(in[j]) * float64(dx[j])
+			}
+			wantDx := make([]float32, n)
+			for j := range wantDx {
+				wantDx[j] = in[j] * (dx[j] - float32(dot))
+			}
+			impl.SoftmaxBackward(dx[:n], in)
+			for j := 0; j < n; j++ {
+				if math.Abs(float64(dx[j]-wantDx[j])) > 1e-5*(1+math.Abs(float64(in[j]))) {
+					t.Fatalf("%s: SoftmaxBackward element %d = %v, want %v", name, j, dx[j], wantDx[j])
+				}
+			}
+			checkGuard(t, name+" SoftmaxBackward", dx[n:])
 			wantMax := negInf
 			for _, v := range in[:n] {
 				wantMax = max(wantMax, v)
@@ -249,6 +274,55 @@ func TestMax(t *testing.T) {
 	}
 }
 
+func TestSoftmaxBackwardGradient(t *testing.T) {
+	// For p = softmax(z), SoftmaxBackward(dp, p) is the gradient of Σ dp⊙p
+	// with respect to z; compare with float64 central differences.
+	rng := rand.New(rand.NewPCG(9, 10))
+	const n = 37
+	z, dp := make([]float64, n), make([]float32, n)
+	for j := range z {
+		z[j], dp[j] = rng.NormFloat64()*2, float32(rng.NormFloat64())
+	}
+	softmax := func(z []float64) []float64 {
+		p, total := make([]float64, len(z)), 0.0
+		for j, v := range z {
+			p[j] = math.Exp(v)
+			total += p[j]
+		}
+		for j := range p {
+			p[j] /= total
+		}
+		return p
+	}
+	objective := func() float64 {
+		var s float64
+		for j, v := range softmax(z) {
+			s += v * float64(dp[j])
+		}
+		return s
+	}
+	p := make([]float32, n)
+	for j, v := range softmax(z) {
+		p[j] = float32(v)
+	}
+	for _, impl := range Impls {
+		dz := slices.Clone(dp)
+		impl.SoftmaxBackward(dz, p)
+		for j := range z {
+			const h = 1e-6
+			orig := z[j]
+			z[j] = orig + h
+			plus := objective()
+			z[j] = orig - h
+			minus := objective()
+			z[j] = orig
+			if numeric := (plus - minus) / (2 * h); math.Abs(numeric-float64(dz[j])) > 1e-6 {
+				t.Fatalf("%s: dz[%d] = %v, numeric %v", impl.Name, j, dz[j], numeric)
+			}
+		}
+	}
+}
+
 // TestAssemblyAgrees checks that the assembly implementations give bit-equal
 // results: they run the same operation sequence, only the final scaling by 2ⁿ
 // differs, and it is exact.
@@ -327,6 +401,14 @@ func BenchmarkSigmoid(b *testing.B) {
 
 func BenchmarkMax(b *testing.B) {
 	benchImpls(b, func(b *testing.B, impl Impl, x, y []float32) { impl.Max(x) })
+}
+
+func BenchmarkScale(b *testing.B) {
+	benchImpls(b, func(b *testing.B, impl Impl, x, y []float32) { impl.Scale(x, 1) })
+}
+
+func BenchmarkSoftmaxBackward(b *testing.B) {
+	benchImpls(b, func(b *testing.B, impl Impl, x, y []float32) { impl.SoftmaxBackward(y, x) })
 }
 
 func BenchmarkMathExp(b *testing.B) {

@@ -1,0 +1,139 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"testing"
+)
+
+// unfusedHeadCrossEntropy is the reference: the logits by LinearForward, then
+// CrossEntropyForward/Backward and LinearBackward's dx.
+func unfusedHeadCrossEntropy[T Float](w, x []T, n, c, v int, targets []int, mask []T, dloss T) (T, []T) {
+	logits := make([]T, n*v)
+	LinearForward(logits, x, w, nil, n, c, v)
+	loss := CrossEntropyForward(logits, n, v, targets, mask)
+	CrossEntropyBackward(logits, logits, n, v, targets, mask, dloss)
+	dx := make([]T, n*c)
+	LinearBackward(dx, nil, nil, logits, x, w, n, c, v)
+	return loss, dx
+}
+
+// withHeadChunkRows runs fn with chunks of `rows` rows of v logits.
+func withHeadChunkRows(rows, v int, fn func()) {
+	saved := headChunkElems
+	defer func() { headChunkElems = saved }()
+	headChunkElems = rows * v
+	fn()
+}
+
+func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
+	rng := testRand(120)
+	const n, c, v = 13, 6, 29
+	x, w := randNormal(rng, n*c, 1), randNormal(rng, v*c, 1)
+	targets := make([]int, n)
+	for r := range targets {
+		targets[r] = (r * 11) % v
+	}
+	masks := map[string][]float64{
+		"nil":       nil,
+		"ones":      {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+		"scattered": {1, 0, 1, 1, 0, 0, 1, 0.5, 1, 1, 1, 0, 1}, // gathered chunks
+		"prefix":    {0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},   // contiguous, offset
+	}
+	const dloss = 1.3
+	for name, mask := range masks {
+		tgt := append([]int(nil), targets...)
+		for r, m := range mask {
+			if m == 0 {
+				tgt[r] = -100 // never read
+			}
+		}
+		wantLoss, wantDX := unfusedHeadCrossEntropy(w, x, n, c, v, tgt, mask, dloss)
+		for _, rows := range []int{1, 3, 5, n, 100} {
+			label := fmt.Sprintf("mask %s, %d rows per chunk", name, rows)
+			withHeadChunkRows(rows, v, func() {
+				if got := HeadCrossEntropyForward(NewDense(w, v, c), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
+					t.Fatalf("%s: loss %v, want %v", label, got, wantLoss)
+				}
+				dx := randNormal(rng, n*c, 1) // overwritten, including the rows of weight 0
+				HeadCrossEntropyBackward(dx, NewDense(w, v, c), x, n, tgt, mask, dloss)
+				assertClose(t, label+": dx", dx, wantDX, 1e-12)
+
+				x32, w32, m32 := to32(x), to32(w), to32(mask)
+				if m32 != nil && len(m32) == 0 {
+					m32 = nil
+				}
+				if got := HeadCrossEntropyForward(NewDense(w32, v, c), x32, n, tgt, m32); math.Abs(float64(got)-wantLoss) > 1e-5 {
+					t.Fatalf("%s: f32 loss %v, want %v", label, got, wantLoss)
+				}
+				dx32 := make([]float32, n*c)
+				HeadCrossEntropyBackward(dx32, NewDense(w32, v, c), x32, n, tgt, m32, dloss)
+				assertClose(t, label+": f32 dx", dx32, wantDX, 1e-5)
+			})
+		}
+	}
+}
+
+func TestHeadCrossEntropyGradient(t *testing.T) {
+	rng := testRand(121)
+	const n, c, v = 7, 5, 11
+	x, w := randNormal(rng, n*c, 1.5), randNormal(rng, v*c, 1)
+	targets := []int{3, 10, -1, 0, 7, 7, 2}
+	mask := []float64{1, 0.5, 0, 1, 1, 1, 1}
+	const dloss = 0.8
+	withHeadChunkRows(2, v, func() {
+		dx := make([]float64, n*c)
+		HeadCrossEntropyBackward(dx, NewDense(w, v, c), x, n, targets, mask, dloss)
+		gradCheck(t, "HeadCrossEntropy dx", x, dx, func() float64 {
+			return dloss * HeadCrossEntropyForward(NewDense(w, v, c), x, n, targets, mask)
+		}, gradTol)
+	})
+}
+
+func TestHeadCrossEntropyEdges(t *testing.T) {
+	rng := testRand(122)
+	const n, c, v = 4, 3, 5
+	x, w := randNormal(rng, n*c, 1), NewDense(randNormal(rng, v*c, 1), v, c)
+	zeros := make([]float64, n)
+	if got := HeadCrossEntropyForward(w, x, n, []int{-1, -1, -1, -1}, zeros); got != 0 {
+		t.Fatalf("all-zero mask: loss %v, want 0", got)
+	}
+	dx := randNormal(rng, n*c, 1)
+	HeadCrossEntropyBackward(dx, w, x, n, []int{-1, -1, -1, -1}, zeros, 1)
+	assertClose(t, "all-zero mask dx", dx, make([]float64, n*c), 0)
+	if got := HeadCrossEntropyForward(w, x, 0, nil, []float64(nil)); got != 0 {
+		t.Fatalf("no rows: loss %v, want 0", got)
+	}
+	expectPanic(t, "target out of range", func() { HeadCrossEntropyForward(w, x, n, []int{0, 5, 0, 0}, nil) })
+	expectPanic(t, "short x", func() { HeadCrossEntropyForward(w, x[:n*c-1], n, []int{0, 0, 0, 0}, nil) })
+	expectPanic(t, "short dx", func() { HeadCrossEntropyBackward(dx[:1], w, x, n, []int{0, 0, 0, 0}, nil, 1) })
+}
+
+// BenchmarkHeadCrossEntropy is one training step's LM head and loss at the
+// bench-60M shape (x [1024, 512], W [32000, 512]): forward and backward (dx),
+// fused, next to the unfused LinearForward + CrossEntropy + LinearBackward.
+func BenchmarkHeadCrossEntropy(b *testing.B) {
+	n, c, v := bench60MRows, bench60MHidden, bench60MVocab
+	x, w := randomFloat32(1, n*c, 1), randomFloat32(2, v*c, 0.05)
+	dx := make([]float32, n*c)
+	targets, mask := make([]int, n), make([]float32, n)
+	for r := range targets {
+		targets[r], mask[r] = (r*7919)%v, 1
+	}
+	head := NewDense(w, v, c)
+	b.Run("fused", func(b *testing.B) {
+		for b.Loop() {
+			HeadCrossEntropyForward(head, x, n, targets, mask)
+			HeadCrossEntropyBackward(dx, head, x, n, targets, mask, 1)
+		}
+	})
+	b.Run("unfused", func(b *testing.B) {
+		logits := make([]float32, n*v)
+		for b.Loop() {
+			LinearForward(logits, x, w, nil, n, c, v)
+			CrossEntropyForward(logits, n, v, targets, mask)
+			CrossEntropyBackward(logits, logits, n, v, targets, mask, 1)
+			LinearBackward(dx, nil, nil, logits, x, w, n, c, v)
+		}
+	})
+}
