@@ -51,9 +51,11 @@ const minParallelWeights = 1 << 16
 
 // PanelElems is the target number of fp32 values in one decoded panel of the
 // batched pipeline (panel rows = PanelElems/Cols rounded down to a multiple
-// of 16, at least 16). Like PipelineDepth it is a tuning knob for benchmarks:
-// set it before products run, never while they do.
-var PanelElems = 1 << 21
+// of 16, at least 16): 32 MB, so 2048 rows at 4096 columns and 576 at 14336.
+// Each panel is one BLAS call that repacks all of x, so panels must not be
+// thin. Like PipelineDepth it is a tuning knob for benchmarks: set it before
+// products run, never while they do.
+var PanelElems = 1 << 23
 
 // PipelineDepth is the number of panel buffers in the batched pipeline's
 // ring. 0 turns the overlap off: each panel is decoded on all cores, then
