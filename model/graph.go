@@ -21,6 +21,10 @@ type GraphOptions[T kernels.Float] struct {
 	// input; a non-nil node it returns is added to the projection's output.
 	// Adapter parameters are created with Builder.Learnable.
 	Adapter func(b *Builder[T], lin *Linear[T], x *G.Node) (*G.Node, error)
+	// KeepLogits makes the graph hold the full [Batch·Seq, Vocab] logits
+	// (see Logits). By default a frozen head is fused with the loss and the
+	// logits are never materialised at once, which saves two N×V buffers.
+	KeepLogits bool
 }
 
 // Builder is the graph under construction, handed to the Adapter hook.
@@ -175,7 +179,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
 		}
 		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
+		headTrains := (cfg.TieEmbeddings && trainable(embedName)) || (!cfg.TieEmbeddings && trainable("lm_head.weight"))
 		switch {
+		case !headTrains && !opt.KeepLogits:
+			gr.loss = must(b.Apply(gop.HeadCrossEntropy[T]{ID: "lm_head", W: p.Head}, x, gr.targets, gr.mask))
+			return
 		case cfg.TieEmbeddings && trainable(embedName):
 			gr.logits = must(b.Apply(gop.Linear[T]{}, x, embed))
 		default:
@@ -188,7 +196,10 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	}
 
 	gr.Learnables = b.learnables
-	outputs := G.Nodes{gr.loss, gr.logits}
+	outputs := G.Nodes{gr.loss}
+	if gr.logits != nil {
+		outputs = append(outputs, gr.logits)
+	}
 	if len(b.learnables) > 0 {
 		grads, err := G.Grad(gr.loss, b.learnables...)
 		if err != nil {
@@ -232,8 +243,12 @@ func (gr *Graph[T]) Step(inputs, targets []int, mask []T) (T, error) {
 }
 
 // Logits returns the logits [Batch·Seq, Vocab] of the last Step (valid until
-// the next Step).
+// the next Step), or nil when the graph fuses the head with the loss (see
+// GraphOptions.KeepLogits).
 func (gr *Graph[T]) Logits() []T {
+	if gr.logits == nil {
+		return nil
+	}
 	return gr.logits.Value().Data().([]T)
 }
 

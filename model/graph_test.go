@@ -60,7 +60,7 @@ func logSoftmaxAt(logits []float32, target int) float64 {
 func TestGraphLogitsMatchInference(t *testing.T) {
 	m := storiesModels(t)["converted"]
 	const batch, seq = 2, 24
-	g, err := BuildGraph(m.Params, GraphOptions[float32]{Batch: batch, Seq: seq})
+	g, err := BuildGraph(m.Params, GraphOptions[float32]{Batch: batch, Seq: seq, KeepLogits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,8 @@ func TestGraphLogitsMatchInference(t *testing.T) {
 // tiny random GQA model (2 layers, 4 heads, 2 KV heads, q/k/v biases) with
 // some base tensors trainable, against central differences of the loss.
 func TestWholeGraphGradients(t *testing.T) {
-	for _, tied := range []bool{true, false} {
+	for _, variant := range []struct{ tied, headTrains bool }{{true, true}, {false, true}, {false, false}} {
+		tied := variant.tied
 		cfg := tinyQwen2Config(tied)
 		ck := tinyRandomCheckpoint(cfg, 11)
 		p32, err := NewParams(ck)
@@ -107,7 +108,11 @@ func TestWholeGraphGradients(t *testing.T) {
 			"model.layers.1.post_attention_layernorm.weight",
 			"model.norm.weight",
 		}
-		if !tied {
+		switch {
+		case !variant.headTrains:
+			// A frozen head is fused with the loss (HeadCrossEntropy).
+			trainable = trainable[1:]
+		case !tied:
 			trainable = append(trainable, "lm_head.weight")
 		}
 		const batch, seq = 2, 5
