@@ -310,9 +310,10 @@ func FuzzFromParts(f *testing.F) {
 		for _, ks := range kernelSets {
 			m.kern = ks
 			tm := testMatrix{"fuzz-" + ks.name + "-" + p.DType.String(), m, ref, rows, cols}
-			if !allFinite(ref) {
-				// NaN/Inf weights make the comparisons meaningless, but
-				// every kernel must still run within bounds.
+			if !moderate(ref) {
+				// NaN/Inf weights, or weights so large that fp32 products
+				// overflow, make the comparisons meaningless, but every
+				// kernel must still run within bounds.
 				m.Decode(make([]float32, rows*cols))
 				m.MulT(make([]float32, 3*rows), make([]float32, 3*cols), 3)
 				m.Mul(make([]float32, cols), make([]float32, rows), 1)
@@ -327,9 +328,11 @@ func FuzzFromParts(f *testing.F) {
 	})
 }
 
-func allFinite(v []float64) bool {
+// moderate reports whether every weight is finite and below 1e30, so that
+// products with normal inputs cannot overflow float32.
+func moderate(v []float64) bool {
 	for _, x := range v {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
+		if !(math.Abs(x) < 1e30) {
 			return false
 		}
 	}
