@@ -116,7 +116,7 @@ type mmluRequest struct {
 	shots  int         // shots in the prompt
 	cut    bool        // even the zero-shot prompt is too long: its oldest tokens are cut
 	ctx    []int       // model input of the prompt (BOS included when asked for)
-	conts  [4][]int    // the tokens of " A".." D" after ctx
+	conts  [4][]int    // the tokens of " A".." D" after ctx (nil: not scored by this request)
 	prefix *mmluPrefix // the shared few-shot prefix, nil without reuse
 }
 
@@ -223,8 +223,8 @@ func (sc *mmluScorer) request(doc datasets.MMLUDoc) (*mmluRequest, error) {
 	r.shots = used
 	e.countShots(used)
 	if r.need() > e.context {
-		// Even the zero-shot prompt is too long: scoreCut keeps the last
-		// tokens of each request, as lm-eval does.
+		// Even the zero-shot prompt is too long: score cuts its oldest
+		// tokens, as lm-eval does (see cutWindows).
 		r.cut = true
 		e.res.Truncation.PromptsCut++
 		return r, nil
@@ -294,9 +294,9 @@ type continuationRun struct {
 // tokenizer merges across the boundary), so only the rest of the prompt is
 // run. The first token of every continuation is scored from the prompt's last
 // row; the further tokens of multi-token continuations are fed on copies of
-// the document's cache.
+// the document's cache. Cut requests are scored through windows (see
+// cutWindows).
 func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
-	lls := make([][4]float64, len(all))
 	var reqs []*mmluRequest
 	var at []int // index in all of each request in reqs
 	for i, r := range all {
@@ -304,13 +304,13 @@ func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
 			reqs, at = append(reqs, r), append(at, i)
 			continue
 		}
-		var err error
-		if lls[i], err = sc.scoreCut(r); err != nil {
+		windows, err := sc.cutWindows(r)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if len(reqs) == 0 {
-		return lls, nil
+		for _, w := range windows {
+			reqs, at = append(reqs, w), append(at, i)
+		}
 	}
 	e := sc.e
 	vocab := e.runner.P.Config.Vocab
@@ -331,12 +331,16 @@ func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
 	if err != nil {
 		return nil, err
 	}
+	lls := make([][4]float64, len(all))
 	var runs []continuationRun
 	for i, r := range reqs {
 		logp := last[i]
 		kernels.LogSoftmax(logp, logp, 1, vocab)
 		first := len(runs)
 		for c, ids := range r.conts {
+			if ids == nil {
+				continue // scored by another window of a cut request
+			}
 			lls[at[i]][c] = float64(logp[ids[0]])
 			if len(ids) == 1 {
 				continue
@@ -378,34 +382,29 @@ func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
 	return lls, nil
 }
 
-// scoreCut scores a request whose prompt does not fit the context even
-// without shots, as lm-eval does: each continuation on its own, feeding the
-// last context tokens of prompt+continuation minus its final token.
-func (sc *mmluScorer) scoreCut(r *mmluRequest) ([4]float64, error) {
-	e := sc.e
-	vocab := e.runner.P.Config.Vocab
-	var feeds [4][]int
-	var caches [4]*model.Cache
-	for c, cont := range r.conts {
-		if len(cont) > e.context {
-			return [4]float64{}, fmt.Errorf("continuation %q has %d tokens, more than the %d-token context", datasets.MMLUContinuations[c], len(cont), e.context)
+// cutWindows turns a request whose prompt does not fit the context even
+// without shots into requests lm-eval would score the same: lm-eval feeds
+// the last context+1 tokens of prompt+continuation minus the final one, so
+// continuations of one length ℓ share the window of the prompt's last
+// context+1-ℓ tokens. Each window request holds the continuations of one
+// length (the others nil).
+func (sc *mmluScorer) cutWindows(r *mmluRequest) ([]*mmluRequest, error) {
+	context := sc.e.context
+	var windows []*mmluRequest
+	byLength := map[int]*mmluRequest{}
+	for c, ids := range r.conts {
+		n := len(ids)
+		if n > context {
+			return nil, fmt.Errorf("continuation %q has %d tokens, more than the %d-token context", datasets.MMLUContinuations[c], n, context)
 		}
-		whole := append(append([]int(nil), r.ctx...), cont...)
-		feeds[c] = whole[max(0, len(whole)-1-e.context) : len(whole)-1]
-		caches[c] = sc.tails.get(c, len(feeds[c]))
-	}
-	e.res.Timing.PromptTokens += len(feeds[0]) - len(r.conts[0]) + 1
-	rows, err := e.runner.Forward(feeds[:], caches[:], true)
-	if err != nil {
-		return [4]float64{}, err
-	}
-	var lls [4]float64
-	for c, cont := range r.conts {
-		n := len(feeds[c])
-		kernels.LogSoftmax(rows[c], rows[c], n, vocab)
-		for t, id := range cont {
-			lls[c] += float64(rows[c][(n-len(cont)+t)*vocab+id])
+		w, ok := byLength[n]
+		if !ok {
+			keep := min(len(r.ctx), context+1-n)
+			w = &mmluRequest{doc: r.doc, prompt: r.prompt, shots: r.shots, ctx: r.ctx[len(r.ctx)-keep:]}
+			byLength[n] = w
+			windows = append(windows, w)
 		}
+		w.conts[c] = ids
 	}
-	return lls, nil
+	return windows, nil
 }

@@ -73,9 +73,10 @@ type Truncation struct {
 type Timing struct {
 	WallSeconds   float64 `json:"wall_seconds"`
 	DocsPerSecond float64 `json:"docs_per_second"`
-	// PromptTokens is the number of prompt tokens the requests hold, and
-	// ReusedTokens how many of them came from a shared few-shot prefix cache
-	// instead of being run through the model again (MMLU).
+	// PromptTokens is the number of prompt tokens the model read (a cut
+	// MMLU prompt counts once per window), and ReusedTokens how many of them
+	// came from a shared few-shot prefix cache instead of being run through
+	// the model again (MMLU).
 	PromptTokens int `json:"prompt_tokens"`
 	ReusedTokens int `json:"reused_prompt_tokens"`
 }
