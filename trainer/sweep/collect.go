@@ -91,16 +91,22 @@ func Collect(dir string) (*Results, error) {
 	for _, name := range slices.Sorted(maps.Keys(evalNames)) {
 		res.Metrics = append(res.Metrics, name)
 	}
-	for i, row := range res.Rows {
-		v, ok := row.Metrics[m.Objective.Metric]
-		if !ok || row.State.Phase != PhaseFinished {
-			continue
-		}
-		if res.Best < 0 || m.Objective.Better(v, res.Rows[res.Best].Metrics[m.Objective.Metric]) {
-			res.Best = i
+	res.Best = res.best()
+	return res, nil
+}
+
+// best returns the position of the finished row with the best objective,
+// or -1 (the first of equals).
+func (r *Results) best() int {
+	best := -1
+	o := r.Objective
+	for i, row := range r.Rows {
+		v, ok := row.Metrics[o.Metric]
+		if ok && row.State.Phase == PhaseFinished && (best < 0 || o.Better(v, r.Rows[best].Metrics[o.Metric])) {
+			best = i
 		}
 	}
-	return res, nil
+	return best
 }
 
 // WriteResults collects a sweep directory and writes results.csv,
@@ -134,17 +140,29 @@ func WriteResults(dir string) (*Results, []string, error) {
 }
 
 // header is the table's column names.
-func (r *Results) header() []string {
+func (r *Results) header(withState bool) []string {
 	h := append([]string{"run"}, r.Varied...)
-	h = append(h, "state")
+	if withState {
+		h = append(h, "state")
+	}
 	return append(h, r.Metrics...)
+}
+
+// allFinished reports whether every run has finished.
+func (r *Results) allFinished() bool {
+	for _, row := range r.Rows {
+		if row.State.Phase != PhaseFinished {
+			return false
+		}
+	}
+	return true
 }
 
 // WriteCSV writes the table as CSV with a header row; metrics are written
 // at full precision, missing ones as empty fields.
 func (r *Results) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(append(r.header(), "dir")); err != nil {
+	if err := cw.Write(append(r.header(true), "dir")); err != nil {
 		return err
 	}
 	for _, row := range r.Rows {
@@ -166,13 +184,15 @@ func (r *Results) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// Markdown renders the table (the best objective value in bold) with a line
-// naming the objective and the best run.
+// Markdown renders the table (the best objective value in bold; a state
+// column while some run has not finished) with a line naming the objective
+// and the best run.
 func (r *Results) Markdown() string {
+	withState := !r.allFinished()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Sweep `%s`: %d runs; objective %s (%s).\n\n", r.Name, len(r.Rows), r.Objective.Metric, r.Objective.Direction)
 	cells := func(c []string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(c, " | ")) }
-	header := r.header()
+	header := r.header(withState)
 	cells(header)
 	align := make([]string, len(header))
 	for i := range align {
@@ -184,7 +204,9 @@ func (r *Results) Markdown() string {
 	cells(align)
 	for i, row := range r.Rows {
 		c := append([]string{strconv.Itoa(row.Index)}, row.Values...)
-		c = append(c, row.State.String())
+		if withState {
+			c = append(c, row.State.String())
+		}
 		for _, m := range r.Metrics {
 			v, ok := row.Metrics[m]
 			switch {
@@ -219,18 +241,18 @@ func describeValues(keys, values []string) string {
 	return strings.Join(parts, " ")
 }
 
-// formatMetric renders a metric for tables: integers as integers, large
-// values with one decimal, others with four.
+// formatMetric renders a metric for tables: integers as integers, other
+// values with five significant digits but at most four decimals (3.6164,
+// 92.681, 1280.9, 0.5000).
 func formatMetric(v float64) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return fmt.Sprint(v)
 	case v == math.Trunc(v) && math.Abs(v) < 1e15:
 		return strconv.FormatFloat(v, 'f', 0, 64)
-	case math.Abs(v) >= 1000:
-		return strconv.FormatFloat(v, 'f', 1, 64)
 	}
-	return strconv.FormatFloat(v, 'f', 4, 64)
+	decimals := min(4, max(0, 4-int(math.Floor(math.Log10(math.Abs(v))))))
+	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
 // runRecord is what a run directory reports.

@@ -82,6 +82,7 @@ func (s *Sweep) Expand() ([]Run, error) {
 		runs = append(runs, r)
 	}
 	if len(errs) > 0 {
+		sortByLine(errs, s.File)
 		return nil, errs
 	}
 	return runs, nil

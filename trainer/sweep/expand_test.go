@@ -291,7 +291,7 @@ count = 0
 "train.seed" = {values = []}
 "train.warmup_steps" = {min = 1, max = 3, step = 1}
 `, []string{
-			"f.toml:4: random.count: a random search needs count >= 1",
+			"f.toml:4: random.count: a random search needs 1 to 100000 runs, got 0",
 			"f.toml:5: random.train.lr: min 0.01 is above max 0.0001",
 			"f.toml:6: random.adapters.lora_rank: log needs min > 0",
 			"f.toml:7: random.train.seed: values must be a non-empty list",
@@ -326,10 +326,17 @@ method = "salr"
 			if !asErrors(err, &ce) {
 				t.Fatalf("error %T is not configs.Errors: %v", err, err)
 			}
+			// Every expected error, in the file's line order.
+			last := -1
 			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
+				at := strings.Index(err.Error(), w)
+				switch {
+				case at < 0:
 					t.Errorf("error lacks %q:\n%v", w, err)
+				case at < last:
+					t.Errorf("%q is out of line order:\n%v", w, err)
 				}
+				last = max(last, at)
 			}
 			if len(ce) != len(c.want) {
 				t.Errorf("%d errors, want %d:\n%v", len(ce), len(c.want), err)
@@ -368,5 +375,33 @@ x = {min = 1, max = 2}
 	want := []string{"name:2", "set:3", "text:7", "grid:10", "grid/sparsity.ratio:11", "grid/train/lr:13", "runs:14", "runs/x:15"}
 	if !slices.Equal(got, want) {
 		t.Errorf("defs %q, want %q", got, want)
+	}
+}
+
+// TestPresets expands the embedded sweeps: the sparsity sweep is 5 ratios
+// x 3 methods on the quickstart model, the rank sweep 3 x 3 SALR ranks.
+func TestPresets(t *testing.T) {
+	assetsDir(t)
+	for _, c := range []struct {
+		name   string
+		runs   int
+		varied []string
+	}{
+		{"sweeps/sparsity.toml", 15, []string{"sparsity.ratio", "method"}},
+		{"sparsity", 15, []string{"sparsity.ratio", "method"}},
+		{"sweeps/rank", 9, []string{"adapters.lora_rank", "adapters.svd_rank"}},
+	} {
+		s, runs := mustExpand(t, c.name)
+		if len(runs) != c.runs || !slices.Equal(s.Varied, c.varied) || s.Dir() != filepath.Join(DefaultRoot, s.Name) {
+			t.Errorf("%s: %d runs varying %q in %s", c.name, len(runs), s.Varied, s.Dir())
+		}
+		for _, r := range runs {
+			if r.Config.Data.Format != "gsm8k" || r.Config.Train.MaxSteps == 0 || r.Config.Train.MaxSteps > 100 {
+				t.Errorf("%s run %d: %s, %d steps", c.name, r.Index, r.Config.Data.Format, r.Config.Train.MaxSteps)
+			}
+		}
+	}
+	if _, err := Load("quickstart.toml", nil); err == nil || !strings.Contains(err.Error(), "no embedded sweep") {
+		t.Errorf("a run preset loads as a sweep: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,6 +102,7 @@ func (r *Results) Plot(path string) (bool, error) {
 		}
 	}
 	p.Legend.Top = true
+	frame(p, len(lines), numeric, xs, pos)
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp%d.png", filepath.Base(path), os.Getpid()))
 	if err := p.Save(8*vg.Inch, 5*vg.Inch, tmp); err != nil {
 		os.Remove(tmp)
@@ -111,6 +113,33 @@ func (r *Results) Plot(path string) (bool, error) {
 		return false, fmt.Errorf("sweep: %w", err)
 	}
 	return true, nil
+}
+
+// frame pads the axes so that points do not sit on the frame and the
+// legend (entries lines in the top right corner) does not cover the data,
+// and, for a numeric x axis with few values, puts a tick at each value.
+func frame(p *plot.Plot, entries int, numeric bool, xs []string, pos map[string]float64) {
+	xr, yr := p.X.Max-p.X.Min, p.Y.Max-p.Y.Min
+	if yr == 0 {
+		yr = math.Max(math.Abs(p.Y.Max), 1) * 0.1
+	}
+	if xr == 0 {
+		xr = 1
+	}
+	p.X.Min, p.X.Max = p.X.Min-0.05*xr, p.X.Max+0.05*xr
+	p.Y.Min -= 0.05 * yr
+	if entries > 1 {
+		p.Y.Max += (0.05 + 0.1*float64(entries)) * yr
+	} else {
+		p.Y.Max += 0.05 * yr
+	}
+	if numeric && len(xs) <= 12 {
+		ticks := make([]plot.Tick, len(xs))
+		for i, x := range xs {
+			ticks[i] = plot.Tick{Value: pos[x], Label: x}
+		}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	}
 }
 
 // xPositions places x values on the axis: at their numeric value when all

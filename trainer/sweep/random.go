@@ -61,8 +61,8 @@ func (p *parser) parseRandom() {
 			seed = n
 		}
 	}
-	if count < 1 {
-		p.fail("random.count", "a random search needs count >= 1 runs")
+	if count < 1 || count > MaxRuns {
+		p.fail("random.count", "a random search needs 1 to %d runs, got %d", MaxRuns, count)
 	}
 	keys, values := p.leaves("random", isSpec)
 	var params []randomParam

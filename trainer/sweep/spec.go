@@ -1,15 +1,18 @@
 package sweep
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -19,6 +22,10 @@ import (
 
 // DefaultRoot is the output root of a sweep whose file sets no root.
 const DefaultRoot = "runs/sweeps"
+
+// MaxRuns bounds the runs of one sweep; a larger grid or count is taken
+// for a mistake.
+const MaxRuns = 100000
 
 // Objective directions.
 const (
@@ -121,10 +128,13 @@ func readSweep(nameOrPath string) (data []byte, dir string, err error) {
 		}
 		return data, filepath.Dir(nameOrPath), nil
 	}
-	if data, _, ok := configs.ReadPreset(nameOrPath); ok {
-		return data, "", nil
+	// Only the embedded sweeps directory holds sweep presets: "sparsity",
+	// "sweeps/sparsity" and "sweeps/sparsity.toml" name the same file.
+	preset := path.Clean(filepath.ToSlash(nameOrPath))
+	if !strings.HasPrefix(preset, "sweeps/") {
+		preset = "sweeps/" + preset
 	}
-	if data, _, ok := configs.ReadPreset(filepath.Join("sweeps", nameOrPath)); ok {
+	if data, _, ok := configs.ReadPreset(preset); ok {
 		return data, "", nil
 	}
 	if statErr == nil {
@@ -155,9 +165,25 @@ func Parse(name string, data []byte, dir string, extra []string) (*Sweep, error)
 	p.md, p.lines = md, keyLines(string(data), md)
 	p.parse(dir)
 	if len(p.errs) > 0 {
+		sortByLine(p.errs, name)
 		return nil, p.errs
 	}
 	return p.sweep, nil
+}
+
+// sortByLine orders errors as the user reads the file: errors at lines of
+// file first, by line, then the others (file-wide, -set flags, the base
+// config) in the order found.
+func sortByLine(errs configs.Errors, file string) {
+	line := func(e *configs.FieldError) int {
+		if rest, ok := strings.CutPrefix(e.Origin, file+":"); ok {
+			if n, err := strconv.Atoi(rest); err == nil {
+				return n
+			}
+		}
+		return math.MaxInt
+	}
+	slices.SortStableFunc(errs, func(a, b *configs.FieldError) int { return cmp.Compare(line(a), line(b)) })
 }
 
 // parser holds the state of one Parse.
@@ -497,7 +523,10 @@ func (p *parser) parseGrid() {
 	// often), as nested loops in the order the file writes the keys.
 	total := 1
 	for _, a := range axes {
-		total *= len(a)
+		if total *= len(a); total > MaxRuns {
+			p.fail("grid", "the grid has more than %d runs", MaxRuns)
+			return
+		}
 	}
 	for i := range total {
 		point := make([]assignment, len(axes))
