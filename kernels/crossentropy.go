@@ -35,11 +35,7 @@ func CrossEntropyForward[T Float](logits []T, n, v int, targets []int, mask []T)
 			(*losses)[r] = rowLoss(*row, logits[r*v:(r+1)*v], targets[r])
 		}
 	})
-	var sum float64
-	for r := 0; r < n; r++ {
-		sum += rowWeight(mask, r) * (*losses)[r]
-	}
-	return T(sum / total)
+	return T(weightedMean(*losses, mask, total))
 }
 
 // CrossEntropyBackward writes the gradient of CrossEntropyForward scaled by
@@ -65,6 +61,16 @@ func CrossEntropyBackward[T Float](dlogits, logits []T, n, v int, targets []int,
 	})
 }
 
+// weightedMean returns Σ_r mask[r]·losses[r] / total, summed in row order
+// (a nil mask weighs every row 1).
+func weightedMean[T Float](losses []float64, mask []T, total float64) float64 {
+	var sum float64
+	for r, loss := range losses {
+		sum += rowWeight(mask, r) * loss
+	}
+	return sum / total
+}
+
 // rowLoss returns the cross-entropy logsumexp(x) - x[target] of one row of
 // logits; scratch (len >= len(x)) receives the shifted exponentials and may
 // alias x.
@@ -76,8 +82,25 @@ func rowLoss[T Float](scratch, x []T, target int) float64 {
 // rowGradient writes d = g·(softmax(x) - onehot(target)), the gradient of
 // g·rowLoss(x); d may alias x.
 func rowGradient[T Float](d, x []T, target int, g float64) {
-	scaleRow(d, T(g/expShifted(d, x, maxOf(x)))) // turns exp(x - max) into g·softmax(x)
-	d[target] -= T(g)
+	_, sum := expRow(d, x)
+	expToGradient(d, sum, target, g)
+}
+
+// rowLossGradient returns rowLoss(x, target) and overwrites x with the
+// gradient of g·rowLoss, as rowGradient(x, x, target, g) would, computing the
+// exponentials once.
+func rowLossGradient[T Float](x []T, target int, g float64) float64 {
+	xt := float64(x[target])
+	m, sum := expRow(x, x)
+	expToGradient(x, sum, target, g)
+	return float64(m) + math.Log(sum) - xt
+}
+
+// expToGradient turns e = exp(x - max x), whose sum is sum, into
+// g·(softmax(x) - onehot(target)).
+func expToGradient[T Float](e []T, sum float64, target int, g float64) {
+	scaleRow(e, T(g/sum))
+	e[target] -= T(g)
 }
 
 // TokenLogProbs writes out[r] = log softmax(logits[r])[targets[r]] for each
@@ -158,14 +181,22 @@ const expCost = 16
 // logSumExp returns log Σ_j exp(x[j]) computed stably (max subtracted, sum in
 // float64); scratch (len >= len(x)) receives the shifted exponentials.
 func logSumExp[T Float](scratch, x []T) float64 {
-	m := maxOf(x)
-	return float64(m) + math.Log(expShifted(scratch, x, m))
+	m, sum := expRow(scratch, x)
+	return float64(m) + math.Log(sum)
+}
+
+// expRow writes e[j] = exp(x[j] - m) for the row maximum m (e may alias x) and
+// returns m and Σ_j e[j] accumulated in float64.
+func expRow[T Float](e, x []T) (m T, sum float64) {
+	m = maxOf(x)
+	return m, expShifted(e, x, m)
 }
 
 // softmaxRow writes y = softmax(x) (max subtracted, sum in float64); y may
 // alias x.
 func softmaxRow[T Float](y, x []T) {
-	scaleRow(y[:len(x)], T(1/expShifted(y, x, maxOf(x))))
+	_, sum := expRow(y, x)
+	scaleRow(y[:len(x)], T(1/sum))
 }
 
 // softmaxBackwardRow turns dx, the gradient with respect to p = softmax(z),

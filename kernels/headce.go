@@ -12,32 +12,24 @@ package kernels
 //
 // the same value and numerics as CrossEntropyForward on LinearForward's
 // logits (per-row losses in float64, summed in row order), and 0 when
-// Σ mask = 0. The logits are computed headChunkRows rows at a time; rows of
-// weight 0 are skipped (not read, their targets may be anything). A nil mask
-// weighs every row 1; a target outside [0, V) on a weighted row panics.
+// Σ mask = 0. The logits are computed a chunk of rows at a time (see
+// headChunkElems); rows of weight 0 are skipped (not read, their targets may
+// be anything). A nil mask weighs every row 1; a target outside [0, V) on a
+// weighted row panics.
 func HeadCrossEntropyForward[T Float](w Matrix[T], x []T, n int, targets []int, mask []T) T {
-	const fn = "HeadCrossEntropyForward"
-	total := checkHeadCrossEntropy(fn, w, x, n, targets, mask)
+	total := checkHeadCrossEntropy("HeadCrossEntropyForward", w, x, n, targets, mask)
 	if total == 0 {
 		return 0
 	}
-	v := w.Rows()
 	losses := getScratch[float64](n)
 	defer putScratch(losses)
 	clear(*losses)
-	forHeadChunks(w, x, n, mask, func(rows []int, logits []T, _ []T) {
-		parallelFor(len(rows), len(rows)*v*expCost, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				row := logits[i*v : (i+1)*v]
-				(*losses)[rows[i]] = rowLoss(row, row, targets[rows[i]])
-			}
+	forHeadChunks(w, x, n, mask, func(rows []int, logits, _ []T) {
+		forChunkRows(rows, logits, w.Rows(), func(r int, row []T) {
+			(*losses)[r] = rowLoss(row, row, targets[r])
 		})
 	})
-	var sum float64
-	for r := 0; r < n; r++ {
-		sum += rowWeight(mask, r) * (*losses)[r]
-	}
-	return T(sum / total)
+	return T(weightedMean(*losses, mask, total))
 }
 
 // HeadCrossEntropyBackward writes dx [N,C] (overwritten; rows of weight 0
@@ -49,10 +41,36 @@ func HeadCrossEntropyForward[T Float](w Matrix[T], x []T, n int, targets []int, 
 // It recomputes the logits chunk by chunk, as the forward pass does. dx must
 // not overlap x. W is frozen: there is no gradient for it.
 func HeadCrossEntropyBackward[T Float](dx []T, w Matrix[T], x []T, n int, targets []int, mask []T, dloss T) {
-	const fn = "HeadCrossEntropyBackward"
-	total := checkHeadCrossEntropy(fn, w, x, n, targets, mask)
-	c, v := w.Cols(), w.Rows()
-	checkLen(fn+" dx", dx, n*c)
+	total := checkHeadCrossEntropy("HeadCrossEntropyBackward", w, x, n, targets, mask)
+	headGradient(dx, w, x, n, mask, total, func(r int, row []T) {
+		rowGradient(row, row, targets[r], float64(dloss)*rowWeight(mask, r)/total)
+	})
+}
+
+// HeadCrossEntropyForwardBackward returns the loss of HeadCrossEntropyForward
+// and writes dx, the gradient HeadCrossEntropyBackward gives for dloss = 1,
+// computing each chunk's logits once: two products by W instead of the three
+// of a forward and a backward call.
+func HeadCrossEntropyForwardBackward[T Float](dx []T, w Matrix[T], x []T, n int, targets []int, mask []T) T {
+	total := checkHeadCrossEntropy("HeadCrossEntropyForwardBackward", w, x, n, targets, mask)
+	losses := getScratch[float64](n)
+	defer putScratch(losses)
+	clear(*losses)
+	headGradient(dx, w, x, n, mask, total, func(r int, row []T) {
+		(*losses)[r] = rowLossGradient(row, targets[r], rowWeight(mask, r)/total)
+	})
+	if total == 0 {
+		return 0
+	}
+	return T(weightedMean(*losses, mask, total))
+}
+
+// headGradient writes dx = dlogits W for the weighted rows and zero for the
+// others, where toGradient(r, row) turns the logits of row r into its row of
+// dlogits in place. total is Σ mask; when it is 0, dx is all zero.
+func headGradient[T Float](dx []T, w Matrix[T], x []T, n int, mask []T, total float64, toGradient func(r int, row []T)) {
+	c := w.Cols()
+	checkLen("HeadCrossEntropy dx", dx, n*c)
 	for r := 0; r < n; r++ {
 		if rowWeight(mask, r) == 0 || total == 0 {
 			clear(dx[r*c : (r+1)*c])
@@ -62,13 +80,7 @@ func HeadCrossEntropyBackward[T Float](dx []T, w Matrix[T], x []T, n int, target
 		return
 	}
 	forHeadChunks(w, x, n, mask, func(rows []int, logits []T, xScratch []T) {
-		parallelFor(len(rows), len(rows)*v*expCost, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				r := rows[i]
-				row := logits[i*v : (i+1)*v]
-				rowGradient(row, row, targets[r], float64(dloss)*rowWeight(mask, r)/total)
-			}
-		})
+		forChunkRows(rows, logits, w.Rows(), toGradient)
 		if contiguous(rows) {
 			w.Mul(dx[rows[0]*c:(rows[0]+len(rows))*c], logits, len(rows))
 			return
@@ -81,11 +93,21 @@ func HeadCrossEntropyBackward[T Float](dx []T, w Matrix[T], x []T, n int, target
 	})
 }
 
+// forChunkRows calls fn(rows[i], logits row i) for each row of a chunk of
+// logits [len(rows), V], in parallel goroutines.
+func forChunkRows[T Float](rows []int, logits []T, v int, fn func(r int, row []T)) {
+	parallelFor(len(rows), len(rows)*v*expCost, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			fn(rows[i], logits[i*v:(i+1)*v])
+		}
+	})
+}
+
 // headChunkElems bounds the logits computed at once (elements; rows of V):
-// 2²² float32 are 16 MB, 131 rows of a 32000-token vocabulary. Larger chunks
+// 2²³ float32 are 32 MB, 262 rows of a 32000-token vocabulary. Larger chunks
 // read the head weight fewer times (once per chunk) but leave the caches. A
 // variable so that tests can force small chunks.
-var headChunkElems = 1 << 22
+var headChunkElems = 1 << 23
 
 // forHeadChunks calls fn for consecutive chunks of the weighted rows of x
 // (mask[r] != 0, or all rows for a nil mask), in row order: rows holds their

@@ -49,6 +49,7 @@ func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
 			}
 		}
 		wantLoss, wantDX := unfusedHeadCrossEntropy(w, x, n, c, v, tgt, mask, dloss)
+		_, wantDX1 := unfusedHeadCrossEntropy(w, x, n, c, v, tgt, mask, 1)
 		for _, rows := range []int{1, 3, 5, n, 100} {
 			label := fmt.Sprintf("mask %s, %d rows per chunk", name, rows)
 			withHeadChunkRows(rows, v, func() {
@@ -58,6 +59,11 @@ func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
 				dx := randNormal(rng, n*c, 1) // overwritten, including the rows of weight 0
 				HeadCrossEntropyBackward(dx, NewDense(w, v, c), x, n, tgt, mask, dloss)
 				assertClose(t, label+": dx", dx, wantDX, 1e-12)
+				dx = randNormal(rng, n*c, 1)
+				if got := HeadCrossEntropyForwardBackward(dx, NewDense(w, v, c), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
+					t.Fatalf("%s: ForwardBackward loss %v, want %v", label, got, wantLoss)
+				}
+				assertClose(t, label+": ForwardBackward dx", dx, wantDX1, 1e-12)
 
 				x32, w32, m32 := to32(x), to32(w), to32(mask)
 				if m32 != nil && len(m32) == 0 {
@@ -101,17 +107,27 @@ func TestHeadCrossEntropyEdges(t *testing.T) {
 	dx := randNormal(rng, n*c, 1)
 	HeadCrossEntropyBackward(dx, w, x, n, []int{-1, -1, -1, -1}, zeros, 1)
 	assertClose(t, "all-zero mask dx", dx, make([]float64, n*c), 0)
+	dx = randNormal(rng, n*c, 1)
+	if got := HeadCrossEntropyForwardBackward(dx, w, x, n, []int{-1, -1, -1, -1}, zeros); got != 0 {
+		t.Fatalf("all-zero mask: ForwardBackward loss %v, want 0", got)
+	}
+	assertClose(t, "all-zero mask ForwardBackward dx", dx, make([]float64, n*c), 0)
 	if got := HeadCrossEntropyForward(w, x, 0, nil, []float64(nil)); got != 0 {
 		t.Fatalf("no rows: loss %v, want 0", got)
 	}
 	expectPanic(t, "target out of range", func() { HeadCrossEntropyForward(w, x, n, []int{0, 5, 0, 0}, nil) })
 	expectPanic(t, "short x", func() { HeadCrossEntropyForward(w, x[:n*c-1], n, []int{0, 0, 0, 0}, nil) })
 	expectPanic(t, "short dx", func() { HeadCrossEntropyBackward(dx[:1], w, x, n, []int{0, 0, 0, 0}, nil, 1) })
+	expectPanic(t, "ForwardBackward target out of range", func() {
+		HeadCrossEntropyForwardBackward(dx, w, x, n, []int{0, 0, -3, 0}, nil)
+	})
 }
 
 // BenchmarkHeadCrossEntropy is one training step's LM head and loss at the
 // bench-60M shape (x [1024, 512], W [32000, 512]): forward and backward (dx),
-// fused, next to the unfused LinearForward + CrossEntropy + LinearBackward.
+// fused (three products by W), in one pass (two products) and unfused
+// (LinearForward + CrossEntropy + LinearBackward, two products and the full
+// logits).
 func BenchmarkHeadCrossEntropy(b *testing.B) {
 	n, c, v := bench60MRows, bench60MHidden, bench60MVocab
 	x, w := randomFloat32(1, n*c, 1), randomFloat32(2, v*c, 0.05)
@@ -125,6 +141,11 @@ func BenchmarkHeadCrossEntropy(b *testing.B) {
 		for b.Loop() {
 			HeadCrossEntropyForward(head, x, n, targets, mask)
 			HeadCrossEntropyBackward(dx, head, x, n, targets, mask, 1)
+		}
+	})
+	b.Run("one-pass", func(b *testing.B) {
+		for b.Loop() {
+			HeadCrossEntropyForwardBackward(dx, head, x, n, targets, mask)
 		}
 	})
 	b.Run("unfused", func(b *testing.B) {

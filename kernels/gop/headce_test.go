@@ -3,6 +3,7 @@ package gop
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
@@ -22,6 +23,58 @@ func TestHeadCrossEntropyGradients(t *testing.T) {
 	k, in := headCECase(rand.New(rand.NewPCG(2, 1)))
 	if err := CheckGradients(k, in, 11, 1e-6); err != nil {
 		t.Fatal(err)
+	}
+	k.Grad = new(HeadGrad[float64])
+	if err := CheckGradients(k, in, 11, 1e-6); err != nil {
+		t.Fatalf("with Grad: %v", err)
+	}
+}
+
+// TestHeadCrossEntropyKeptGradient checks that Backward uses the gradient
+// kept by Forward only for the inputs Forward saw, and recomputes otherwise.
+func TestHeadCrossEntropyKeptGradient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 3))
+	plain, in := headCECase(rng)
+	kept := plain
+	kept.Grad = new(HeadGrad[float64])
+	n, c := in[0].Shape[0], in[0].Shape[1]
+	backward := func(k HeadCrossEntropy[float64], in []Arg[float64]) []float64 {
+		dx := make([]float64, n*c)
+		k.Backward(0, dx, []float64{0.6}, nil, in)
+		return dx
+	}
+	sameGradient := func(what string, in []Arg[float64]) {
+		t.Helper()
+		want, got := backward(plain, in), backward(kept, in)
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-14 {
+				t.Fatalf("%s: dx[%d] = %v, recomputed %v", what, i, got[i], want[i])
+			}
+		}
+	}
+	sameGradient("before any Forward", in)
+	loss, plainLoss := make([]float64, 1), make([]float64, 1)
+	kept.Forward(loss, in)
+	plain.Forward(plainLoss, in)
+	if math.Abs(loss[0]-plainLoss[0]) > 1e-14 {
+		t.Fatalf("loss with Grad %v, without %v", loss[0], plainLoss[0])
+	}
+	sameGradient("after Forward", in)
+
+	// Each input changed after Forward: the kept gradient must not be used.
+	x2 := slices.Clone(in[0].Data)
+	x2[3] += 0.5
+	t2 := slices.Clone(in[1].Ints)
+	t2[0] = (t2[0] + 1) % plain.W.Rows()
+	m2 := slices.Clone(in[2].Data)
+	m2[1] = 1
+	for name, changed := range map[string][]Arg[float64]{
+		"x":       {{Shape: in[0].Shape, Data: x2}, in[1], in[2]},
+		"targets": {in[0], {Shape: in[1].Shape, Ints: t2}, in[2]},
+		"mask":    {in[0], in[1], {Shape: in[2].Shape, Data: m2}},
+	} {
+		kept.Forward(loss, in)
+		sameGradient("changed "+name, changed)
 	}
 }
 
