@@ -8,8 +8,9 @@ func SwiGLUForward[T Float](out, gate, up []T) {
 	checkLen("SwiGLUForward up", up, n)
 	checkLen("SwiGLUForward out", out, n)
 	forSigmoidChunks(gate, func(c0 int, sig []T) {
+		g, u, o := gate[c0:c0+len(sig)], up[c0:c0+len(sig)], out[c0:c0+len(sig)]
 		for i, s := range sig {
-			out[c0+i] = gate[c0+i] * s * up[c0+i]
+			o[i] = g[i] * s * u[i]
 		}
 	})
 }
@@ -35,13 +36,25 @@ func SwiGLUBackward[T Float](dgate, dup, dout, gate, up []T) {
 		return
 	}
 	forSigmoidChunks(gate, func(c0 int, sig []T) {
-		for i, s := range sig {
-			g, d := gate[c0+i], dout[c0+i]
-			if dgate != nil {
-				dgate[c0+i] = d * up[c0+i] * s * (1 + g*(1-s))
+		c1 := c0 + len(sig)
+		g, u, d := gate[c0:c1], up[c0:c1], dout[c0:c1]
+		switch {
+		case dup == nil:
+			dg := dgate[c0:c1]
+			for i, s := range sig {
+				dg[i] = d[i] * u[i] * s * (1 + g[i]*(1-s))
 			}
-			if dup != nil {
-				dup[c0+i] = d * g * s
+		case dgate == nil:
+			du := dup[c0:c1]
+			for i, s := range sig {
+				du[i] = d[i] * g[i] * s
+			}
+		default: // one loop, so that either output may alias dout
+			dg, du := dgate[c0:c1], dup[c0:c1]
+			for i, s := range sig {
+				gi, di := g[i], d[i]
+				dg[i] = di * u[i] * s * (1 + gi*(1-s))
+				du[i] = di * gi * s
 			}
 		}
 	})
