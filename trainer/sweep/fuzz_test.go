@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/salr-go/salr/configs"
@@ -37,19 +38,10 @@ func FuzzParse(f *testing.F) {
 		}
 		for i, point := range s.points {
 			for _, a := range point {
-				if !containsString(s.Varied, a.key) {
+				if !slices.Contains(s.Varied, a.key) {
 					t.Fatalf("run %d assigns %s, not among %q", i, a.key, s.Varied)
 				}
 			}
 		}
 	})
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

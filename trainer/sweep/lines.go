@@ -1,6 +1,7 @@
 package sweep
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -173,7 +174,7 @@ func keyLines(src string, md toml.MetaData) map[string]int {
 			name = numberedKey(k, arrayIndex)
 		}
 		for j := next; j < len(defs); j++ {
-			if equalPath(defs[j].path, k) {
+			if slices.Equal(defs[j].path, []string(k)) {
 				lines[name] = defs[j].line
 				next = j + 1
 				break
@@ -206,18 +207,6 @@ func numberedKey(k toml.Key, arrayIndex map[string]int) string {
 		b.WriteString("." + strconv.Itoa(n-1))
 	}
 	return b.String()
-}
-
-func equalPath(a []string, b toml.Key) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // lineOf returns the line of key, or of its nearest ancestor that has one,
