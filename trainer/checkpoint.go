@@ -47,6 +47,8 @@ type TrainState struct {
 	ConfigHash string `json:"config_hash"`
 	// LastLoss is the last training loss logged.
 	LastLoss float64 `json:"last_loss"`
+	// InitialEvalLoss is the held-out loss before training.
+	InitialEvalLoss float64 `json:"initial_eval_loss"`
 }
 
 // saveCheckpoint writes a checkpoint of params and opt for st into runDir.

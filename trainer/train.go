@@ -124,10 +124,15 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 	}
 	defer mlog.close()
 
-	if sum.InitialEvalLoss, err = evalLoss(); err != nil {
-		return nil, err
+	if st.Step > 0 {
+		sum.InitialEvalLoss = st.InitialEvalLoss // a resumed run keeps the first measurement
+	} else {
+		if sum.InitialEvalLoss, err = evalLoss(); err != nil {
+			return nil, err
+		}
+		logf("held-out loss before training: %.4f", sum.InitialEvalLoss)
 	}
-	logf("held-out loss before training: %.4f", sum.InitialEvalLoss)
+	st.InitialEvalLoss = sum.InitialEvalLoss
 
 	sched := Schedule{Kind: tc.Schedule, Peak: tc.LR, Warmup: tc.WarmupSteps, Total: steps, MinRatio: tc.MinLRRatio}
 	var bar *progressbar.ProgressBar

@@ -143,10 +143,14 @@ func TestResumeIsBitIdentical(t *testing.T) {
 	if IsFinished(stopped) {
 		t.Fatal("an interrupted run looks finished")
 	}
-	if _, err := Train(context.Background(), Options{Resume: stopped}); err != nil {
+	resumed, err := Train(context.Background(), Options{Resume: stopped})
+	if err != nil {
 		t.Fatal(err)
 	}
 	sameAdapters(t, ref, stopped)
+	if refSum, _ := ReadSummary(ref); resumed.InitialEvalLoss != refSum.InitialEvalLoss || resumed.EvalLoss != refSum.EvalLoss {
+		t.Errorf("resumed summary: held-out loss %v -> %v, uninterrupted %v -> %v", resumed.InitialEvalLoss, resumed.EvalLoss, refSum.InitialEvalLoss, refSum.EvalLoss)
+	}
 
 	// A child process killed with SIGKILL after its second checkpoint.
 	killed := filepath.Join(root, "killed")
