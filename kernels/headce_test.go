@@ -18,12 +18,48 @@ func unfusedHeadCrossEntropy[T Float](w, x []T, n, c, v int, targets []int, mask
 	return loss, dx
 }
 
-// withHeadChunkRows runs fn with chunks of `rows` rows of v logits.
-func withHeadChunkRows(rows, v int, fn func()) {
-	saved := headChunkElems
-	defer func() { headChunkElems = saved }()
-	headChunkElems = rows * v
-	fn()
+// opaqueMatrix hides a Dense matrix's type, so that the head kernels take
+// their path for any Matrix.
+type opaqueMatrix[T Float] struct{ Matrix[T] }
+
+// headChunking is a way of cutting the head's work: blocks of at most
+// rowBlock rows against chunks of `chunk` vocabulary entries (dense path), or
+// chunks of `chunk` rows against the whole vocabulary (Matrix path).
+type headChunking struct {
+	dense           bool
+	rowBlock, chunk int
+}
+
+func (h headChunking) String() string {
+	if h.dense {
+		return fmt.Sprintf("dense, %d-row blocks, %d-token chunks", h.rowBlock, h.chunk)
+	}
+	return fmt.Sprintf("Matrix, %d-row chunks", h.chunk)
+}
+
+// headChunkings covers one block and one chunk, several of either, and
+// single rows or tokens, for a vocabulary of v.
+func headChunkings(n, v int) []headChunking {
+	return []headChunking{
+		{true, n, v}, {true, n, 4}, {true, 5, 7}, {true, 1, 3}, {true, 2, v},
+		{false, 0, n}, {false, 0, 3}, {false, 0, 1},
+	}
+}
+
+// with returns the head matrix to use and runs fn with the chunk sizes set.
+func (h headChunking) with(w []float64, v, c int, fn func(head func() Matrix[float64], head32 func() Matrix[float32])) {
+	savedElems, savedBlock, savedMin := headChunkElems, headRowBlock, headMinVocabChunk
+	defer func() { headChunkElems, headRowBlock, headMinVocabChunk = savedElems, savedBlock, savedMin }()
+	w32 := to32(w)
+	if h.dense {
+		headRowBlock, headMinVocabChunk = h.rowBlock, 1
+		headChunkElems = h.rowBlock * h.chunk
+		fn(func() Matrix[float64] { return NewDense(w, v, c) }, func() Matrix[float32] { return NewDense(w32, v, c) })
+		return
+	}
+	headChunkElems = h.chunk * v
+	fn(func() Matrix[float64] { return opaqueMatrix[float64]{NewDense(w, v, c)} },
+		func() Matrix[float32] { return opaqueMatrix[float32]{NewDense(w32, v, c)} })
 }
 
 func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
@@ -50,30 +86,30 @@ func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
 		}
 		wantLoss, wantDX := unfusedHeadCrossEntropy(w, x, n, c, v, tgt, mask, dloss)
 		_, wantDX1 := unfusedHeadCrossEntropy(w, x, n, c, v, tgt, mask, 1)
-		for _, rows := range []int{1, 3, 5, n, 100} {
-			label := fmt.Sprintf("mask %s, %d rows per chunk", name, rows)
-			withHeadChunkRows(rows, v, func() {
-				if got := HeadCrossEntropyForward(NewDense(w, v, c), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
+		for _, chunking := range headChunkings(n, v) {
+			label := fmt.Sprintf("mask %s, %v", name, chunking)
+			chunking.with(w, v, c, func(head func() Matrix[float64], head32 func() Matrix[float32]) {
+				if got := HeadCrossEntropyForward(head(), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
 					t.Fatalf("%s: loss %v, want %v", label, got, wantLoss)
 				}
 				dx := randNormal(rng, n*c, 1) // overwritten, including the rows of weight 0
-				HeadCrossEntropyBackward(dx, NewDense(w, v, c), x, n, tgt, mask, dloss)
+				HeadCrossEntropyBackward(dx, head(), x, n, tgt, mask, dloss)
 				assertClose(t, label+": dx", dx, wantDX, 1e-12)
 				dx = randNormal(rng, n*c, 1)
-				if got := HeadCrossEntropyForwardBackward(dx, NewDense(w, v, c), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
+				if got := HeadCrossEntropyForwardBackward(dx, head(), x, n, tgt, mask); math.Abs(got-wantLoss) > 1e-12 {
 					t.Fatalf("%s: ForwardBackward loss %v, want %v", label, got, wantLoss)
 				}
 				assertClose(t, label+": ForwardBackward dx", dx, wantDX1, 1e-12)
 
-				x32, w32, m32 := to32(x), to32(w), to32(mask)
-				if m32 != nil && len(m32) == 0 {
+				x32, m32 := to32(x), to32(mask)
+				if mask == nil {
 					m32 = nil
 				}
-				if got := HeadCrossEntropyForward(NewDense(w32, v, c), x32, n, tgt, m32); math.Abs(float64(got)-wantLoss) > 1e-5 {
+				if got := HeadCrossEntropyForward(head32(), x32, n, tgt, m32); math.Abs(float64(got)-wantLoss) > 1e-5 {
 					t.Fatalf("%s: f32 loss %v, want %v", label, got, wantLoss)
 				}
 				dx32 := make([]float32, n*c)
-				HeadCrossEntropyBackward(dx32, NewDense(w32, v, c), x32, n, tgt, m32, dloss)
+				HeadCrossEntropyBackward(dx32, head32(), x32, n, tgt, m32, dloss)
 				assertClose(t, label+": f32 dx", dx32, wantDX, 1e-5)
 			})
 		}
@@ -87,13 +123,15 @@ func TestHeadCrossEntropyGradient(t *testing.T) {
 	targets := []int{3, 10, -1, 0, 7, 7, 2}
 	mask := []float64{1, 0.5, 0, 1, 1, 1, 1}
 	const dloss = 0.8
-	withHeadChunkRows(2, v, func() {
-		dx := make([]float64, n*c)
-		HeadCrossEntropyBackward(dx, NewDense(w, v, c), x, n, targets, mask, dloss)
-		gradCheck(t, "HeadCrossEntropy dx", x, dx, func() float64 {
-			return dloss * HeadCrossEntropyForward(NewDense(w, v, c), x, n, targets, mask)
-		}, gradTol)
-	})
+	for _, chunking := range []headChunking{{true, 3, 4}, {false, 0, 2}} {
+		chunking.with(w, v, c, func(head func() Matrix[float64], _ func() Matrix[float32]) {
+			dx := make([]float64, n*c)
+			HeadCrossEntropyBackward(dx, head(), x, n, targets, mask, dloss)
+			gradCheck(t, fmt.Sprintf("HeadCrossEntropy dx, %v", chunking), x, dx, func() float64 {
+				return dloss * HeadCrossEntropyForward(head(), x, n, targets, mask)
+			}, gradTol)
+		})
+	}
 }
 
 func TestHeadCrossEntropyEdges(t *testing.T) {
