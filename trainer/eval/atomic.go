@@ -30,6 +30,12 @@ func CreateAtomic(path string, overwrite bool) (*AtomicFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eval: creating %s: %w", path, err)
 	}
+	// CreateTemp makes the file private (0600); results are for sharing.
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("eval: creating %s: %w", path, err)
+	}
 	return &AtomicFile{File: tmp, path: path, overwrite: overwrite}, nil
 }
 

@@ -164,6 +164,9 @@ func TestAtomicFile(t *testing.T) {
 	if got := listing(); len(got) != 1 || got[0] != "results.json" {
 		t.Errorf("directory after commit: %v", got)
 	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("committed file mode %v, %v; want -rw-r--r--", st.Mode(), err)
+	}
 
 	if _, err := CreateAtomic(path, false); err == nil || !strings.Contains(err.Error(), "-overwrite") {
 		t.Errorf("existing file not refused: %v", err)
