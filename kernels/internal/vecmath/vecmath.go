@@ -33,9 +33,6 @@ var Impls = available()
 // active is the implementation the package functions use.
 var active = Impls[0]
 
-// Active names the implementation in use.
-func Active() string { return active.Name }
-
 // ExpShiftedSum writes dst[j] = exp(src[j] - shift) for j < len(src) and
 // returns Σ_j dst[j] accumulated in float64. dst may alias src and must be at
 // least as long. Exponentials below the smallest normal float32 (arguments
