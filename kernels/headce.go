@@ -142,16 +142,18 @@ func (h *headPass[T]) run() {
 		// The block's rows of x and of dx: slices of x and dx when the rows
 		// are contiguous, else gathered into (and scattered from) scratch.
 		together := contiguous(rows)
-		xb, grad := rowSpan(h.x, rows, c), []T(nil)
-		if !together {
+		var xb, grad []T
+		if together {
+			xb = h.x[rows[0]*c : (rows[0]+k)*c]
+			if h.dx != nil {
+				grad = h.dx[rows[0]*c : (rows[0]+k)*c]
+			}
+		} else {
 			xb = (*xBuf)[:k*c]
 			for i, r := range rows {
 				copy(xb[i*c:(i+1)*c], h.x[r*c:(r+1)*c])
 			}
-		}
-		if h.dx != nil {
-			grad = rowSpan(h.dx, rows, c)
-			if !together {
+			if h.dx != nil {
 				grad = (*gradBuf)[:k*c]
 			}
 		}
@@ -179,12 +181,6 @@ func (h *headPass[T]) run() {
 	if len(rows) > 0 {
 		flush()
 	}
-}
-
-// rowSpan is the part of the row-major matrix m [·, c] from rows[0] through
-// rows[0]+len(rows)-1.
-func rowSpan[T Float](m []T, rows []int, c int) []T {
-	return m[rows[0]*c : (rows[0]+len(rows))*c]
 }
 
 // contiguous reports whether the sorted row indices are consecutive.
