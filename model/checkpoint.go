@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -30,7 +31,15 @@ type Tensor struct {
 type Checkpoint struct {
 	Config  Config
 	Tensors map[string]*Tensor
-	Source  string // the path loaded
+	// Compressed holds the projection weights a compressed model directory
+	// (see WriteParams) stores in bitmap form, by tensor name (e.g.
+	// "model.layers.0.self_attn.q_proj.weight"); they are not in Tensors.
+	// The matrices are views of the memory-mapped file, valid until Close.
+	Compressed map[string]*bitmap.Matrix
+	// Adapters holds the low-rank updates a compressed model directory
+	// stores with its weights, by HF module name.
+	Adapters map[string]*LowRank[float32]
+	Source   string // the path loaded
 
 	release func() error // unmaps the file(s) Tensors may point into
 }
@@ -39,7 +48,8 @@ type Checkpoint struct {
 const HFConfigFileName = "config.json"
 
 // Load reads a checkpoint: a HuggingFace model directory (config.json plus
-// model.safetensors or sharded safetensors) or a llama2.c .bin file.
+// model.safetensors or sharded safetensors), a compressed model directory
+// (see WriteParams) or a llama2.c .bin file.
 func Load(path string) (*Checkpoint, error) {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -58,7 +68,10 @@ func Load(path string) (*Checkpoint, error) {
 // (model.safetensors or shards listed in model.safetensors.index.json, in
 // F32, F16, BF16 or F64). Every tensor Config.TensorShapes names must be
 // present with that shape; other tensors (such as rotary_emb.inv_freq, or
-// lm_head.weight when the embeddings are tied) are ignored.
+// lm_head.weight when the embeddings are tied) are ignored. A compressed
+// model directory (its model.safetensors carries the salr_compression
+// metadata) is loaded with its bitmap weights in Checkpoint.Compressed and
+// its adapters in Checkpoint.Adapters.
 func LoadHF(dir string) (*Checkpoint, error) {
 	cfg, err := LoadHFConfig(filepath.Join(dir, HFConfigFileName))
 	if err != nil {
@@ -67,6 +80,12 @@ func LoadHF(dir string) (*Checkpoint, error) {
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	if _, compressed := set.Metadata()[CompressionMetadataKey]; compressed {
+		if err := set.Close(); err != nil {
+			return nil, err
+		}
+		return loadCompressed(dir, cfg)
 	}
 	expected := cfg.TensorShapes()
 	err = checkTensorSet(expected, set.Source(), func(name string) ([]int, string, bool) {

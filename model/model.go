@@ -82,6 +82,9 @@ type Params[T kernels.Float] struct {
 }
 
 // NewParams arranges a checkpoint's tensors by role without copying them.
+// A projection stored compressed (Checkpoint.Compressed) keeps its bitmap
+// form as its base, and an adapter stored with the checkpoint
+// (Checkpoint.Adapters) is attached to its projection.
 func NewParams(ck *Checkpoint) (*Params[float32], error) {
 	cfg := ck.Config
 	get := func(name string, shape ...int) ([]float32, error) {
@@ -127,11 +130,25 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 		for pj := Projection(0); pj < NumProjections; pj++ {
 			name := ModuleName(l, pj)
 			out, in := dims[pj][0], dims[pj][1]
-			w, err := get(name+".weight", out, in)
-			if err != nil {
-				return nil, err
+			lin := &Linear[float32]{Module: name}
+			if m, ok := ck.Compressed[name+".weight"]; ok {
+				if m.Rows() != out || m.Cols() != in {
+					return nil, fmt.Errorf("model: %s: compressed tensor %s is %d×%d, want %d×%d", ck.Source, name+".weight", m.Rows(), m.Cols(), out, in)
+				}
+				lin.Base = m
+			} else {
+				w, err := get(name+".weight", out, in)
+				if err != nil {
+					return nil, err
+				}
+				lin.Base = kernels.NewDense(w, out, in)
 			}
-			lin := &Linear[float32]{Module: name, Base: kernels.NewDense(w, out, in)}
+			if a, ok := ck.Adapters[name]; ok {
+				if a.R <= 0 || len(a.A) != a.R*in || len(a.B) != out*a.R || len(a.Scale) != a.R {
+					return nil, fmt.Errorf("model: %s: the adapter of %s (rank %d) does not fit its %d×%d weight", ck.Source, name, a.R, out, in)
+				}
+				lin.Adapter = a
+			}
 			if cfg.AttentionBias && pj <= VProj {
 				if lin.Bias, err = get(name+".bias", out); err != nil {
 					return nil, err

@@ -35,7 +35,8 @@ type Setup struct {
 	// Trainables are the optimizer's tensors, in graph order.
 	Trainables []Param
 
-	modules []string // adapted modules in layer order
+	modules []string             // adapted modules in layer order
+	svd     map[string]svdResult // SVD residual adapters of pruned projections
 	kernels map[string]*adapters.FusedKernel[float32]
 	nodes   map[string][2]*G.Node // learnable A and B nodes per module
 }
@@ -82,7 +83,7 @@ func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		logf = func(string, ...any) {}
 	}
 	s := &Setup{Config: cfg, Loaded: loaded, Tokenizer: loaded.Tokenizer, Params: loaded.Params, Data: data,
-		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{},
+		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
 		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
 	if cfg.Prunes() {
 		if err := s.prune(logf); err != nil {
@@ -98,8 +99,8 @@ func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 // Close releases the base checkpoint.
 func (s *Setup) Close() error { return s.Loaded.Close() }
 
-// prune replaces every targeted projection's base by W0 ⊙ M and keeps the
-// residual statistics.
+// prune replaces every targeted projection's base by W0 ⊙ M, stored in
+// output.base_format (see setPrunedBase), and keeps the residual statistics.
 func (s *Setup) prune(logf func(string, ...any)) error {
 	cfg := s.Config
 	spec, err := sparsity.ParseSpec(cfg.Sparsity.Score, cfg.Sparsity.Pattern, cfg.Sparsity.Ratio)
@@ -132,7 +133,9 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 				return fmt.Errorf("trainer: pruning %s: %w", lin.Module, err)
 			}
 			kept, _, stats := sparsity.Split(dense.W, mask)
-			lin.Base = kernels.NewDense(kept, dense.R, dense.C)
+			if err := s.setPrunedBase(lin, dense.W, kept); err != nil {
+				return err
+			}
 			s.Pruned[lin.Module] = stats
 			pruned += stats.Pruned
 			total += stats.Rows * stats.Cols
@@ -141,7 +144,7 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	if total > 0 {
 		s.Sparsity = float64(pruned) / float64(total)
 	}
-	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights) in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, time.Since(start).Seconds())
+	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights), bases stored as %s, in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, cfg.Output.BaseFormat, time.Since(start).Seconds())
 	return nil
 }
 
@@ -200,11 +203,7 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 				}
 				parts = append(parts, lora)
 			}
-			if _, pruned := s.Pruned[lin.Module]; pruned && cfg.HasSVDAdapter() {
-				svd, err := s.svdAdapter(lin)
-				if err != nil {
-					return err
-				}
+			if svd, ok := s.svd[lin.Module]; ok {
 				energy += svd.Energy
 				residual += svd.Residual
 				parts = append(parts, svd.Adapter)
@@ -240,13 +239,10 @@ type svdResult struct {
 	Energy, Residual float64
 }
 
-// svdAdapter builds the rank-r SVD residual adapter of a pruned projection
-// from E = W0 - W0 ⊙ M, recomputed from the original weight.
-func (s *Setup) svdAdapter(lin *model.Linear[float32]) (svdResult, error) {
+// svdAdapter builds the rank-r SVD residual adapter of the pruned projection
+// module (out × in) from E = W0 - W0 ⊙ M, given W0 and W0 ⊙ M (kept).
+func (s *Setup) svdAdapter(module string, w0, kept []float32, out, in int) (svdResult, error) {
 	ac := s.Config.Adapters
-	w0 := s.Loaded.Checkpoint.Tensors[lin.Module+".weight"].Data
-	kept := lin.Base.(*kernels.Dense[float32]).W
-	out, in := lin.Base.Rows(), lin.Base.Cols()
 	e := make([]float32, len(w0))
 	var norm float64
 	for i, v := range w0 {
@@ -254,7 +250,7 @@ func (s *Setup) svdAdapter(lin *model.Linear[float32]) (svdResult, error) {
 		norm += float64(e[i]) * float64(e[i])
 	}
 	rank := min(ac.SVDRank, out, in)
-	sc := adapters.DefaultSVDConfig(rank, adapters.SeedFor(uint64(s.Config.Train.Seed), lin.Module+".svd"))
+	sc := adapters.DefaultSVDConfig(rank, adapters.SeedFor(uint64(s.Config.Train.Seed), module+".svd"))
 	if ac.SVDOversample > 0 {
 		sc.Oversample = ac.SVDOversample
 	}
@@ -263,7 +259,7 @@ func (s *Setup) svdAdapter(lin *model.Linear[float32]) (svdResult, error) {
 	}
 	t, err := adapters.RandomizedSVD(e, out, in, sc)
 	if err != nil {
-		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", lin.Module, err)
+		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", module, err)
 	}
 	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: norm}, nil
 }

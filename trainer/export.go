@@ -1,6 +1,7 @@
 package trainer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
-	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
@@ -20,8 +20,12 @@ import (
 //	adapter/                    the adapters in PEFT form (adapter_config.json,
 //	                            adapter_model.safetensors) and in SALR's own
 //	                            form (salr_adapters.safetensors)
-//	base/                       the pruned base as an HF model directory
-//	                            (config.json, model.safetensors, tokenizer)
+//	base/                       the pruned base as a dense HF model directory
+//	                            (config.json, model.safetensors, tokenizer),
+//	                            what HF tools and the PEFT adapter load
+//	compressed/                 with a bitmap-* base_format: the compressed
+//	                            model (bitmap bases, trained adapters,
+//	                            tokenizer; see model.WriteParams)
 //
 // as the config's output section asks.
 func (s *Setup) Export(runDir string) error {
@@ -45,12 +49,29 @@ func (s *Setup) Export(runDir string) error {
 			}
 		}
 	}
-	if out.SaveBase {
-		if err := s.writeBase(baseDir); err != nil {
-			return err
-		}
+	if !out.SaveBase {
+		return nil
+	}
+	if err := s.writeBase(baseDir); err != nil {
+		return err
+	}
+	if _, ok := bitmapFormatDType(out.BaseFormat); ok {
+		return s.writeCompressed(filepath.Join(runDir, CompressedDir))
 	}
 	return nil
+}
+
+// exportedSizes are the sizes of the model.safetensors files of runDir's
+// base/ and compressed/ (0 for a file that was not written).
+func exportedSizes(runDir string) (base, compressed int64) {
+	size := func(dir string) int64 {
+		st, err := os.Stat(filepath.Join(runDir, dir, safetensors.SingleFileName))
+		if err != nil {
+			return 0
+		}
+		return st.Size()
+	}
+	return size(BaseDir), size(CompressedDir)
 }
 
 // baseDType is the safetensors dtype the base is stored in.
@@ -64,42 +85,51 @@ func baseDType(format string) safetensors.DType {
 	return safetensors.F32
 }
 
-// writeBase writes the pruned base (every tensor of the checkpoint, pruned
-// projections replaced by W0 ⊙ M) and the tokenizer as an HF directory.
+// writeBase writes the model as trained, without its adapters, as a dense HF
+// directory (pruned projections hold W0 ⊙ M with zeros, decoded from their
+// stored form) with the tokenizer.
 func (s *Setup) writeBase(dir string) error {
-	src := s.Loaded.Checkpoint
-	ck := &model.Checkpoint{Config: src.Config, Tensors: make(map[string]*model.Tensor, len(src.Tensors)), Source: dir}
-	for name, t := range src.Tensors {
-		ck.Tensors[name] = t
-	}
-	for _, L := range s.Params.Layers {
-		for _, lin := range L.Proj {
-			if _, pruned := s.Pruned[lin.Module]; !pruned {
-				continue
-			}
-			d := lin.Base.(*kernels.Dense[float32])
-			ck.Tensors[lin.Module+".weight"] = &model.Tensor{Shape: []int{d.R, d.C}, Data: d.W}
-		}
-	}
-	if err := model.WriteHF(dir, ck, baseDType(s.Config.Output.BaseFormat), model.ForceOverwrite()); err != nil {
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: baseDType(s.Config.Output.BaseFormat), Overwrite: true})
+	if err != nil {
 		return fmt.Errorf("trainer: writing the pruned base: %w", err)
 	}
-	return writeTokenizer(s.Tokenizer, s.Config.Model, dir)
+	return WriteTokenizer(s.Tokenizer, s.Config.Model.Tokenizer, s.Config.Model.Path, dir)
 }
 
-// writeTokenizer puts the model's tokenizer files into an HF directory: a
+// writeCompressed writes the model as trained, bitmap bases and adapters, as
+// a compressed model directory with the tokenizer.
+func (s *Setup) writeCompressed(dir string) error {
+	parts := make(map[string]json.RawMessage, len(s.Adapters))
+	for module, f := range s.Adapters {
+		b, err := json.Marshal(f.Parts)
+		if err != nil {
+			return err
+		}
+		parts[module] = b
+	}
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: baseDType(s.Config.Output.BaseFormat),
+		Compressed: true, Adapters: true, AdapterParts: parts, Overwrite: true})
+	if err != nil {
+		return fmt.Errorf("trainer: writing the compressed model: %w", err)
+	}
+	return WriteTokenizer(s.Tokenizer, s.Config.Model.Tokenizer, s.Config.Model.Path, dir)
+}
+
+// WriteTokenizer puts the model's tokenizer files into an HF directory: a
 // SentencePiece tokenizer (llama2.c's included) is written as tokenizer.json;
-// otherwise the source directory's tokenizer files are copied.
-func writeTokenizer(tok tokenizer.Tokenizer, mc configs.ModelConfig, dir string) error {
+// otherwise the tokenizer files (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json) are copied from the directory of tokenizerPath,
+// or of modelPath when tokenizerPath is empty.
+func WriteTokenizer(tok tokenizer.Tokenizer, tokenizerPath, modelPath, dir string) error {
 	if sp, ok := tok.(*tokenizer.SentencePiece); ok {
 		if err := sp.WriteHF(dir); err != nil {
 			return fmt.Errorf("trainer: writing the tokenizer: %w", err)
 		}
 		return nil
 	}
-	srcDir := mc.Tokenizer
+	srcDir := tokenizerPath
 	if srcDir == "" {
-		srcDir = mc.Path
+		srcDir = modelPath
 	}
 	if st, err := os.Stat(srcDir); err == nil && !st.IsDir() {
 		srcDir = filepath.Dir(srcDir)
@@ -133,9 +163,15 @@ func copyFile(src, dst string) error {
 	})
 }
 
-// OpenRun loads a run directory for inference: its pruned base (base/) with
-// its trained adapters (adapter/salr_adapters.safetensors) attached.
+// OpenRun loads a run directory for inference: its compressed model
+// (compressed/: bitmap bases with the trained adapters) when present, else
+// its pruned base (base/) with its trained adapters
+// (adapter/salr_adapters.safetensors) attached.
 func OpenRun(runDir string) (*model.Loaded, error) {
+	compressed := filepath.Join(runDir, CompressedDir)
+	if _, err := os.Stat(filepath.Join(compressed, model.HFConfigFileName)); err == nil {
+		return model.Open(compressed, "")
+	}
 	base := filepath.Join(runDir, BaseDir)
 	if _, err := os.Stat(filepath.Join(base, model.HFConfigFileName)); err != nil {
 		return nil, fmt.Errorf("trainer: %s has no base model (was it trained with output.save_base = false, or not finished?): %w", runDir, err)

@@ -13,13 +13,14 @@ import (
 
 // The files of a run directory (see README, "Run directories").
 const (
-	ConfigFile  = "config.toml"
-	MetricsFile = "metrics.jsonl"
-	SummaryFile = "summary.json"
-	LossPlot    = "loss.png"
-	AdapterDir  = "adapter"
-	BaseDir     = "base"
-	lockFile    = ".lock"
+	ConfigFile    = "config.toml"
+	MetricsFile   = "metrics.jsonl"
+	SummaryFile   = "summary.json"
+	LossPlot      = "loss.png"
+	AdapterDir    = "adapter"
+	BaseDir       = "base"
+	CompressedDir = "compressed"
+	lockFile      = ".lock"
 )
 
 // Summary is summary.json: the outcome of a run.
@@ -39,6 +40,10 @@ type Summary struct {
 	TruncatedExample int     `json:"truncated_examples"`
 	DroppedExamples  int     `json:"dropped_examples"`
 	ConfigHash       string  `json:"config_hash"`
+	// BaseBytes and CompressedBytes are the sizes of base/model.safetensors
+	// and compressed/model.safetensors (omitted when not written).
+	BaseBytes       int64 `json:"base_bytes,omitempty"`
+	CompressedBytes int64 `json:"compressed_bytes,omitempty"`
 }
 
 // Metrics is one line of metrics.jsonl.

@@ -231,6 +231,7 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 	if err := setup.Export(runDir); err != nil {
 		return nil, err
 	}
+	sum.BaseBytes, sum.CompressedBytes = exportedSizes(runDir)
 	if len(history) > 0 {
 		if err := plotLoss(filepath.Join(runDir, LossPlot), fmt.Sprintf("%s: %s", cfg.Method, filepath.Base(runDir)), history); err != nil {
 			return nil, err

@@ -1,8 +1,15 @@
-// Command salr-convert turns a llama2.c checkpoint (and its tokenizer) into
-// a HuggingFace model directory: config.json, model.safetensors,
-// tokenizer.json and tokenizer_config.json.
+// Command salr-convert turns a llama2.c checkpoint (and its tokenizer) or a
+// HuggingFace model directory into a HuggingFace model directory:
+// config.json, model.safetensors, tokenizer.json and tokenizer_config.json.
+// With -compress it prunes every projection by weight magnitude (per matrix,
+// at -sparsity) and writes the compressed form SALR loads (bitmap weights,
+// see model.WriteParams), readable by salr-generate and salr-eval.
 //
 //	salr-convert -from llama2c -in stories260K.bin -tokenizer tok512.bin -out DIR [-dtype f32|bf16|f16] [-force]
+//	salr-convert -compress -sparsity 0.5 [-compress-dtype bf16|fp16|fp32] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR
+//
+// A compressed directory given to -from hf -in (without -compress) is written
+// back densely.
 //
 // Exit status: 0 on success, 1 when the conversion fails, 2 for usage errors.
 package main
@@ -13,20 +20,27 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
+	"github.com/salr-go/salr/trainer"
 )
 
 // options are the command-line settings of one conversion.
 type options struct {
-	from      string // source format; only "llama2c"
-	in        string // the checkpoint file
-	tokenizer string // the llama2.c tokenizer file ("" = none)
+	from      string // source format: "llama2c" or "hf"
+	in        string // the checkpoint file or HF directory
+	tokenizer string // the tokenizer file or directory ("" = the source's own, if any)
 	out       string // the HuggingFace directory to write
 	dtype     safetensors.DType
 	force     bool // replace a model already in out
+
+	compress      bool         // prune and write the compressed form
+	sparsity      float64      // fraction of each projection pruned
+	compressDType bitmap.DType // value type of the compressed weights
 }
 
 // usageError marks errors in the command line (exit status 2).
@@ -40,15 +54,19 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("salr-convert", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts options
-	var dtype string
-	fs.StringVar(&opts.from, "from", "llama2c", "source checkpoint format (llama2c)")
-	fs.StringVar(&opts.in, "in", "", "source checkpoint `file` (llama2.c .bin)")
-	fs.StringVar(&opts.tokenizer, "tokenizer", "", "llama2.c tokenizer `file` (tokenizer.bin / tok512.bin) to convert alongside")
+	var dtype, compressDType string
+	fs.StringVar(&opts.from, "from", "llama2c", "source checkpoint format: llama2c or hf")
+	fs.StringVar(&opts.in, "in", "", "source checkpoint: a llama2.c .bin `file` or an HF model directory")
+	fs.StringVar(&opts.tokenizer, "tokenizer", "", "tokenizer `path` to convert alongside (llama2c: tokenizer.bin / tok512.bin; hf: default the source directory's)")
 	fs.StringVar(&opts.out, "out", "", "output HuggingFace model `directory`")
-	fs.StringVar(&dtype, "dtype", "f32", "weight dtype in model.safetensors: f32, bf16 or f16")
+	fs.StringVar(&dtype, "dtype", "f32", "weight dtype in model.safetensors: f32, bf16 or f16 (without -compress)")
 	fs.BoolVar(&opts.force, "force", false, "replace a model already present in -out")
+	fs.BoolVar(&opts.compress, "compress", false, "prune every projection by magnitude and write the bitmap-compressed model")
+	fs.Float64Var(&opts.sparsity, "sparsity", 0.5, "with -compress: fraction of each projection's weights pruned, in (0, 1)")
+	fs.StringVar(&compressDType, "compress-dtype", "bf16", "with -compress: value type of the compressed weights and of the dense tensors: bf16, fp16 or fp32")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: salr-convert -from llama2c -in PATH.bin [-tokenizer TOK.bin] -out DIR [-dtype f32|bf16|f16] [-force]")
+		fmt.Fprintln(stderr, "usage: salr-convert -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR [-dtype f32|bf16|f16] [-force]")
+		fmt.Fprintln(stderr, "       salr-convert -compress [-sparsity 0.5] [-compress-dtype bf16|fp16|fp32] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR [-force]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -57,66 +75,120 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		}
 		return options{}, usageError{err.Error()}
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case fs.NArg() > 0:
 		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	case opts.from != "llama2c":
-		return options{}, usageError{fmt.Sprintf("-from %q is not supported (want llama2c)", opts.from)}
+	case opts.from != "llama2c" && opts.from != "hf":
+		return options{}, usageError{fmt.Sprintf("-from %q is not supported (want llama2c or hf)", opts.from)}
 	case opts.in == "":
 		return options{}, usageError{"-in is required"}
 	case opts.out == "":
 		return options{}, usageError{"-out is required"}
+	case opts.compress && set["dtype"]:
+		return options{}, usageError{"-dtype does not apply with -compress (the dense tensors follow -compress-dtype)"}
+	case !opts.compress && (set["sparsity"] || set["compress-dtype"]):
+		return options{}, usageError{"-sparsity and -compress-dtype need -compress"}
+	case opts.compress && !(opts.sparsity > 0 && opts.sparsity < 1):
+		return options{}, usageError{fmt.Sprintf("-sparsity %v: want a fraction in (0, 1)", opts.sparsity)}
 	}
 	d, err := safetensors.ParseDType(dtype)
 	if err != nil || (d != safetensors.F32 && d != safetensors.BF16 && d != safetensors.F16) {
 		return options{}, usageError{fmt.Sprintf("-dtype %q: want f32, bf16 or f16", dtype)}
 	}
 	opts.dtype = d
+	if opts.compress {
+		if opts.compressDType, err = bitmap.ParseDType(compressDType); err != nil {
+			return options{}, usageError{fmt.Sprintf("-compress-dtype %q: want bf16, fp16 or fp32", compressDType)}
+		}
+		// The dense tensors of a compressed model share the values' type.
+		opts.dtype, _ = safetensors.ParseDType(opts.compressDType.String())
+	}
 	return opts, nil
 }
 
 // run performs the conversion, reporting what it wrote to stdout.
 func run(opts options, stdout io.Writer) error {
-	ck, err := model.LoadLlama2C(opts.in)
+	load := model.LoadLlama2C
+	if opts.from == "hf" {
+		load = model.LoadHF
+	}
+	ck, err := load(opts.in)
 	if err != nil {
 		return err
 	}
 	defer ck.Close()
-	var sp *tokenizer.SentencePiece
-	if opts.tokenizer != "" {
-		if sp, err = tokenizer.LoadLlama2C(opts.tokenizer); err != nil {
-			return err
-		}
-		if sp.VocabSize() != ck.Config.Vocab {
-			return fmt.Errorf("%s has %d tokens but %s has vocab_size %d", opts.tokenizer, sp.VocabSize(), opts.in, ck.Config.Vocab)
-		}
-		// The tokenizer is the authority on its special ids.
-		ck.Config.BOSTokenID = sp.BOS()
-		ck.Config.EOSTokenIDs = nil
-		if sp.EOS() >= 0 {
-			ck.Config.EOSTokenIDs = []int{sp.EOS()}
-		}
-	}
-	var writeOpts []model.WriteOption
-	if opts.force {
-		writeOpts = append(writeOpts, model.ForceOverwrite())
-	}
-	if err := model.WriteHF(opts.out, ck, opts.dtype, writeOpts...); err != nil {
+	tok, err := loadTokenizer(opts)
+	if err != nil {
 		return err
 	}
-	if sp != nil {
-		if err := sp.WriteHF(opts.out); err != nil {
+	if tok != nil {
+		if tok.VocabSize() > ck.Config.Vocab {
+			return fmt.Errorf("the tokenizer has %d tokens but %s has vocab_size %d", tok.VocabSize(), opts.in, ck.Config.Vocab)
+		}
+		if sp, ok := tok.(*tokenizer.SentencePiece); ok && opts.from == "llama2c" {
+			if sp.VocabSize() != ck.Config.Vocab {
+				return fmt.Errorf("%s has %d tokens but %s has vocab_size %d", opts.tokenizer, sp.VocabSize(), opts.in, ck.Config.Vocab)
+			}
+			// The tokenizer is the authority on its special ids.
+			ck.Config.BOSTokenID = sp.BOS()
+			ck.Config.EOSTokenIDs = nil
+			if sp.EOS() >= 0 {
+				ck.Config.EOSTokenIDs = []int{sp.EOS()}
+			}
+		}
+	}
+	p, err := model.NewParams(ck)
+	if err != nil {
+		return err
+	}
+	var stats trainer.CompressStats
+	if opts.compress {
+		if stats, err = trainer.CompressParams(p, opts.sparsity, opts.compressDType); err != nil {
 			return err
 		}
 	}
-	c := ck.Config
+	err = model.WriteParams(opts.out, p, model.ParamsFileOptions{DType: opts.dtype, Compressed: opts.compress, Overwrite: opts.force})
+	if err != nil {
+		return err
+	}
+	if tok != nil {
+		if err := trainer.WriteTokenizer(tok, opts.tokenizer, opts.in, opts.out); err != nil {
+			return err
+		}
+	}
+	c := p.Config
 	fmt.Fprintf(stdout, "wrote %s: %s, %d layers, hidden %d, %d heads (%d KV), vocab %d, %s weights",
 		opts.out, c.ModelType, c.Layers, c.Hidden, c.Heads, c.KVHeads, c.Vocab, opts.dtype)
-	if sp == nil {
+	if tok == nil {
 		fmt.Fprint(stdout, ", no tokenizer")
 	}
 	fmt.Fprintln(stdout)
+	if opts.compress {
+		fmt.Fprintf(stdout, "compressed %d projections: sparsity %.4f (%d of %d weights pruned), %s values, %.1f KiB vs %.1f KiB dense bf16 (%.3fx)\n",
+			stats.Projections, float64(stats.Pruned)/float64(stats.Weights), stats.Pruned, stats.Weights, opts.compressDType,
+			float64(stats.CompressedBytes)/1024, float64(stats.DenseBF16Bytes)/1024, float64(stats.CompressedBytes)/float64(stats.DenseBF16Bytes))
+	}
 	return nil
+}
+
+// loadTokenizer reads the tokenizer to write beside the model: -tokenizer
+// when given, else (for -from hf) the source directory's tokenizer.json when
+// present; nil when there is none.
+func loadTokenizer(opts options) (tokenizer.Tokenizer, error) {
+	switch {
+	case opts.tokenizer != "" && opts.from == "llama2c":
+		return tokenizer.LoadLlama2C(opts.tokenizer)
+	case opts.tokenizer != "":
+		return tokenizer.Load(opts.tokenizer)
+	case opts.from == "hf":
+		if _, err := os.Stat(filepath.Join(opts.in, "tokenizer.json")); err != nil {
+			return nil, nil
+		}
+		return tokenizer.Load(opts.in)
+	}
+	return nil, nil
 }
 
 func main() {

@@ -9,12 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
+	"github.com/salr-go/salr/sparsity"
 )
 
 // convertTestAssets finds the shared assets ($SALR_ASSETS relative to the
@@ -37,7 +40,7 @@ func convertTestAssets(t *testing.T) string {
 
 func TestParseArgs(t *testing.T) {
 	got, err := parseArgs([]string{"-in", "m.bin", "-tokenizer", "t.bin", "-out", "d", "-dtype", "bf16", "-force"}, io.Discard)
-	want := options{from: "llama2c", in: "m.bin", tokenizer: "t.bin", out: "d", dtype: safetensors.BF16, force: true}
+	want := options{from: "llama2c", in: "m.bin", tokenizer: "t.bin", out: "d", dtype: safetensors.BF16, force: true, sparsity: 0.5}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseArgs = %+v, %v", got, err)
 	}
@@ -157,4 +160,165 @@ func TestMainExitCodes(t *testing.T) {
 			t.Errorf("salr-convert %s: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr.String(), c.code, c.stderr)
 		}
 	}
+}
+
+func TestParseArgsCompress(t *testing.T) {
+	got, err := parseArgs([]string{"-compress", "-sparsity", "0.6", "-compress-dtype", "fp16", "-from", "hf", "-in", "src", "-out", "d"}, io.Discard)
+	want := options{from: "hf", in: "src", out: "d", dtype: safetensors.F16, compress: true, sparsity: 0.6, compressDType: bitmap.F16}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseArgs = %+v, %v", got, err)
+	}
+	if got, err := parseArgs([]string{"-compress", "-in", "m.bin", "-out", "d"}, io.Discard); err != nil || got.compressDType != bitmap.BF16 || got.dtype != safetensors.BF16 || got.sparsity != 0.5 {
+		t.Errorf("defaults: %+v, %v", got, err)
+	}
+	for _, args := range [][]string{
+		{"-compress", "-in", "m.bin", "-out", "d", "-dtype", "f32"},
+		{"-in", "m.bin", "-out", "d", "-sparsity", "0.5"},
+		{"-in", "m.bin", "-out", "d", "-compress-dtype", "bf16"},
+		{"-compress", "-in", "m.bin", "-out", "d", "-sparsity", "1"},
+		{"-compress", "-in", "m.bin", "-out", "d", "-sparsity", "0"},
+		{"-compress", "-in", "m.bin", "-out", "d", "-compress-dtype", "int8"},
+	} {
+		var usage usageError
+		if _, err := parseArgs(args, io.Discard); !errors.As(err, &usage) {
+			t.Errorf("%v: err = %v, want a usage error", args, err)
+		}
+	}
+}
+
+// prunedBases loads a checkpoint, prunes every projection by magnitude at
+// 50% per matrix and encodes it in bf16, by tensor name.
+func prunedBases(t *testing.T, ck *model.Checkpoint) map[string]*bitmap.Matrix {
+	t.Helper()
+	spec, err := sparsity.ParseSpec("magnitude", "matrix", 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*bitmap.Matrix{}
+	for l := 0; l < ck.Config.Layers; l++ {
+		for p := model.Projection(0); p < model.NumProjections; p++ {
+			name := model.ModuleName(l, p) + ".weight"
+			w := ck.Tensors[name]
+			data := slices.Clone(w.Data)
+			mask, err := spec.Mask(data, w.Shape[0], w.Shape[1], nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mask.Apply(data)
+			if out[name], err = bitmap.Encode(data, w.Shape[0], w.Shape[1], bitmap.BF16); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return out
+}
+
+// sameBitmap reports whether two compressed matrices hold identical arrays.
+func sameBitmap(a, b *bitmap.Matrix) bool {
+	pa, pb := a.Parts(), b.Parts()
+	return pa.Rows == pb.Rows && pa.Cols == pb.Cols && pa.DType == pb.DType && slices.Equal(pa.Bitmap, pb.Bitmap) &&
+		slices.Equal(pa.RowPtr, pb.RowPtr) && slices.Equal(pa.Values16, pb.Values16) && slices.Equal(pa.Values32, pb.Values32)
+}
+
+func TestRunCompressesStories260K(t *testing.T) {
+	assets := convertTestAssets(t)
+	bin := filepath.Join(assets, "stories260K.bin")
+	src, err := model.LoadLlama2C(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	want := prunedBases(t, src)
+
+	checkCompressed := func(dir string) {
+		t.Helper()
+		l, err := model.Open(dir, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		for _, L := range l.Params.Layers {
+			for _, lin := range L.Proj {
+				bm, ok := lin.Base.(*bitmap.Matrix)
+				if !ok {
+					t.Fatalf("%s loaded as %T", lin.Module, lin.Base)
+				}
+				if !sameBitmap(bm, want[lin.Module+".weight"]) {
+					t.Fatalf("%s: loaded base differs from Encode(pruned W)", lin.Module)
+				}
+				if n := bm.Rows() * bm.Cols(); bm.NNZ() != n-n/2 {
+					t.Errorf("%s: %d of %d weights kept", lin.Module, bm.NNZ(), n)
+				}
+			}
+		}
+		// The compressed model generates text (not the dense model's
+		// reference continuation: half of every projection is gone).
+		texts, err := model.GenerateText(model.NewRunner(l.Params), l.Tokenizer, []string{"Once upon a time"},
+			model.TextOptions{MaxNewTokens: 24, Sampler: mustGreedy(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(strings.TrimSpace(texts[0])) == 0 {
+			t.Error("the compressed model generated nothing")
+		}
+		t.Logf("%s: Once upon a time%s", filepath.Base(dir), texts[0])
+	}
+
+	root := t.TempDir()
+	fromBin := filepath.Join(root, "from-llama2c")
+	var stdout bytes.Buffer
+	opts := options{from: "llama2c", in: bin, tokenizer: filepath.Join(assets, "tok512.bin"), out: fromBin,
+		dtype: safetensors.BF16, compress: true, sparsity: 0.5, compressDType: bitmap.BF16}
+	if err := run(opts, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "compressed 35 projections: sparsity 0.5000") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	if !model.IsCompressedDir(fromBin) {
+		t.Fatal("the output is not a compressed model directory")
+	}
+	checkCompressed(fromBin)
+
+	// The same model through an HF directory compresses identically, and the
+	// tokenizer files travel along.
+	hf := filepath.Join(root, "hf")
+	if err := run(options{from: "llama2c", in: bin, tokenizer: opts.tokenizer, out: hf, dtype: safetensors.F32}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	fromHF := filepath.Join(root, "from-hf")
+	if err := run(options{from: "hf", in: hf, out: fromHF, dtype: safetensors.BF16, compress: true, sparsity: 0.5, compressDType: bitmap.BF16}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	checkCompressed(fromHF)
+
+	// Converting a compressed directory without -compress writes it densely.
+	dense := filepath.Join(root, "dense")
+	if err := run(options{from: "hf", in: fromHF, out: dense, dtype: safetensors.F32}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.Load(dense)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	for name, m := range want {
+		dec := make([]float32, m.Rows()*m.Cols())
+		m.Decode(dec)
+		if !slices.Equal(ck.Tensors[name].Data, dec) {
+			t.Fatalf("%s: decompressed weights differ", name)
+		}
+	}
+	// A compressed model cannot be pruned again.
+	if err := run(options{from: "hf", in: fromHF, out: filepath.Join(root, "again"), dtype: safetensors.BF16, compress: true, sparsity: 0.5, compressDType: bitmap.BF16}, io.Discard); err == nil || !strings.Contains(err.Error(), "bitmap-bf16") {
+		t.Errorf("compressing twice: %v", err)
+	}
+}
+
+func mustGreedy(t *testing.T) *model.Sampler {
+	s, err := model.NewSampler(0, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1,0 +1,680 @@
+package model
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"unsafe"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/model/safetensors"
+)
+
+// A compressed model directory is a HuggingFace-style model directory
+// (config.json, model.safetensors, tokenizer files) in which the pruned
+// projection weights are stored in the bitmap form of package kernels/bitmap
+// instead of densely. A compressed weight P (for example
+// "model.layers.0.self_attn.q_proj.weight", rows × cols) is replaced by three
+// tensors:
+//
+//	P.bitmap   U16 [rows, ceil(cols/16)]  bit j of mask c of row r ⇔ W[r, 16c+j] ≠ 0
+//	P.row_ptr  U32 [rows+1]               where each row's values start (CSR indptr)
+//	P.values   BF16 | F16 | F32 [nnz]     the nonzeros, row by row, left to right
+//
+// The header's __metadata__ entry "salr_compression" is a JSON object
+//
+//	{"format": "salr-bitmap", "version": 1, "chunk_cols": 16, "value_dtype": "bf16",
+//	 "tensors": {P: {"shape": [rows, cols], "nnz": nnz}, ...}}
+//
+// listing every compressed weight. All other tensors are stored densely under
+// their HF names (BF16, F16 or F32, as config.json's torch_dtype says).
+// Optionally the file also carries one low-rank adapter per projection M
+// (e.g. "model.layers.0.self_attn.q_proj"), y += ((x Aᵀ) ⊙ scale) Bᵀ:
+//
+//	M.adapter.A      F32 [r, in]
+//	M.adapter.B      F32 [out, r]  (unscaled)
+//	M.adapter.scale  F32 [r]       per-rank scale
+//
+// described by the metadata entry "salr_adapters":
+// {"version": 1, "modules": {M: {"rank": r, "parts": <free-form JSON>}}}.
+// The file ends with a 64-byte U8 tensor "salr_compression.tail_padding" so
+// that every values tensor is followed by at least 64 bytes of the mapped
+// file: the vector kernels may load a whole chunk of 16 values past the last
+// nonzero, so the values are used in place from the memory map.
+//
+// Only SALR reads such files (HF tools do not know the bitmap tensors); a run
+// directory's base/ holds the same model densely for them.
+const (
+	CompressedFormatName    = "salr-bitmap"
+	CompressedFormatVersion = 1
+)
+
+// Metadata keys and tensor-name suffixes of the compressed format.
+const (
+	CompressionMetadataKey = "salr_compression"
+	AdaptersMetadataKey    = "salr_adapters"
+
+	BitmapSuffix       = ".bitmap"
+	RowPtrSuffix       = ".row_ptr"
+	ValuesSuffix       = ".values"
+	AdapterASuffix     = ".adapter.A"
+	AdapterBSuffix     = ".adapter.B"
+	AdapterScaleSuffix = ".adapter.scale"
+
+	tailPaddingName  = "salr_compression.tail_padding"
+	tailPaddingBytes = 64
+	adaptersVersion  = 1
+)
+
+// compressionMeta is the JSON of the salr_compression metadata entry.
+type compressionMeta struct {
+	Format     string                          `json:"format"`
+	Version    int                             `json:"version"`
+	ChunkCols  int                             `json:"chunk_cols"`
+	ValueDType string                          `json:"value_dtype"`
+	Tensors    map[string]compressedTensorMeta `json:"tensors"`
+}
+
+// compressedTensorMeta describes one compressed weight.
+type compressedTensorMeta struct {
+	Shape []int `json:"shape"`
+	NNZ   int   `json:"nnz"`
+}
+
+// adaptersMeta is the JSON of the salr_adapters metadata entry.
+type adaptersMeta struct {
+	Version int                    `json:"version"`
+	Modules map[string]adapterMeta `json:"modules"`
+}
+
+// adapterMeta describes one module's adapter.
+type adapterMeta struct {
+	Rank  int             `json:"rank"`
+	Parts json.RawMessage `json:"parts,omitempty"`
+}
+
+// ParamsFileOptions configures WriteParams.
+type ParamsFileOptions struct {
+	// DType stores the dense tensors: F32, BF16 or F16.
+	DType safetensors.DType
+	// Compressed writes a compressed model directory: every base that is a
+	// *bitmap.Matrix keeps its bitmap form. Otherwise such bases are decoded
+	// and the directory is a plain HF model.
+	Compressed bool
+	// Adapters also stores each projection's Adapter (compressed only).
+	Adapters bool
+	// AdapterParts optionally describes the adapter of a module (by HF
+	// module name); the JSON is kept in the metadata as it is.
+	AdapterParts map[string]json.RawMessage
+	// Overwrite replaces the model files of a directory that already holds
+	// a model (as ForceOverwrite does for WriteHF).
+	Overwrite bool
+}
+
+// WriteParams writes p as a model directory: config.json (torch_dtype from
+// o.DType) and one model.safetensors, each written atomically (the weights
+// first, config.json last), bases in whatever storage they have converted as
+// o says. The tokenizer is not written. A directory that already holds a
+// model is refused unless o.Overwrite is set.
+func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
+	switch o.DType {
+	case safetensors.F32, safetensors.BF16, safetensors.F16:
+	default:
+		return fmt.Errorf("model: WriteParams: dtype %q is not one of F32, BF16, F16", o.DType)
+	}
+	if o.Adapters && !o.Compressed {
+		return errors.New("model: WriteParams: adapters are only stored in compressed model files")
+	}
+	cfg := p.Config
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("model: WriteParams: %w", err)
+	}
+	sources, err := paramSources(p)
+	if err != nil {
+		return err
+	}
+	expected := cfg.TensorShapes()
+	meta := compressionMeta{Format: CompressedFormatName, Version: CompressedFormatVersion, ChunkCols: bitmap.ChunkCols,
+		Tensors: map[string]compressedTensorMeta{}}
+	var valueDType bitmap.DType
+	var tensors []safetensors.Tensor
+	for _, name := range slices.Sorted(maps.Keys(expected)) {
+		shape := expected[name]
+		src, ok := sources[name]
+		if !ok {
+			return fmt.Errorf("model: WriteParams: the parameters lack tensor %q", name)
+		}
+		if src.mat != nil {
+			if src.mat.Rows() != shape[0] || src.mat.Cols() != shape[1] {
+				return fmt.Errorf("model: WriteParams: %s is %d×%d, the configuration implies %v", name, src.mat.Rows(), src.mat.Cols(), shape)
+			}
+			if bm, ok := src.mat.(*bitmap.Matrix); ok && o.Compressed {
+				if valueDType != 0 && bm.DType() != valueDType {
+					return fmt.Errorf("model: WriteParams: %s stores %v values, other weights %v; a compressed file has one value dtype", name, bm.DType(), valueDType)
+				}
+				valueDType = bm.DType()
+				tensors = append(tensors, bitmapTensors(name, bm)...)
+				meta.Tensors[name] = compressedTensorMeta{Shape: shape, NNZ: bm.NNZ()}
+				continue
+			}
+			data, err := denseBytes(src.mat, o.DType)
+			if err != nil {
+				return fmt.Errorf("model: WriteParams: %s: %w", name, err)
+			}
+			tensors = append(tensors, safetensors.Tensor{Name: name, DType: o.DType, Shape: shape, Data: data})
+			continue
+		}
+		if len(src.vec) != shape[0] {
+			return fmt.Errorf("model: WriteParams: %s has %d values, the configuration implies %v", name, len(src.vec), shape)
+		}
+		data, err := float32Bytes(src.vec, o.DType)
+		if err != nil {
+			return err
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: name, DType: o.DType, Shape: shape, Data: data})
+	}
+	var metadata map[string]string
+	if o.Compressed {
+		if valueDType == 0 {
+			valueDType = bitmapDTypeOf(o.DType)
+		}
+		meta.ValueDType = valueDType.String()
+		metaJSON, err := json.Marshal(meta)
+		if err != nil {
+			return err
+		}
+		metadata = map[string]string{CompressionMetadataKey: string(metaJSON)}
+		if o.Adapters {
+			adapterTensors, adJSON, err := adapterEntries(p, o.AdapterParts)
+			if err != nil {
+				return err
+			}
+			tensors = append(tensors, adapterTensors...)
+			metadata[AdaptersMetadataKey] = adJSON
+		}
+		tensors = append(tensors, safetensors.Tensor{Name: tailPaddingName, DType: safetensors.U8,
+			Shape: []int{tailPaddingBytes}, Data: make([]byte, tailPaddingBytes)})
+	}
+	return writeModelFiles(dir, cfg, o.DType, tensors, metadata, o.Overwrite)
+}
+
+// paramSource is one tensor of a Params: a matrix in any storage, or a
+// vector.
+type paramSource struct {
+	mat kernels.Matrix[float32]
+	vec []float32
+}
+
+// paramSources lists the tensors of p under their HF names.
+func paramSources(p *Params[float32]) (map[string]paramSource, error) {
+	cfg := p.Config
+	if len(p.Layers) != cfg.Layers {
+		return nil, fmt.Errorf("model: parameters have %d layers, the configuration %d", len(p.Layers), cfg.Layers)
+	}
+	if len(p.Embed) != cfg.Vocab*cfg.Hidden {
+		return nil, fmt.Errorf("model: the embedding has %d values, want %d×%d", len(p.Embed), cfg.Vocab, cfg.Hidden)
+	}
+	out := map[string]paramSource{
+		EmbedTokensName: {mat: kernels.NewDense(p.Embed, cfg.Vocab, cfg.Hidden)},
+		FinalNormName:   {vec: p.Norm},
+	}
+	if !cfg.TieEmbeddings {
+		out[LMHeadName] = paramSource{mat: p.Head}
+	}
+	for l := range p.Layers {
+		L := &p.Layers[l]
+		out[LayerTensorName(l, "input_layernorm.weight")] = paramSource{vec: L.AttnNorm}
+		out[LayerTensorName(l, "post_attention_layernorm.weight")] = paramSource{vec: L.MLPNorm}
+		for pj, lin := range L.Proj {
+			if lin == nil || lin.Base == nil {
+				return nil, fmt.Errorf("model: layer %d has no %s", l, Projection(pj).Suffix())
+			}
+			out[lin.Module+".weight"] = paramSource{mat: lin.Base}
+			if lin.Bias != nil {
+				out[lin.Module+".bias"] = paramSource{vec: lin.Bias}
+			}
+		}
+	}
+	return out, nil
+}
+
+// bitmapTensors are the three tensors that store the compressed weight name;
+// they alias bm's storage.
+func bitmapTensors(name string, bm *bitmap.Matrix) []safetensors.Tensor {
+	parts := bm.Parts()
+	values := safetensors.Tensor{Name: name + ValuesSuffix, DType: valueDTypeOf(parts.DType), Shape: []int{bm.NNZ()}}
+	if parts.DType == bitmap.F32 {
+		values.Data = safetensors.Float32View(parts.Values32)
+	} else {
+		values.Data = littleEndianBytes(parts.Values16)
+	}
+	return []safetensors.Tensor{
+		{Name: name + BitmapSuffix, DType: safetensors.U16, Shape: []int{parts.Rows, bitmap.ChunksPerRow(parts.Cols)}, Data: littleEndianBytes(parts.Bitmap)},
+		{Name: name + RowPtrSuffix, DType: safetensors.U32, Shape: []int{parts.Rows + 1}, Data: littleEndianBytes(parts.RowPtr)},
+		values,
+	}
+}
+
+// adapterEntries are the adapter tensors of p and the salr_adapters metadata.
+func adapterEntries(p *Params[float32], parts map[string]json.RawMessage) ([]safetensors.Tensor, string, error) {
+	meta := adaptersMeta{Version: adaptersVersion, Modules: map[string]adapterMeta{}}
+	var tensors []safetensors.Tensor
+	for _, L := range p.Layers {
+		for _, lin := range L.Proj {
+			a := lin.Adapter
+			if a == nil {
+				continue
+			}
+			in, out := lin.Base.Cols(), lin.Base.Rows()
+			if a.R <= 0 || len(a.A) != a.R*in || len(a.B) != out*a.R || len(a.Scale) != a.R {
+				return nil, "", fmt.Errorf("model: WriteParams: adapter of %s: rank %d with %d, %d and %d values does not fit %d×%d", lin.Module, a.R, len(a.A), len(a.B), len(a.Scale), out, in)
+			}
+			tensors = append(tensors,
+				safetensors.Tensor{Name: lin.Module + AdapterASuffix, DType: safetensors.F32, Shape: []int{a.R, in}, Data: safetensors.Float32View(a.A)},
+				safetensors.Tensor{Name: lin.Module + AdapterBSuffix, DType: safetensors.F32, Shape: []int{out, a.R}, Data: safetensors.Float32View(a.B)},
+				safetensors.Tensor{Name: lin.Module + AdapterScaleSuffix, DType: safetensors.F32, Shape: []int{a.R}, Data: safetensors.Float32View(a.Scale)})
+			meta.Modules[lin.Module] = adapterMeta{Rank: a.R, Parts: parts[lin.Module]}
+		}
+	}
+	for module := range parts {
+		if _, ok := meta.Modules[module]; !ok {
+			return nil, "", fmt.Errorf("model: WriteParams: adapter parts given for %s, which has no adapter", module)
+		}
+	}
+	b, err := json.Marshal(meta)
+	return tensors, string(b), err
+}
+
+// denseBytes stores m densely in dtype, decoding a compressed matrix.
+func denseBytes(m kernels.Matrix[float32], dtype safetensors.DType) ([]byte, error) {
+	switch w := m.(type) {
+	case *kernels.Dense[float32]:
+		return float32Bytes(w.W, dtype)
+	case *bitmap.DenseBF16:
+		if dtype == safetensors.BF16 {
+			return littleEndianBytes(w.Bits()), nil
+		}
+	}
+	dec, ok := m.(interface{ Decode(dst []float32) })
+	if !ok {
+		return nil, fmt.Errorf("cannot store a base of type %T", m)
+	}
+	w := make([]float32, m.Rows()*m.Cols())
+	dec.Decode(w)
+	return float32Bytes(w, dtype)
+}
+
+// float32Bytes encodes values in dtype (a view, no copy, for F32).
+func float32Bytes(values []float32, dtype safetensors.DType) ([]byte, error) {
+	if dtype == safetensors.F32 {
+		return safetensors.Float32View(values), nil
+	}
+	return safetensors.EncodeFloat32(values, dtype)
+}
+
+// writeModelFiles writes model.safetensors and then config.json into dir
+// (each atomically), refusing to replace an existing model unless overwrite
+// is set, and removes a stale sharded copy afterwards.
+func writeModelFiles(dir string, cfg Config, dtype safetensors.DType, tensors []safetensors.Tensor, metadata map[string]string, overwrite bool) error {
+	cfg.TorchDtype = dtype.TorchName()
+	configJSON, err := cfg.MarshalHF()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	staleShards, err := existingModelFiles(dir, overwrite)
+	if err != nil {
+		return err
+	}
+	if err := safetensors.Write(filepath.Join(dir, safetensors.SingleFileName), tensors, metadata); err != nil {
+		return err
+	}
+	err = safetensors.WriteAtomic(filepath.Join(dir, HFConfigFileName), func(w io.Writer) error {
+		_, err := w.Write(configJSON)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, stale := range staleShards {
+		if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// valueDTypes pairs each bitmap value type with its safetensors dtype.
+var valueDTypes = []struct {
+	bitmap      bitmap.DType
+	safetensors safetensors.DType
+}{{bitmap.BF16, safetensors.BF16}, {bitmap.F16, safetensors.F16}, {bitmap.F32, safetensors.F32}}
+
+// valueDTypeOf is the safetensors dtype of bitmap values of type dt.
+func valueDTypeOf(dt bitmap.DType) safetensors.DType {
+	for _, p := range valueDTypes {
+		if p.bitmap == dt {
+			return p.safetensors
+		}
+	}
+	return safetensors.F32
+}
+
+// bitmapDTypeOf is the bitmap value type of a floating-point safetensors
+// dtype (F32 for anything but BF16 and F16).
+func bitmapDTypeOf(dt safetensors.DType) bitmap.DType {
+	for _, p := range valueDTypes {
+		if p.safetensors == dt {
+			return p.bitmap
+		}
+	}
+	return bitmap.F32
+}
+
+// IsCompressedDir reports whether dir holds a compressed model (its
+// model.safetensors carries the salr_compression metadata).
+func IsCompressedDir(dir string) bool {
+	f, err := safetensors.Open(filepath.Join(dir, safetensors.SingleFileName))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	_, ok := f.Metadata()[CompressionMetadataKey]
+	return ok
+}
+
+// loadCompressed reads the compressed model directory dir whose
+// configuration is cfg: its model.safetensors is memory-mapped and the
+// bitmap arrays are used in place.
+func loadCompressed(dir string, cfg Config) (*Checkpoint, error) {
+	path := filepath.Join(dir, safetensors.SingleFileName)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%s: a compressed model is stored in one %s: %w", dir, safetensors.SingleFileName, err)
+	}
+	m, err := safetensors.MapFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := parseCompressed(m.Data, path, cfg)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	ck.Source = dir
+	ck.release = m.Close
+	return ck, nil
+}
+
+// parseCompressed builds a checkpoint on the bytes of a compressed
+// model.safetensors (named path in errors). Every array is validated before
+// a kernel can see it: a corrupted file is an error naming the file and the
+// tensor.
+func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f, err := safetensors.Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	metadata := f.Metadata()
+	var meta compressionMeta
+	if err := json.Unmarshal([]byte(metadata[CompressionMetadataKey]), &meta); err != nil {
+		return nil, fmt.Errorf("%s: metadata %q: %v", path, CompressionMetadataKey, err)
+	}
+	if meta.Format != CompressedFormatName || meta.Version != CompressedFormatVersion || meta.ChunkCols != bitmap.ChunkCols {
+		return nil, fmt.Errorf("%s: metadata %q: format %q version %d with %d-column chunks; this build reads %q version %d with %d",
+			path, CompressionMetadataKey, meta.Format, meta.Version, meta.ChunkCols, CompressedFormatName, CompressedFormatVersion, bitmap.ChunkCols)
+	}
+	valueDType, err := bitmap.ParseDType(meta.ValueDType)
+	if err != nil {
+		return nil, fmt.Errorf("%s: metadata %q: %v", path, CompressionMetadataKey, err)
+	}
+	file := compressedFile{f: f, raw: data, dataStart: 8 + int(binary.LittleEndian.Uint64(data)), path: path}
+
+	expected := cfg.TensorShapes()
+	projections := projectionWeights(cfg)
+	for _, name := range slices.Sorted(maps.Keys(meta.Tensors)) {
+		tm := meta.Tensors[name]
+		switch {
+		case !projections[name]:
+			return nil, fmt.Errorf("%s: metadata %q lists %q, which is not a projection weight of this model", path, CompressionMetadataKey, name)
+		case !slices.Equal(tm.Shape, expected[name]):
+			return nil, fmt.Errorf("%s: metadata %q: tensor %q has shape %v, but the configuration implies %v", path, CompressionMetadataKey, name, tm.Shape, expected[name])
+		}
+		if _, dense := f.Info(name); dense {
+			return nil, fmt.Errorf("%s: tensor %q is stored both densely and compressed", path, name)
+		}
+	}
+	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Compressed: map[string]*bitmap.Matrix{}, Source: path}
+	for _, name := range slices.Sorted(maps.Keys(expected)) {
+		shape := expected[name]
+		if tm, ok := meta.Tensors[name]; ok {
+			m, err := file.bitmapMatrix(name, shape[0], shape[1], tm.NNZ, valueDType)
+			if err != nil {
+				return nil, err
+			}
+			ck.Compressed[name] = m
+			continue
+		}
+		info, ok := f.Info(name)
+		if !ok {
+			return nil, fmt.Errorf("%s: missing tensor %q", path, name)
+		}
+		if !slices.Equal(info.Shape, shape) {
+			return nil, fmt.Errorf("%s: tensor %q has shape %v, but the configuration implies %v", path, name, info.Shape, shape)
+		}
+		values, err := f.Float32(name)
+		if err != nil {
+			return nil, err
+		}
+		ck.Tensors[name] = &Tensor{Shape: shape, Data: values}
+	}
+	if raw, ok := metadata[AdaptersMetadataKey]; ok {
+		if ck.Adapters, err = file.adapters(raw, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return ck, nil
+}
+
+// projectionWeights is the set of projection weight names of cfg.
+func projectionWeights(cfg Config) map[string]bool {
+	out := make(map[string]bool, cfg.Layers*int(NumProjections))
+	for l := 0; l < cfg.Layers; l++ {
+		for p := Projection(0); p < NumProjections; p++ {
+			out[ModuleName(l, p)+".weight"] = true
+		}
+	}
+	return out
+}
+
+// compressedFile is a parsed compressed model.safetensors over its raw bytes
+// (the memory map), which the bitmap arrays are views of.
+type compressedFile struct {
+	f         *safetensors.File
+	raw       []byte // the whole file
+	dataStart int    // offset of the data section in raw
+	path      string
+}
+
+// bitmapMatrix builds the compressed weight name (rows × cols, nnz values of
+// type dt) on views of the file, validated by bitmap.FromParts.
+func (c compressedFile) bitmapMatrix(name string, rows, cols, nnz int, dt bitmap.DType) (*bitmap.Matrix, error) {
+	if nnz < 0 || int64(nnz) > int64(rows)*int64(cols) {
+		return nil, fmt.Errorf("%s: metadata %q: tensor %q has nnz %d, outside [0, %d]", c.path, CompressionMetadataKey, name, nnz, int64(rows)*int64(cols))
+	}
+	parts := bitmap.Parts{Rows: rows, Cols: cols, DType: dt}
+	var err error
+	if parts.Bitmap, err = view[uint16](c, name+BitmapSuffix, safetensors.U16, rows, bitmap.ChunksPerRow(cols)); err != nil {
+		return nil, err
+	}
+	if parts.RowPtr, err = view[uint32](c, name+RowPtrSuffix, safetensors.U32, rows+1); err != nil {
+		return nil, err
+	}
+	if dt == bitmap.F32 {
+		parts.Values32, err = view[float32](c, name+ValuesSuffix, safetensors.F32, nnz)
+	} else {
+		parts.Values16, err = view[uint16](c, name+ValuesSuffix, valueDTypeOf(dt), nnz)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := bitmap.FromParts(parts)
+	if err != nil {
+		return nil, fmt.Errorf("%s: compressed tensor %q: %v", c.path, name, err)
+	}
+	return m, nil
+}
+
+// adapters reads the adapters the salr_adapters metadata raw lists.
+func (c compressedFile) adapters(raw string, cfg Config) (map[string]*LowRank[float32], error) {
+	var meta adaptersMeta
+	if err := json.Unmarshal([]byte(raw), &meta); err != nil {
+		return nil, fmt.Errorf("%s: metadata %q: %v", c.path, AdaptersMetadataKey, err)
+	}
+	if meta.Version != adaptersVersion {
+		return nil, fmt.Errorf("%s: metadata %q: version %d; this build reads version %d", c.path, AdaptersMetadataKey, meta.Version, adaptersVersion)
+	}
+	shapes := cfg.TensorShapes()
+	projections := projectionWeights(cfg)
+	out := make(map[string]*LowRank[float32], len(meta.Modules))
+	for _, module := range slices.Sorted(maps.Keys(meta.Modules)) {
+		r := meta.Modules[module].Rank
+		if !projections[module+".weight"] {
+			return nil, fmt.Errorf("%s: metadata %q lists %q, which is not a projection of this model", c.path, AdaptersMetadataKey, module)
+		}
+		if r <= 0 || r > 1<<20 {
+			return nil, fmt.Errorf("%s: metadata %q: adapter of %s has rank %d", c.path, AdaptersMetadataKey, module, r)
+		}
+		out1, in := shapes[module+".weight"][0], shapes[module+".weight"][1]
+		get := func(suffix string, shape ...int) ([]float32, error) {
+			name := module + suffix
+			info, ok := c.f.Info(name)
+			if !ok {
+				return nil, fmt.Errorf("%s: missing tensor %q", c.path, name)
+			}
+			if !slices.Equal(info.Shape, shape) {
+				return nil, fmt.Errorf("%s: tensor %q has shape %v, want %v", c.path, name, info.Shape, shape)
+			}
+			v, err := c.f.Float32(name)
+			return slices.Clone(v), err
+		}
+		a := &LowRank[float32]{R: r}
+		var err error
+		if a.A, err = get(AdapterASuffix, r, in); err != nil {
+			return nil, err
+		}
+		if a.B, err = get(AdapterBSuffix, out1, r); err != nil {
+			return nil, err
+		}
+		if a.Scale, err = get(AdapterScaleSuffix, r); err != nil {
+			return nil, err
+		}
+		out[module] = a
+	}
+	return out, nil
+}
+
+// view returns tensor name of the file as a []T after checking its dtype and
+// shape. The slice aliases the file when the host is little-endian and the
+// data aligned, with its capacity running to the end of the file.
+func view[T uint16 | uint32 | float32](c compressedFile, name string, dtype safetensors.DType, shape ...int) ([]T, error) {
+	info, ok := c.f.Info(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: missing tensor %q", c.path, name)
+	}
+	if info.DType != dtype {
+		return nil, fmt.Errorf("%s: tensor %q has dtype %s, want %s", c.path, name, info.DType, dtype)
+	}
+	if !slices.Equal(info.Shape, shape) {
+		return nil, fmt.Errorf("%s: tensor %q has shape %v, want %v", c.path, name, info.Shape, shape)
+	}
+	return viewAs[T](c.raw, c.dataStart+int(info.Begin), c.dataStart+int(info.End)), nil
+}
+
+// littleEndianHost is true when in-memory integers have the file format's
+// byte order.
+var littleEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// viewAs interprets raw[begin:end], little-endian elements of T, as a []T:
+// without copying when the host is little-endian and the bytes are aligned
+// for T, in which case the slice's capacity extends over the rest of raw;
+// as a converted copy otherwise.
+func viewAs[T uint16 | uint32 | float32](raw []byte, begin, end int) []T {
+	size := int(unsafe.Sizeof(T(0)))
+	n := (end - begin) / size
+	if littleEndianHost && begin < len(raw) && uintptr(unsafe.Pointer(&raw[begin]))%uintptr(size) == 0 {
+		return unsafe.Slice((*T)(unsafe.Pointer(&raw[begin])), (len(raw)-begin)/size)[:n]
+	}
+	out := make([]T, n)
+	for i := range out {
+		at := raw[begin+i*size:]
+		switch p := any(&out[i]).(type) {
+		case *uint16:
+			*p = binary.LittleEndian.Uint16(at)
+		case *uint32:
+			*p = binary.LittleEndian.Uint32(at)
+		case *float32:
+			*p = math.Float32frombits(binary.LittleEndian.Uint32(at))
+		}
+	}
+	return out
+}
+
+// littleEndianBytes returns the little-endian bytes of s: a view of its
+// memory on little-endian hosts (to be read only while s is alive), an
+// encoded copy elsewhere.
+func littleEndianBytes[T uint16 | uint32](s []T) []byte {
+	size := int(unsafe.Sizeof(T(0)))
+	if len(s) == 0 {
+		return []byte{}
+	}
+	if littleEndianHost {
+		return unsafe.Slice((*byte)(unsafe.Pointer(&s[0])), len(s)*size)
+	}
+	out := make([]byte, len(s)*size)
+	for i, v := range s {
+		if size == 2 {
+			binary.LittleEndian.PutUint16(out[2*i:], uint16(v))
+		} else {
+			binary.LittleEndian.PutUint32(out[4*i:], uint32(v))
+		}
+	}
+	return out
+}
+
+// BaseFormatName names the storage of a base: "dense-f32", "dense-bf16",
+// "bitmap-bf16", "bitmap-fp16", "bitmap-fp32" (the values of
+// output.base_format), or its Go type for anything else.
+func BaseFormatName(m kernels.Matrix[float32]) string {
+	switch w := m.(type) {
+	case *kernels.Dense[float32]:
+		return "dense-f32"
+	case *bitmap.DenseBF16:
+		return "dense-bf16"
+	case *bitmap.Matrix:
+		return "bitmap-" + w.DType().String()
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+// BaseBytes is the storage size of a base in bytes (dense float32: 4 per
+// weight).
+func BaseBytes(m kernels.Matrix[float32]) int64 {
+	if s, ok := m.(interface{ Bytes() int64 }); ok {
+		return s.Bytes()
+	}
+	return int64(m.Rows()) * int64(m.Cols()) * 4
+}
