@@ -29,13 +29,13 @@ import (
 
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/trainer"
 	"github.com/salr-go/salr/trainer/eval"
 )
 
 // OpenRun loads a salr-train run directory (its pruned base with its trained
-// adapters). It is wired to trainer.OpenRun; while nil, -run reports that
-// run directories are not supported yet.
-var OpenRun func(dir string) (*model.Loaded, error)
+// adapters); a variable so that tests can substitute it.
+var OpenRun = trainer.OpenRun
 
 // options are the command-line flags.
 type options struct {
