@@ -3,47 +3,19 @@ package adapters
 import (
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/datasets/assets"
+
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/sparsity"
 )
 
-// testAssets finds the shared assets directory: $SALR_ASSETS (relative paths
-// are taken from the repository root), else ../shared/assets beside the
-// repository; the test is skipped when the directory is absent.
-func testAssets(t *testing.T) string {
-	t.Helper()
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("no go.mod above the test directory")
-		}
-		root = parent
-	}
-	dir := os.Getenv("SALR_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("..", "shared", "assets")
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("assets directory %s absent", dir)
-	}
-	return dir
-}
+// testAssets is the shared assets directory (assets.ForTest).
+func testAssets(t *testing.T) string { return assets.ForTest(t) }
 
 // residualMSE is ||E − B A||²/(rows·cols) for an adapter approximating e.
 func residualMSE(e []float32, l *LowRank) float64 {

@@ -4,25 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
-// assetsDir finds the shared assets: $SALR_ASSETS (relative paths are taken
-// from the repository root, as CI sets it), else ../shared/assets next to the
-// repository root. It skips the test when the directory is absent.
-func assetsDir(t testing.TB) string {
-	t.Helper()
-	root := repoRoot(t)
-	dir := os.Getenv("SALR_ASSETS")
-	if dir == "" {
-		dir = filepath.Join(root, "..", "shared", "assets")
-	} else if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		t.Skipf("assets directory %s not found", dir)
-	}
-	return dir
-}
+// assetsDir is the shared assets directory (assets.ForTest).
+func assetsDir(t testing.TB) string { return assets.ForTest(t) }
 
 // repoRoot walks up from the package directory to the directory with go.mod.
 func repoRoot(t testing.TB) string {

@@ -9,39 +9,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
-// checkpointTestAssets finds the shared assets directory: $SALR_ASSETS
-// (relative paths are taken from the repository root), else ../shared/assets
-// beside the repository. It skips the test when the directory is absent.
-func checkpointTestAssets(t *testing.T) string {
-	t.Helper()
-	root, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(root)
-		if parent == root {
-			t.Fatal("no go.mod above the test directory")
-		}
-		root = parent
-	}
-	dir := os.Getenv("SALR_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("..", "shared", "assets")
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("assets directory %s absent", dir)
-	}
-	return dir
-}
+// checkpointTestAssets is the shared assets directory (assets.ForTest).
+func checkpointTestAssets(t *testing.T) string { return assets.ForTest(t) }
 
 func stories260KPath(t *testing.T) string {
 	return filepath.Join(checkpointTestAssets(t), "stories260K", "stories260K.bin")

@@ -12,41 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/salr-go/salr/datasets/assets"
+
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
 )
 
-// assetsDir finds the shared assets: $SALR_ASSETS, else ../shared/assets
-// beside the repository root.
-func assetsDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("SALR_ASSETS"); d != "" {
-		abs, err := filepath.Abs(d)
-		if err == nil {
-			if _, err := os.Stat(abs); err == nil {
-				return abs
-			}
-		}
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no repository root")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "assets")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("assets not found; set SALR_ASSETS")
-	}
-	return d
-}
+// assetsDir is the shared assets directory (assets.ForTest).
+func assetsDir(t testing.TB) string { return assets.ForTest(t) }
 
 // tinyConfig is the quickstart shrunk to seconds: short sequences, few
 // steps, a small held-out set.

@@ -11,40 +11,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/datasets/assets"
+
 	"github.com/salr-go/salr/model"
 )
 
-// storiesModel returns the path of the stories260K checkpoint under
-// $SALR_ASSETS (relative to the repository root) or ../shared/assets, and
-// skips the test when the assets are absent.
+// storiesModel is the path of the stories260K checkpoint in the shared assets.
 func storiesModel(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if parent := filepath.Dir(dir); parent != dir {
-			dir = parent
-			continue
-		}
-		t.Fatal("go.mod not found")
-	}
-	assets := os.Getenv("SALR_ASSETS")
-	switch {
-	case assets == "":
-		assets = filepath.Join(dir, "..", "shared", "assets")
-	case !filepath.IsAbs(assets):
-		assets = filepath.Join(dir, assets)
-	}
-	path := filepath.Join(assets, "stories260K", "stories260K.bin")
-	if _, err := os.Stat(path); err != nil {
-		t.Skipf("stories260K not found: %v", err)
-	}
-	return path
+	return filepath.Join(assets.ForTest(t), "stories260K", "stories260K.bin")
 }
 
 // writeMMLU writes a one-subject MMLU directory (anatomy, 3 test and 5 dev

@@ -2,28 +2,20 @@ package main
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
-func assets(t *testing.T) string {
-	t.Helper()
-	d := os.Getenv("SALR_ASSETS")
-	if d == "" {
-		d = filepath.Join("..", "..", "..", "shared", "assets")
-	}
-	if _, err := os.Stat(filepath.Join(d, "stories260K")); err != nil {
-		t.Skip("assets not found; set SALR_ASSETS")
-	}
-	return d
-}
+// storiesDir is the stories260K directory of the shared assets.
+func storiesDir(t *testing.T) string { return filepath.Join(assets.ForTest(t), "stories260K") }
 
 // TestReferenceContinuation runs the command's code path on the llama2.c
 // model: greedy decoding must print the assets README's reference text.
 func TestReferenceContinuation(t *testing.T) {
-	dir := filepath.Join(assets(t), "stories260K")
+	dir := storiesDir(t)
 	var out bytes.Buffer
 	err := run(options{model: filepath.Join(dir, "stories260K.bin"), prompt: "Once upon a time", maxNew: 56, topP: 1}, &out)
 	if err != nil {
@@ -39,7 +31,7 @@ func TestBadInputs(t *testing.T) {
 	if err := run(options{model: "/nonexistent/model", prompt: "x", maxNew: 1, topP: 1}, &bytes.Buffer{}); err == nil {
 		t.Error("missing model accepted")
 	}
-	dir := filepath.Join(assets(t), "stories260K")
+	dir := storiesDir(t)
 	err := run(options{model: filepath.Join(dir, "stories260K.bin"), prompt: "x", maxNew: 1, temperature: 1, topP: 2}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "top-p") {
 		t.Errorf("top-p 2: %v", err)

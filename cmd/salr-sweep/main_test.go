@@ -11,26 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/datasets/assets"
+
 	"github.com/salr-go/salr/trainer"
 )
 
-// assets finds the shared assets ($SALR_ASSETS, else ../shared/assets
-// beside the repository root), sets SALR_ASSETS, or skips the test.
-func assets(t *testing.T) {
-	t.Helper()
-	d := os.Getenv("SALR_ASSETS")
-	if d == "" {
-		d = filepath.Join("..", "..", "..", "shared", "assets")
-	}
-	abs, err := filepath.Abs(d)
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := os.Stat(abs); err != nil {
-		t.Skip("assets not found; set SALR_ASSETS")
-	}
-	t.Setenv("SALR_ASSETS", abs)
-}
+// setAssets points SALR_ASSETS at the shared assets or skips the test.
+func setAssets(t *testing.T) { assets.ForTest(t) }
 
 func TestParseArgsRejectsBadUsage(t *testing.T) {
 	for _, args := range [][]string{
@@ -52,7 +39,7 @@ func TestParseArgsRejectsBadUsage(t *testing.T) {
 // TestCommands runs the modes of salr-sweep on a three-run sweep whose runs
 // do not train (max_steps 0): -dry-run, -index, -emit and -collect.
 func TestCommands(t *testing.T) {
-	assets(t)
+	setAssets(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "cmd.toml")
 	text := fmt.Sprintf(`name = "cmd"

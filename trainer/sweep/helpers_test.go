@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
 // The test binary doubles as the processes a sweep starts: with
@@ -110,37 +112,9 @@ func expansionText(runs []Run) string {
 	return b.String()
 }
 
-// assetsDir finds the shared assets: $SALR_ASSETS, else ../shared/assets
-// beside the repository root; it skips the test when there are none, and
-// sets SALR_ASSETS for the configs.
-func assetsDir(t testing.TB) string {
-	t.Helper()
-	if d := os.Getenv("SALR_ASSETS"); d != "" {
-		if abs, err := filepath.Abs(d); err == nil {
-			if _, err := os.Stat(abs); err == nil {
-				t.Setenv("SALR_ASSETS", abs)
-				return abs
-			}
-		}
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no repository root")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "assets")
-	if _, err := os.Stat(d); err != nil {
-		t.Skip("assets not found; set SALR_ASSETS")
-	}
-	t.Setenv("SALR_ASSETS", d)
-	return d
-}
+// assetsDir is the shared assets directory (assets.ForTest, which also sets
+// SALR_ASSETS for the configs).
+func assetsDir(t testing.TB) string { return assets.ForTest(t) }
 
 // tinySets shrink the quickstart to a second per run.
 var tinySets = []string{
