@@ -106,7 +106,7 @@ func tokenize(enc Encoder, ex Example, maxTokens int, overlong Overlong) (seq Se
 	if err != nil {
 		return Sequence{}, false, 0, fmt.Errorf("datasets: encoding prompt+response: %w", err)
 	}
-	common := commonPrefixLen(promptIDs, wholeIDs)
+	common := CommonPrefixLen(promptIDs, wholeIDs)
 
 	tokens := make([]int, 0, len(wholeIDs)+2)
 	if enc.AddBOS() {
@@ -134,8 +134,9 @@ func tokenize(enc Encoder, ex Example, maxTokens int, overlong Overlong) (seq Se
 	return Sequence{Tokens: tokens, Loss: loss}, truncated, outcomeKept, nil
 }
 
-// commonPrefixLen is the length of the longest common prefix of a and b.
-func commonPrefixLen(a, b []int) int {
+// CommonPrefixLen is the length of the longest common prefix of two token
+// sequences (where a prompt's encoding and a longer text's agree).
+func CommonPrefixLen(a, b []int) int {
 	n := min(len(a), len(b))
 	for i := 0; i < n; i++ {
 		if a[i] != b[i] {

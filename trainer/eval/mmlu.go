@@ -268,17 +268,6 @@ func (sc *mmluScorer) prefix(r *mmluRequest) (*mmluPrefix, error) {
 	return p, nil
 }
 
-// commonPrefixLen is the length of the longest common prefix of a and b.
-func commonPrefixLen(a, b []int) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return n
-}
-
 // continuationRun is the part of one or more continuations fed to the model
 // after a document's prompt: all but the last token, shared by the
 // continuations that differ only in their last token.
@@ -320,7 +309,7 @@ func (sc *mmluScorer) score(all []*mmluRequest) ([][4]float64, error) {
 		c := sc.docs.get(i, len(r.ctx))
 		reuse := 0
 		if r.prefix != nil {
-			reuse = min(commonPrefixLen(r.prefix.tokens, r.ctx), len(r.ctx)-1)
+			reuse = min(datasets.CommonPrefixLen(r.prefix.tokens, r.ctx), len(r.ctx)-1)
 			c.CopyFrom(r.prefix.cache, reuse)
 		}
 		feeds[i], caches[i] = r.ctx[reuse:], c

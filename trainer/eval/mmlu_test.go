@@ -231,7 +231,7 @@ func assertPrefixMismatch(t *testing.T, enc plainEncoder, prompt string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := commonPrefixLen(prefix, whole); n == len(prefix) {
+	if n := datasets.CommonPrefixLen(prefix, whole); n == len(prefix) {
 		t.Fatalf("test data: the prefix's %d tokens are a prefix of the prompt's; the boundary case is not exercised", n)
 	}
 }
