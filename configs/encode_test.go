@@ -191,10 +191,10 @@ func TestKeyLines(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("keyLines =\n%v\nwant\n%v", got, want)
 	}
-	if n := lineOf(got, "quoted.key.sub.k.a"); n != 21 {
-		t.Errorf("lineOf(inline table key) = %d, want 21 (the enclosing key)", n)
+	if n := LineOf(got, "quoted.key.sub.k.a"); n != 21 {
+		t.Errorf("LineOf(inline table key) = %d, want 21 (the enclosing key)", n)
 	}
-	if n := lineOf(got, "nowhere"); n != 0 {
-		t.Errorf("lineOf(unknown) = %d", n)
+	if n := LineOf(got, "nowhere"); n != 0 {
+		t.Errorf("LineOf(unknown) = %d", n)
 	}
 }

@@ -4,22 +4,30 @@ import (
 	"strings"
 )
 
-// keyLines maps every dotted key defined in a TOML document to the 1-based
-// line that defines it: "[train]" then "lr = 1" gives "train" -> 1 and
-// "train.lr" -> 2. The TOML decoder keeps key positions private, so errors
-// about unknown keys, wrong types and bad values find their line here. The
-// scanner only needs to be right for documents that already parsed: it
-// follows table headers, dotted keys, strings (so '#', '[' and '=' inside
-// them are ignored) and values spanning lines (multi-line strings and
-// arrays). Keys inside inline tables are not recorded; lineOf falls back to
-// the enclosing key, which is on the same line.
-func keyLines(src string) map[string]int {
-	lines := map[string]int{}
+// KeyDef is one key definition found in a TOML text: a table header
+// ("[train]", "[[runs]]") or a "key = value" line. Path is the full key it
+// defines (the enclosing table's path plus the line's own dotted key), of
+// which the first Table segments come from the enclosing table header.
+type KeyDef struct {
+	Path  []string
+	Table int
+	Line  int
+}
+
+// KeyDefs lists the key definitions of a TOML document in document order.
+// The TOML decoder keeps key positions private, so errors about unknown keys,
+// wrong types and bad values find their line here. The scanner only needs to
+// be right for documents that already parsed: it follows table headers,
+// dotted and quoted keys, strings (so '#', '[' and '=' inside them are
+// ignored) and values spanning lines (multi-line strings and arrays). Keys
+// inside inline tables are not listed; LineOf falls back to the enclosing
+// key, which is on the same line.
+func KeyDefs(src string) []KeyDef {
+	var defs []KeyDef
 	sc := lineScanner{}
 	var table []string
 	for i, line := range strings.Split(strings.TrimPrefix(src, "\ufeff"), "\n") {
 		line = strings.TrimSuffix(line, "\r")
-		lineNo := i + 1
 		if sc.inValue() {
 			sc.scanValue(line)
 			continue
@@ -32,36 +40,42 @@ func keyLines(src string) map[string]int {
 			rest = strings.TrimPrefix(strings.TrimPrefix(rest, "["), "[")
 			if key, _, ok := parseKey(rest); ok {
 				table = key
-				record(lines, nil, key, lineNo)
+				defs = append(defs, KeyDef{Path: key, Line: i + 1})
 			}
 		default:
 			key, after, ok := parseKey(rest)
 			if !ok || !strings.HasPrefix(after, "=") {
 				continue
 			}
-			record(lines, table, key, lineNo)
+			full := append(append([]string(nil), table...), key...)
+			defs = append(defs, KeyDef{Path: full, Table: len(table), Line: i + 1})
 			sc.scanValue(after[1:])
+		}
+	}
+	return defs
+}
+
+// keyLines maps every dotted key defined in a TOML document to the 1-based
+// line that defines it: "[train]" then "lr = 1" gives "train" -> 1 and
+// "train.lr" -> 2; a.b.c = 1 also defines a.b.
+func keyLines(src string) map[string]int {
+	lines := map[string]int{}
+	for _, d := range KeyDefs(src) {
+		for n := d.Table + 1; n <= len(d.Path); n++ {
+			k := strings.Join(d.Path[:n], ".")
+			if _, seen := lines[k]; !seen {
+				lines[k] = d.Line
+			}
 		}
 	}
 	return lines
 }
 
-// record stores the line of table+key and of every intermediate dotted key
-// not seen before (a.b.c = 1 also defines a.b).
-func record(lines map[string]int, table, key []string, lineNo int) {
-	full := append(append([]string(nil), table...), key...)
-	for n := len(table) + 1; n <= len(full); n++ {
-		k := strings.Join(full[:n], ".")
-		if _, seen := lines[k]; !seen {
-			lines[k] = lineNo
-		}
-	}
-}
-
-// lineOf returns the line of key, or of its nearest recorded ancestor, or 0.
-func lineOf(lines map[string]int, key string) int {
+// LineOf returns the line of key in lines, or of its nearest ancestor that
+// has one, or 0.
+func LineOf(lines map[string]int, key string) int {
 	for {
-		if n, ok := lines[key]; ok {
+		if n, ok := lines[key]; ok && n > 0 {
 			return n
 		}
 		dot := strings.LastIndexByte(key, '.')

@@ -139,7 +139,7 @@ type source struct {
 }
 
 func (s source) origin(key string) string {
-	if n := lineOf(s.lines, key); n > 0 {
+	if n := LineOf(s.lines, key); n > 0 {
 		return fmt.Sprintf("%s:%d", s.name, n)
 	}
 	return s.name
@@ -179,7 +179,7 @@ func (ld *loader) apply(table map[string]any, prefix string, src source, errs *E
 		return prefix + "." + k
 	}
 	slices.SortFunc(keys, func(a, b string) int {
-		return cmp.Or(cmp.Compare(lineOf(src.lines, join(a)), lineOf(src.lines, join(b))), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(LineOf(src.lines, join(a)), LineOf(src.lines, join(b))), cmp.Compare(a, b))
 	})
 	for _, k := range keys {
 		key, v := join(k), table[k]

@@ -369,8 +369,8 @@ train.lr = [1]
 x = {min = 1, max = 2}
 `
 	var got []string
-	for _, d := range scanKeyDefs(src) {
-		got = append(got, strings.Join(d.path, "/")+":"+strconv.Itoa(d.line))
+	for _, d := range configs.KeyDefs(src) {
+		got = append(got, strings.Join(d.Path, "/")+":"+strconv.Itoa(d.Line))
 	}
 	want := []string{"name:2", "set:3", "text:7", "grid:10", "grid/sparsity.ratio:11", "grid/train/lr:13", "runs:14", "runs/x:15"}
 	if !slices.Equal(got, want) {

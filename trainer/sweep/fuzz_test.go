@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name = \"x\"\nbase = \"q\"\n[[runs]]\nmethod = \"lora\"\n[[runs]]\n[runs.sparsity]\nratio = 0.2\n"))
 	f.Add([]byte("a = \"\"\"\n[grid]\n\"\"\"\n[grid]\n'k' = [ # c\n]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		scanKeyDefs(string(data))
+		configs.KeyDefs(string(data))
 		s, err := Parse("f.toml", data, "", nil)
 		if err != nil {
 			ce, ok := err.(configs.Errors)

@@ -197,7 +197,7 @@ type parser struct {
 }
 
 func (p *parser) origin(key string) string {
-	if n := lineOf(p.lines, key); n > 0 {
+	if n := configs.LineOf(p.lines, key); n > 0 {
 		return fmt.Sprintf("%s:%d", p.name, n)
 	}
 	return p.name
