@@ -12,6 +12,7 @@
 // real work and in float64 for numeric gradient checks. Backward functions
 // overwrite their outputs (they never accumulate) and skip any output passed as
 // nil. Programmer errors (mismatched lengths) panic with a "kernels:" prefix;
-// this package never returns errors for user input and imports no other
-// package of this project.
+// this package never returns errors for user input and imports no package of
+// this project outside kernels/ (the vectorized float32 math lives in
+// kernels/internal/vecmath, in Go assembly, which a cgo package cannot hold).
 package kernels
