@@ -182,7 +182,13 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		headTrains := (cfg.TieEmbeddings && trainable(embedName)) || (!cfg.TieEmbeddings && trainable("lm_head.weight"))
 		switch {
 		case !headTrains && !opt.KeepLogits:
-			gr.loss = must(b.Apply(gop.HeadCrossEntropy[T]{ID: "lm_head", W: p.Head}, x, gr.targets, gr.mask))
+			head := gop.HeadCrossEntropy[T]{ID: "lm_head", W: p.Head}
+			if len(b.learnables) > 0 {
+				// Something trains: the forward pass also computes the input
+				// gradient (one pass over the head's logits instead of two).
+				head.Grad = new(gop.HeadGrad[T])
+			}
+			gr.loss = must(b.Apply(head, x, gr.targets, gr.mask))
 			return
 		case cfg.TieEmbeddings && trainable(embedName):
 			gr.logits = must(b.Apply(gop.Linear[T]{}, x, embed))
