@@ -179,6 +179,10 @@ type BenchGenerateOptions struct {
 	Formats      []string // base formats (BaseMatrix), e.g. dense-fp32, dense-bf16, bitmap-bf16
 	Reps         int      // timed generations per format (the median is reported)
 	Seed         uint64
+	// InTurns builds every format's model first and times them in turns
+	// (repetition by repetition), so that all formats see the same machine
+	// load; it holds all models in memory at once.
+	InTurns bool
 }
 
 // BenchGenerate measures greedy generation speed for each format in turn: it
@@ -186,8 +190,9 @@ type BenchGenerateOptions struct {
 // deviation 0.02, the same for every format), prunes each projection by
 // magnitude at the given sparsity, stores it in the format, and times a
 // prefill of a random prompt and the decoding of NewTokens tokens, Reps
-// times after one untimed warm-up. One model is held in memory at a time;
-// the embedding stays float32 and the head is bf16 except for fp32 formats.
+// times after one untimed warm-up. One model is held in memory at a time
+// unless InTurns is set; the embedding stays float32 and the head is bf16
+// except for fp32 formats.
 func BenchGenerate(ctx context.Context, o BenchGenerateOptions, logf func(string, ...any)) ([]GenerateBench, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -219,37 +224,80 @@ func BenchGenerate(ctx context.Context, o BenchGenerateOptions, logf func(string
 	for i := range prompt {
 		prompt[i] = rng.IntN(cfg.Vocab)
 	}
-	var results []GenerateBench
-	var firstTokens []int
-	for _, format := range o.Formats {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
+	cases := make([]*generateCase, len(o.Formats))
+	build := func(i int) error {
 		start := time.Now()
-		p, err := randomPrunedParams(cfg, o.Sparsity, format, o.Seed)
+		p, err := randomPrunedParams(cfg, o.Sparsity, o.Formats[i], o.Seed)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		res := GenerateBench{Bench: "generate", Shape: o.Shape, Format: format, Sparsity: o.Sparsity,
-			PromptTokens: o.PromptTokens, NewTokens: o.NewTokens, Reps: o.Reps, Threads: runtime.GOMAXPROCS(0),
-			BuildSeconds: time.Since(start).Seconds()}
-		res.ModelBytes, res.ProjectionBytes = paramsBytes(p)
-		res.ProjectionBytesRatio = float64(res.ProjectionBytes) / float64(projectionWeights(cfg)*2)
-		logf("%s: built in %.1fs, %.0f MB of weights", format, res.BuildSeconds, float64(res.ModelBytes)/(1<<20))
-		tokens, err := timeGeneration(ctx, p, prompt, o, &res, logf)
-		if err != nil {
-			return nil, err
-		}
-		if firstTokens == nil {
-			firstTokens = tokens
-		}
-		for res.MatchingTokens < len(tokens) && tokens[res.MatchingTokens] == firstTokens[res.MatchingTokens] {
-			res.MatchingTokens++
-		}
-		results = append(results, res)
-		p = nil
+		c := &generateCase{runner: model.NewRunner(p), res: GenerateBench{Bench: "generate", Shape: o.Shape, Format: o.Formats[i],
+			Sparsity: o.Sparsity, PromptTokens: o.PromptTokens, NewTokens: o.NewTokens, Reps: o.Reps,
+			Threads: runtime.GOMAXPROCS(0), BuildSeconds: time.Since(start).Seconds()}}
+		c.res.ModelBytes, c.res.ProjectionBytes = paramsBytes(p)
+		c.res.ProjectionBytesRatio = float64(c.res.ProjectionBytes) / float64(projectionWeights(cfg)*2)
+		logf("%s: built in %.1fs, %.0f MB of weights", c.res.Format, c.res.BuildSeconds, float64(c.res.ModelBytes)/(1<<20))
+		cases[i] = c
+		// Warm-up: buffers, pools and page faults of the first products.
+		_, err = c.generate(prompt, min(o.NewTokens, 2), false)
+		return err
+	}
+	// release drops a case's model so that the next starts from a small heap.
+	release := func(c *generateCase) {
+		c.runner = nil
 		runtime.GC()
-		debug.FreeOSMemory() // the next format starts from a small heap
+		debug.FreeOSMemory()
+	}
+	timed := func(c *generateCase) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rep, err := c.generate(prompt, o.NewTokens, true)
+		if err != nil {
+			return err
+		}
+		logf("%s: rep %d: prefill %.1f tokens/s, decode %.2f tokens/s", c.res.Format, len(c.decode), c.prefill[len(c.prefill)-1], c.decode[len(c.decode)-1])
+		if c.tokens == nil {
+			c.tokens = rep
+		}
+		return nil
+	}
+	if o.InTurns {
+		for i := range cases {
+			if err := build(i); err != nil {
+				return nil, err
+			}
+		}
+		for range o.Reps {
+			for _, c := range cases {
+				if err := timed(c); err != nil {
+					return nil, err
+				}
+			}
+		}
+	} else {
+		for i := range cases {
+			if err := build(i); err != nil {
+				return nil, err
+			}
+			for range o.Reps {
+				if err := timed(cases[i]); err != nil {
+					return nil, err
+				}
+			}
+			release(cases[i])
+		}
+	}
+	results := make([]GenerateBench, len(cases))
+	for i, c := range cases {
+		slices.Sort(c.decode)
+		slices.Sort(c.prefill)
+		c.res.TokensPerSecond, c.res.PrefillTokensPerSecond = median(c.decode), median(c.prefill)
+		c.res.MsPerToken = 1000 / c.res.TokensPerSecond
+		for c.res.MatchingTokens < len(c.tokens) && c.tokens[c.res.MatchingTokens] == cases[0].tokens[c.res.MatchingTokens] {
+			c.res.MatchingTokens++
+		}
+		results[i] = c.res
 	}
 	for _, r := range results {
 		if r.Format == configs.BaseDenseBF16 {
@@ -261,52 +309,38 @@ func BenchGenerate(ctx context.Context, o BenchGenerateOptions, logf func(string
 	return results, nil
 }
 
-// timeGeneration runs one warm-up and o.Reps timed greedy generations of
-// o.NewTokens tokens after prompt, filling res's speeds; it returns the
-// tokens of the first timed generation.
-func timeGeneration(ctx context.Context, p *model.Params[float32], prompt []int, o BenchGenerateOptions, res *GenerateBench, logf func(string, ...any)) ([]int, error) {
-	r := model.NewRunner(p)
-	var decode, prefill []float64
-	var first []int
-	for rep := -1; rep < o.Reps; rep++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		steps := o.NewTokens
-		if rep < 0 {
-			steps = min(steps, 2) // warm-up: buffers and pools
-		}
-		cache := r.NewCache(len(prompt) + steps)
-		t0 := time.Now()
-		logits, err := r.Forward([][]int{prompt}, []*model.Cache{cache}, false)
-		if err != nil {
-			return nil, err
-		}
-		t1 := time.Now()
-		var tokens []int
-		for i := 0; i < steps; i++ {
-			tok := model.Argmax(logits[0])
-			tokens = append(tokens, tok)
-			if logits, err = r.Forward([][]int{{tok}}, []*model.Cache{cache}, false); err != nil {
-				return nil, err
-			}
-		}
-		if rep < 0 {
-			continue
-		}
-		d, pf := time.Since(t1).Seconds(), t1.Sub(t0).Seconds()
-		decode = append(decode, float64(steps)/d)
-		prefill = append(prefill, float64(len(prompt))/pf)
-		if first == nil {
-			first = tokens
-		}
-		logf("%s: rep %d: prefill %.1f tokens/s, decode %.2f tokens/s", res.Format, rep+1, prefill[len(prefill)-1], decode[len(decode)-1])
+// generateCase is one format of BenchGenerate: its model and measurements.
+type generateCase struct {
+	runner          *model.Runner
+	res             GenerateBench
+	decode, prefill []float64 // tokens/s of each timed generation
+	tokens          []int     // the first timed generation's tokens
+}
+
+// generate prefills prompt and decodes steps tokens greedily, recording the
+// speeds when record is set; it returns the tokens.
+func (c *generateCase) generate(prompt []int, steps int, record bool) ([]int, error) {
+	r := c.runner
+	cache := r.NewCache(len(prompt) + steps)
+	t0 := time.Now()
+	logits, err := r.Forward([][]int{prompt}, []*model.Cache{cache}, false)
+	if err != nil {
+		return nil, err
 	}
-	slices.Sort(decode)
-	slices.Sort(prefill)
-	res.TokensPerSecond, res.PrefillTokensPerSecond = median(decode), median(prefill)
-	res.MsPerToken = 1000 / res.TokensPerSecond
-	return first, nil
+	t1 := time.Now()
+	tokens := make([]int, 0, steps)
+	for range steps {
+		tok := model.Argmax(logits[0])
+		tokens = append(tokens, tok)
+		if logits, err = r.Forward([][]int{{tok}}, []*model.Cache{cache}, false); err != nil {
+			return nil, err
+		}
+	}
+	if record {
+		c.decode = append(c.decode, float64(steps)/time.Since(t1).Seconds())
+		c.prefill = append(c.prefill, float64(len(prompt))/t1.Sub(t0).Seconds())
+	}
+	return tokens, nil
 }
 
 // projectionWeights is the number of projection weights of cfg.

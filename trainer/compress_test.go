@@ -380,6 +380,16 @@ func TestBenchGenerate(t *testing.T) {
 	if res[1].SpeedupVsDenseBF16 != 1 || res[0].MatchingTokens != 5 {
 		t.Errorf("dense-bf16 speed-up %v, first format matching %d", res[1].SpeedupVsDenseBF16, res[0].MatchingTokens)
 	}
+	// Timed in turns, each format still gets its own repetitions and the
+	// same tokens.
+	o.InTurns, o.Reps, o.Formats = true, 2, []string{"bitmap-fp32", "dense-f32"}
+	turns, err := BenchGenerate(context.Background(), o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(turns) != 2 || turns[0].Format != "bitmap-fp32" || turns[1].Reps != 2 || turns[0].SpeedupVsDenseBF16 != 0 || !(turns[1].TokensPerSecond > 0) {
+		t.Errorf("in turns: %+v", turns)
+	}
 
 	// Every format holds the same pruned weights.
 	cfg, _ := model.NamedShape(o.Shape)

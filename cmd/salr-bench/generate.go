@@ -35,6 +35,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.StringVar(&formats, "formats", "dense-fp32,dense-bf16,bitmap-bf16", "comma-separated projection `formats`: dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32 (built one at a time)")
 	fs.IntVar(&o.Reps, "reps", 3, "timed generations per format (the median is reported)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and prompt")
+	fs.BoolVar(&o.InTurns, "in-turns", false, "build every format first and time them in turns (same machine load for all; holds all models in memory)")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "print build and per-repetition lines to stderr")
 	if err := parseFlags(fs, args); err != nil {
@@ -61,8 +62,12 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		return nil
 	}
-	fmt.Fprintf(stdout, "# %s, sparsity %.2f, prompt %d + %d new tokens, median of %d; kernels %s, BLAS %s, %d threads\n",
-		o.Shape, o.Sparsity, o.PromptTokens, o.NewTokens, o.Reps, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0))
+	order := "formats one after the other"
+	if o.InTurns {
+		order = "formats in turns"
+	}
+	fmt.Fprintf(stdout, "# %s, sparsity %.2f, prompt %d + %d new tokens, median of %d, %s; kernels %s, BLAS %s, %d threads\n",
+		o.Shape, o.Sparsity, o.PromptTokens, o.NewTokens, o.Reps, order, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-12s %12s %10s %12s %9s %12s %10s\n", "format", "decode tok/s", "ms/token", "prefill tok/s", "vs bf16", "model MB", "proj bytes")
 	for _, r := range results {
 		speedup := "-"

@@ -33,8 +33,8 @@ func TestGenerateJSON(t *testing.T) {
 }
 
 func TestGenerateTableAndErrors(t *testing.T) {
-	code, out, errOut := runCmd("generate", "-shape", "llama-64x1", "-vocab", "32", "-prompt-tokens", "2", "-new-tokens", "2", "-reps", "1", "-formats", "dense-bf16,bitmap-fp16")
-	if code != 0 || !strings.Contains(out, "bitmap-fp16") || !strings.Contains(out, "vs bf16") || !strings.Contains(out, "1.00x") {
+	code, out, errOut := runCmd("generate", "-shape", "llama-64x1", "-vocab", "32", "-prompt-tokens", "2", "-new-tokens", "2", "-reps", "2", "-formats", "dense-bf16,bitmap-fp16", "-in-turns")
+	if code != 0 || !strings.Contains(out, "bitmap-fp16") || !strings.Contains(out, "vs bf16") || !strings.Contains(out, "1.00x") || !strings.Contains(out, "in turns") {
 		t.Fatalf("exit %d, stdout:\n%s\nstderr: %s", code, out, errOut)
 	}
 	if code, _, errOut := runCmd("generate", "-formats", "dense-int4"); code != 1 || !strings.Contains(errOut, "dense-int4") {
