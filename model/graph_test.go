@@ -204,3 +204,22 @@ func TestBuildGraphErrors(t *testing.T) {
 		t.Error("wrong batch size accepted")
 	}
 }
+
+func TestRandomCheckpointIsRepeatable(t *testing.T) {
+	a, err := RandomCheckpoint(tinyQwen2Config(false), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := RandomCheckpoint(tinyQwen2Config(false), 3)
+	c, _ := RandomCheckpoint(tinyQwen2Config(false), 4)
+	differs := false
+	for name, ta := range a.Tensors {
+		if !slices.Equal(ta.Data, b.Tensors[name].Data) {
+			t.Fatalf("%s differs between two draws with the same seed", name)
+		}
+		differs = differs || !slices.Equal(ta.Data, c.Tensors[name].Data)
+	}
+	if !differs {
+		t.Fatal("different seeds gave the same weights")
+	}
+}

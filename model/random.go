@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 )
 
@@ -41,9 +42,12 @@ func RandomCheckpoint(cfg Config, seed uint64) (*Checkpoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rng := rand.New(rand.NewPCG(seed, 0xbe9c4))
 	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: fmt.Sprintf("random(seed=%d)", seed)}
 	for name, shape := range cfg.TensorShapes() {
+		// Each tensor has its own stream, so the map's order does not matter.
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		rng := rand.New(rand.NewPCG(seed, h.Sum64()))
 		n := 1
 		for _, d := range shape {
 			n *= d

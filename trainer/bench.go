@@ -48,6 +48,9 @@ type BenchTrainOptions struct {
 // same code as salr-train (PROTOCOLS.md "bench-60M": LoRA rank 16, SALR
 // LoRA 16 + SVD 16, adapters on all 7 projections).
 func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	mc, err := model.NamedShape(o.Shape)
 	if err != nil {
 		return nil, err
