@@ -1,10 +1,7 @@
 package model
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -48,53 +45,24 @@ func WriteHF(dir string, ck *Checkpoint, dtype safetensors.DType, opts ...WriteO
 	if err := checkCheckpointTensors(ck); err != nil {
 		return fmt.Errorf("WriteHF: %w", err)
 	}
-	cfg := ck.Config
-	cfg.TorchDtype = dtype.TorchName()
-	configJSON, err := cfg.MarshalHF()
-	if err != nil {
-		return err
+	if _, err := existingModelFiles(dir, settings.overwrite); err != nil {
+		return err // fail before encoding anything
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	staleShards, err := existingModelFiles(dir, settings.overwrite)
-	if err != nil {
-		return err
-	}
-
 	names := make([]string, 0, len(ck.Tensors))
-	for name := range cfg.TensorShapes() {
+	for name := range ck.Config.TensorShapes() {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	tensors := make([]safetensors.Tensor, 0, len(names))
 	for _, name := range names {
 		t := ck.Tensors[name]
-		var data []byte
-		if dtype == safetensors.F32 {
-			data = safetensors.Float32View(t.Data) // read-only view, no copy
-		} else if data, err = safetensors.EncodeFloat32(t.Data, dtype); err != nil {
+		data, err := float32Bytes(t.Data, dtype)
+		if err != nil {
 			return err
 		}
 		tensors = append(tensors, safetensors.Tensor{Name: name, DType: dtype, Shape: t.Shape, Data: data})
 	}
-	if err := safetensors.Write(filepath.Join(dir, safetensors.SingleFileName), tensors, nil); err != nil {
-		return err
-	}
-	err = safetensors.WriteAtomic(filepath.Join(dir, HFConfigFileName), func(w io.Writer) error {
-		_, err := w.Write(configJSON)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	// model.safetensors now takes precedence; drop a stale sharded copy.
-	for _, stale := range staleShards {
-		if err := os.Remove(stale); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
+	return writeModelFiles(dir, ck.Config, dtype, tensors, nil, settings.overwrite)
 }
 
 // existingModelFiles refuses a directory that holds a model unless
