@@ -195,9 +195,11 @@ type OutputConfig struct {
 	SavePEFT bool `toml:"save_peft"`
 	// Write the pruned base model.
 	SaveBase bool `toml:"save_base"`
-	// Storage of the pruned base: dense-f32, dense-bf16 (HF safetensors with
-	// zeros), or bitmap-bf16, bitmap-fp16, bitmap-fp32 (one bit per position
-	// plus the packed nonzero values).
+	// Storage of the pruned base, in training and in the run directory:
+	// dense-f32, dense-bf16 (dense with zeros), or bitmap-bf16, bitmap-fp16,
+	// bitmap-fp32 (one bit per position plus the packed nonzero values; the
+	// run directory then also holds compressed/). base/ is always a dense HF
+	// directory, in bf16 for the bf16 formats, f16 for bitmap-fp16, else f32.
 	BaseFormat string `toml:"base_format"`
 }
 

@@ -32,7 +32,7 @@ var fieldDocs = map[string]string{
 	"method":                       "Fine-tuning method. lora: dense base plus LoRA (the sparsity section is ignored). prune-lora: pruned base plus LoRA. salr: pruned base plus LoRA plus the trainable SVD residual adapter. prune and prune-svd measure the pruned base alone or with the SVD residual adapter; they never train, so the train section is ignored (the run still writes its outputs).",
 	"model.path":                   "Base checkpoint: a HuggingFace model directory (config.json plus safetensors) or a llama2.c .bin file.",
 	"model.tokenizer":              "Tokenizer file or directory (tokenizer.json, a directory holding it, or a llama2.c tok*.bin). Empty: tokenizer.json from the model directory, or tok512.bin beside a .bin model.",
-	"output.base_format":           "Storage of the pruned base: dense-f32, dense-bf16 (HF safetensors with zeros), or bitmap-bf16, bitmap-fp16, bitmap-fp32 (one bit per position plus the packed nonzero values).",
+	"output.base_format":           "Storage of the pruned base, in training and in the run directory: dense-f32, dense-bf16 (dense with zeros), or bitmap-bf16, bitmap-fp16, bitmap-fp32 (one bit per position plus the packed nonzero values; the run directory then also holds compressed/). base/ is always a dense HF directory, in bf16 for the bf16 formats, f16 for bitmap-fp16, else f32.",
 	"output.dir":                   "Run directory (config, metrics, checkpoints, adapters, compressed base).",
 	"output.save_base":             "Write the pruned base model.",
 	"output.save_peft":             "Also export the adapters in HuggingFace PEFT format.",
