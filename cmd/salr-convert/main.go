@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
@@ -42,11 +43,6 @@ type options struct {
 	sparsity      float64      // fraction of each projection pruned
 	compressDType bitmap.DType // value type of the compressed weights
 }
-
-// usageError marks errors in the command line (exit status 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
 
 // parseArgs reads the command line; -h prints the usage and returns
 // flag.ErrHelp.
@@ -73,34 +69,34 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return options{}, err
 		}
-		return options{}, usageError{err.Error()}
+		return options{}, cli.UsageError(err.Error())
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case fs.NArg() > 0:
-		return options{}, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+		return options{}, cli.UsageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	case opts.from != "llama2c" && opts.from != "hf":
-		return options{}, usageError{fmt.Sprintf("-from %q is not supported (want llama2c or hf)", opts.from)}
+		return options{}, cli.UsageError(fmt.Sprintf("-from %q is not supported (want llama2c or hf)", opts.from))
 	case opts.in == "":
-		return options{}, usageError{"-in is required"}
+		return options{}, cli.UsageError("-in is required")
 	case opts.out == "":
-		return options{}, usageError{"-out is required"}
+		return options{}, cli.UsageError("-out is required")
 	case opts.compress && set["dtype"]:
-		return options{}, usageError{"-dtype does not apply with -compress (the dense tensors follow -compress-dtype)"}
+		return options{}, cli.UsageError("-dtype does not apply with -compress (the dense tensors follow -compress-dtype)")
 	case !opts.compress && (set["sparsity"] || set["compress-dtype"]):
-		return options{}, usageError{"-sparsity and -compress-dtype need -compress"}
+		return options{}, cli.UsageError("-sparsity and -compress-dtype need -compress")
 	case opts.compress && !(opts.sparsity > 0 && opts.sparsity < 1):
-		return options{}, usageError{fmt.Sprintf("-sparsity %v: want a fraction in (0, 1)", opts.sparsity)}
+		return options{}, cli.UsageError(fmt.Sprintf("-sparsity %v: want a fraction in (0, 1)", opts.sparsity))
 	}
 	d, err := safetensors.ParseDType(dtype)
 	if err != nil || (d != safetensors.F32 && d != safetensors.BF16 && d != safetensors.F16) {
-		return options{}, usageError{fmt.Sprintf("-dtype %q: want f32, bf16 or f16", dtype)}
+		return options{}, cli.UsageError(fmt.Sprintf("-dtype %q: want f32, bf16 or f16", dtype))
 	}
 	opts.dtype = d
 	if opts.compress {
 		if opts.compressDType, err = bitmap.ParseDType(compressDType); err != nil {
-			return options{}, usageError{fmt.Sprintf("-compress-dtype %q: want bf16, fp16 or fp32", compressDType)}
+			return options{}, cli.UsageError(fmt.Sprintf("-compress-dtype %q: want bf16, fp16 or fp32", compressDType))
 		}
 		// The dense tensors of a compressed model share the values' type.
 		opts.dtype, _ = safetensors.ParseDType(opts.compressDType.String())
@@ -198,7 +194,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "salr-convert: %v (see salr-convert -h)\n", err)
-		os.Exit(2)
+		os.Exit(cli.ExitUsage)
 	}
 	if err := run(opts, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "salr-convert: %v\n", err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
@@ -53,8 +54,7 @@ func TestParseArgs(t *testing.T) {
 		{"-bogus"},
 	} {
 		_, err := parseArgs(args, io.Discard)
-		var usage usageError
-		if !errors.As(err, &usage) {
+		if !cli.IsUsage(err) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
 	}
@@ -179,8 +179,7 @@ func TestParseArgsCompress(t *testing.T) {
 		{"-compress", "-in", "m.bin", "-out", "d", "-sparsity", "0"},
 		{"-compress", "-in", "m.bin", "-out", "d", "-compress-dtype", "int8"},
 	} {
-		var usage usageError
-		if _, err := parseArgs(args, io.Discard); !errors.As(err, &usage) {
+		if _, err := parseArgs(args, io.Discard); !cli.IsUsage(err) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
@@ -65,11 +66,6 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 }
 
-// usageError is bad command-line usage (exit status 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 // parseArgs reads the command line.
 func parseArgs(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -80,16 +76,16 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+		return o, cli.UsageError(fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
 	if o.task == "" {
-		return o, usageError{"-task is required (gsm8k or mmlu)"}
+		return o, cli.UsageError("-task is required (gsm8k or mmlu)")
 	}
 	if (o.model == "") == (o.run == "") {
-		return o, usageError{"give exactly one of -model and -run"}
+		return o, cli.UsageError("give exactly one of -model and -run")
 	}
 	if o.run != "" && o.tokenizer != "" {
-		return o, usageError{"-tokenizer applies to -model only (a run directory holds its tokenizer)"}
+		return o, cli.UsageError("-tokenizer applies to -model only (a run directory holds its tokenizer)")
 	}
 	return o, nil
 }
@@ -104,10 +100,9 @@ func mainStatus(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if cli.IsUsage(err) {
 		fmt.Fprintln(os.Stderr, "salr-eval:", err)
-		return 2
+		return cli.ExitUsage
 	}
 	if err != nil {
 		return 2 // the flag package has printed the problem and the usage
@@ -124,11 +119,11 @@ func mainStatus(args []string) int {
 		return 0
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(os.Stderr, "salr-eval: interrupted; no results written")
-		return 130
+		return cli.ExitInterrupted
 	}
 	fmt.Fprintln(os.Stderr, "salr-eval:", err)
-	if errors.As(err, &ue) {
-		return 2
+	if cli.IsUsage(err) {
+		return cli.ExitUsage
 	}
 	return 1
 }
@@ -231,7 +226,7 @@ func parseSubjects(s string) ([]string, error) {
 	for _, name := range strings.Split(s, ",") {
 		name = strings.TrimSpace(name)
 		if name == "" {
-			return nil, usageError{fmt.Sprintf("-subjects %q has an empty entry", s)}
+			return nil, cli.UsageError(fmt.Sprintf("-subjects %q has an empty entry", s))
 		}
 		out = append(out, name)
 	}

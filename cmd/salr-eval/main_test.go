@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets/assets"
 
 	"github.com/salr-go/salr/model"
@@ -54,8 +54,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-task", "mmlu", "-model", "m", "extra"}, "unexpected arguments"},
 	} {
 		_, err := parseArgs(tc.args, io.Discard)
-		var ue usageError
-		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+		if !cli.IsUsage(err) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want a usage error mentioning %q", tc.args, err, tc.want)
 		}
 	}

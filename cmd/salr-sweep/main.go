@@ -28,23 +28,15 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer/sweep"
 )
 
-// exitInterrupted is the exit status after a signal (128 + SIGINT).
-const exitInterrupted = 130
-
-// listFlag is a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
 // options are the command-line flags.
 type options struct {
 	config   string
-	sets     listFlag
+	sets     cli.StringList
 	parallel int
 	dryRun   bool
 	index    int
@@ -53,7 +45,7 @@ type options struct {
 	emit     string
 	out      string
 	emitOpt  sweep.EmitOptions
-	env      listFlag
+	env      cli.StringList
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -81,11 +73,6 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.env, "env", "-emit: NAME=VALUE set for the workers (repeatable), e.g. SALR_ASSETS=/data/assets")
 }
 
-// usageError is bad command-line usage (exit status 2).
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
 // parseArgs reads the command line.
 func parseArgs(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -103,15 +90,15 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	o.emitOpt.Env = o.env
 	switch {
 	case fs.NArg() > 0:
-		return o, usageError{fmt.Sprintf("unexpected arguments %q", fs.Args())}
+		return o, cli.UsageError(fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	case (o.config == "") == (o.collect == ""):
-		return o, usageError{"give exactly one of -config and -collect"}
+		return o, cli.UsageError("give exactly one of -config and -collect")
 	case o.parallel < 1:
-		return o, usageError{"-parallel must be >= 1"}
+		return o, cli.UsageError("-parallel must be >= 1")
 	case o.emit != "" && o.emit != "slurm" && o.emit != "k8s":
-		return o, usageError{fmt.Sprintf("-emit %q: want slurm or k8s", o.emit)}
+		return o, cli.UsageError(fmt.Sprintf("-emit %q: want slurm or k8s", o.emit))
 	case o.config != "" && countTrue(o.dryRun, o.index >= 0, o.emit != "") > 1:
-		return o, usageError{"-dry-run, -index and -emit exclude each other"}
+		return o, cli.UsageError("-dry-run, -index and -emit exclude each other")
 	}
 	return o, nil
 }
@@ -128,15 +115,14 @@ func countTrue(bs ...bool) int {
 
 func main() {
 	o, err := parseArgs(os.Args[1:], os.Stderr)
-	var ue usageError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		os.Exit(0)
-	case errors.As(err, &ue):
+	case cli.IsUsage(err):
 		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
-		os.Exit(2)
+		os.Exit(cli.ExitUsage)
 	case err != nil:
-		os.Exit(2) // the flag package has printed the problem and the usage
+		os.Exit(cli.ExitUsage) // the flag package has printed the problem and the usage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -145,7 +131,7 @@ func main() {
 	case err == nil:
 	case errors.Is(err, sweep.ErrInterrupted):
 		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
-		os.Exit(exitInterrupted)
+		os.Exit(cli.ExitInterrupted)
 	default:
 		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
 		os.Exit(1)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets/assets"
 
 	"github.com/salr-go/salr/trainer"
@@ -29,8 +29,7 @@ func TestParseArgsRejectsBadUsage(t *testing.T) {
 		{"-config", "a.toml", "extra"},
 	} {
 		_, err := parseArgs(args, io.Discard)
-		var ue usageError
-		if !errors.As(err, &ue) {
+		if !cli.IsUsage(err) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}

@@ -19,24 +19,16 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer"
 	"golang.org/x/term"
 )
 
-// exitInterrupted is the exit code of a run stopped by a signal after
-// writing a checkpoint (128 + SIGINT, as shells report).
-const exitInterrupted = 130
-
-type setFlags []string
-
-func (s *setFlags) String() string     { return strings.Join(*s, ",") }
-func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
-
 type options struct {
 	config      string
-	sets        setFlags
+	sets        cli.StringList
 	printConfig bool
 	resume      string
 	overwrite   bool
@@ -62,12 +54,12 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		os.Exit(2)
+		os.Exit(cli.ExitUsage)
 	}
 	if (o.config == "") == (o.resume == "") {
 		fmt.Fprintln(os.Stderr, "salr-train: give exactly one of -config and -resume")
 		fs.Usage()
-		os.Exit(2)
+		os.Exit(cli.ExitUsage)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,7 +67,7 @@ func main() {
 	switch {
 	case errors.Is(err, trainer.ErrInterrupted):
 		fmt.Fprintln(os.Stderr, "salr-train:", err)
-		os.Exit(exitInterrupted)
+		os.Exit(cli.ExitInterrupted)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "salr-train:", err)
 		os.Exit(1)

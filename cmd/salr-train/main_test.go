@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/cmd/internal/cli"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -71,7 +73,7 @@ func TestExitCodes(t *testing.T) {
 func TestPrintConfig(t *testing.T) {
 	t.Setenv("SALR_ASSETS", "/assets")
 	var out bytes.Buffer
-	o := options{config: "quickstart.toml", sets: setFlags{"train.lr=1e-4"}, printConfig: true}
+	o := options{config: "quickstart.toml", sets: cli.StringList{"train.lr=1e-4"}, printConfig: true}
 	if err := run(context.Background(), o, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}

@@ -21,25 +21,6 @@ import (
 // assetsDir is the shared assets directory (assets.ForTest).
 func assetsDir(t testing.TB) string { return assets.ForTest(t) }
 
-// repoRoot walks up from the package directory to the directory with go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-}
-
 // loadStories opens the stories260K model (context 512, vocabulary 512).
 func loadStories(t testing.TB) *model.Loaded {
 	t.Helper()
