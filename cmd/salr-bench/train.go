@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"strings"
 
 	"github.com/salr-go/salr/trainer"
@@ -26,7 +28,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("salr-bench train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: bench-60M or llama-<hidden>x<layers>")
-	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (one process per method gives a clean peak RSS)")
+	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
 	fs.IntVar(&o.Batch, "batch", 4, "sequences per step")
 	fs.IntVar(&o.Seq, "seq", 256, "tokens per sequence")
 	fs.IntVar(&o.Steps, "steps", 5, "timed steps (the median is reported)")
@@ -44,12 +46,19 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !jsonOut {
 		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "peak MB")
 	}
-	for _, m := range strings.Split(methods, ",") {
+	list := strings.Split(methods, ",")
+	for _, m := range list {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		o.Method = strings.TrimSpace(m)
-		r, err := trainer.BenchTrain(o, logf)
+		var r *trainer.TrainBench
+		var err error
+		if len(list) == 1 {
+			r, err = trainer.BenchTrain(o, logf)
+		} else {
+			r, err = trainInChild(ctx, args, o.Method, stderr)
+		}
 		if err != nil {
 			return err
 		}
@@ -64,4 +73,26 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, r.PeakRSSMB)
 	}
 	return nil
+}
+
+// trainInChild benchmarks one method in a child salr-bench process (the same
+// flags, this method, JSON output), so that each method's peak RSS is its
+// own and not the high-water mark of the methods before it.
+func trainInChild(ctx context.Context, args []string, method string, stderr io.Writer) (*trainer.TrainBench, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	// The flag package keeps the last value of a repeated flag.
+	cmd := exec.CommandContext(ctx, exe, append(append([]string{"train"}, args...), "-method", method, "-json")...)
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("salr-bench train -method %s (child process): %w", method, err)
+	}
+	var r trainer.TrainBench
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("salr-bench train -method %s: reading the child's result %q: %w", method, out, err)
+	}
+	return &r, nil
 }
