@@ -13,5 +13,6 @@ var backend BLAS = netlib.Implementation{}
 
 const backendName = "openblas"
 
-// setBLASThreads sets OpenBLAS's thread count.
-func setBLASThreads(n int) { C.openblas_set_num_threads(C.int(n)) }
+// OpenBLAS runs single-threaded: Gemm splits large products across
+// goroutines itself (see Gemm for why).
+func init() { C.openblas_set_num_threads(1) }

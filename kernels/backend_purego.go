@@ -8,6 +8,3 @@ import "gonum.org/v1/gonum/blas/gonum"
 var backend BLAS = gonum.Implementation{}
 
 const backendName = "gonum"
-
-// setBLASThreads is a no-op: gonum's BLAS follows GOMAXPROCS.
-func setBLASThreads(int) {}

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"runtime"
+	"sync"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -40,6 +41,13 @@ func trans(t bool) blas.Transpose {
 // transB say. lda, ldb and ldc are the row strides of A, B and C as stored.
 // With m == 1 and beta handled by the backend it uses GEMV, which is several
 // times faster than a 1×k GEMM.
+//
+// Large products are split into blocks of C's rows (or, when C has few rows,
+// of its columns), one per goroutine up to GOMAXPROCS, each a single-threaded
+// BLAS call. The backend's own threads are never used (backend_openblas.go):
+// OpenBLAS's idle threads spin for a while after every threaded call, and
+// would take the cores from the goroutines of the other kernels that run
+// between BLAS calls. The split depends only on the shape and GOMAXPROCS.
 func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
@@ -54,6 +62,38 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 		}
 		return
 	}
+	workers := gemmWorkers(m, n, k)
+	if workers <= 1 {
+		gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	if m >= gemmRowBlock*workers {
+		// Blocks of rows of C: rows [lo, hi) of op(A).
+		parts := splitAligned(m, workers, gemmRowBlock)
+		fanOut(len(parts)-1, func(w int) {
+			lo, hi := parts[w], parts[w+1]
+			aOff := lo * lda
+			if transA {
+				aOff = lo
+			}
+			gemm(transA, transB, hi-lo, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[lo*ldc:], ldc)
+		})
+		return
+	}
+	// Blocks of columns of C: columns [lo, hi) of op(B).
+	parts := splitAligned(n, workers, gemmColBlock)
+	fanOut(len(parts)-1, func(w int) {
+		lo, hi := parts[w], parts[w+1]
+		bOff := lo
+		if transB {
+			bOff = lo * ldb
+		}
+		gemm(transA, transB, m, hi-lo, k, alpha, a, lda, b[bOff:], ldb, beta, c[lo:], ldc)
+	})
+}
+
+// gemm is one single-threaded backend call of Gemm (k > 0, m, n > 0).
+func gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	switch av := any(a).(type) {
 	case []float32:
 		bv, cv := any(b).([]float32), any(c).([]float32)
@@ -81,13 +121,52 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	}
 }
 
-// SetThreads limits the CPU threads used by the kernels: Go's scheduler
-// (GOMAXPROCS, which bounds the kernels' goroutines) and the BLAS backend's
-// own threads. n <= 0 means all cores.
+// Blocking of Gemm's goroutine split: row blocks are multiples of
+// gemmRowBlock rows and column blocks of gemmColBlock columns (the register
+// tile sizes of OpenBLAS's AVX-512 sgemm), and a product gets one goroutine
+// per gemmMinWork multiply-adds.
+const (
+	gemmRowBlock = 16
+	gemmColBlock = 16
+	gemmMinWork  = 1 << 18
+)
+
+// gemmWorkers is the number of goroutines Gemm splits an m×n×k product into.
+func gemmWorkers(m, n, k int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), m*n*k/gemmMinWork, max(m/gemmRowBlock, n/gemmColBlock)))
+}
+
+// splitAligned cuts [0, n) into at most parts contiguous ranges whose inner
+// boundaries are multiples of align, as even as that allows; it returns the
+// boundaries (first 0, last n).
+func splitAligned(n, parts, align int) []int {
+	units := (n + align - 1) / align
+	parts = max(1, min(parts, units))
+	bounds := make([]int, parts+1)
+	for p := 1; p < parts; p++ {
+		bounds[p] = units * p / parts * align
+	}
+	bounds[parts] = n
+	return bounds
+}
+
+// fanOut runs fn(0), ..., fn(n-1) on n goroutines (fn(0) on the caller's) and
+// waits for all of them.
+func fanOut(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Go(func() { fn(i) })
+	}
+	fn(0)
+	wg.Wait()
+}
+
+// SetThreads limits the CPU threads used by the kernels to n (n <= 0 means
+// all cores): GOMAXPROCS, which bounds the goroutines of every kernel,
+// Gemm's included. The BLAS backend runs single-threaded inside them.
 func SetThreads(n int) {
 	if n <= 0 {
 		n = runtime.NumCPU()
 	}
 	runtime.GOMAXPROCS(n)
-	setBLASThreads(n)
 }
