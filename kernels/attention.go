@@ -332,80 +332,25 @@ func (s SelfAttention) check(fn string) {
 }
 
 // gemmAuto is Gemm for the many small products inside kernels that already
-// run in parallel goroutines. Products below smallGemmWork (m·n·k) run as plain
-// loops. Larger ones are split into BLAS calls small enough that OpenBLAS runs
-// each on the calling thread: it threads a GEMM above m·n·k = 262144 and a GEMV
-// above m·n = 9216 (its default GEMM_MULTITHREAD_THRESHOLD), and its threads
-// nested inside our goroutines cost several times the CPU time.
+// run in parallel goroutines: products below smallGemmWork (m·n·k) run as plain
+// loops, larger ones as one single-threaded BLAS call on the calling goroutine
+// (no split across goroutines: the caller's goroutines already use the cores).
 func gemmAuto[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	switch {
 	case m*n*k < smallGemmWork:
 		gemmLoops(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	case m > 1 && m*n*k > blasSerialGemm && n*k < blasSerialGemm:
-		// Split the rows of C.
-		rows := blasSerialGemm / (n * k)
-		for i0 := 0; i0 < m; i0 += rows {
-			ai := i0 * lda
-			if transA {
-				ai = i0
-			}
-			gemmAuto(transA, transB, min(rows, m-i0), n, k, alpha, a[ai:], lda, b, ldb, beta, c[i0*ldc:], ldc)
-		}
-	case m > 1 && m*n*k > blasSerialGemm:
-		// A single row is already too big: row by row.
-		gemmRowByRow(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	case m == 1 && k >= blasSerialGemv:
-		// Split the inner dimension, accumulating into C.
-		step := blasSerialGemv / 2
-		for p0 := 0; p0 < k; p0 += step {
-			ap, bp := p0, p0*ldb
-			if transA {
-				ap = p0 * lda
-			}
-			if transB {
-				bp = p0
-			}
-			gemmAuto(transA, transB, 1, n, min(step, k-p0), alpha, a[ap:], lda, b[bp:], ldb, beta, c, ldc)
-			beta = 1
-		}
-	case m == 1 && n*k >= blasSerialGemv:
-		// Split the columns of C.
-		cols := max(1, (blasSerialGemv-1)/k)
-		for j0 := 0; j0 < n; j0 += cols {
-			bj := j0
-			if transB {
-				bj = j0 * ldb
-			}
-			gemmAuto(transA, transB, 1, min(cols, n-j0), k, alpha, a, lda, b[bj:], ldb, beta, c[j0:], ldc)
-		}
+	case m == 0 || n == 0 || k == 0:
+		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	default:
 		// C trimmed to its extent: gonum's float32 GEMV (the purego backend at
 		// m == 1) clears all of y when beta == 0, not just its n elements.
-		Gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c[:(m-1)*ldc+n], ldc)
-	}
-}
-
-// gemmRowByRow runs gemmAuto once per row of C.
-func gemmRowByRow[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
-	for i := 0; i < m; i++ {
-		ai := i * lda
-		if transA {
-			ai = i
-		}
-		gemmAuto(transA, transB, 1, n, k, alpha, a[ai:], lda, b, ldb, beta, c[i*ldc:], ldc)
+		gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c[:(m-1)*ldc+n], ldc)
 	}
 }
 
 // smallGemmWork is the product size m·n·k below which gemmAuto uses loops (a
 // variable so that tests can force either path).
 var smallGemmWork = 4096
-
-// blasSerialGemm and blasSerialGemv are the largest GEMM (m·n·k) and GEMV (m·n)
-// that OpenBLAS runs single-threaded.
-const (
-	blasSerialGemm = 65536 * 4
-	blasSerialGemv = 2304 * 4
-)
 
 // gemmLoops is the loop reference of Gemm (with BLAS semantics: beta == 0
 // ignores the previous contents of C), used for tiny products.

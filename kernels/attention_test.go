@@ -307,8 +307,8 @@ func TestGemmAutoMatchesNaive(t *testing.T) {
 	saved := smallGemmWork
 	defer func() { smallGemmWork = saved }()
 	rng := testRand(61)
-	// Shapes reaching each way gemmAuto splits a product: none, by rows, row by
-	// row then the inner dimension then columns, by columns; and tiny loops.
+	// Shapes with long rows, long inner dimensions and many columns, each as
+	// loops and as a BLAS call; and tiny loops.
 	for _, shape := range [][3]int{{4, 5, 6}, {5, 300, 200}, {3, 10, 30000}, {1, 200, 100}, {2, 3, 2}} {
 		m, n, k := shape[0], shape[1], shape[2]
 		for _, limit := range []int{0, math.MaxInt} {
