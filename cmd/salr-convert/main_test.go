@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/datasets/assets"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
@@ -21,22 +22,11 @@ import (
 	"github.com/salr-go/salr/sparsity"
 )
 
-// convertTestAssets finds the shared assets ($SALR_ASSETS relative to the
-// repository root, else ../shared/assets beside it), skipping when absent.
+// convertTestAssets returns the stories260K directory of the shared assets
+// (assets.ForTest), skipping when they are absent.
 func convertTestAssets(t *testing.T) string {
 	t.Helper()
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	dir := os.Getenv("SALR_ASSETS")
-	if dir == "" {
-		dir = filepath.Join("..", "shared", "assets")
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(root, dir)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("assets directory %s absent", dir)
-	}
-	return filepath.Join(dir, "stories260K")
+	return filepath.Join(assets.ForTest(t), "stories260K")
 }
 
 func TestParseArgs(t *testing.T) {

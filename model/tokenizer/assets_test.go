@@ -6,33 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
-// assetPath returns the path of an asset file under $SALR_ASSETS, or under ../shared/assets
-// beside the repository root (the directory holding go.mod); it skips the test when the
-// assets directory is absent.
+// assetPath returns the path of an asset file in the shared assets directory
+// (assets.ForTest: $SALR_ASSETS, relative to the repository root, else
+// ../shared/assets beside it); it skips the test when the directory is absent.
 func assetPath(t testing.TB, rel string) string {
 	t.Helper()
-	dir := os.Getenv("SALR_ASSETS")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for root := wd; ; root = filepath.Dir(root) {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				dir = filepath.Join(root, "..", "shared", "assets")
-				break
-			}
-			if filepath.Dir(root) == root {
-				t.Fatalf("no go.mod above %s", wd)
-			}
-		}
-	}
-	if _, err := os.Stat(dir); os.IsNotExist(err) {
-		t.Skipf("assets directory %s is absent", dir)
-	}
-	path := filepath.Join(dir, rel)
+	path := filepath.Join(assets.ForTest(t), rel)
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("asset %s: %v", rel, err)
 	}
