@@ -270,23 +270,7 @@ func TestBitmapFP32RunExportsExactly(t *testing.T) {
 	if !(sum.CompressedBytes > 0 && sum.BaseBytes > 0) {
 		t.Errorf("summary sizes %d, %d", sum.BaseBytes, sum.CompressedBytes)
 	}
-	l, err := OpenRun(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	setup, err := Build(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close()
-	got, err := HeldOutLoss(model.NewRunner(l.Params), setup.Data.Eval, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := got - sum.EvalLoss; math.Abs(d) > 1e-5 {
-		t.Errorf("held-out loss of the compressed run %.6f, summary %.6f", got, sum.EvalLoss)
-	}
+	checkRunEvalLoss(t, dir, cfg, sum.EvalLoss, 1e-5)
 }
 
 func TestCompressParams(t *testing.T) {

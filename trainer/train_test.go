@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,23 +73,7 @@ func TestTrainWritesAFinishedRunAndLearns(t *testing.T) {
 	}
 	// The exported run (an F32 base) evaluates like the trained model in
 	// memory: the held-out loss through OpenRun equals the summary's.
-	l, err := OpenRun(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	setup, err := Build(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close()
-	got, err := HeldOutLoss(model.NewRunner(l.Params), setup.Data.Eval, 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := got - sum.EvalLoss; d > 1e-4 || d < -1e-4 {
-		t.Errorf("held-out loss of the exported run %.6f, summary %.6f", got, sum.EvalLoss)
-	}
+	checkRunEvalLoss(t, dir, cfg, sum.EvalLoss, 1e-4)
 	// A finished run is never overwritten silently.
 	if _, err := Train(context.Background(), Options{Config: cfg}); err == nil || !strings.Contains(err.Error(), "finished") {
 		t.Errorf("second run into a finished directory: %v", err)
@@ -266,5 +251,28 @@ func TestHeldOutLossReference(t *testing.T) {
 	}
 	if d := got - 0.0685; d > 1e-3 || d < -1e-3 {
 		t.Fatalf("held-out loss %.5f, want 0.0685 ± 1e-3", got)
+	}
+}
+
+// checkRunEvalLoss checks that the exported run in dir, opened with OpenRun,
+// has the held-out loss want (the summary's) within tol.
+func checkRunEvalLoss(t *testing.T, dir string, cfg *configs.Config, want, tol float64) {
+	t.Helper()
+	l, err := OpenRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	setup, err := Build(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	got, err := HeldOutLoss(model.NewRunner(l.Params), setup.Data.Eval, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(got-want) > tol {
+		t.Errorf("held-out loss of the exported run %s: %.6f, summary %.6f", dir, got, want)
 	}
 }
