@@ -95,13 +95,7 @@ func parallelFor(n, work int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	for w := 1; w < workers; w++ {
-		lo, hi := n*w/workers, n*(w+1)/workers
-		wg.Go(func() { fn(lo, hi) })
-	}
-	fn(0, n/workers)
-	wg.Wait()
+	fanOut(workers, func(w int) { fn(n*w/workers, n*(w+1)/workers) })
 }
 
 // scratchPools recycle temporary buffers so that kernels called every training
