@@ -61,7 +61,7 @@ func BenchmarkFusedAdapter(b *testing.B) {
 			grads := [][]float32{make([]float32, n*in), make([]float32, len(f.A)), make([]float32, len(f.B))}
 			for b.Loop() {
 				for wrt, g := range grads {
-					k.Backward(wrt, g, y, nil, args)
+					k.Backward(wrt, g, y, args)
 				}
 			}
 		})

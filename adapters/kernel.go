@@ -119,7 +119,7 @@ func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
 }
 
 // Backward implements gop.Kernel.
-func (k *FusedKernel[T]) Backward(wrt int, dIn []T, dOut, out []T, in []gop.Arg[T]) {
+func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 	x, a, b := in[0].Data, in[1].Data, in[2].Data
 	d, drop, xd, release := k.prepare(x)
 	defer release()

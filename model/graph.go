@@ -74,6 +74,7 @@ type Graph[T kernels.Float] struct {
 	idsT, targetsT     []int
 	maskT              []T
 	logits, loss       *G.Node
+	plan               *gop.Plan
 	vm                 G.VM
 }
 
@@ -217,6 +218,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	if err != nil {
 		return nil, fmt.Errorf("model: BuildGraph: compiling: %w", err)
 	}
+	if gr.plan, err = gop.NewPlan[T](b.g, outputs); err != nil {
+		return nil, fmt.Errorf("model: BuildGraph: %w", err)
+	}
 	gr.vm = G.NewTapeMachine(b.g, G.WithPrecompiled(prog, locs), G.BindDualValues(b.learnables...))
 	return gr, nil
 }
@@ -240,6 +244,7 @@ func (gr *Graph[T]) Step(inputs, targets []int, mask []T) (T, error) {
 	copy(gr.idsT, inputs)
 	copy(gr.targetsT, targets)
 	copy(gr.maskT, mask)
+	gr.plan.Begin()
 	err := gr.vm.RunAll()
 	gr.vm.Reset()
 	if err != nil {
@@ -282,6 +287,10 @@ func (gr *Graph[T]) ZeroGrad() error {
 	}
 	return nil
 }
+
+// Buffers describes how the graph's activations and activation gradients
+// share memory (see gop.Plan).
+func (gr *Graph[T]) Buffers() gop.PlanStats { return gr.plan.PlanStats }
 
 // Close releases the tape machine.
 func (gr *Graph[T]) Close() error { return gr.vm.Close() }

@@ -125,6 +125,10 @@ func TestWholeGraphGradients(t *testing.T) {
 		if len(g.Learnables) != len(trainable) {
 			t.Fatalf("%d learnables, want %d", len(g.Learnables), len(trainable))
 		}
+		// The gradients below are checked with activation buffers shared.
+		if b := g.Buffers(); b.Buffers >= b.Nodes || 2*b.Bytes > b.UnsharedBytes {
+			t.Fatalf("buffer plan: %+v, want less than half the unshared bytes", b)
+		}
 		rng := rand.New(rand.NewPCG(5, 6))
 		ids, targets := make([]int, batch*seq), make([]int, batch*seq)
 		mask := make([]float64, batch*seq)

@@ -104,6 +104,9 @@ func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, er
 		return nil, err
 	}
 	defer graph.Close()
+	buf := graph.Buffers()
+	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared); peak RSS so far %.0f MiB",
+		buf.Buffers, buf.Nodes, float64(buf.Bytes)/(1<<20), float64(buf.UnsharedBytes)/(1<<20), peakRSSMB())
 	tc := cfg.Train
 	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
 		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
@@ -118,7 +121,7 @@ func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, er
 		if i >= o.Warmup {
 			times = append(times, float64(time.Since(t0).Microseconds())/1000)
 		}
-		logf("step %d: %.0f ms", i+1, float64(time.Since(t0).Microseconds())/1000)
+		logf("step %d: %.0f ms, peak RSS %.0f MiB", i+1, float64(time.Since(t0).Microseconds())/1000, peakRSSMB())
 	}
 	slices.Sort(times)
 	res.MedianMsPerStep = median(times)

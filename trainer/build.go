@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/salr-go/salr/adapters"
@@ -93,6 +94,10 @@ func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 	if err := s.attachAdapters(logf); err != nil {
 		return nil, err
 	}
+	// Pruning and the SVD leave hundreds of MB of temporaries (residuals,
+	// sketches, dense copies) behind; return their pages to the OS now
+	// rather than carry them into training's peak memory.
+	debug.FreeOSMemory()
 	return s, nil
 }
 

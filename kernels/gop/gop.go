@@ -52,7 +52,25 @@ type Kernel[T kernels.Float] interface {
 	Differentiable(i int) bool
 	// Backward computes the gradient of the loss with respect to input wrt,
 	// given the output's gradient dOut; it must overwrite all of dIn.
-	Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T])
+	Backward(wrt int, dIn, dOut []T, in []Arg[T])
+}
+
+// BackwardReader is implemented by a kernel whose Backward for some input
+// needs other inputs only for their shapes (a sum, a frozen projection, a
+// concatenation). Inputs it does not read reach Backward with their shape
+// and nil data, and the graph does not keep their values alive for it, so
+// their buffers can be reused earlier (see Plan). Kernels without it read
+// every input.
+type BackwardReader interface {
+	// BackwardReads reports whether Backward for input wrt reads the data
+	// of input i.
+	BackwardReads(wrt, i int) bool
+}
+
+// backwardReads reports whether k's Backward for input wrt reads input i.
+func backwardReads[T kernels.Float](k Kernel[T], wrt, i int) bool {
+	r, ok := k.(BackwardReader)
+	return !ok || r.BackwardReads(wrt, i)
 }
 
 // Apply adds k to the graph as a node whose inputs are the given nodes.
@@ -174,26 +192,18 @@ func scalarValue[T kernels.Float](x T) G.Value {
 	}
 }
 
-// reuse returns the data of prealloc when it is a tensor of the right shape
-// and element type, so the tape machine's buffers are reused.
-func reuse[T kernels.Float](prealloc G.Value, s tensor.Shape) ([]T, bool) {
-	t, ok := prealloc.(*tensor.Dense)
-	if !ok || s.IsScalar() || !t.Shape().Eq(s) {
-		return nil, false
-	}
-	d, ok := t.Data().([]T)
-	return d, ok
-}
-
 // fwdOp is the forward node of a kernel. Each node has its own op value, so
 // the op keeps its output tensor and overwrites it on the next run: a node's
-// value is valid until the graph runs again, and a training step allocates
-// nothing once warm.
+// value is valid until the graph runs again (or, under a Plan, until another
+// node writes its shared buffer), and a training step allocates nothing once
+// warm.
 type fwdOp[T kernels.Float] struct {
 	k        Kernel[T]
 	inTypes  []hm.Type
 	outShape tensor.Shape
 	out      outputCache[T]
+	plan     *Plan // nil unless NewPlan planned this node
+	seq      int   // its place in the plan's execution order
 }
 
 func (op *fwdOp[T]) Arity() int { return len(op.inTypes) }
@@ -208,6 +218,9 @@ func (op *fwdOp[T]) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (op *fwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	if err := op.plan.enter(op.seq, op.k.Name()); err != nil {
+		return nil, err
+	}
 	in, err := args[T](op.k.Name(), vals)
 	if err != nil {
 		return nil, err
@@ -218,21 +231,6 @@ func (op *fwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
 		return scalarValue(out[0]), nil
 	}
 	return v, nil
-}
-
-// UsePreallocDo runs the kernel into a buffer the tape machine already holds;
-// it fails (and the machine falls back to Do) when the buffer does not fit.
-func (op *fwdOp[T]) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
-	out, ok := reuse[T](prealloc, op.outShape)
-	if !ok {
-		return nil, fmt.Errorf("gop: %s: preallocated value does not fit", op.k.Name())
-	}
-	in, err := args[T](op.k.Name(), vals)
-	if err != nil {
-		return nil, err
-	}
-	op.k.Forward(out, in)
-	return prealloc, nil
 }
 
 func (op *fwdOp[T]) ReturnsPtr() bool      { return false }
@@ -250,19 +248,29 @@ func (op *fwdOp[T]) DiffWRT(n int) []bool {
 }
 
 // SymDiff gives every differentiable input its own backward node reading the
-// inputs, the output and the output's gradient.
+// inputs its Backward reads (see BackwardReader) and the output's gradient.
 func (op *fwdOp[T]) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	grads := make(G.Nodes, len(inputs))
-	bwdIn := append(append(G.Nodes(nil), inputs...), output, grad)
-	types := make([]hm.Type, len(bwdIn))
-	for i, n := range bwdIn {
-		types[i] = n.Type()
+	shapes := make([]tensor.Shape, len(inputs))
+	for i, n := range inputs {
+		shapes[i] = n.Shape().Clone()
 	}
-	for i, in := range inputs {
+	for i := range inputs {
 		if !op.k.Differentiable(i) {
 			continue
 		}
-		b := &bwdOp[T]{k: op.k, wrt: i, inTypes: types, outShape: in.Shape().Clone()}
+		b := &bwdOp[T]{k: op.k, wrt: i, inShapes: shapes, outShape: shapes[i]}
+		var bwdIn G.Nodes
+		for j, in := range inputs {
+			if backwardReads(op.k, i, j) {
+				b.reads = append(b.reads, j)
+				bwdIn = append(bwdIn, in)
+			}
+		}
+		bwdIn = append(bwdIn, grad)
+		for _, n := range bwdIn {
+			b.inTypes = append(b.inTypes, n.Type())
+		}
 		g, err := G.ApplyOp(b, bwdIn...)
 		if err != nil {
 			return nil, fmt.Errorf("gop: %s: gradient of input %d: %w", op.k.Name(), i, err)
@@ -273,14 +281,18 @@ func (op *fwdOp[T]) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 }
 
 // bwdOp computes one input's gradient of a kernel. Its inputs are the forward
-// inputs followed by the forward output and the output's gradient. Like
-// fwdOp it reuses its output tensor from run to run.
+// inputs that the kernel's Backward reads followed by the output's gradient.
+// Like fwdOp it reuses its output tensor from run to run.
 type bwdOp[T kernels.Float] struct {
 	k        Kernel[T]
 	wrt      int
+	inShapes []tensor.Shape // of every forward input
+	reads    []int          // the forward inputs that are node inputs, in order
 	inTypes  []hm.Type
 	outShape tensor.Shape
 	out      outputCache[T]
+	plan     *Plan
+	seq      int
 }
 
 func (op *bwdOp[T]) name() string { return fmt.Sprintf("%s/d%d", op.k.Name(), op.wrt) }
@@ -301,12 +313,21 @@ func (op *bwdOp[T]) run(dIn []T, vals []G.Value) error {
 	if err != nil {
 		return err
 	}
-	n := len(all) - 2
-	op.k.Backward(op.wrt, dIn, all[n+1].Data, all[n].Data, all[:n])
+	in := make([]Arg[T], len(op.inShapes))
+	for i, s := range op.inShapes {
+		in[i].Shape = s
+	}
+	for j, i := range op.reads {
+		in[i] = all[j]
+	}
+	op.k.Backward(op.wrt, dIn, all[len(all)-1].Data, in)
 	return nil
 }
 
 func (op *bwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
+	if err := op.plan.enter(op.seq, op.name()); err != nil {
+		return nil, err
+	}
 	v, dIn := op.out.get(op.outShape)
 	if err := op.run(dIn, vals); err != nil {
 		return nil, err
@@ -315,18 +336,6 @@ func (op *bwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
 		return scalarValue(dIn[0]), nil
 	}
 	return v, nil
-}
-
-// UsePreallocDo: see fwdOp.UsePreallocDo.
-func (op *bwdOp[T]) UsePreallocDo(prealloc G.Value, vals ...G.Value) (G.Value, error) {
-	dIn, ok := reuse[T](prealloc, op.outShape)
-	if !ok {
-		return nil, fmt.Errorf("gop: %s: preallocated value does not fit", op.name())
-	}
-	if err := op.run(dIn, vals); err != nil {
-		return nil, err
-	}
-	return prealloc, nil
 }
 
 func (op *bwdOp[T]) ReturnsPtr() bool      { return false }

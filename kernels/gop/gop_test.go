@@ -36,7 +36,7 @@ func (k sqScale[T]) Forward(out []T, in []Arg[T]) {
 
 func (k sqScale[T]) Differentiable(i int) bool { return true }
 
-func (k sqScale[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (k sqScale[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	x, w := in[0].Data, in[1].Data
 	if k.backwards != nil {
 		k.backwards.Add(1)
@@ -74,7 +74,7 @@ func (sumAll[T]) Forward(out []T, in []Arg[T]) {
 	out[0] = s
 }
 func (sumAll[T]) Differentiable(int) bool { return true }
-func (sumAll[T]) Backward(_ int, dIn []T, dOut, _ []T, _ []Arg[T]) {
+func (sumAll[T]) Backward(_ int, dIn, dOut []T, _ []Arg[T]) {
 	for i := range dIn {
 		dIn[i] = dOut[0]
 	}
@@ -96,8 +96,8 @@ func TestCheckGradientsAcceptsAndRejects(t *testing.T) {
 // brokenSqScale has a gradient off by a factor of two in x.
 type brokenSqScale struct{ sqScale[float64] }
 
-func (brokenSqScale) Backward(wrt int, dIn []float64, dOut, out []float64, in []Arg[float64]) {
-	sqScale[float64]{}.Backward(wrt, dIn, dOut, out, in)
+func (brokenSqScale) Backward(wrt int, dIn, dOut []float64, in []Arg[float64]) {
+	sqScale[float64]{}.Backward(wrt, dIn, dOut, in)
 	if wrt == 0 {
 		for i := range dIn {
 			dIn[i] /= 2

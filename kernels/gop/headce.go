@@ -84,7 +84,7 @@ func (k HeadCrossEntropy[T]) Forward(out []T, in []Arg[T]) {
 func (HeadCrossEntropy[T]) Differentiable(i int) bool { return i == 0 }
 
 // Backward implements Kernel.
-func (k HeadCrossEntropy[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (k HeadCrossEntropy[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	x, n, targets, mask := in[0].Data, in[0].Shape[0], in[1].Ints, in[2].Data
 	if k.Grad != nil && k.Grad.scaledInto(dIn, dOut[0], x, targets, mask) {
 		return

@@ -40,7 +40,7 @@ func TestHeadCrossEntropyKeptGradient(t *testing.T) {
 	n, c := in[0].Shape[0], in[0].Shape[1]
 	backward := func(k HeadCrossEntropy[float64], in []Arg[float64]) []float64 {
 		dx := make([]float64, n*c)
-		k.Backward(0, dx, []float64{0.6}, nil, in)
+		k.Backward(0, dx, []float64{0.6}, in)
 		return dx
 	}
 	sameGradient := func(what string, in []Arg[float64]) {
@@ -99,11 +99,11 @@ func TestHeadCrossEntropyMatchesUnfused(t *testing.T) {
 
 	const dloss = 0.7
 	dLogits := make([]float64, n*v)
-	CrossEntropy[float64]{}.Backward(0, dLogits, []float64{dloss}, want, ceIn)
+	CrossEntropy[float64]{}.Backward(0, dLogits, []float64{dloss}, ceIn)
 	wantDX := make([]float64, n*c)
-	proj.Backward(0, wantDX, dLogits, logits.Data, []Arg[float64]{x})
+	proj.Backward(0, wantDX, dLogits, []Arg[float64]{x})
 	dx := make([]float64, n*c)
-	k.Backward(0, dx, []float64{dloss}, got, in)
+	k.Backward(0, dx, []float64{dloss}, in)
 	for i := range dx {
 		if math.Abs(dx[i]-wantDX[i]) > 1e-12 {
 			t.Fatalf("dx[%d] = %v, unfused %v", i, dx[i], wantDX[i])

@@ -47,7 +47,7 @@ func (Embedding[T]) Forward(out []T, in []Arg[T]) {
 func (Embedding[T]) Differentiable(i int) bool { return i == 1 }
 
 // Backward implements Kernel.
-func (Embedding[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (Embedding[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	kernels.EmbeddingBackward(dIn, dOut, in[0].Ints, in[1].Shape[1])
 }
 
@@ -77,7 +77,7 @@ func (k RMSNorm[T]) Forward(out []T, in []Arg[T]) {
 func (RMSNorm[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (k RMSNorm[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (k RMSNorm[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	n, c := in[0].Shape[0], in[0].Shape[1]
 	if wrt == 0 {
 		kernels.RMSNormBackward(dIn, nil, dOut, in[0].Data, in[1].Data, n, c, k.Eps)
@@ -123,9 +123,12 @@ func (k FrozenLinear[T]) Forward(out []T, in []Arg[T]) {
 func (FrozenLinear[T]) Differentiable(i int) bool { return i == 0 }
 
 // Backward implements Kernel.
-func (k FrozenLinear[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (k FrozenLinear[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	k.W.Mul(dIn, dOut, in[0].Shape[0])
 }
+
+// BackwardReads implements BackwardReader: dx = dy·W needs only x's shape.
+func (FrozenLinear[T]) BackwardReads(wrt, i int) bool { return false }
 
 // addBias adds b to each of the n rows of y.
 func addBias[T kernels.Float](y, b []T, n int) {
@@ -176,12 +179,16 @@ func (Linear[T]) Forward(out []T, in []Arg[T]) {
 func (Linear[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (Linear[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (Linear[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	grads := [3][]T{}
 	grads[wrt] = dIn
 	kernels.LinearBackward(grads[0], grads[1], grads[2], dOut, in[0].Data, in[1].Data,
 		in[0].Shape[0], in[1].Shape[1], in[1].Shape[0])
 }
+
+// BackwardReads implements BackwardReader: dx needs w, dw needs x, db
+// neither.
+func (Linear[T]) BackwardReads(wrt, i int) bool { return (wrt == 0 && i == 1) || (wrt == 1 && i == 0) }
 
 // SelfAttention is the causal grouped-query attention layer with RoPE over
 // packed projections: input qkv [N, (H+2KV)·D]; output [N, H·D].
@@ -218,7 +225,7 @@ func (k SelfAttention[T]) Forward(out []T, in []Arg[T]) {
 func (SelfAttention[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (k SelfAttention[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (k SelfAttention[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	kernels.SelfAttentionBackward(k.SelfAttention, dIn, dOut, in[0].Data)
 }
 
@@ -244,7 +251,7 @@ func (SwiGLU[T]) Forward(out []T, in []Arg[T]) { kernels.SwiGLUForward(out, in[0
 func (SwiGLU[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (SwiGLU[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (SwiGLU[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	if wrt == 0 {
 		kernels.SwiGLUBackward(dIn, nil, dOut, in[0].Data, in[1].Data)
 	} else {
@@ -280,7 +287,7 @@ func (CrossEntropy[T]) Forward(out []T, in []Arg[T]) {
 func (CrossEntropy[T]) Differentiable(i int) bool { return i == 0 }
 
 // Backward implements Kernel.
-func (CrossEntropy[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (CrossEntropy[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	kernels.CrossEntropyBackward(dIn, in[0].Data, in[0].Shape[0], in[0].Shape[1], in[1].Ints, in[2].Data, dOut[0])
 }
 
@@ -310,7 +317,11 @@ func (Add[T]) Forward(out []T, in []Arg[T]) {
 func (Add[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (Add[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) { copy(dIn, dOut) }
+func (Add[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) { copy(dIn, dOut) }
+
+// BackwardReads implements BackwardReader: the gradient of a sum passes
+// through.
+func (Add[T]) BackwardReads(wrt, i int) bool { return false }
 
 // ConcatColumns joins matrices [N, C_i] side by side into [N, ΣC_i] (the
 // packed q|k|v input of attention).
@@ -352,7 +363,7 @@ func (ConcatColumns[T]) Forward(out []T, in []Arg[T]) {
 func (ConcatColumns[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (ConcatColumns[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
+func (ConcatColumns[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	n := in[0].Shape[0]
 	width := len(dOut) / max(n, 1)
 	off := 0
@@ -364,3 +375,6 @@ func (ConcatColumns[T]) Backward(wrt int, dIn []T, dOut, out []T, in []Arg[T]) {
 		copy(dIn[r*c:(r+1)*c], dOut[r*width+off:r*width+off+c])
 	}
 }
+
+// BackwardReads implements BackwardReader: only the inputs' widths matter.
+func (ConcatColumns[T]) BackwardReads(wrt, i int) bool { return false }
