@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 
@@ -111,7 +112,7 @@ func (k *FusedKernel[T]) Differentiable(i int) bool { return i >= 0 && i < 3 }
 // Forward implements gop.Kernel.
 func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
 	x, a, b := in[0].Data, in[1].Data, in[2].Data
-	d, drop, xd, release := k.prepare(x)
+	d, drop, xd, release := k.prepare(x, false)
 	defer release()
 	h := borrow[T](d.N * d.R)
 	defer giveBack(h)
@@ -121,7 +122,7 @@ func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
 // Backward implements gop.Kernel.
 func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 	x, a, b := in[0].Data, in[1].Data, in[2].Data
-	d, drop, xd, release := k.prepare(x)
+	d, drop, xd, release := k.prepare(x, wrt == 0)
 	defer release()
 	switch wrt {
 	case 0:
@@ -129,11 +130,6 @@ func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 		defer giveBack(dh)
 		kernels.FusedAdapterBackward(d, dIn, nil, nil, dh, dOut, nil, nil, x, drop, a, b, k.scale)
 	case 1:
-		if d.Dropped > 0 {
-			for i, v := range x {
-				xd[i] = v * drop[i]
-			}
-		}
 		dh := borrow[T](d.N * d.R)
 		defer giveBack(dh)
 		kernels.FusedAdapterBackward(d, nil, dIn, nil, dh, dOut, nil, xd, x, nil, a, b, k.scale)
@@ -155,26 +151,27 @@ func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 	}
 }
 
-// prepare returns the dims for input x and, when dropout is active, the
-// expanded dropout multiplier and a scratch buffer for x⊙drop; release
-// returns the scratch to the pool.
-func (k *FusedKernel[T]) prepare(x []T) (d kernels.AdapterDims, drop, xd []T, release func()) {
+// prepare returns the dims for input x and, when dropout is active, either
+// the expanded dropout multiplier drop (wantDrop: for dx) or the dropped-out
+// input xd = x ⊙ drop written straight from the mask bits (otherwise; drop is
+// then nil, which the kernels read as "xd is ready"); release returns the
+// scratch to the pool.
+func (k *FusedKernel[T]) prepare(x []T, wantDrop bool) (d kernels.AdapterDims, drop, xd []T, release func()) {
 	n := len(x) / k.in
 	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank}
 	if !k.training || k.dropped == 0 {
 		return d, nil, nil, func() {}
 	}
 	d.Dropped = k.dropped
-	bits := k.maskFor(n)
-	drop, xd = borrow[T](n*k.in), borrow[T](n*k.in)
-	inv := T(1 / k.keepProb)
-	for w, word := range bits {
-		chunk := drop[w*64 : min(w*64+64, len(drop))]
-		for j := range chunk {
-			chunk[j] = inv * T(word>>j&1) // branch-free: 0 or 1/(1−p)
-		}
+	bits, scale := k.maskFor(n), T(1/k.keepProb)
+	if wantDrop {
+		drop = borrow[T](n * k.in)
+		kernels.ExpandDropout(drop, bits, scale)
+		return d, drop, nil, func() { giveBack(drop) }
 	}
-	return d, drop, xd, func() { giveBack(drop); giveBack(xd) }
+	xd = borrow[T](n * k.in)
+	kernels.ApplyDropout(xd, x, bits, scale)
+	return d, nil, xd, func() { giveBack(xd) }
 }
 
 // maskFor returns the kept-element bits of the current step for n rows,
@@ -187,17 +184,22 @@ func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 		return k.maskBits
 	}
 	size := n * k.in
-	k.maskBits = append(k.maskBits[:0], make([]uint64, (size+63)/64)...)
+	k.maskBits = slices.Grow(k.maskBits[:0], (size+63)/64)[:(size+63)/64]
 	threshold := uint64(math.Min(math.Round(k.keepProb*(1<<32)), 1<<32-1))
 	rng := rand.NewPCG(k.seed, k.step)
-	for i := 0; i < size; i += 2 { // two 32-bit draws per Uint64
-		u := rng.Uint64()
-		if u&0xffffffff < threshold {
-			k.maskBits[i>>6] |= 1 << (i & 63)
+	// Two 32-bit draws per Uint64, low half first; (draw - threshold) wraps
+	// to a number with the top bit set exactly when draw < threshold.
+	for w := range k.maskBits {
+		count := min(64, size-w*64)
+		var word uint64
+		for j := 0; j < count; j += 2 {
+			u := rng.Uint64()
+			word |= ((u&0xffffffff - threshold) >> 63) << j
+			if j+1 < count {
+				word |= ((u>>32 - threshold) >> 63) << (j + 1)
+			}
 		}
-		if j := i + 1; j < size && u>>32 < threshold {
-			k.maskBits[j>>6] |= 1 << (j & 63)
-		}
+		k.maskBits[w] = word
 	}
 	k.maskValid, k.maskStep, k.maskRows = true, k.step, n
 	return k.maskBits

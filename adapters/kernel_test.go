@@ -216,6 +216,27 @@ func TestDropoutMaskIsAFunctionOfSeedAndStep(t *testing.T) {
 	if a[len(a)-1]>>(10000%64) != 0 {
 		t.Fatal("bits beyond the last element are set")
 	}
+	// The stream, element by element: element i is kept when its 32-bit
+	// draw is below 0.7·2³², two draws per PCG(seed, step) Uint64, low half
+	// first. Resumed runs depend on it never changing. 99 rows of 100 is an
+	// odd element count, so the last draw's high half goes unused.
+	k := NewFusedKernel[float32](f, "q", 3)
+	k.SetStep(9)
+	got := k.maskFor(99)
+	rng := rand.NewPCG(3, 9)
+	threshold := uint64(math.Round(0.7 * (1 << 32)))
+	var u uint64
+	for i := range 99 * 100 {
+		if i%2 == 0 {
+			u = rng.Uint64()
+		} else {
+			u >>= 32
+		}
+		want := u&0xffffffff < threshold
+		if bit := got[i>>6]>>(i&63)&1 == 1; bit != want {
+			t.Fatalf("element %d: kept %v, want %v", i, bit, want)
+		}
+	}
 }
 
 func TestFusedKernelShapes(t *testing.T) {

@@ -29,6 +29,8 @@ func (d AdapterDims) check(what string) {
 // Outputs y, h (the scaled intermediate, needed by the backward pass for dB)
 // and, when D > 0, xd are overwritten. drop is the dropout multiplier, each
 // entry 0 or 1/(1−p); drop and xd are not touched when D == 0 and may be nil.
+// When D > 0 and drop is nil, xd must already hold x ⊙ drop (ApplyDropout
+// writes it straight from the keep mask) and is only read.
 // GEMM count: 2 when D is 0 or R, 3 otherwise (the first product is split
 // between the dropped and the clean input).
 func FusedAdapterForward[T Float](d AdapterDims, y, h, xd, x, drop, a, b, scale []T) {
@@ -39,8 +41,9 @@ func FusedAdapterForward[T Float](d AdapterDims, y, h, xd, x, drop, a, b, scale 
 }
 
 // FusedAdapterHidden computes only the first half of FusedAdapterForward:
-// xd = x ⊙ drop (when D > 0) and the scaled intermediate h (N×R), both
-// overwritten. The backward pass of dB uses it to recompute h.
+// xd = x ⊙ drop (when D > 0 and drop is not nil; see FusedAdapterForward)
+// and the scaled intermediate h (N×R), both overwritten. The backward pass of
+// dB uses it to recompute h.
 func FusedAdapterHidden[T Float](d AdapterDims, h, xd, x, drop, a, scale []T) {
 	d.check("FusedAdapterHidden")
 	n, in, r, dr := d.N, d.In, d.R, d.Dropped
@@ -49,10 +52,10 @@ func FusedAdapterHidden[T Float](d AdapterDims, h, xd, x, drop, a, scale []T) {
 	checkLen("FusedAdapterHidden scale", scale, r)
 	checkLen("FusedAdapterHidden h", h, n*r)
 	if dr > 0 {
-		checkLen("FusedAdapterHidden drop", drop, n*in)
 		checkLen("FusedAdapterHidden xd", xd, n*in)
-		for i := range x[:n*in] {
-			xd[i] = x[i] * drop[i]
+		if drop != nil {
+			checkLen("FusedAdapterHidden drop", drop, n*in)
+			MulElems(xd[:n*in], x[:n*in], drop[:n*in])
 		}
 		Gemm(false, true, n, dr, in, 1, xd, in, a, in, 0, h, r)
 	}
@@ -99,9 +102,7 @@ func FusedAdapterBackward[T Float](d AdapterDims, dx, da, db, dh, dy, h, xd, x, 
 		if dr > 0 {
 			checkLen("FusedAdapterBackward drop", drop, n*in)
 			Gemm(false, false, n, in, dr, 1, dh, r, a, in, 0, dx, in)
-			for i := range dx[:n*in] {
-				dx[i] *= drop[i]
-			}
+			MulElems(dx[:n*in], dx[:n*in], drop[:n*in])
 			beta = 1
 		}
 		if dr < r {
@@ -122,6 +123,44 @@ func FusedAdapterBackward[T Float](d AdapterDims, dx, da, db, dh, dy, h, xd, x, 
 }
 
 // scaleColumns multiplies column j of the rows×cols matrix m by s[j].
+// ApplyDropout writes dst[i] = x[i]·scale when bit i of keep (bit i%64 of
+// word i/64) is set, else 0: x ⊙ drop without materialising drop. dst may be
+// x.
+func ApplyDropout[T Float](dst, x []T, keep []uint64, scale T) {
+	checkLen("ApplyDropout x", x, len(dst))
+	checkLen("ApplyDropout keep", keep, (len(dst)+63)/64)
+	vals := [2]T{0, scale}
+	parallelFor(len(keep), len(dst), func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			word := keep[w]
+			end := min(w*64+64, len(dst))
+			d, s := dst[w*64:end], x[w*64:end]
+			s = s[:len(d)]
+			for j := range d {
+				d[j] = s[j] * vals[word&1] // branch-free
+				word >>= 1
+			}
+		}
+	})
+}
+
+// ExpandDropout writes the dropout multiplier of a keep mask: drop[i] is
+// scale when bit i of keep (bit i%64 of word i/64) is set, else 0.
+func ExpandDropout[T Float](drop []T, keep []uint64, scale T) {
+	checkLen("ExpandDropout keep", keep, (len(drop)+63)/64)
+	vals := [2]T{0, scale}
+	parallelFor(len(keep), len(drop), func(lo, hi int) {
+		for w := lo; w < hi; w++ {
+			word := keep[w]
+			chunk := drop[w*64 : min(w*64+64, len(drop))]
+			for j := range chunk {
+				chunk[j] = vals[word&1]
+				word >>= 1
+			}
+		}
+	})
+}
+
 func scaleColumns[T Float](m, s []T, rows, cols int) {
 	for i := 0; i < rows; i++ {
 		row := m[i*cols : (i+1)*cols]

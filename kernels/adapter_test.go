@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -84,6 +85,10 @@ func TestFusedAdapterForwardMatchesNaive(t *testing.T) {
 					t.Fatalf("xd[%d] = %g, want x⊙drop = %g", j, xd[j], c.x[j]*c.drop[j])
 				}
 			}
+			// Without drop, xd is taken as ready.
+			y2 := make([]float64, d.N*d.Out)
+			FusedAdapterForward(d, y2, h, xd, c.x, nil, c.a, c.b, c.scale)
+			assertClose(t, "float64 y from a ready xd", y2, want, 1e-12)
 		}
 	}
 }
@@ -142,8 +147,8 @@ func TestFusedAdapterPanics(t *testing.T) {
 	expectPanic(t, "short y", func() {
 		FusedAdapterForward(d, make([]float64, 7), make([]float64, 4), make([]float64, 6), c.x, c.drop, c.a, c.b, c.scale)
 	})
-	expectPanic(t, "missing drop", func() {
-		FusedAdapterForward(d, make([]float64, 8), make([]float64, 4), make([]float64, 6), c.x, nil, c.a, c.b, c.scale)
+	expectPanic(t, "missing drop and xd", func() {
+		FusedAdapterForward(d, make([]float64, 8), make([]float64, 4), nil, c.x, nil, c.a, c.b, c.scale)
 	})
 	expectPanic(t, "dropped > R", func() {
 		FusedAdapterHidden(AdapterDims{N: 2, In: 3, Out: 4, R: 2, Dropped: 3}, make([]float64, 4), nil, c.x, nil, c.a, c.scale)
@@ -151,4 +156,48 @@ func TestFusedAdapterPanics(t *testing.T) {
 	expectPanic(t, "short dh", func() {
 		FusedAdapterBackward(d, make([]float64, 6), nil, nil, make([]float64, 3), c.dy, nil, nil, c.x, c.drop, c.a, c.b, c.scale)
 	})
+}
+
+func TestDropoutHelpers(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	for _, n := range []int{0, 1, 63, 64, 65, 1000, 3 * minParallelWork} {
+		keep := make([]uint64, (n+63)/64)
+		for i := range keep {
+			keep[i] = rng.Uint64()
+		}
+		drop := make([]float32, n+1)
+		drop[n] = 42 // guard
+		ExpandDropout(drop[:n], keep, 1.25)
+		for i := range n {
+			want := float32(0)
+			if keep[i/64]&(1<<(i%64)) != 0 {
+				want = 1.25
+			}
+			if drop[i] != want {
+				t.Fatalf("n=%d: drop[%d] = %v, want %v", n, i, drop[i], want)
+			}
+		}
+		if drop[n] != 42 {
+			t.Fatalf("n=%d: ExpandDropout wrote past its slice", n)
+		}
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = x[i] * drop[i]
+		}
+		applied := make([]float32, n)
+		ApplyDropout(applied, x, keep, 1.25)
+		MulElems(x, x, drop[:n]) // in place
+		for i := range want {
+			if x[i] != want[i] {
+				t.Fatalf("n=%d: MulElems[%d] = %v, want %v", n, i, x[i], want[i])
+			}
+			if applied[i] != want[i] {
+				t.Fatalf("n=%d: ApplyDropout[%d] = %v, want %v", n, i, applied[i], want[i])
+			}
+		}
+	}
 }

@@ -306,18 +306,13 @@ func (k Add[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 
 // Forward implements Kernel.
-func (Add[T]) Forward(out []T, in []Arg[T]) {
-	a, b := in[0].Data, in[1].Data
-	for i := range out {
-		out[i] = a[i] + b[i]
-	}
-}
+func (Add[T]) Forward(out []T, in []Arg[T]) { kernels.AddElems(out, in[0].Data, in[1].Data) }
 
 // Differentiable implements Kernel.
 func (Add[T]) Differentiable(int) bool { return true }
 
 // Backward implements Kernel.
-func (Add[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) { copy(dIn, dOut) }
+func (Add[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) { kernels.CopyElems(dIn, dOut) }
 
 // BackwardReads implements BackwardReader: the gradient of a sum passes
 // through.
