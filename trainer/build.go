@@ -123,8 +123,10 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 		}
 	}
 	start := time.Now()
+	progress := progressLog{logf: logf, what: "pruning", every: 10 * time.Second, start: start}
 	var pruned, total int
 	for l := range s.Params.Layers {
+		progress.done(l, len(s.Params.Layers))
 		for p, lin := range s.Params.Layers[l].Proj {
 			if !targets.Has(model.Projection(p).Short()) {
 				continue
@@ -151,6 +153,33 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights), bases stored as %s, in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, cfg.Output.BaseFormat, time.Since(start).Seconds())
 	return nil
+}
+
+// progressLog reports a long loop's progress in log lines, at most one per
+// interval (pruning and SVD of a 7B model take minutes before training
+// starts).
+type progressLog struct {
+	logf        func(string, ...any)
+	what        string
+	every       time.Duration
+	start, last time.Time
+}
+
+// done reports that i of n items are finished, if the last report is older
+// than the interval.
+func (p *progressLog) done(i, n int) {
+	now := time.Now()
+	since := p.start
+	if p.last.After(since) {
+		since = p.last
+	}
+	if i == 0 || now.Sub(since) < p.every {
+		return
+	}
+	p.last = now
+	elapsed := now.Sub(p.start)
+	left := time.Duration(float64(elapsed) * float64(n-i) / float64(i))
+	p.logf("%s: %d of %d layers done, %s elapsed, about %s left", p.what, i, n, elapsed.Round(time.Second), left.Round(time.Second))
 }
 
 // calibrate runs the dense model over a few training batches and returns, per
