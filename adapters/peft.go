@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -135,7 +136,7 @@ func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
 	if err := safetensors.Write(weights, tensors, map[string]string{"format": "pt"}); err != nil {
 		return fmt.Errorf("adapters: WritePEFT: %w", err)
 	}
-	return safetensors.WriteAtomic(filepath.Join(dir, PEFTConfigFile), func(w io.Writer) error {
+	return atomicfile.Write(filepath.Join(dir, PEFTConfigFile), func(w io.Writer) error {
 		_, err := w.Write(append(configJSON, '\n'))
 		return err
 	})

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/safetensors"
@@ -340,7 +341,7 @@ func writeModelFiles(dir string, cfg Config, dtype safetensors.DType, tensors []
 	if err := safetensors.Write(filepath.Join(dir, safetensors.SingleFileName), tensors, metadata); err != nil {
 		return err
 	}
-	err = safetensors.WriteAtomic(filepath.Join(dir, HFConfigFileName), func(w io.Writer) error {
+	err = atomicfile.Write(filepath.Join(dir, HFConfigFileName), func(w io.Writer) error {
 		_, err := w.Write(configJSON)
 		return err
 	})

@@ -3,13 +3,13 @@ package trainer
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -81,7 +81,7 @@ func saveCheckpoint(runDir string, params []Param, opt *AdamW, st TrainState) er
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, stateJSON), append(js, '\n')); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(tmp, stateJSON), append(js, '\n')); err != nil {
 		return fmt.Errorf("trainer: checkpoint: %w", err)
 	}
 	final := filepath.Join(root, name)
@@ -91,10 +91,10 @@ func saveCheckpoint(runDir string, params []Param, opt *AdamW, st TrainState) er
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("trainer: checkpoint: %w", err)
 	}
-	if err := syncDir(root); err != nil {
+	if err := atomicfile.SyncDir(root); err != nil {
 		return fmt.Errorf("trainer: checkpoint: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(root, latestFile), []byte(name+"\n")); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(root, latestFile), []byte(name+"\n")); err != nil {
 		return fmt.Errorf("trainer: checkpoint: %w", err)
 	}
 	return pruneCheckpoints(root, name)
@@ -185,23 +185,4 @@ func loadCheckpoint(dir string, params []Param, opt *AdamW) (TrainState, error) 
 	}
 	opt.Steps = st.AdamSteps
 	return st, nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and a
-// rename, so readers see the old or the new content, never a mix.
-func writeFileAtomic(path string, data []byte) error {
-	return safetensors.WriteAtomic(path, func(w io.Writer) error {
-		_, err := w.Write(data)
-		return err
-	})
-}
-
-// syncDir flushes a directory entry change (a rename) to disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
@@ -157,7 +158,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	return safetensors.WriteAtomic(dst, func(w io.Writer) error {
+	return atomicfile.Write(dst, func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
 	})

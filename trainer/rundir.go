@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/salr-go/salr/internal/atomicfile"
 )
 
 // The files of a run directory (see README, "Run directories").
@@ -81,7 +83,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return atomicfile.WriteBytes(path, append(b, '\n'))
 }
 
 // prepareRunDir makes runDir ready for a new run: it must be absent or empty,
@@ -160,10 +162,10 @@ func openMetrics(runDir string, keepUpTo int) (*metricsLog, []Metrics, error) {
 			buf.Write(sc.Bytes())
 			buf.WriteByte('\n')
 		}
-		if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+		if err := atomicfile.WriteBytes(path, buf.Bytes()); err != nil {
 			return nil, nil, fmt.Errorf("trainer: %w", err)
 		}
-	} else if err := writeFileAtomic(path, nil); err != nil {
+	} else if err := atomicfile.WriteBytes(path, nil); err != nil {
 		return nil, nil, fmt.Errorf("trainer: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)

@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/model"
-	"github.com/schollz/progressbar/v3"
 )
 
 // ErrInterrupted is returned by Train when its context was cancelled (SIGINT,
@@ -332,7 +334,7 @@ func openRun(opt Options) (*configs.Config, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := writeFileAtomic(filepath.Join(runDir, ConfigFile), b); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(runDir, ConfigFile), b); err != nil {
 		return nil, "", err
 	}
 	return cfg, runDir, nil

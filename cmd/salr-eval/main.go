@@ -29,6 +29,7 @@ import (
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
 	"github.com/salr-go/salr/trainer/eval"
@@ -141,16 +142,16 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) (err error)
 	}
 	// Claim the output files first, so that a run is not wasted on a file
 	// that cannot be written.
-	var resultsFile, samplesFile *eval.AtomicFile
+	var resultsFile, samplesFile *atomicfile.File
 	defer func() {
-		for _, f := range []*eval.AtomicFile{resultsFile, samplesFile} {
+		for _, f := range []*atomicfile.File{resultsFile, samplesFile} {
 			if f != nil && err != nil {
 				f.Abort()
 			}
 		}
 	}()
 	if o.out != "" {
-		if resultsFile, err = eval.CreateAtomic(o.out, o.overwrite); err != nil {
+		if resultsFile, err = atomicfile.Create(o.out, o.overwrite); err != nil {
 			return err
 		}
 	}
@@ -160,7 +161,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) (err error)
 	}
 	var samples *bufio.Writer
 	if o.logSamples != "" {
-		if samplesFile, err = eval.CreateAtomic(o.logSamples, o.overwrite); err != nil {
+		if samplesFile, err = atomicfile.Create(o.logSamples, o.overwrite); err != nil {
 			return err
 		}
 		samples = bufio.NewWriter(samplesFile)

@@ -15,6 +15,3 @@ func mapWholeFile(f *os.File, size int) ([]byte, func([]byte) error, error) {
 	}
 	return data, nil, nil
 }
-
-// isSyncUnsupported: directories cannot be synced on these systems.
-func isSyncUnsupported(error) bool { return true }

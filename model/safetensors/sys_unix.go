@@ -3,7 +3,6 @@
 package safetensors
 
 import (
-	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -18,6 +17,3 @@ func mapWholeFile(f *os.File, size int) ([]byte, func([]byte) error, error) {
 	}
 	return data, unix.Munmap, nil
 }
-
-// isSyncUnsupported reports a file system that cannot fsync a directory.
-func isSyncUnsupported(err error) bool { return errors.Is(err, unix.EINVAL) }

@@ -1,18 +1,16 @@
 package safetensors
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/salr-go/salr/internal/atomicfile"
 )
 
 // Tensor is one tensor to write: Data holds prod(Shape) elements of DType,
@@ -25,14 +23,14 @@ type Tensor struct {
 }
 
 // Write stores tensors as a safetensors file at path, atomically (see
-// WriteAtomic). metadata becomes the header's __metadata__; "format": "pt" is
+// atomicfile.Write). metadata becomes the header's __metadata__; "format": "pt" is
 // added unless metadata sets "format" (transformers checks it).
 func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	plan, err := planFile(tensors, metadata)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return WriteAtomic(path, plan.writeTo)
+	return atomicfile.Write(path, plan.writeTo)
 }
 
 // Encode writes the complete safetensors encoding of tensors to w, exactly
@@ -144,59 +142,6 @@ func (p *filePlan) writeTo(w io.Writer) error {
 		if _, err := w.Write(t.Data); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// WriteAtomic creates or replaces the file at path with what write produces,
-// so that readers see either the old file or the complete new one: it
-// writes a temporary file path.tmp-* in the same directory, fsyncs it,
-// renames it over path and fsyncs the directory. On error the temporary
-// file is removed and path is untouched. The file gets mode 0644.
-func WriteAtomic(path string, write func(w io.Writer) error) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	buf := bufio.NewWriterSize(tmp, 1<<20)
-	if err = write(buf); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = buf.Flush(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable. File systems that cannot sync a
-// directory (EINVAL) are not an error.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) && !isSyncUnsupported(err) {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }

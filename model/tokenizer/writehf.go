@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/salr-go/salr/internal/atomicfile"
 )
 
 // hfVeryLargeInteger is the model_max_length HF writes when the length is unknown (int(1e30)).
@@ -31,38 +33,10 @@ func (sp *SentencePiece) WriteHF(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("tokenizer: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, hfTokenizerFile), tokenizerJSON); err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, hfConfigFile), configJSON)
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it to
-// path, so readers see the old file or the whole new one.
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, hfTokenizerFile), tokenizerJSON); err != nil {
 		return fmt.Errorf("tokenizer: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("tokenizer: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := atomicfile.WriteBytes(filepath.Join(dir, hfConfigFile), configJSON); err != nil {
 		return fmt.Errorf("tokenizer: %w", err)
 	}
 	return nil

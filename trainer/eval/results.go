@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/internal/atomicfile"
 )
 
 // Number is a score that may be undefined (NaN, e.g. the standard error of a
@@ -184,7 +185,7 @@ func WriteResults(path string, r *Results, overwrite bool) error {
 	if err != nil {
 		return err
 	}
-	f, err := CreateAtomic(path, overwrite)
+	f, err := atomicfile.Create(path, overwrite)
 	if err != nil {
 		return err
 	}

@@ -135,79 +135,12 @@ func TestNumberJSON(t *testing.T) {
 	}
 }
 
-func TestAtomicFile(t *testing.T) {
+func TestWriteResultsRefusesExisting(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "results.json")
-	listing := func() []string {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, e := range entries {
-			names = append(names, e.Name())
-		}
-		return names
-	}
-
-	f, err := CreateAtomic(path, false)
-	if err != nil {
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.WriteString("first")
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("file visible before Commit: %v", err)
-	}
-	if err := f.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if got := listing(); len(got) != 1 || got[0] != "results.json" {
-		t.Errorf("directory after commit: %v", got)
-	}
-	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o644 {
-		t.Errorf("committed file mode %v, %v; want -rw-r--r--", st.Mode(), err)
-	}
-
-	if _, err := CreateAtomic(path, false); err == nil || !strings.Contains(err.Error(), "-overwrite") {
-		t.Errorf("existing file not refused: %v", err)
-	}
-	// A file that appears while the run writes is not clobbered either.
-	other := filepath.Join(dir, "late.json")
-	f, err = CreateAtomic(other, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(other, []byte("someone else's"), 0o644)
-	f.WriteString("mine")
-	if err := f.Commit(); err == nil {
-		t.Error("Commit replaced a file created meanwhile")
-	}
-	if b, _ := os.ReadFile(other); string(b) != "someone else's" {
-		t.Errorf("late file now holds %q", b)
-	}
-
-	f, err = CreateAtomic(path, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("second")
-	if err := f.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(path); string(b) != "second" {
-		t.Errorf("overwritten file holds %q", b)
-	}
-
-	f, err = CreateAtomic(filepath.Join(dir, "aborted.json"), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("partial")
-	f.Abort()
-	if got := listing(); len(got) != 2 {
-		t.Errorf("directory after abort: %v", got)
-	}
-
 	r := &Results{Task: TaskGSM8K, Metrics: map[string]Number{}}
 	if err := WriteResults(path, r, false); err == nil {
 		t.Error("WriteResults overwrote without overwrite")
