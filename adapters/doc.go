@@ -21,7 +21,9 @@
 // A_lora and B_lora.
 //
 // Fused.MergeInto folds the adapters into a dense matrix (UnmergeFrom takes
-// them out again), and WritePEFT /
-// ReadPEFT export and load the adapters in HuggingFace PEFT's LoRA format
-// (PROTOCOLS.md), SALR's two adapters as one LoRA of rank r_lora + r_svd.
+// them out again), and WritePEFT / ReadPEFT export and load the adapters in
+// HuggingFace PEFT's LoRA format (adapter_config.json and
+// adapter_model.safetensors with base_model.model.<module>.lora_A/B.weight
+// keys; docs/protocols.md), SALR's two adapters as one LoRA of rank
+// r_lora + r_svd with the scales folded into B.
 package adapters
