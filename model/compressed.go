@@ -707,27 +707,3 @@ func littleEndianBytes[T uint16 | uint32](s []T) []byte {
 	}
 	return out
 }
-
-// BaseFormatName names the storage of a base: "dense-f32", "dense-bf16",
-// "bitmap-bf16", "bitmap-fp16", "bitmap-fp32" (the values of
-// output.base_format), or its Go type for anything else.
-func BaseFormatName(m kernels.Matrix[float32]) string {
-	switch w := m.(type) {
-	case *kernels.Dense[float32]:
-		return "dense-f32"
-	case *bitmap.DenseBF16:
-		return "dense-bf16"
-	case *bitmap.Matrix:
-		return "bitmap-" + w.DType().String()
-	}
-	return fmt.Sprintf("%T", m)
-}
-
-// BaseBytes is the storage size of a base in bytes (dense float32: 4 per
-// weight).
-func BaseBytes(m kernels.Matrix[float32]) int64 {
-	if s, ok := m.(interface{ Bytes() int64 }); ok {
-		return s.Bytes()
-	}
-	return int64(m.Rows()) * int64(m.Cols()) * 4
-}

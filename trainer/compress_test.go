@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
@@ -17,40 +16,6 @@ import (
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 )
-
-func TestBaseMatrixFormats(t *testing.T) {
-	w := []float32{0, 1.001, -2, 0, 0, 3.3e-3, 0, 0, 5}
-	cases := []struct {
-		format string
-		want   string
-		values []float32
-	}{
-		{"dense-f32", "dense-f32", w},
-		{"dense-fp32", "dense-f32", w},
-		{"dense-bf16", "dense-bf16", roundBF16(w)},
-		{"bitmap-bf16", "bitmap-bf16", roundBF16(w)},
-		{"bitmap-fp16", "bitmap-fp16", roundF16(w)},
-		{"bitmap-fp32", "bitmap-fp32", w},
-	}
-	for _, c := range cases {
-		m, err := BaseMatrix(slices.Clone(w), 3, 3, c.format)
-		if err != nil {
-			t.Fatalf("%s: %v", c.format, err)
-		}
-		if got := model.BaseFormatName(m); got != c.want {
-			t.Errorf("%s: stored as %s", c.format, got)
-		}
-		if got := decodeBase(m); !slices.Equal(got, c.values) {
-			t.Errorf("%s: holds %v, want %v", c.format, got, c.values)
-		}
-	}
-	if _, err := BaseMatrix(w, 3, 3, "bitmap-int8"); err == nil || !strings.Contains(err.Error(), "bitmap-int8") {
-		t.Errorf("unknown format: %v", err)
-	}
-	if _, err := ParseBaseFormats("dense-fp32, bitmap-bf16,nope"); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Errorf("ParseBaseFormats: %v", err)
-	}
-}
 
 func roundBF16(w []float32) []float32 {
 	out := slices.Clone(w)
@@ -105,7 +70,8 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 		}
 		for l, L := range s.Params.Layers {
 			for p, lin := range L.Proj {
-				if got := model.BaseFormatName(lin.Base); got != c.format {
+				format, _ := model.ParseBaseFormat(c.format)
+				if got := model.BaseFormatName(lin.Base); got != string(format) {
 					t.Fatalf("%s: %s stored as %s", c.format, lin.Module, got)
 				}
 				if _, ok := s.Loaded.Checkpoint.Tensors[lin.Module+".weight"]; ok {
@@ -335,65 +301,5 @@ func TestCompressParams(t *testing.T) {
 	}
 	if _, err := CompressParams(p, 0.5, bitmap.F32); err == nil {
 		t.Error("compressed twice")
-	}
-}
-
-func TestBenchGenerate(t *testing.T) {
-	o := BenchGenerateOptions{Shape: "llama-64x2", Vocab: 100, Sparsity: 0.5, PromptTokens: 4, NewTokens: 5, Reps: 1, Seed: 1,
-		Formats: []string{"dense-fp32", "dense-bf16", "bitmap-bf16", "bitmap-fp32"}}
-	res, err := BenchGenerate(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res) != 4 {
-		t.Fatalf("%d results", len(res))
-	}
-	for _, r := range res {
-		if r.Bench != "generate" || r.Shape != o.Shape || !(r.TokensPerSecond > 0) || !(r.PrefillTokensPerSecond > 0) || r.NewTokens != 5 {
-			t.Errorf("result %+v", r)
-		}
-	}
-	// Bytes per projection weight: fp32 4, bf16 2, bitmap ≈ 1/8 + values/2.
-	ratios := map[string][2]float64{"dense-fp32": {2, 2}, "dense-bf16": {1, 1}, "bitmap-bf16": {0.56, 0.60}, "bitmap-fp32": {1.06, 1.10}}
-	for _, r := range res {
-		want := ratios[r.Format]
-		if r.ProjectionBytesRatio < want[0] || r.ProjectionBytesRatio > want[1] {
-			t.Errorf("%s: projection bytes ratio %.3f outside [%.2f, %.2f]", r.Format, r.ProjectionBytesRatio, want[0], want[1])
-		}
-	}
-	if res[1].SpeedupVsDenseBF16 != 1 || res[0].MatchingTokens != 5 {
-		t.Errorf("dense-bf16 speed-up %v, first format matching %d", res[1].SpeedupVsDenseBF16, res[0].MatchingTokens)
-	}
-	// Timed in turns, each format still gets its own repetitions and the
-	// same tokens.
-	o.InTurns, o.Reps, o.Formats = true, 2, []string{"bitmap-fp32", "dense-f32"}
-	turns, err := BenchGenerate(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(turns) != 2 || turns[0].Format != "bitmap-fp32" || turns[1].Reps != 2 || turns[0].SpeedupVsDenseBF16 != 0 || !(turns[1].TokensPerSecond > 0) {
-		t.Errorf("in turns: %+v", turns)
-	}
-
-	// Every format holds the same pruned weights.
-	cfg, _ := model.NamedShape(o.Shape)
-	cfg.Vocab = o.Vocab
-	f32, err := randomPrunedParams(cfg, 0.5, "dense-fp32", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bm, err := randomPrunedParams(cfg, 0.5, "bitmap-fp32", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for l := range f32.Layers {
-		for p := range f32.Layers[l].Proj {
-			if !slices.Equal(decodeBase(f32.Layers[l].Proj[p].Base), decodeBase(bm.Layers[l].Proj[p].Base)) {
-				t.Fatalf("layer %d projection %d differs between formats", l, p)
-			}
-		}
-	}
-	if _, err := BenchGenerate(context.Background(), BenchGenerateOptions{Shape: o.Shape, PromptTokens: 1, NewTokens: 1, Reps: 1, Formats: []string{"sparse"}}, nil); err == nil {
-		t.Error("unknown format accepted")
 	}
 }
