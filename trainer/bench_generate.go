@@ -305,7 +305,7 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 				if ratio > 0 {
 					mask, err := spec.Mask(w0, shape[0], shape[1], nil)
 					if err != nil {
-						errs[w] = err
+						errs[w] = fmt.Errorf("trainer: pruning %s: %w", name, err)
 						return
 					}
 					mask.Apply(w0)

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
-	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
@@ -58,11 +57,11 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 		format string
 		round  func([]float32) []float32
 	}{
-		{configs.BaseDenseF32, slices.Clone[[]float32]},
-		{configs.BaseDenseBF16, roundBF16},
-		{configs.BaseBitmapBF16, roundBF16},
-		{configs.BaseBitmapFP16, roundF16},
-		{configs.BaseBitmapFP32, slices.Clone[[]float32]},
+		{"dense-f32", slices.Clone[[]float32]}, // dense-fp32's alias, which every config accepts
+		{"dense-bf16", roundBF16},
+		{"bitmap-bf16", roundBF16},
+		{"bitmap-fp16", roundF16},
+		{"bitmap-fp32", slices.Clone[[]float32]},
 	} {
 		s, err := Build(tinyConfig(t, t.TempDir(), "output.base_format="+c.format), nil)
 		if err != nil {
@@ -100,7 +99,7 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 				svd := f.Adapter(1) // parts: LoRA, then the SVD residual adapter
 				want := svdRef[m].Adapter(1)
 				if svd.Kind != adapters.KindSVD || !slices.Equal(svd.A, want.A) || !slices.Equal(svd.B, want.B) {
-					t.Fatalf("%s: SVD adapter of %s differs from dense-f32's", c.format, m)
+					t.Fatalf("%s: SVD adapter of %s differs from dense-fp32's", c.format, m)
 				}
 			}
 		}
@@ -164,7 +163,7 @@ func TestBitmapBaseRunTrainsResumesAndExports(t *testing.T) {
 	defer l.Close()
 	for _, L := range l.Params.Layers {
 		for _, lin := range L.Proj {
-			if model.BaseFormatName(lin.Base) != configs.BaseBitmapBF16 || lin.Adapter == nil {
+			if model.BaseFormatName(lin.Base) != string(model.BaseBitmapBF16) || lin.Adapter == nil {
 				t.Fatalf("OpenRun: %s has a %s base, adapter %v", lin.Module, model.BaseFormatName(lin.Base), lin.Adapter != nil)
 			}
 		}
