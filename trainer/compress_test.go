@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
@@ -300,5 +301,21 @@ func TestCompressParams(t *testing.T) {
 	}
 	if _, err := CompressParams(p, 0.5, bitmap.F32); err == nil {
 		t.Error("compressed twice")
+	}
+}
+
+// TestPruneChecksTheBaseFormatFirst: a base format the configuration did not
+// validate (a Config built in code) is reported as output.base_format before
+// any projection is pruned or its SVD computed.
+func TestPruneChecksTheBaseFormatFirst(t *testing.T) {
+	cfg := tinyConfig(t, t.TempDir(), "sparsity.score=wanda")
+	cfg.Output.BaseFormat = "sparse-int4"
+	s, err := Build(cfg, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("built with an unknown base format")
+	}
+	if !strings.Contains(err.Error(), "output.base_format") || !strings.Contains(err.Error(), `"sparse-int4"`) || strings.Contains(err.Error(), "model.layers") {
+		t.Errorf("error %q does not name output.base_format first", err)
 	}
 }
