@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"maps"
@@ -34,9 +35,13 @@ import (
 // The header's __metadata__ entry "salr_compression" is a JSON object
 //
 //	{"format": "salr-bitmap", "version": 1, "chunk_cols": 16, "value_dtype": "bf16",
-//	 "tensors": {P: {"shape": [rows, cols], "nnz": nnz}, ...}}
+//	 "tensors": {P: {"shape": [rows, cols], "nnz": nnz}, ...},
+//	 "crc32c": {T: checksum, ...}}
 //
-// listing every compressed weight. All other tensors are stored densely under
+// listing every compressed weight, and the CRC-32C (Castagnoli) checksum of
+// the data bytes of every tensor T in the file, which loading verifies. Files
+// written before the checksums existed have no "crc32c" entry and load
+// without that verification. All other tensors are stored densely under
 // their HF names (BF16, F16 or F32, as config.json's torch_dtype says).
 // Optionally the file also carries one low-rank adapter per projection M
 // (e.g. "model.layers.0.self_attn.q_proj"), y += ((x Aᵀ) ⊙ scale) Bᵀ:
@@ -83,6 +88,9 @@ type compressionMeta struct {
 	ChunkCols  int                             `json:"chunk_cols"`
 	ValueDType string                          `json:"value_dtype"`
 	Tensors    map[string]compressedTensorMeta `json:"tensors"`
+	// CRC32C maps every tensor of the file to the CRC-32C of its data
+	// bytes; nil in files written before the checksums existed.
+	CRC32C map[string]uint32 `json:"crc32c,omitempty"`
 }
 
 // compressedTensorMeta describes one compressed weight.
@@ -189,11 +197,7 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 			valueDType = bitmapDTypeOf(o.DType)
 		}
 		meta.ValueDType = valueDType.String()
-		metaJSON, err := json.Marshal(meta)
-		if err != nil {
-			return err
-		}
-		metadata = map[string]string{CompressionMetadataKey: string(metaJSON)}
+		metadata = map[string]string{}
 		if o.Adapters {
 			adapterTensors, adJSON, err := adapterEntries(p, o.AdapterParts)
 			if err != nil {
@@ -204,8 +208,51 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 		}
 		tensors = append(tensors, safetensors.Tensor{Name: tailPaddingName, DType: safetensors.U8,
 			Shape: []int{tailPaddingBytes}, Data: make([]byte, tailPaddingBytes)})
+		meta.CRC32C = tensorChecksums(tensors)
+		metaJSON, err := json.Marshal(meta)
+		if err != nil {
+			return err
+		}
+		metadata[CompressionMetadataKey] = string(metaJSON)
 	}
 	return writeModelFiles(dir, cfg, o.DType, tensors, metadata, o.Overwrite)
+}
+
+// crc32cTable is the Castagnoli polynomial's table (hardware-accelerated on
+// amd64 and arm64).
+var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
+
+// tensorChecksums maps each tensor's name to the CRC-32C of its data.
+func tensorChecksums(tensors []safetensors.Tensor) map[string]uint32 {
+	out := make(map[string]uint32, len(tensors))
+	for _, t := range tensors {
+		out[t.Name] = crc32.Checksum(t.Data, crc32cTable)
+	}
+	return out
+}
+
+// verifyChecksums checks every tensor of the file against the CRC-32C the
+// metadata records for it, in one pass over the data section.
+func (c compressedFile) verifyChecksums(sums map[string]uint32) error {
+	names := c.f.Names()
+	for _, name := range names {
+		want, ok := sums[name]
+		if !ok {
+			return fmt.Errorf("%s: tensor %q has no checksum in metadata %q", c.path, name, CompressionMetadataKey)
+		}
+		info, _ := c.f.Info(name)
+		if got := crc32.Checksum(c.raw[c.dataStart+int(info.Begin):c.dataStart+int(info.End)], crc32cTable); got != want {
+			return fmt.Errorf("%s: tensor %q is corrupted: its CRC-32C is %08x, metadata %q records %08x", c.path, name, got, CompressionMetadataKey, want)
+		}
+	}
+	if len(sums) != len(names) {
+		for _, name := range slices.Sorted(maps.Keys(sums)) {
+			if _, ok := c.f.Info(name); !ok {
+				return fmt.Errorf("%s: metadata %q has a checksum of tensor %q, which the file lacks", c.path, CompressionMetadataKey, name)
+			}
+		}
+	}
+	return nil
 }
 
 // paramSource is one tensor of a Params: a matrix in any storage, or a
@@ -458,6 +505,11 @@ func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) 
 			return nil, fmt.Errorf("%s: tensor %q is stored both densely and compressed", path, name)
 		}
 	}
+	if meta.CRC32C != nil {
+		if err := file.verifyChecksums(meta.CRC32C); err != nil {
+			return nil, err
+		}
+	}
 	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Compressed: map[string]*bitmap.Matrix{}, Source: path}
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		shape := expected[name]
@@ -654,28 +706,4 @@ func littleEndianBytes[T uint16 | uint32](s []T) []byte {
 		}
 	}
 	return out
-}
-
-// BaseFormatName names the storage of a base: "dense-f32", "dense-bf16",
-// "bitmap-bf16", "bitmap-fp16", "bitmap-fp32" (the values of
-// output.base_format), or its Go type for anything else.
-func BaseFormatName(m kernels.Matrix[float32]) string {
-	switch w := m.(type) {
-	case *kernels.Dense[float32]:
-		return "dense-f32"
-	case *bitmap.DenseBF16:
-		return "dense-bf16"
-	case *bitmap.Matrix:
-		return "bitmap-" + w.DType().String()
-	}
-	return fmt.Sprintf("%T", m)
-}
-
-// BaseBytes is the storage size of a base in bytes (dense float32: 4 per
-// weight).
-func BaseBytes(m kernels.Matrix[float32]) int64 {
-	if s, ok := m.(interface{ Bytes() int64 }); ok {
-		return s.Bytes()
-	}
-	return int64(m.Rows()) * int64(m.Cols()) * 4
 }

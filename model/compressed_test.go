@@ -1,13 +1,16 @@
 package model
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -404,7 +407,9 @@ func TestWriteParamsRejectsMixedValueTypes(t *testing.T) {
 }
 
 // rewriteCompressed copies the compressed model in src to a new directory,
-// letting edit change its tensors and metadata first.
+// letting edit change its tensors and metadata first; the checksums are then
+// recomputed (when the metadata still parses), so that the loader's other
+// checks are what rejects the edit.
 func rewriteCompressed(t *testing.T, src string, edit func(tensors map[string]*safetensors.Tensor, meta map[string]string)) string {
 	t.Helper()
 	f, err := safetensors.Open(filepath.Join(src, safetensors.SingleFileName))
@@ -423,6 +428,12 @@ func rewriteCompressed(t *testing.T, src string, edit func(tensors map[string]*s
 	var list []safetensors.Tensor
 	for _, tensor := range tensors {
 		list = append(list, *tensor)
+	}
+	var m compressionMeta
+	if json.Unmarshal([]byte(meta[CompressionMetadataKey]), &m) == nil && m.CRC32C != nil {
+		m.CRC32C = tensorChecksums(list)
+		b, _ := json.Marshal(m)
+		meta[CompressionMetadataKey] = string(b)
 	}
 	dst := t.TempDir()
 	if err := safetensors.Write(filepath.Join(dst, safetensors.SingleFileName), list, meta); err != nil {
@@ -558,6 +569,105 @@ func TestCompressedCorruptFilesAreErrors(t *testing.T) {
 			t.Errorf("truncated file: %v", err)
 		}
 	})
+}
+
+// flipInFile loads the compressed model file of dir, lets change edit the
+// data bytes of tensor name in place and writes the file back, metadata
+// untouched.
+func flipInFile(t *testing.T, dir, name string, change func(data []byte)) {
+	t.Helper()
+	path := filepath.Join(dir, safetensors.SingleFileName)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Parse(b, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, ok := f.Info(name)
+	if !ok {
+		t.Fatalf("no tensor %q", name)
+	}
+	start := 8 + int(binary.LittleEndian.Uint64(b))
+	change(b[start+int(info.Begin) : start+int(info.End)])
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCompressedChecksumsCatchSilentCorruption flips bits that the structural
+// checks cannot see: a value byte, a bit of the embedding, and a
+// popcount-preserving swap of a set and a clear bit in one mask word. Each
+// load must fail naming the file and the tensor.
+func TestCompressedChecksumsCatchSilentCorruption(t *testing.T) {
+	cfg := compressedTestConfig(false, false)
+	fx := newCompressedFixture(t, cfg, bitmap.BF16, 62)
+	const q = "model.layers.1.self_attn.q_proj.weight"
+	cases := []struct {
+		tensor string
+		change func(data []byte)
+	}{
+		{q + ValuesSuffix, func(data []byte) { data[7] ^= 0x01 }},
+		{EmbedTokensName, func(data []byte) { data[100] ^= 0x20 }},
+		{q + BitmapSuffix, func(data []byte) {
+			for i := 0; i+1 < len(data); i += 2 {
+				w := binary.LittleEndian.Uint16(data[i:])
+				if w == 0 || w == 0xffff {
+					continue
+				}
+				set, clear := bits.TrailingZeros16(w), bits.TrailingZeros16(^w)
+				binary.LittleEndian.PutUint16(data[i:], w^(1<<set|1<<clear))
+				return
+			}
+			t.Fatal("no mask word with both set and clear bits")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.tensor, func(t *testing.T) {
+			dir := writeCompressedFixture(t, fx, bitmap.BF16)
+			if _, err := Load(dir); err != nil {
+				t.Fatalf("intact file: %v", err)
+			}
+			flipInFile(t, dir, c.tensor, c.change)
+			_, err := Load(dir)
+			if err == nil {
+				t.Fatal("loaded a corrupted file")
+			}
+			for _, want := range []string{filepath.Join(dir, safetensors.SingleFileName), strconv.Quote(c.tensor), "corrupted"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q lacks %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCompressedFileWithoutChecksumsLoads: a file written before the
+// checksums existed (no "crc32c" entry) still loads, unverified.
+func TestCompressedFileWithoutChecksumsLoads(t *testing.T) {
+	cfg := compressedTestConfig(false, false)
+	fx := newCompressedFixture(t, cfg, bitmap.F32, 63)
+	good := writeCompressedFixture(t, fx, bitmap.F32)
+	dir := rewriteCompressed(t, good, func(_ map[string]*safetensors.Tensor, meta map[string]string) {
+		var m compressionMeta
+		if err := json.Unmarshal([]byte(meta[CompressionMetadataKey]), &m); err != nil || m.CRC32C == nil {
+			t.Fatalf("metadata %v without checksums", err)
+		}
+		m.CRC32C = nil
+		b, _ := json.Marshal(m)
+		meta[CompressionMetadataKey] = string(b)
+	})
+	ck, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	p, err := NewParams(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLoadedCompressed(t, fx, p, bitmap.F32)
 }
 
 // FuzzCompressedFile feeds corrupted compressed model files to the loader: it

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 )
 
-// Bench60M is the "bench-60M" training-step shape of PROTOCOLS.md: Llama
+// Bench60M is the "bench-60M" training-step benchmark shape: Llama
 // architecture, hidden 512, 8 layers, 8 heads, 8 KV heads, intermediate
 // 1408, vocabulary 32000 (benchmarked at sequence 256, batch 4).
 func Bench60M() Config {
@@ -44,27 +44,34 @@ func RandomCheckpoint(cfg Config, seed uint64) (*Checkpoint, error) {
 	}
 	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: fmt.Sprintf("random(seed=%d)", seed)}
 	for name, shape := range cfg.TensorShapes() {
-		// Each tensor has its own stream, so the map's order does not matter.
-		h := fnv.New64a()
-		h.Write([]byte(name))
-		rng := rand.New(rand.NewPCG(seed, h.Sum64()))
-		n := 1
-		for _, d := range shape {
-			n *= d
-		}
-		data := make([]float32, n)
-		if len(shape) == 1 && !isBias(name) {
-			for i := range data {
-				data[i] = 1
-			}
-		} else {
-			for i := range data {
-				data[i] = float32(rng.NormFloat64() * 0.02)
-			}
-		}
-		ck.Tensors[name] = &Tensor{Shape: shape, Data: data}
+		ck.Tensors[name] = &Tensor{Shape: shape, Data: RandomTensor(name, shape, seed)}
 	}
 	return ck, nil
+}
+
+// RandomTensor returns the values RandomCheckpoint gives the tensor name of
+// the shape: ones for a norm (1-D, not a bias), else normal values of
+// standard deviation 0.02 from a stream of its own that depends only on seed
+// and name.
+func RandomTensor(name string, shape []int, seed uint64) []float32 {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	data := make([]float32, n)
+	if len(shape) == 1 && !isBias(name) {
+		for i := range data {
+			data[i] = 1
+		}
+		return data
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
+	for i := range data {
+		data[i] = float32(rng.NormFloat64() * 0.02)
+	}
+	return data
 }
 
 func isBias(name string) bool {

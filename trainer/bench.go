@@ -12,11 +12,13 @@ import (
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 )
 
-// TrainBench is one "salr-bench train" result (one JSON object per line).
-type TrainBench struct {
+// TrainBenchResult is one "salr-bench train" result (one JSON object per
+// line).
+type TrainBenchResult struct {
 	Bench           string  `json:"bench"` // "train"
 	Method          string  `json:"method"`
 	Shape           string  `json:"shape"`
@@ -31,8 +33,8 @@ type TrainBench struct {
 	SetupSeconds    float64 `json:"setup_seconds"`
 }
 
-// BenchTrainOptions configures BenchTrain.
-type BenchTrainOptions struct {
+// TrainBenchOptions configures RunTrainBench.
+type TrainBenchOptions struct {
 	Shape      string // a model.NamedShape, e.g. "bench-60M"
 	Method     string // lora | prune-lora | salr
 	Batch, Seq int
@@ -43,11 +45,11 @@ type BenchTrainOptions struct {
 	Sets []string
 }
 
-// BenchTrain times full training steps (forward, backward, AdamW) of a
+// RunTrainBench times full training steps (forward, backward, AdamW) of a
 // random-weight model of a named shape with random token data, set up by the
-// same code as salr-train (PROTOCOLS.md "bench-60M": LoRA rank 16, SALR
-// LoRA 16 + SVD 16, adapters on all 7 projections).
-func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, error) {
+// same code as salr-train (LoRA rank 16, SALR LoRA 16 + SVD 16, adapters on
+// all 7 projections).
+func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchResult, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -110,7 +112,7 @@ func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, er
 	tc := cfg.Train
 	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
 		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
-	res := &TrainBench{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
+	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
 		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds()}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
@@ -124,20 +126,11 @@ func BenchTrain(o BenchTrainOptions, logf func(string, ...any)) (*TrainBench, er
 		logf("step %d: %.0f ms, peak RSS %.0f MiB", i+1, float64(time.Since(t0).Microseconds())/1000, peakRSSMB())
 	}
 	slices.Sort(times)
-	res.MedianMsPerStep = median(times)
+	res.MedianMsPerStep = bitmap.Median(times)
 	res.MinMsPerStep = times[0]
 	res.TokensPerSecond = float64(o.Batch*o.Seq) / (res.MedianMsPerStep / 1000)
 	res.PeakRSSMB = peakRSSMB()
 	return res, nil
-}
-
-// median of sorted values.
-func median(sorted []float64) float64 {
-	n := len(sorted)
-	if n%2 == 1 {
-		return sorted[n/2]
-	}
-	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 // peakRSSMB is the process's peak resident set size (VmHWM) in MiB, or 0

@@ -112,6 +112,9 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
+	if _, err := model.ParseBaseFormat(cfg.Output.BaseFormat); err != nil {
+		return fmt.Errorf("trainer: output.base_format: %w", err)
+	}
 	targets, err := sparsity.ParseTargets(cfg.Sparsity.TargetModules)
 	if err != nil {
 		return err
@@ -125,20 +128,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	start := time.Now()
 	progress := progressLog{logf: logf, what: "pruning", every: 10 * time.Second, start: start}
 	var pruned, total int
-	for l := range s.Params.Layers {
-		progress.done(l, len(s.Params.Layers))
-		for p, lin := range s.Params.Layers[l].Proj {
-			if !targets.Has(model.Projection(p).Short()) {
-				continue
-			}
-			dense, ok := lin.Base.(*kernels.Dense[float32])
-			if !ok {
-				return fmt.Errorf("trainer: %s: the base is not dense; cannot prune it again", lin.Module)
-			}
-			mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
-			if err != nil {
-				return fmt.Errorf("trainer: pruning %s: %w", lin.Module, err)
-			}
+	err = pruneProjections(s.Params, spec, targets, norms, func(l int) { progress.done(l, len(s.Params.Layers)) },
+		func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
 			kept, _, stats := sparsity.Split(dense.W, mask)
 			if err := s.setPrunedBase(lin, dense.W, kept); err != nil {
 				return err
@@ -146,7 +137,10 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 			s.Pruned[lin.Module] = stats
 			pruned += stats.Pruned
 			total += stats.Rows * stats.Cols
-		}
+			return nil
+		})
+	if err != nil {
+		return err
 	}
 	if total > 0 {
 		s.Sparsity = float64(pruned) / float64(total)

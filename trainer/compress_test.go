@@ -11,46 +11,11 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
-	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 )
-
-func TestBaseMatrixFormats(t *testing.T) {
-	w := []float32{0, 1.001, -2, 0, 0, 3.3e-3, 0, 0, 5}
-	cases := []struct {
-		format string
-		want   string
-		values []float32
-	}{
-		{"dense-f32", "dense-f32", w},
-		{"dense-fp32", "dense-f32", w},
-		{"dense-bf16", "dense-bf16", roundBF16(w)},
-		{"bitmap-bf16", "bitmap-bf16", roundBF16(w)},
-		{"bitmap-fp16", "bitmap-fp16", roundF16(w)},
-		{"bitmap-fp32", "bitmap-fp32", w},
-	}
-	for _, c := range cases {
-		m, err := BaseMatrix(slices.Clone(w), 3, 3, c.format)
-		if err != nil {
-			t.Fatalf("%s: %v", c.format, err)
-		}
-		if got := model.BaseFormatName(m); got != c.want {
-			t.Errorf("%s: stored as %s", c.format, got)
-		}
-		if got := decodeBase(m); !slices.Equal(got, c.values) {
-			t.Errorf("%s: holds %v, want %v", c.format, got, c.values)
-		}
-	}
-	if _, err := BaseMatrix(w, 3, 3, "bitmap-int8"); err == nil || !strings.Contains(err.Error(), "bitmap-int8") {
-		t.Errorf("unknown format: %v", err)
-	}
-	if _, err := ParseBaseFormats("dense-fp32, bitmap-bf16,nope"); err == nil || !strings.Contains(err.Error(), "nope") {
-		t.Errorf("ParseBaseFormats: %v", err)
-	}
-}
 
 func roundBF16(w []float32) []float32 {
 	out := slices.Clone(w)
@@ -93,11 +58,11 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 		format string
 		round  func([]float32) []float32
 	}{
-		{configs.BaseDenseF32, slices.Clone[[]float32]},
-		{configs.BaseDenseBF16, roundBF16},
-		{configs.BaseBitmapBF16, roundBF16},
-		{configs.BaseBitmapFP16, roundF16},
-		{configs.BaseBitmapFP32, slices.Clone[[]float32]},
+		{"dense-f32", slices.Clone[[]float32]}, // dense-fp32's alias, which every config accepts
+		{"dense-bf16", roundBF16},
+		{"bitmap-bf16", roundBF16},
+		{"bitmap-fp16", roundF16},
+		{"bitmap-fp32", slices.Clone[[]float32]},
 	} {
 		s, err := Build(tinyConfig(t, t.TempDir(), "output.base_format="+c.format), nil)
 		if err != nil {
@@ -105,7 +70,8 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 		}
 		for l, L := range s.Params.Layers {
 			for p, lin := range L.Proj {
-				if got := model.BaseFormatName(lin.Base); got != c.format {
+				format, _ := model.ParseBaseFormat(c.format)
+				if got := model.BaseFormatName(lin.Base); got != string(format) {
 					t.Fatalf("%s: %s stored as %s", c.format, lin.Module, got)
 				}
 				if _, ok := s.Loaded.Checkpoint.Tensors[lin.Module+".weight"]; ok {
@@ -134,7 +100,7 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 				svd := f.Adapter(1) // parts: LoRA, then the SVD residual adapter
 				want := svdRef[m].Adapter(1)
 				if svd.Kind != adapters.KindSVD || !slices.Equal(svd.A, want.A) || !slices.Equal(svd.B, want.B) {
-					t.Fatalf("%s: SVD adapter of %s differs from dense-f32's", c.format, m)
+					t.Fatalf("%s: SVD adapter of %s differs from dense-fp32's", c.format, m)
 				}
 			}
 		}
@@ -198,7 +164,7 @@ func TestBitmapBaseRunTrainsResumesAndExports(t *testing.T) {
 	defer l.Close()
 	for _, L := range l.Params.Layers {
 		for _, lin := range L.Proj {
-			if model.BaseFormatName(lin.Base) != configs.BaseBitmapBF16 || lin.Adapter == nil {
+			if model.BaseFormatName(lin.Base) != string(model.BaseBitmapBF16) || lin.Adapter == nil {
 				t.Fatalf("OpenRun: %s has a %s base, adapter %v", lin.Module, model.BaseFormatName(lin.Base), lin.Adapter != nil)
 			}
 		}
@@ -338,62 +304,18 @@ func TestCompressParams(t *testing.T) {
 	}
 }
 
-func TestBenchGenerate(t *testing.T) {
-	o := BenchGenerateOptions{Shape: "llama-64x2", Vocab: 100, Sparsity: 0.5, PromptTokens: 4, NewTokens: 5, Reps: 1, Seed: 1,
-		Formats: []string{"dense-fp32", "dense-bf16", "bitmap-bf16", "bitmap-fp32"}}
-	res, err := BenchGenerate(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
+// TestPruneChecksTheBaseFormatFirst: a base format the configuration did not
+// validate (a Config built in code) is reported as output.base_format before
+// any projection is pruned or its SVD computed.
+func TestPruneChecksTheBaseFormatFirst(t *testing.T) {
+	cfg := tinyConfig(t, t.TempDir(), "sparsity.score=wanda")
+	cfg.Output.BaseFormat = "sparse-int4"
+	s, err := Build(cfg, nil)
+	if err == nil {
+		s.Close()
+		t.Fatal("built with an unknown base format")
 	}
-	if len(res) != 4 {
-		t.Fatalf("%d results", len(res))
-	}
-	for _, r := range res {
-		if r.Bench != "generate" || r.Shape != o.Shape || !(r.TokensPerSecond > 0) || !(r.PrefillTokensPerSecond > 0) || r.NewTokens != 5 {
-			t.Errorf("result %+v", r)
-		}
-	}
-	// Bytes per projection weight: fp32 4, bf16 2, bitmap ≈ 1/8 + values/2.
-	ratios := map[string][2]float64{"dense-fp32": {2, 2}, "dense-bf16": {1, 1}, "bitmap-bf16": {0.56, 0.60}, "bitmap-fp32": {1.06, 1.10}}
-	for _, r := range res {
-		want := ratios[r.Format]
-		if r.ProjectionBytesRatio < want[0] || r.ProjectionBytesRatio > want[1] {
-			t.Errorf("%s: projection bytes ratio %.3f outside [%.2f, %.2f]", r.Format, r.ProjectionBytesRatio, want[0], want[1])
-		}
-	}
-	if res[1].SpeedupVsDenseBF16 != 1 || res[0].MatchingTokens != 5 {
-		t.Errorf("dense-bf16 speed-up %v, first format matching %d", res[1].SpeedupVsDenseBF16, res[0].MatchingTokens)
-	}
-	// Timed in turns, each format still gets its own repetitions and the
-	// same tokens.
-	o.InTurns, o.Reps, o.Formats = true, 2, []string{"bitmap-fp32", "dense-f32"}
-	turns, err := BenchGenerate(context.Background(), o, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(turns) != 2 || turns[0].Format != "bitmap-fp32" || turns[1].Reps != 2 || turns[0].SpeedupVsDenseBF16 != 0 || !(turns[1].TokensPerSecond > 0) {
-		t.Errorf("in turns: %+v", turns)
-	}
-
-	// Every format holds the same pruned weights.
-	cfg, _ := model.NamedShape(o.Shape)
-	cfg.Vocab = o.Vocab
-	f32, err := randomPrunedParams(cfg, 0.5, "dense-fp32", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bm, err := randomPrunedParams(cfg, 0.5, "bitmap-fp32", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for l := range f32.Layers {
-		for p := range f32.Layers[l].Proj {
-			if !slices.Equal(decodeBase(f32.Layers[l].Proj[p].Base), decodeBase(bm.Layers[l].Proj[p].Base)) {
-				t.Fatalf("layer %d projection %d differs between formats", l, p)
-			}
-		}
-	}
-	if _, err := BenchGenerate(context.Background(), BenchGenerateOptions{Shape: o.Shape, PromptTokens: 1, NewTokens: 1, Reps: 1, Formats: []string{"sparse"}}, nil); err == nil {
-		t.Error("unknown format accepted")
+	if !strings.Contains(err.Error(), "output.base_format") || !strings.Contains(err.Error(), `"sparse-int4"`) || strings.Contains(err.Error(), "model.layers") {
+		t.Errorf("error %q does not name output.base_format first", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 
 	"github.com/salr-go/salr/adapters"
-	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
@@ -56,7 +55,7 @@ func (s *Setup) Export(runDir string) error {
 	if err := s.writeBase(baseDir); err != nil {
 		return err
 	}
-	if _, ok := bitmapFormatDType(out.BaseFormat); ok {
+	if _, ok := model.BaseFormat(out.BaseFormat).BitmapDType(); ok {
 		return s.writeCompressed(filepath.Join(runDir, CompressedDir))
 	}
 	return nil
@@ -75,22 +74,11 @@ func exportedSizes(runDir string) (base, compressed int64) {
 	return size(BaseDir), size(CompressedDir)
 }
 
-// baseDType is the safetensors dtype the base is stored in.
-func baseDType(format string) safetensors.DType {
-	switch format {
-	case configs.BaseDenseBF16, configs.BaseBitmapBF16:
-		return safetensors.BF16
-	case configs.BaseBitmapFP16:
-		return safetensors.F16
-	}
-	return safetensors.F32
-}
-
 // writeBase writes the model as trained, without its adapters, as a dense HF
 // directory (pruned projections hold W0 ⊙ M with zeros, decoded from their
 // stored form) with the tokenizer.
 func (s *Setup) writeBase(dir string) error {
-	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: baseDType(s.Config.Output.BaseFormat), Overwrite: true})
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.Output.BaseFormat).DType(), Overwrite: true})
 	if err != nil {
 		return fmt.Errorf("trainer: writing the pruned base: %w", err)
 	}
@@ -108,7 +96,7 @@ func (s *Setup) writeCompressed(dir string) error {
 		}
 		parts[module] = b
 	}
-	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: baseDType(s.Config.Output.BaseFormat),
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.Output.BaseFormat).DType(),
 		Compressed: true, Adapters: true, AdapterParts: parts, Overwrite: true})
 	if err != nil {
 		return fmt.Errorf("trainer: writing the compressed model: %w", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
 )
 
@@ -22,7 +23,7 @@ func init() {
 }
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o trainer.BenchGenerateOptions
+	var o trainer.GenerateBenchOptions
 	var formats string
 	var jsonOut, verbose bool
 	fs := flag.NewFlagSet("salr-bench generate", flag.ContinueOnError)
@@ -42,14 +43,14 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	var err error
-	if o.Formats, err = trainer.ParseBaseFormats(formats); err != nil {
+	if o.Formats, err = model.ParseBaseFormats(formats); err != nil {
 		return err
 	}
 	logf := func(string, ...any) {}
 	if verbose {
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
-	results, err := trainer.BenchGenerate(ctx, o, logf)
+	results, err := trainer.RunGenerateBench(ctx, o, logf)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,7 @@ func init() {
 }
 
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var o trainer.BenchTrainOptions
+	var o trainer.TrainBenchOptions
 	var methods string
 	var jsonOut, verbose bool
 	fs := flag.NewFlagSet("salr-bench train", flag.ContinueOnError)
@@ -52,10 +52,10 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return ctx.Err()
 		}
 		o.Method = strings.TrimSpace(m)
-		var r *trainer.TrainBench
+		var r *trainer.TrainBenchResult
 		var err error
 		if len(list) == 1 {
-			r, err = trainer.BenchTrain(o, logf)
+			r, err = trainer.RunTrainBench(o, logf)
 		} else {
 			r, err = trainInChild(ctx, args, o.Method, stderr)
 		}
@@ -78,7 +78,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // trainInChild benchmarks one method in a child salr-bench process (the same
 // flags, this method, JSON output), so that each method's peak RSS is its
 // own and not the high-water mark of the methods before it.
-func trainInChild(ctx context.Context, args []string, method string, stderr io.Writer) (*trainer.TrainBench, error) {
+func trainInChild(ctx context.Context, args []string, method string, stderr io.Writer) (*trainer.TrainBenchResult, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ func trainInChild(ctx context.Context, args []string, method string, stderr io.W
 	if err != nil {
 		return nil, fmt.Errorf("salr-bench train -method %s (child process): %w", method, err)
 	}
-	var r trainer.TrainBench
+	var r trainer.TrainBenchResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		return nil, fmt.Errorf("salr-bench train -method %s: reading the child's result %q: %w", method, out, err)
 	}

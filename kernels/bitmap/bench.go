@@ -21,7 +21,8 @@ type KernelShape struct{ M, K, N int }
 // String formats the shape as MxKxN.
 func (s KernelShape) String() string { return fmt.Sprintf("%dx%dx%d", s.M, s.K, s.N) }
 
-// DefaultKernelShapes are the kernel shapes of PROTOCOLS.md ("Benchmark shapes").
+// DefaultKernelShapes are the benchmark's kernel shapes: 1, 16 and 512
+// tokens times weights of 4096 or 14336 inputs and 4096 outputs.
 var DefaultKernelShapes = []KernelShape{
 	{1, 4096, 4096}, {1, 14336, 4096}, {16, 4096, 4096}, {512, 4096, 4096}, {512, 14336, 4096},
 }
@@ -146,8 +147,8 @@ func (c *KernelBenchConfig) defaults() {
 // "avx512" or "go".
 func Implementation() string { return defaultKernels.name }
 
-// RunKernelBench times every case on every shape, cold cache as PROTOCOLS.md
-// says: each timed call uses the next of enough copies of the weight to
+// RunKernelBench times every case on every shape with a cold cache: each
+// timed call uses the next of enough copies of the weight to
 // exceed ColdBytes, after one warm-up pass over the copies. Unless
 // cfg.Sequential, the cases of a shape are timed in turns (one call of each
 // per round, starting with a different case each round) so that all of them
@@ -297,7 +298,7 @@ func (r *caseRun) timedCall() {
 func (r *caseRun) result(cfg KernelBenchConfig) KernelResult {
 	s := r.s
 	times := slices.Sorted(slices.Values(r.times))
-	med := median(times)
+	med := Median(times)
 	impl := Implementation()
 	if r.c == (KernelCase{"dense", F32}) {
 		impl = kernels.BackendName()
@@ -342,8 +343,9 @@ func weightBuilder(c KernelCase, w []float32, s KernelShape) (func() (kernels.Ma
 	}, nil
 }
 
-// median of sorted values.
-func median(sorted []float64) float64 {
+// Median is the median of sorted values (0 for none); the benchmarks of
+// package trainer use it too.
+func Median(sorted []float64) float64 {
 	n := len(sorted)
 	if n == 0 {
 		return 0

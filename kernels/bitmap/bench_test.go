@@ -136,3 +136,14 @@ func TestParseKernelShapesAndCases(t *testing.T) {
 		}
 	}
 }
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		sorted []float64
+		want   float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{1, 2, 10}, 2}, {[]float64{1, 2, 4, 10}, 3}} {
+		if got := Median(c.sorted); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.sorted, got, c.want)
+		}
+	}
+}

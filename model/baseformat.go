@@ -1,0 +1,138 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/model/safetensors"
+)
+
+// BaseFormat is how a frozen (pruned) base is stored in memory: a value of
+// output.base_format.
+type BaseFormat string
+
+// The base formats, in their canonical spelling.
+const (
+	BaseDenseFP32  BaseFormat = "dense-fp32"  // float32, kernels.Dense (BLAS)
+	BaseDenseBF16  BaseFormat = "dense-bf16"  // bf16, bitmap.DenseBF16
+	BaseBitmapBF16 BaseFormat = "bitmap-bf16" // bitmap.Matrix, bf16 values
+	BaseBitmapFP16 BaseFormat = "bitmap-fp16" // bitmap.Matrix, fp16 values
+	BaseBitmapFP32 BaseFormat = "bitmap-fp32" // bitmap.Matrix, fp32 values
+)
+
+// baseFormats lists the canonical formats, in documentation order.
+var baseFormats = []BaseFormat{BaseDenseFP32, BaseDenseBF16, BaseBitmapBF16, BaseBitmapFP16, BaseBitmapFP32}
+
+// baseFormatAliases are older spellings ParseBaseFormat still accepts.
+var baseFormatAliases = map[string]BaseFormat{
+	"dense-f32":  BaseDenseFP32,
+	"bitmap-f32": BaseBitmapFP32,
+	"bitmap-f16": BaseBitmapFP16,
+}
+
+// ParseBaseFormat returns the canonical format s names (an alias such as
+// dense-f32 gives dense-fp32), or an error listing the canonical names.
+func ParseBaseFormat(s string) (BaseFormat, error) {
+	if f := BaseFormat(s).canonical(); slices.Contains(baseFormats, f) {
+		return f, nil
+	}
+	names := make([]string, len(baseFormats))
+	for i, f := range baseFormats {
+		names[i] = string(f)
+	}
+	return "", fmt.Errorf("model: unknown base format %q (want one of %s)", s, strings.Join(names, ", "))
+}
+
+// ParseBaseFormats parses a comma-separated list of base formats.
+func ParseBaseFormats(list string) ([]BaseFormat, error) {
+	var out []BaseFormat
+	for _, s := range strings.Split(list, ",") {
+		f, err := ParseBaseFormat(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// canonical is f in its canonical spelling (f itself when it is not an
+// alias).
+func (f BaseFormat) canonical() BaseFormat {
+	if c, ok := baseFormatAliases[string(f)]; ok {
+		return c
+	}
+	return f
+}
+
+// BitmapDType returns the value type of a bitmap-* format (aliases
+// included) and whether f is one.
+func (f BaseFormat) BitmapDType() (bitmap.DType, bool) {
+	switch f.canonical() {
+	case BaseBitmapBF16:
+		return bitmap.BF16, true
+	case BaseBitmapFP16:
+		return bitmap.F16, true
+	case BaseBitmapFP32:
+		return bitmap.F32, true
+	}
+	return 0, false
+}
+
+// DType is the safetensors dtype of f's values: BF16 for dense-bf16 and
+// bitmap-bf16, F16 for bitmap-fp16, F32 otherwise.
+func (f BaseFormat) DType() safetensors.DType {
+	if f.canonical() == BaseDenseBF16 {
+		return safetensors.BF16
+	}
+	if dt, ok := f.BitmapDType(); ok {
+		return valueDTypeOf(dt)
+	}
+	return safetensors.F32
+}
+
+// NewBaseMatrix stores the pruned weight kept (rows × cols, row-major
+// float32, zeros at the pruned positions) in format f (aliases accepted):
+// dense-fp32 wraps kept itself, dense-bf16 rounds it into a
+// bitmap.DenseBF16, and the bitmap-* formats encode it as a bitmap.Matrix
+// (kept may then be dropped).
+func NewBaseMatrix(kept []float32, rows, cols int, f BaseFormat) (kernels.Matrix[float32], error) {
+	f, err := ParseBaseFormat(string(f))
+	if err != nil {
+		return nil, err
+	}
+	if dt, ok := f.BitmapDType(); ok {
+		return bitmap.Encode(kept, rows, cols, dt)
+	}
+	if f == BaseDenseBF16 {
+		return bitmap.NewDenseBF16(kept, rows, cols), nil
+	}
+	return kernels.NewDense(kept, rows, cols), nil
+}
+
+// BaseFormatName names the storage of a base by its canonical format
+// (dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32), or by its
+// Go type for anything else.
+func BaseFormatName(m kernels.Matrix[float32]) string {
+	switch w := m.(type) {
+	case *kernels.Dense[float32]:
+		return string(BaseDenseFP32)
+	case *bitmap.DenseBF16:
+		return string(BaseDenseBF16)
+	case *bitmap.Matrix:
+		return "bitmap-" + w.DType().String()
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+// BaseBytes is the storage size of a base in bytes (dense float32: 4 per
+// weight).
+func BaseBytes(m kernels.Matrix[float32]) int64 {
+	if s, ok := m.(interface{ Bytes() int64 }); ok {
+		return s.Bytes()
+	}
+	return int64(m.Rows()) * int64(m.Cols()) * 4
+}
