@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
@@ -26,8 +26,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var o trainer.GenerateBenchOptions
 	var formats string
 	var jsonOut, verbose bool
-	fs := flag.NewFlagSet("salr-bench generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("generate")
 	fs.StringVar(&o.Shape, "shape", "llama-2048x16", "model `shape`: llama-<hidden>x<layers> or bench-60M")
 	fs.IntVar(&o.Vocab, "vocab", 0, "vocabulary size (0: the shape's, 32000)")
 	fs.Float64Var(&o.Sparsity, "sparsity", 0.5, "fraction of each projection pruned by magnitude")
@@ -39,7 +38,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.BoolVar(&o.InTurns, "in-turns", false, "build every format first and time them in turns (same machine load for all; holds all models in memory)")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "print build and per-repetition lines to stderr")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	var err error

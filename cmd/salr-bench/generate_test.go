@@ -47,3 +47,12 @@ func TestGenerateTableAndErrors(t *testing.T) {
 		t.Errorf("bad flag: exit %d, want 2", code)
 	}
 }
+
+// TestGenerateFormatSpellings: dense-f32, the old spelling of dense-fp32, is
+// accepted.
+func TestGenerateFormatSpellings(t *testing.T) {
+	code, out, errOut := runCmd("generate", "-shape", "llama-64x1", "-vocab", "32", "-prompt-tokens", "2", "-new-tokens", "1", "-reps", "1", "-formats", "dense-f32", "-json")
+	if code != 0 || !strings.Contains(out, `"bench":"generate"`) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

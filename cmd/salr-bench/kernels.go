@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 )
@@ -15,7 +16,7 @@ import (
 func init() {
 	register(subcommand{
 		name:    "kernels",
-		summary: "time dense and bitmap-compressed GEMV/GEMM kernels, cold cache (PROTOCOLS.md shapes)",
+		summary: "time dense and bitmap-compressed GEMV/GEMM kernels, cold cache",
 		run:     runKernels,
 	})
 }
@@ -59,10 +60,9 @@ func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
 
 func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o kernelsOptions
-	fs := flag.NewFlagSet("salr-bench kernels", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("kernels")
 	o.addFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	shapes, err := bitmap.ParseKernelShapes(o.shapes)

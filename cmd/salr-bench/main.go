@@ -11,14 +11,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"slices"
 	"strings"
+
+	"github.com/salr-go/salr/cmd/internal/cli"
 )
 
 // subcommand is one "salr-bench NAME ..." entry.
@@ -26,7 +25,7 @@ type subcommand struct {
 	name    string
 	summary string // one line for the list of subcommands
 	// run parses args (the arguments after the name) and runs; it returns
-	// flag.ErrHelp when -h was asked for.
+	// flag.ErrHelp when -h was asked for, a cli.UsageError on bad usage.
 	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
@@ -41,70 +40,51 @@ func register(c subcommand) {
 	subcommands[c.name] = c
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { cli.Main("salr-bench", run) }
 
-// run dispatches to a subcommand and turns its error into the exit code: 0 on
-// success or help, 1 when the subcommand fails, 2 on a usage error.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// run dispatches to a subcommand: "salr-bench -h" prints the list of
+// subcommands, a missing or unknown subcommand is a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		usage(stderr)
-		return 2
+		return cli.UsageError("missing subcommand (" + strings.Join(names(), ", ") + ")")
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
-		return 0
+		return flag.ErrHelp
 	}
 	c, ok := subcommands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "salr-bench: unknown subcommand %q\n\n", args[0])
-		usage(stderr)
-		return 2
+		return cli.UsageError(fmt.Sprintf("unknown subcommand %q (want %s)", args[0], strings.Join(names(), ", ")))
 	}
-	err := c.run(ctx, args[1:], stdout, stderr)
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, errUsage):
-		return 2
-	}
-	fmt.Fprintf(stderr, "salr-bench %s: %v\n", c.name, err)
-	return 1
-}
-
-// errUsage is returned by a subcommand whose flags did not parse (the flag
-// package has already printed why).
-var errUsage = errors.New("usage error")
-
-// parseFlags parses args into fs, mapping flag errors to errUsage and keeping
-// flag.ErrHelp; positional arguments are refused.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
-		return errUsage
+	if err := c.run(ctx, args[1:], stdout, stderr); err != nil {
+		return fmt.Errorf("%s: %w", c.name, err)
 	}
 	return nil
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: salr-bench <subcommand> [flags]")
-	fmt.Fprintln(w, "\nsubcommands:")
+// newFlagSet returns the flag set of subcommand name, whose help shows
+// its summary.
+func newFlagSet(name string) *flag.FlagSet {
+	summary := subcommands[name].summary
+	return cli.NewFlagSet("salr-bench "+name, "salr-bench "+name+" [flags]", strings.ToUpper(summary[:1])+summary[1:]+".")
+}
+
+// names lists the subcommands in order.
+func names() []string {
 	names := make([]string, 0, len(subcommands))
 	for name := range subcommands {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	for _, name := range names {
+	return names
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: salr-bench %s [flags]\n\n", strings.Join(names(), "|"))
+	fmt.Fprintln(w, "Measure SALR: kernels, training steps and generation of random-weight models.")
+	fmt.Fprintln(w, "\nsubcommands:")
+	for _, name := range names() {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'salr-bench <subcommand> -h' for its flags.")

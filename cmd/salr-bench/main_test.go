@@ -2,36 +2,50 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/cmd/internal/cli"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = run(context.Background(), args, &out, &errb)
+	code = cli.Run("salr-bench", run, args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
 func TestHelpListsSubcommands(t *testing.T) {
 	code, out, _ := runCmd("-h")
-	if code != 0 || !strings.Contains(out, "kernels") || !strings.Contains(out, "usage: salr-bench") {
+	if code != 0 || !strings.Contains(out, "kernels") || !strings.HasPrefix(out, "usage: salr-bench generate|kernels|train [flags]\n") {
 		t.Fatalf("salr-bench -h: exit %d, output %q", code, out)
 	}
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{nil, {"nosuch"}, {"kernels", "-nosuchflag"}, {"kernels", "extra"}} {
-		if code, _, _ := runCmd(args...); code != 2 {
-			t.Errorf("salr-bench %q: exit %d, want 2", args, code)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "salr-bench: missing subcommand (generate, kernels, train)\n"},
+		{[]string{"nosuch"}, `salr-bench: unknown subcommand "nosuch" (want generate, kernels, train)` + "\n"},
+		{[]string{"kernels", "-nosuchflag"}, "salr-bench: kernels: flag provided but not defined: -nosuchflag\n"},
+		{[]string{"kernels", "extra"}, `salr-bench: kernels: unexpected argument "extra"` + "\n"},
+		{[]string{"generate", "-json", "extra", "-reps", "1"}, `salr-bench: generate: unexpected argument "extra" (flags after it are not read)` + "\n"},
+	} {
+		code, _, errOut := runCmd(c.args...)
+		if want := c.want + "run 'salr-bench -h' for usage\n"; code != 2 || errOut != want {
+			t.Errorf("salr-bench %q: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, want)
 		}
 	}
 	if code, _, errOut := runCmd("kernels", "-shapes", "1x2"); code != 1 || !strings.Contains(errOut, "MxKxN") {
 		t.Errorf("bad -shapes: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, _ := runCmd("kernels", "-h"); code != 0 {
-		t.Errorf("salr-bench kernels -h: exit %d, want 0", code)
+	for _, name := range []string{"kernels", "generate", "train"} {
+		code, out, _ := runCmd(name, "-h")
+		if want := "usage: salr-bench " + name + " [flags]\n\n"; code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "flags:\n  -") {
+			t.Errorf("salr-bench %s -h: exit %d, output %q; want 0 and a help starting %q", name, code, out, want)
+		}
 	}
 }
 
@@ -74,5 +88,19 @@ func TestKernelsTable(t *testing.T) {
 	}
 	if !strings.Contains(out, "vs bf16") || !strings.Contains(out, "bitmap-bf16") || !strings.Contains(out, "Mul (dx") {
 		t.Fatalf("table:\n%s", out)
+	}
+}
+
+// TestKernelsCaseSpellings: the old spellings of the cases (f32, f16) are
+// accepted for fp32 and fp16.
+func TestKernelsCaseSpellings(t *testing.T) {
+	code, out, errOut := runCmd("kernels", "-shapes", "1x32x16", "-reps", "1", "-cold-mb", "1", "-json", "-cases", "dense-f32,bitmap-f16,bitmap-f32")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{`"dtype":"fp32","format":"dense"`, `"dtype":"fp16","format":"bitmap"`, `"dtype":"fp32","format":"bitmap"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %s result:\n%s", want, out)
+		}
 	}
 }

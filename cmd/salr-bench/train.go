@@ -3,20 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/trainer"
 )
 
 func init() {
 	register(subcommand{
 		name:    "train",
-		summary: "time full training steps (forward, backward, AdamW) of a random-weight model (PROTOCOLS.md bench-60M)",
+		summary: "time full training steps (forward, backward, AdamW) of a random-weight model",
 		run:     runTrain,
 	})
 }
@@ -25,8 +25,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o trainer.TrainBenchOptions
 	var methods string
 	var jsonOut, verbose bool
-	fs := flag.NewFlagSet("salr-bench train", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("train")
 	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: bench-60M or llama-<hidden>x<layers>")
 	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
 	fs.IntVar(&o.Batch, "batch", 4, "sequences per step")
@@ -36,7 +35,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and data")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "print setup and per-step lines to stderr")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
 	}
 	logf := func(string, ...any) {}

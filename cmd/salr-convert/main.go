@@ -5,17 +5,21 @@
 // at -sparsity) and writes the compressed form SALR loads (bitmap weights,
 // see model.WriteParams), readable by salr-generate and salr-eval.
 //
-//	salr-convert -from llama2c -in stories260K.bin -tokenizer tok512.bin -out DIR [-dtype f32|bf16|f16] [-force]
+//	salr-convert -from llama2c -in stories260K.bin -tokenizer tok512.bin -out DIR [-dtype fp32|bf16|fp16] [-overwrite]
 //	salr-convert -compress -sparsity 0.5 [-compress-dtype bf16|fp16|fp32] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR
 //
 // A compressed directory given to -from hf -in (without -compress) is written
 // back densely.
 //
-// Exit status: 0 on success, 1 when the conversion fails, 2 for usage errors.
+// -force is an old spelling of -overwrite; f32, f16 and the other spellings
+// of safetensors.ParseDType are accepted by -dtype.
+//
+// Exit status: 0 on success, 1 when the conversion fails, 2 for usage
+// errors, 130 when interrupted.
 package main
 
 import (
-	"errors"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -37,45 +41,42 @@ type options struct {
 	tokenizer string // the tokenizer file or directory ("" = the source's own, if any)
 	out       string // the HuggingFace directory to write
 	dtype     safetensors.DType
-	force     bool // replace a model already in out
+	overwrite bool // replace a model already in out
 
 	compress      bool         // prune and write the compressed form
 	sparsity      float64      // fraction of each projection pruned
 	compressDType bitmap.DType // value type of the compressed weights
 }
 
-// parseArgs reads the command line; -h prints the usage and returns
-// flag.ErrHelp.
-func parseArgs(args []string, stderr io.Writer) (options, error) {
-	fs := flag.NewFlagSet("salr-convert", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// parseArgs reads the command line; -h prints the help to stdout, a note
+// on a deprecated flag goes to stderr.
+func parseArgs(args []string, stdout, stderr io.Writer) (options, error) {
+	fs := cli.NewFlagSet("salr-convert",
+		"salr-convert [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-dtype fp32|bf16|fp16] [-overwrite]\nsalr-convert -compress [-sparsity 0.5] [-compress-dtype bf16|fp16|fp32] [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-overwrite]",
+		"Convert a llama2.c checkpoint or an HF model directory into an HF model directory, optionally\npruned by magnitude and bitmap-compressed. -in and -out are required.")
 	var opts options
 	var dtype, compressDType string
+	var force bool
 	fs.StringVar(&opts.from, "from", "llama2c", "source checkpoint format: llama2c or hf")
-	fs.StringVar(&opts.in, "in", "", "source checkpoint: a llama2.c .bin `file` or an HF model directory")
+	fs.StringVar(&opts.in, "in", "", "source checkpoint: a llama2.c .bin `file` or an HF model directory (required)")
 	fs.StringVar(&opts.tokenizer, "tokenizer", "", "tokenizer `path` to convert alongside (llama2c: tokenizer.bin / tok512.bin; hf: default the source directory's)")
-	fs.StringVar(&opts.out, "out", "", "output HuggingFace model `directory`")
-	fs.StringVar(&dtype, "dtype", "f32", "weight dtype in model.safetensors: f32, bf16 or f16 (without -compress)")
-	fs.BoolVar(&opts.force, "force", false, "replace a model already present in -out")
+	fs.StringVar(&opts.out, "out", "", "output HuggingFace model `directory` (required)")
+	fs.StringVar(&dtype, "dtype", "fp32", "weight dtype in model.safetensors: fp32, bf16 or fp16 (without -compress)")
+	fs.BoolVar(&opts.overwrite, "overwrite", false, "replace a model already present in -out")
+	fs.BoolVar(&force, "force", false, "deprecated spelling of -overwrite")
 	fs.BoolVar(&opts.compress, "compress", false, "prune every projection by magnitude and write the bitmap-compressed model")
 	fs.Float64Var(&opts.sparsity, "sparsity", 0.5, "with -compress: fraction of each projection's weights pruned, in (0, 1)")
 	fs.StringVar(&compressDType, "compress-dtype", "bf16", "with -compress: value type of the compressed weights and of the dense tensors: bf16, fp16 or fp32")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: salr-convert -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR [-dtype f32|bf16|f16] [-force]")
-		fmt.Fprintln(stderr, "       salr-convert -compress [-sparsity 0.5] [-compress-dtype bf16|fp16|fp32] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR [-force]")
-		fs.PrintDefaults()
+	if err := cli.Parse(fs, args, stdout); err != nil {
+		return options{}, err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return options{}, err
-		}
-		return options{}, cli.UsageError(err.Error())
+	if force {
+		fmt.Fprintln(stderr, "salr-convert: note: -force is deprecated; use -overwrite")
+		opts.overwrite = true
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
-	case fs.NArg() > 0:
-		return options{}, cli.UsageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	case opts.from != "llama2c" && opts.from != "hf":
 		return options{}, cli.UsageError(fmt.Sprintf("-from %q is not supported (want llama2c or hf)", opts.from))
 	case opts.in == "":
@@ -91,7 +92,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 	d, err := safetensors.ParseDType(dtype)
 	if err != nil || (d != safetensors.F32 && d != safetensors.BF16 && d != safetensors.F16) {
-		return options{}, cli.UsageError(fmt.Sprintf("-dtype %q: want f32, bf16 or f16", dtype))
+		return options{}, cli.UsageError(fmt.Sprintf("-dtype %q: want fp32, bf16 or fp16", dtype))
 	}
 	opts.dtype = d
 	if opts.compress {
@@ -145,7 +146,7 @@ func run(opts options, stdout io.Writer) error {
 			return err
 		}
 	}
-	err = model.WriteParams(opts.out, p, model.ParamsFileOptions{DType: opts.dtype, Compressed: opts.compress, Overwrite: opts.force})
+	err = model.WriteParams(opts.out, p, model.ParamsFileOptions{DType: opts.dtype, Compressed: opts.compress, Overwrite: opts.overwrite})
 	if err != nil {
 		return err
 	}
@@ -187,17 +188,15 @@ func loadTokenizer(opts options) (tokenizer.Tokenizer, error) {
 	return nil, nil
 }
 
-func main() {
-	opts, err := parseArgs(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(0)
-	}
+func main() { cli.Main("salr-convert", command) }
+
+// command parses args and converts.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts, err := parseArgs(args, stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "salr-convert: %v (see salr-convert -h)\n", err)
-		os.Exit(cli.ExitUsage)
+		return err
 	}
-	if err := run(opts, os.Stdout); err != nil {
-		fmt.Fprintf(os.Stderr, "salr-convert: %v\n", err)
-		os.Exit(1)
-	}
+	// The conversion does not watch ctx: a signal ends the command at once
+	// (each file it writes appears whole or not at all).
+	return cli.Cancellable(ctx, func() error { return run(opts, stdout) })
 }

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -30,10 +29,36 @@ func convertTestAssets(t *testing.T) string {
 }
 
 func TestParseArgs(t *testing.T) {
-	got, err := parseArgs([]string{"-in", "m.bin", "-tokenizer", "t.bin", "-out", "d", "-dtype", "bf16", "-force"}, io.Discard)
-	want := options{from: "llama2c", in: "m.bin", tokenizer: "t.bin", out: "d", dtype: safetensors.BF16, force: true, sparsity: 0.5}
+	got, err := parseArgs([]string{"-in", "m.bin", "-tokenizer", "t.bin", "-out", "d", "-dtype", "bf16", "-overwrite"}, io.Discard, io.Discard)
+	want := options{from: "llama2c", in: "m.bin", tokenizer: "t.bin", out: "d", dtype: safetensors.BF16, overwrite: true, sparsity: 0.5}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseArgs = %+v, %v", got, err)
+	}
+	// -force is the old spelling of -overwrite, with a note.
+	var stderr bytes.Buffer
+	if got, err := parseArgs([]string{"-in", "m.bin", "-tokenizer", "t.bin", "-out", "d", "-dtype", "bf16", "-force"}, io.Discard, &stderr); err != nil || !reflect.DeepEqual(got, want) ||
+		stderr.String() != "salr-convert: note: -force is deprecated; use -overwrite\n" {
+		t.Errorf("-force: %+v, %v, stderr %q", got, err, stderr.String())
+	}
+	// fp32, bf16, fp16, and the old spellings.
+	for spelling, d := range map[string]safetensors.DType{"fp32": safetensors.F32, "f32": safetensors.F32, "float32": safetensors.F32,
+		"fp16": safetensors.F16, "f16": safetensors.F16, "float16": safetensors.F16, "bf16": safetensors.BF16, "bfloat16": safetensors.BF16} {
+		if got, err := parseArgs([]string{"-in", "m.bin", "-out", "d", "-dtype", spelling}, io.Discard, io.Discard); err != nil || got.dtype != d {
+			t.Errorf("-dtype %s: %v, %v; want %v", spelling, got.dtype, err, d)
+		}
+	}
+	if got, err := parseArgs([]string{"-in", "m.bin", "-out", "d"}, io.Discard, io.Discard); err != nil || got.dtype != safetensors.F32 || got.overwrite {
+		t.Errorf("defaults: %+v, %v", got, err)
+	}
+	for spelling, d := range map[string]bitmap.DType{"fp32": bitmap.F32, "f32": bitmap.F32, "fp16": bitmap.F16, "f16": bitmap.F16, "bf16": bitmap.BF16} {
+		if got, err := parseArgs([]string{"-compress", "-in", "m.bin", "-out", "d", "-compress-dtype", spelling}, io.Discard, io.Discard); err != nil || got.compressDType != d {
+			t.Errorf("-compress-dtype %s: %v, %v; want %v", spelling, got.compressDType, err, d)
+		}
+	}
+	var help bytes.Buffer
+	if _, err := parseArgs([]string{"-h"}, &help, io.Discard); !errors.Is(err, flag.ErrHelp) || !strings.HasPrefix(help.String(), "usage: salr-convert ") ||
+		!strings.Contains(help.String(), "-dtype fp32|bf16|fp16") || !strings.Contains(help.String(), "(default \"fp32\")") || !strings.Contains(help.String(), "(required)") {
+		t.Errorf("-h: %v\n%s", err, help.String())
 	}
 	for _, args := range [][]string{
 		{"-out", "d"},
@@ -43,12 +68,12 @@ func TestParseArgs(t *testing.T) {
 		{"-in", "m.bin", "-out", "d", "extra"},
 		{"-bogus"},
 	} {
-		_, err := parseArgs(args, io.Discard)
+		_, err := parseArgs(args, io.Discard, io.Discard)
 		if !cli.IsUsage(err) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
 	}
-	if _, err := parseArgs([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseArgs([]string{"-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: err = %v", err)
 	}
 }
@@ -84,11 +109,11 @@ func TestRunConvertsStories260K(t *testing.T) {
 	if ids, err := tok.Encode("Once upon a time"); err != nil || !reflect.DeepEqual(ids, []int{403, 407, 261, 378}) {
 		t.Errorf("converted tokenizer encodes %v, %v", ids, err)
 	}
-	// A second conversion into the same directory needs -force.
-	if err := run(opts, io.Discard); err == nil || !strings.Contains(err.Error(), "force") {
+	// A second conversion into the same directory needs -overwrite.
+	if err := run(opts, io.Discard); err == nil || !strings.Contains(err.Error(), "already holds a model") {
 		t.Errorf("second run: err = %v", err)
 	}
-	opts.force = true
+	opts.overwrite = true
 	if err := run(opts, io.Discard); err != nil {
 		t.Errorf("forced run: %v", err)
 	}
@@ -116,49 +141,13 @@ func TestRunRejectsMismatchedTokenizer(t *testing.T) {
 	}
 }
 
-// TestMainExitCodes runs the real main in a child process (this test binary,
-// built by the same Go toolchain, so start-up panics would show here too).
-func TestMainExitCodes(t *testing.T) {
-	if os.Getenv("SALR_CONVERT_RUN_MAIN") == "1" {
-		os.Args = append([]string{"salr-convert"}, strings.Fields(os.Getenv("SALR_CONVERT_ARGS"))...)
-		main()
-		os.Exit(0)
-	}
-	missing := filepath.Join(t.TempDir(), "absent.bin")
-	for _, c := range []struct {
-		args   string
-		code   int
-		stderr string
-	}{
-		{"-h", 0, "usage: salr-convert"},
-		{"-out d", 2, "salr-convert: -in is required"},
-		{"-in " + missing + " -out " + t.TempDir(), 1, "salr-convert: "},
-	} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestMainExitCodes$")
-		cmd.Env = append(os.Environ(), "SALR_CONVERT_RUN_MAIN=1", "SALR_CONVERT_ARGS="+c.args)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		code := 0
-		var exitErr *exec.ExitError
-		if errors.As(err, &exitErr) {
-			code = exitErr.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if code != c.code || !strings.Contains(stderr.String(), c.stderr) {
-			t.Errorf("salr-convert %s: exit %d, stderr %q; want exit %d and %q", c.args, code, stderr.String(), c.code, c.stderr)
-		}
-	}
-}
-
 func TestParseArgsCompress(t *testing.T) {
-	got, err := parseArgs([]string{"-compress", "-sparsity", "0.6", "-compress-dtype", "fp16", "-from", "hf", "-in", "src", "-out", "d"}, io.Discard)
+	got, err := parseArgs([]string{"-compress", "-sparsity", "0.6", "-compress-dtype", "fp16", "-from", "hf", "-in", "src", "-out", "d"}, io.Discard, io.Discard)
 	want := options{from: "hf", in: "src", out: "d", dtype: safetensors.F16, compress: true, sparsity: 0.6, compressDType: bitmap.F16}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseArgs = %+v, %v", got, err)
 	}
-	if got, err := parseArgs([]string{"-compress", "-in", "m.bin", "-out", "d"}, io.Discard); err != nil || got.compressDType != bitmap.BF16 || got.dtype != safetensors.BF16 || got.sparsity != 0.5 {
+	if got, err := parseArgs([]string{"-compress", "-in", "m.bin", "-out", "d"}, io.Discard, io.Discard); err != nil || got.compressDType != bitmap.BF16 || got.dtype != safetensors.BF16 || got.sparsity != 0.5 {
 		t.Errorf("defaults: %+v, %v", got, err)
 	}
 	for _, args := range [][]string{
@@ -169,7 +158,7 @@ func TestParseArgsCompress(t *testing.T) {
 		{"-compress", "-in", "m.bin", "-out", "d", "-sparsity", "0"},
 		{"-compress", "-in", "m.bin", "-out", "d", "-compress-dtype", "int8"},
 	} {
-		if _, err := parseArgs(args, io.Discard); !cli.IsUsage(err) {
+		if _, err := parseArgs(args, io.Discard, io.Discard); !cli.IsUsage(err) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
 	}

@@ -16,16 +16,10 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-
-	"golang.org/x/term"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets"
@@ -50,9 +44,9 @@ type options struct {
 
 // addFlags registers the flags on fs.
 func (o *options) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu")
-	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file")
-	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters")
+	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu (required)")
+	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
+	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.data, "data", "", "task data directory (default: $"+eval.AssetsEnv+"/<task>)")
 	fs.IntVar(&o.shots, "shots", eval.DefaultShots, "few-shot examples per prompt")
@@ -67,17 +61,15 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 }
 
-// parseArgs reads the command line.
-func parseArgs(args []string, stderr io.Writer) (options, error) {
+// parseArgs reads the command line; -h prints the help to stdout.
+func parseArgs(args []string, stdout io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("salr-eval", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("salr-eval",
+		"salr-eval -task gsm8k|mmlu -model PATH [-tokenizer PATH] [flags]\nsalr-eval -task gsm8k|mmlu -run RUN_DIR [flags]",
+		"Evaluate a model, or a salr-train run's pruned base and trained adapters, on GSM8K or MMLU as\nlm-evaluation-harness does, and print lm-eval's results table. -task and one of -model and -run\nare required.")
 	o.addFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, cli.UsageError(fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	}
 	if o.task == "" {
 		return o, cli.UsageError("-task is required (gsm8k or mmlu)")
@@ -91,42 +83,23 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
-func main() {
-	os.Exit(mainStatus(os.Args[1:]))
-}
+func main() { cli.Main("salr-eval", command) }
 
-// mainStatus runs the command and returns its exit status.
-func mainStatus(args []string) int {
-	o, err := parseArgs(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if cli.IsUsage(err) {
-		fmt.Fprintln(os.Stderr, "salr-eval:", err)
-		return cli.ExitUsage
-	}
+// command parses args and runs.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stdout)
 	if err != nil {
-		return 2 // the flag package has printed the problem and the usage
+		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	progress := io.Writer(nil)
-	if !o.quiet && term.IsTerminal(int(os.Stderr.Fd())) {
-		progress = os.Stderr
+	var progress io.Writer
+	if !o.quiet {
+		progress = cli.Progress(stderr)
 	}
-	err = run(ctx, o, os.Stdout, progress)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(os.Stderr, "salr-eval: interrupted; no results written")
-		return cli.ExitInterrupted
+	err = run(ctx, o, stdout, progress)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("interrupted; no results written: %w", err)
 	}
-	fmt.Fprintln(os.Stderr, "salr-eval:", err)
-	if cli.IsUsage(err) {
-		return cli.ExitUsage
-	}
-	return 1
+	return err
 }
 
 // run evaluates as o says, prints the results table to stdout and writes
@@ -211,9 +184,6 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) (err error)
 func load(o options) (*model.Loaded, error) {
 	if o.run == "" {
 		return model.Open(o.model, o.tokenizer)
-	}
-	if OpenRun == nil {
-		return nil, fmt.Errorf("-run %s: evaluating salr-train run directories is not wired in this build yet (trainer.OpenRun)", o.run)
 	}
 	return OpenRun(o.run)
 }

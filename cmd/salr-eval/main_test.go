@@ -51,7 +51,8 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"-task", "mmlu"}, "exactly one of -model and -run"},
 		{[]string{"-task", "mmlu", "-model", "m", "-run", "r"}, "exactly one of -model and -run"},
 		{[]string{"-task", "mmlu", "-run", "r", "-tokenizer", "t"}, "-tokenizer applies to -model only"},
-		{[]string{"-task", "mmlu", "-model", "m", "extra"}, "unexpected arguments"},
+		{[]string{"-task", "mmlu", "-model", "m", "extra"}, `unexpected argument "extra"`},
+		{[]string{"-task", "mmlu", "extra", "-model", "m"}, `unexpected argument "extra" (flags after it are not read)`},
 	} {
 		_, err := parseArgs(tc.args, io.Discard)
 		if !cli.IsUsage(err) || !strings.Contains(err.Error(), tc.want) {
@@ -65,8 +66,15 @@ func TestParseArgs(t *testing.T) {
 	if _, err := parseArgs([]string{"-bogus"}, io.Discard); err == nil {
 		t.Error("unknown flag accepted")
 	}
-	if got := mainStatus([]string{"-task", "mmlu"}); got != 2 {
-		t.Errorf("exit status for bad usage %d, want 2", got)
+	var stderr bytes.Buffer
+	if got := cli.Run("salr-eval", command, []string{"-task", "mmlu"}, io.Discard, &stderr); got != 2 ||
+		stderr.String() != "salr-eval: give exactly one of -model and -run\nrun 'salr-eval -h' for usage\n" {
+		t.Errorf("exit status for bad usage %d, stderr %q; want 2", got, stderr.String())
+	}
+	var help bytes.Buffer
+	if got := cli.Run("salr-eval", command, []string{"-h"}, &help, io.Discard); got != 0 ||
+		!strings.HasPrefix(help.String(), "usage: salr-eval -task gsm8k|mmlu -model PATH") || !strings.Contains(help.String(), "(required)") {
+		t.Errorf("-h: exit %d, help:\n%s", got, help.String())
 	}
 	if _, err := parseSubjects("anatomy,,virology"); err == nil {
 		t.Error("empty subject accepted")
@@ -128,11 +136,6 @@ func TestRunDirectory(t *testing.T) {
 	modelPath := storiesModel(t)
 	o := options{task: "mmlu", run: "/runs/r1", data: writeMMLU(t), shots: 1, limit: 1, batch: 1, maxNew: 256}
 	defer func(saved func(string) (*model.Loaded, error)) { OpenRun = saved }(OpenRun)
-
-	OpenRun = nil
-	if err := run(context.Background(), o, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "trainer.OpenRun") {
-		t.Errorf("-run without OpenRun: %v", err)
-	}
 
 	var opened string
 	OpenRun = func(dir string) (*model.Loaded, error) {

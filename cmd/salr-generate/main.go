@@ -4,15 +4,17 @@
 //
 //	salr-generate -model DIR -prompt "Once upon a time" -max-new-tokens 56 -temperature 0
 //	salr-generate -run runs/quickstart -prompt "Question: ...\nAnswer:" -temperature 0
+//
+// Exit status: 0 on success, 1 when generation fails, 2 for bad usage, 130
+// when interrupted.
 package main
 
 import (
-	"errors"
-	"flag"
+	"context"
 	"fmt"
 	"io"
-	"os"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
 )
@@ -24,37 +26,54 @@ type options struct {
 	seed                          uint64
 }
 
-func main() {
+func main() { cli.Main("salr-generate", command) }
+
+// command parses args and runs.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stdout)
+	if err != nil {
+		return err
+	}
+	// Generation does not watch ctx: a signal ends the command at once.
+	return cli.Cancellable(ctx, func() error { return run(o, stdout, stderr) })
+}
+
+// parseArgs reads the command line; -h prints the help to stdout.
+func parseArgs(args []string, stdout io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("salr-generate", flag.ContinueOnError)
-	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file")
-	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base with its trained adapters")
+	fs := cli.NewFlagSet("salr-generate",
+		"salr-generate -model PATH [-tokenizer PATH] -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]\nsalr-generate -run RUN_DIR -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]",
+		"Continue a prompt with a model, or with a salr-train run's pruned base and trained adapters,\nprinting the prompt and its continuation. One of -model and -run is required.")
+	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
+	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base with its trained adapters (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.prompt, "prompt", "", "text to continue")
-	fs.IntVar(&o.maxNew, "max-new-tokens", 128, "maximum number of tokens to generate")
+	fs.IntVar(&o.maxNew, "max-new-tokens", 128, "maximum number of tokens to generate (generation also stops at the model's context length)")
 	fs.Float64Var(&o.temperature, "temperature", 0.8, "sampling temperature; 0 means greedy")
 	fs.Float64Var(&o.topP, "top-p", 1, "nucleus sampling threshold in (0, 1]")
 	fs.Uint64Var(&o.seed, "seed", 0, "random seed for sampling")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(2)
+	if err := cli.Parse(fs, args, stdout); err != nil {
+		return o, err
 	}
-	if (o.model == "") == (o.run == "") {
-		fmt.Fprintln(os.Stderr, "salr-generate: give exactly one of -model and -run")
-		fs.Usage()
-		os.Exit(2)
+	switch {
+	case (o.model == "") == (o.run == ""):
+		return o, cli.UsageError("give exactly one of -model and -run")
+	case o.run != "" && o.tokenizer != "":
+		return o, cli.UsageError("-tokenizer applies to -model only (a run directory holds its tokenizer)")
+	case o.maxNew < 0:
+		return o, cli.UsageError(fmt.Sprintf("-max-new-tokens %d: want 0 or more", o.maxNew))
 	}
-	if err := run(o, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "salr-generate:", err)
-		os.Exit(1)
-	}
+	return o, nil
 }
 
-func run(o options, w io.Writer) error {
+// run prints the prompt and its continuation to stdout; a note that the
+// context cuts the generation short goes to stderr.
+func run(o options, stdout, stderr io.Writer) error {
+	s, err := model.NewSampler(o.temperature, o.topP, o.seed)
+	if err != nil {
+		return err
+	}
 	var m *model.Loaded
-	var err error
 	if o.run != "" {
 		m, err = trainer.OpenRun(o.run)
 	} else {
@@ -64,16 +83,38 @@ func run(o options, w io.Writer) error {
 		return err
 	}
 	defer m.Close()
-	s, err := model.NewSampler(o.temperature, o.topP, o.seed)
-	if err != nil {
+	if err := noteContext(o, m, stderr); err != nil {
 		return err
 	}
-	fmt.Fprint(w, o.prompt)
+	fmt.Fprint(stdout, o.prompt)
 	_, err = model.GenerateText(model.NewRunner(m.Params), m.Tokenizer, []string{o.prompt}, model.TextOptions{
 		MaxNewTokens: o.maxNew,
 		Sampler:      s,
-		OnText:       func(delta string) { fmt.Fprint(w, delta) },
+		OnText:       func(delta string) { fmt.Fprint(stdout, delta) },
 	})
-	fmt.Fprintln(w)
+	fmt.Fprintln(stdout)
 	return err
+}
+
+// noteContext tells stderr when the prompt and -max-new-tokens do not fit in
+// the model's context, where generation stops.
+func noteContext(o options, m *model.Loaded, stderr io.Writer) error {
+	ctxLen := m.Params.Config.MaxPositions
+	if ctxLen <= 0 || o.maxNew == 0 {
+		return nil
+	}
+	ids, err := m.Tokenizer.Encode(o.prompt)
+	if err != nil {
+		return fmt.Errorf("encoding the prompt: %w", err)
+	}
+	n := len(ids)
+	if m.Tokenizer.AddBOS() && m.Tokenizer.BOS() >= 0 {
+		n++
+	}
+	// The last token generated is not fed back, so it needs no position.
+	if n+o.maxNew-1 > ctxLen {
+		fmt.Fprintf(stderr, "salr-generate: note: the prompt (%d tokens) and -max-new-tokens %d exceed the model's context; generation will stop at the context length (%d tokens)\n",
+			n, o.maxNew, ctxLen)
+	}
+	return nil
 }

@@ -16,19 +16,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
-
-	"golang.org/x/term"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer/sweep"
 )
@@ -50,13 +46,13 @@ type options struct {
 
 func (o *options) addFlags(fs *flag.FlagSet) {
 	d := sweep.DefaultEmitOptions()
-	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml)")
+	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml) (required unless -collect)")
 	fs.Var(&o.sets, "set", "override a config key in every run, KEY=VALUE (repeatable)")
 	fs.IntVar(&o.parallel, "parallel", 1, "runs executed at once (locally; the array throttle or Job parallelism with -emit)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list the runs (index, directory, varied values, state) and exit")
 	fs.IntVar(&o.index, "index", -1, "execute only run `i` in this process (what cluster workers run)")
 	fs.IntVar(&o.threads, "threads", 0, "threads of an -index run (0: the config's train.threads)")
-	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png of a sweep `directory` (or sweep file)")
+	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png of a sweep `directory` (or sweep file) (required unless -config)")
 	fs.StringVar(&o.emit, "emit", "", "write a cluster job instead of running: slurm (sbatch job array) or k8s (Indexed Job)")
 	fs.StringVar(&o.out, "out", "", "file written by -emit (default: sweep.sbatch or sweep-job.yaml in the sweep directory; - for stdout)")
 	fs.IntVar(&o.emitOpt.CPUs, "cpus", d.CPUs, "-emit: cores per run (Slurm --cpus-per-task, Kubernetes cpu)")
@@ -73,24 +69,19 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.Var(&o.env, "env", "-emit: NAME=VALUE set for the workers (repeatable), e.g. SALR_ASSETS=/data/assets")
 }
 
-// parseArgs reads the command line.
-func parseArgs(args []string, stderr io.Writer) (options, error) {
+// parseArgs reads the command line; -h prints the help to stdout.
+func parseArgs(args []string, stdout io.Writer) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("salr-sweep", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cli.NewFlagSet("salr-sweep",
+		"salr-sweep -config SWEEP [-parallel N] [-dry-run | -index I | -emit slurm|k8s] [-set KEY=VALUE ...]\nsalr-sweep -collect SWEEP_DIR",
+		"Run an experiment sweep on this machine, or write a Slurm or Kubernetes job that runs it on a cluster,\nand collect its results into a table and a plot. One of -config and -collect is required.")
 	o.addFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: salr-sweep -config SWEEP [-parallel N] [-dry-run | -index I | -emit slurm|k8s] [-set KEY=VALUE ...]\n       salr-sweep -collect SWEEP_DIR")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
 	o.emitOpt.Parallel = o.parallel
 	o.emitOpt.Env = o.env
 	switch {
-	case fs.NArg() > 0:
-		return o, cli.UsageError(fmt.Sprintf("unexpected arguments %q", fs.Args()))
 	case (o.config == "") == (o.collect == ""):
 		return o, cli.UsageError("give exactly one of -config and -collect")
 	case o.parallel < 1:
@@ -113,29 +104,15 @@ func countTrue(bs ...bool) int {
 	return n
 }
 
-func main() {
-	o, err := parseArgs(os.Args[1:], os.Stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case cli.IsUsage(err):
-		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
-		os.Exit(cli.ExitUsage)
-	case err != nil:
-		os.Exit(cli.ExitUsage) // the flag package has printed the problem and the usage
+func main() { cli.Main("salr-sweep", command) }
+
+// command parses args and runs.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stdout)
+	if err != nil {
+		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err = run(ctx, o, os.Stdout, os.Stderr)
-	switch {
-	case err == nil:
-	case errors.Is(err, sweep.ErrInterrupted):
-		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
-		os.Exit(cli.ExitInterrupted)
-	default:
-		fmt.Fprintln(os.Stderr, "salr-sweep:", err)
-		os.Exit(1)
-	}
+	return run(ctx, o, stdout, stderr)
 }
 
 // run does what the options say.
@@ -181,10 +158,7 @@ func runIndex(ctx context.Context, s *sweep.Sweep, runs []sweep.Run, o options, 
 	if err := sweep.WriteManifest(s, runs); err != nil {
 		return err
 	}
-	opt := sweep.ExecOptions{Log: stderr}
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		opt.Progress = stderr
-	}
+	opt := sweep.ExecOptions{Log: stderr, Progress: cli.Progress(stderr)}
 	return sweep.Execute(ctx, r, opt)
 }
 
@@ -212,15 +186,7 @@ func emit(s *sweep.Sweep, runs []sweep.Run, o options, stdout, stderr io.Writer)
 	if path == "" {
 		path = filepath.Join(s.Dir(), name)
 	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := write(f, s, eo); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := atomicfile.Write(path, func(w io.Writer) error { return write(w, s, eo) }); err != nil {
 		return err
 	}
 	submit := "sbatch " + path

@@ -5,25 +5,23 @@
 //	salr-train -config quickstart.toml
 //	salr-train -config gsm8k.toml -set model.path=/models/llama-2-7b -set output.dir=runs/l2
 //	salr-train -resume runs/quickstart
+//
+// Exit status: 0 on success, 1 when training fails, 2 for bad usage, 130
+// when interrupted (after saving a checkpoint; continue with -resume).
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"runtime/pprof"
 	"strings"
-	"syscall"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer"
-	"golang.org/x/term"
 )
 
 type options struct {
@@ -36,45 +34,50 @@ type options struct {
 	cpuProfile  string
 }
 
-func main() {
-	var o options
-	fs := flag.NewFlagSet("salr-train", flag.ContinueOnError)
-	fs.StringVar(&o.config, "config", "", "config file or embedded preset (quickstart.toml, gsm8k.toml, mmlu.toml)")
-	fs.Var(&o.sets, "set", "override a config key, KEY=VALUE (repeatable), e.g. -set train.lr=1e-4")
-	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective config and exit")
-	fs.StringVar(&o.resume, "resume", "", "continue the unfinished run in this run directory")
-	fs.BoolVar(&o.overwrite, "overwrite", false, "replace an existing run directory")
-	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or status lines")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: salr-train -config NAME|FILE [-set KEY=VALUE ...] [-print-config] [-overwrite]\n       salr-train -resume RUN_DIR\n\npresets: %s\n\n", strings.Join(configs.Presets(), ", "))
-		fs.PrintDefaults()
+func main() { cli.Main("salr-train", command) }
+
+// command parses args and runs.
+func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseArgs(args, stdout)
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		os.Exit(cli.ExitUsage)
-	}
-	if (o.config == "") == (o.resume == "") {
-		fmt.Fprintln(os.Stderr, "salr-train: give exactly one of -config and -resume")
-		fs.Usage()
-		os.Exit(cli.ExitUsage)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, o, os.Stdout, os.Stderr)
-	switch {
-	case errors.Is(err, trainer.ErrInterrupted):
-		fmt.Fprintln(os.Stderr, "salr-train:", err)
-		os.Exit(cli.ExitInterrupted)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "salr-train:", err)
-		os.Exit(1)
-	}
+	return run(ctx, o, stdout, stderr)
 }
 
-func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+// parseArgs reads the command line; -h prints the help to stdout.
+func parseArgs(args []string, stdout io.Writer) (options, error) {
+	var o options
+	fs := cli.NewFlagSet("salr-train",
+		"salr-train -config NAME|FILE [-set KEY=VALUE ...] [-print-config] [-overwrite] [-quiet]\nsalr-train -resume RUN_DIR [-quiet]",
+		"Fine-tune a model as a TOML config says, or continue an unfinished run. One of -config and\n-resume is required. Presets: "+strings.Join(configs.Presets(), ", ")+".")
+	fs.StringVar(&o.config, "config", "", "config file or embedded preset (required unless -resume)")
+	fs.Var(&o.sets, "set", "override a config key, KEY=VALUE (repeatable), e.g. -set train.lr=1e-4")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective config and exit")
+	fs.StringVar(&o.resume, "resume", "", "continue the unfinished run in this run `directory` with its own config (required unless -config)")
+	fs.BoolVar(&o.overwrite, "overwrite", false, "replace an existing run directory")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or status lines")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this `file`")
+	if err := cli.Parse(fs, args, stdout); err != nil {
+		return o, err
+	}
+	if (o.config == "") == (o.resume == "") {
+		return o, cli.UsageError("give exactly one of -config and -resume")
+	}
+	if o.resume != "" && o.printConfig {
+		return o, cli.UsageError("-print-config needs -config (a run directory keeps its config in " + trainer.ConfigFile + ")")
+	}
+	if o.resume != "" && (len(o.sets) > 0 || o.overwrite) {
+		// A run continues with the config it started with: flags that would
+		// change or replace it are refused rather than ignored.
+		return o, cli.UsageError("-set and -overwrite cannot be used with -resume: a run's config cannot change on resume (start a new run with -config, or use a new output.dir)")
+	}
+	return o, nil
+}
+
+// run trains (or prints the config) as o says; the summary goes to stdout,
+// the log and progress to stderr.
+func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 	opt := trainer.Options{Resume: o.resume, Overwrite: o.overwrite}
 	var threads int
 	if o.config != "" {
@@ -95,21 +98,24 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	kernels.SetThreads(threads)
 	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
+		f, err := atomicfile.Create(o.cpuProfile, true)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Abort()
 			return err
 		}
-		defer pprof.StopCPUProfile()
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := f.Commit(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
 	}
 	if !o.quiet {
 		opt.Log = stderr
-		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			opt.Progress = stderr
-		}
+		opt.Progress = cli.Progress(stderr)
 	}
 	sum, err := trainer.Train(ctx, opt)
 	if err != nil {

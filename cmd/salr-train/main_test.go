@@ -3,13 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/datasets/assets"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -43,30 +45,32 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestExitCodes runs the binary's main in a child process.
-func TestExitCodes(t *testing.T) {
-	if os.Getenv("SALR_TRAIN_CHILD") == "1" {
-		os.Args = append([]string{"salr-train"}, strings.Fields(os.Getenv("SALR_TRAIN_MAIN"))...)
-		main()
-		return
-	}
-	bad := writeConfig(t, "[train]\nlr = -1\n")
-	for args, want := range map[string]int{
-		"-config " + bad:                    1,
-		"-nosuchflag":                       2,
-		"":                                  2,
-		"-config quickstart.toml -resume x": 2,
+// TestParseArgs checks the usage errors and the help text.
+func TestParseArgs(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-config", "quickstart.toml", "extra", "-set", "output.dir=/tmp/x"}, `unexpected argument "extra" (flags after it are not read)`},
+		{[]string{"-resume", "runs/r", "-set", "train.lr=0.5"}, "-set and -overwrite cannot be used with -resume: a run's config cannot change on resume"},
+		{[]string{"-resume", "runs/r", "-overwrite"}, "-set and -overwrite cannot be used with -resume"},
+		{[]string{"-resume", "runs/r", "-print-config"}, "-print-config needs -config"},
 	} {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestExitCodes$")
-		cmd.Env = append(os.Environ(), "SALR_TRAIN_CHILD=1", "SALR_TRAIN_MAIN="+args)
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
+		if _, err := parseArgs(c.args, io.Discard); !cli.IsUsage(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want a usage error with %q", c.args, err, c.want)
 		}
-		if code != want {
-			t.Errorf("salr-train %s: exit %d, want %d", args, code, want)
-		}
+	}
+	if o, err := parseArgs([]string{"-resume", "runs/r", "-quiet"}, io.Discard); err != nil || o.resume != "runs/r" || !o.quiet {
+		t.Errorf("-resume -quiet: %+v, %v", o, err)
+	}
+	var help bytes.Buffer
+	if _, err := parseArgs([]string{"-h"}, &help); err != flag.ErrHelp {
+		t.Fatalf("-h: %v", err)
+	}
+	h := help.String()
+	if !strings.HasPrefix(h, "usage: salr-train -config NAME|FILE ") || !strings.Contains(h, "\n       salr-train -resume RUN_DIR") ||
+		!strings.Contains(h, "(required unless -resume)") || !strings.Contains(h, "quickstart.toml") || !strings.Contains(h, "-cpuprofile file") {
+		t.Errorf("-h:\n%s", h)
 	}
 }
 
@@ -81,5 +85,23 @@ func TestPrintConfig(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("-print-config output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestCPUProfile: -cpuprofile writes its file whole, beside the run.
+func TestCPUProfile(t *testing.T) {
+	assets.ForTest(t)
+	dir := t.TempDir()
+	o := options{config: "quickstart.toml", quiet: true, cpuProfile: filepath.Join(dir, "cpu.pprof"),
+		sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=0", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=2"}}
+	if err := run(context.Background(), o, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(o.cpuProfile); err != nil || info.Size() == 0 {
+		t.Fatalf("profile: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("%d entries beside the profile and the run, want none", len(entries)-2)
 	}
 }

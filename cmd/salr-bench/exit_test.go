@@ -1,0 +1,29 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/salr-go/salr/cmd/internal/cli/clitest"
+)
+
+// TestExitCodes runs the command's main in a child process.
+func TestExitCodes(t *testing.T) {
+	clitest.Child("salr-bench", main)
+	for _, c := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{[]string{"-h"}, 0, "usage: salr-bench generate|kernels|train [flags]", ""},
+		{[]string{"kernels", "-h"}, 0, "usage: salr-bench kernels [flags]", ""},
+		{nil, 2, "", "salr-bench: missing subcommand (generate, kernels, train)\nrun 'salr-bench -h' for usage\n"},
+		{[]string{"kernels", "extra", "-reps", "1"}, 2, "", `salr-bench: kernels: unexpected argument "extra"`},
+		{[]string{"kernels", "-shapes", "1x2"}, 1, "", "salr-bench: kernels: "},
+	} {
+		code, stdout, stderr := clitest.Exec(t, "TestExitCodes", c.args...)
+		if code != c.code || !strings.Contains(stdout, c.stdout) || !strings.Contains(stderr, c.stderr) {
+			t.Errorf("salr-bench %q: exit %d, stdout %q, stderr %q; want exit %d, %q and %q", c.args, code, stdout, stderr, c.code, c.stdout, c.stderr)
+		}
+	}
+}
