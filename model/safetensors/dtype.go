@@ -128,8 +128,8 @@ func Float32FromBytes(raw []byte, dtype DType) ([]float32, error) {
 	var flags uint32 // 1 once a value is not finite (see nonFinite)
 	if dtype == F32 && hostLittleEndian && uintptr(unsafe.Pointer(&raw[0]))%4 == 0 {
 		out = unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), n)
-		for _, v := range out {
-			flags |= nonFinite(v)
+		if anyNonFiniteF32(raw) {
+			flags = 1
 		}
 	} else {
 		out = make([]float32, n)
@@ -171,6 +171,24 @@ func Float32FromBytes(raw []byte, dtype DType) ([]float32, error) {
 // only from an all-ones exponent.
 func nonFinite(v float32) uint32 {
 	return (math.Float32bits(v)&0x7f800000 + 0x00800000) >> 31
+}
+
+// anyNonFiniteF32 reports whether the little-endian float32 values of raw
+// include a NaN or an infinity: nonFinite on two values at once, in 64-bit
+// words (no carry crosses from the low value into the high one), with two
+// accumulators to keep the loop short of a dependency chain.
+func anyNonFiniteF32(raw []byte) bool {
+	const mask, carry = 0x7f800000_7f800000, 0x00800000_00800000
+	var a, b uint64
+	i := 0
+	for ; i+16 <= len(raw); i += 16 {
+		a |= binary.LittleEndian.Uint64(raw[i:])&mask + carry
+		b |= binary.LittleEndian.Uint64(raw[i+8:])&mask + carry
+	}
+	for ; i+4 <= len(raw); i += 4 {
+		a |= uint64(binary.LittleEndian.Uint32(raw[i:])&0x7f800000 + 0x00800000)
+	}
+	return (a|b)&0x80000000_80000000 != 0
 }
 
 // NonFiniteError reports a tensor value that is NaN or infinite.
