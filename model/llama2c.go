@@ -25,7 +25,8 @@ const llama2cMagic = 0x616b3432
 // permuted from llama2.c's interleaved rotary pairs to HuggingFace's
 // half-split pairs, as transformers' convert_llama_weights_to_hf does.
 // The configuration is model_type llama, rms_norm_eps 1e-5, rope_theta 10000,
-// max_position_embeddings = seq_len, BOS 1, EOS 2.
+// max_position_embeddings = seq_len, BOS 1, EOS 2. The file must end where
+// the header says it does, and every weight must be finite.
 func LoadLlama2C(path string) (*Checkpoint, error) {
 	m, err := safetensors.MapFile(path)
 	if err != nil {
