@@ -9,8 +9,9 @@
 // reads a HuggingFace model directory (LoadHF, safetensors in F32, BF16, F16
 // or F64), a llama2.c .bin file (LoadLlama2C) or a compressed model
 // directory, whose pruned projections stay in kernels/bitmap form. Loading
-// refuses a checkpoint whose tensors do not match its configuration (missing,
-// misshapen or unused tensors) or hold NaN or infinite values. Open loads a
+// refuses tensors that do not match the configuration (missing or misshapen;
+// in HuggingFace and llama2.c checkpoints, unused ones too) and weights that
+// are NaN or infinite. Open loads a
 // model together with its tokenizer (package model/tokenizer) and checks that
 // the two agree on the vocabulary.
 //

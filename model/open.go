@@ -79,7 +79,7 @@ func CheckTokenizer(tok tokenizer.Tokenizer, tokenizerPath string, cfg Config, m
 		return fmt.Errorf("model: %w", err)
 	}
 	if llama2cTokenizer || !st.IsDir() {
-		return fmt.Errorf("model: tokenizer %s has %d tokens but the llama2.c model %s has %d (vocab_size): truncated tokenizer file, or the wrong one?", tokenizerPath, n, modelPath, cfg.Vocab)
+		return fmt.Errorf("model: tokenizer %s has %d tokens but the model %s has %d (vocab_size), and in llama2.c format the two match: truncated tokenizer file, or the wrong one?", tokenizerPath, n, modelPath, cfg.Vocab)
 	}
 	return nil
 }
