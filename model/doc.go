@@ -10,8 +10,8 @@
 // or F64), a llama2.c .bin file (LoadLlama2C) or a compressed model
 // directory, whose pruned projections stay in kernels/bitmap form. Loading
 // refuses tensors that do not match the configuration (missing or misshapen;
-// in HuggingFace and llama2.c checkpoints, unused ones too) and weights that
-// are NaN or infinite. Open loads a
+// in HuggingFace and llama2.c checkpoints, unused ones too) and dense weights
+// that are NaN or infinite. Open loads a
 // model together with its tokenizer (package model/tokenizer) and checks that
 // the two agree on the vocabulary.
 //
