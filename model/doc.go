@@ -11,9 +11,8 @@
 // directory, whose pruned projections stay in kernels/bitmap form. Loading
 // refuses tensors that do not match the configuration (missing or misshapen;
 // in HuggingFace and llama2.c checkpoints, unused ones too) and dense weights
-// that are NaN or infinite. Open loads a
-// model together with its tokenizer (package model/tokenizer) and checks that
-// the two agree on the vocabulary.
+// that are NaN or infinite. Open loads a model together with its tokenizer
+// (package model/tokenizer) and checks that the two agree on the vocabulary.
 //
 // Params arranges a checkpoint's tensors by role (embedding, per-layer norms
 // and the seven projections of each Layer as Linear, the head) without
