@@ -1,10 +1,11 @@
-//go:build purego
+//go:build !cgo || purego
 
 package kernels
 
 import "gonum.org/v1/gonum/blas/gonum"
 
-// The pure-Go fallback backend, selected with -tags purego.
+// The pure-Go fallback backend: selected with -tags purego, and whenever cgo
+// is off (CGO_ENABLED=0).
 var backend BLAS = gonum.Implementation{}
 
 const backendName = "gonum"

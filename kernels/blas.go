@@ -12,8 +12,8 @@ import (
 type Float interface{ ~float32 | ~float64 }
 
 // BLAS is the dense linear-algebra backend: OpenBLAS through cgo by default,
-// gonum's pure-Go implementation when built with the purego tag
-// (see backend_openblas.go and backend_purego.go, the one switch point).
+// gonum's pure-Go implementation when built with the purego tag or without
+// cgo (see backend_openblas.go and backend_purego.go, the one switch point).
 // It carries the complex routines too so that gorgonia can share it.
 type BLAS interface {
 	blas.Float32

@@ -65,7 +65,7 @@ func TestRMSNormBackwardGradients(t *testing.T) {
 	assertClose(t, "RMSNorm dw f32", dw32, dw, 1e-5)
 }
 
-// bench60M* are the bench-60M shapes of PROTOCOLS.md: batch 4 × sequence 256
+// bench60M* are the project's bench-60M benchmark shapes: batch 4 × sequence 256
 // tokens, hidden 512, 8 heads of 64 (8 KV heads), MLP width 1408, vocabulary
 // 32000.
 const (

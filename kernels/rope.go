@@ -6,11 +6,13 @@ import (
 	"math"
 )
 
-// RopeScaling is the rope_scaling entry of a HuggingFace config.json.
+// RopeScaling is the rope_scaling entry of a HuggingFace config.json (the
+// model package's Config holds one).
 //
 // Type is "" (or "default": plain RoPE), "linear" (position interpolation:
 // frequencies divided by Factor), "dynamic" (dynamic NTK scaling) or "llama3"
 // (the wavelength-dependent rule of Llama 3.1, which uses all four fields).
+// OriginalMaxPositions is required for llama3 and optional for dynamic.
 type RopeScaling struct {
 	Type                          string
 	Factor                        float64
@@ -18,32 +20,38 @@ type RopeScaling struct {
 	OriginalMaxPositions          int
 }
 
-// Validate reports a rope_scaling entry RopeInvFreq cannot use: an unknown
-// type, or a missing or out-of-range field of the chosen type. Model loaders
-// call it on config.json input before RopeInvFreq, which panics on these.
+// Validate reports a rope_scaling entry that breaks transformers'
+// conventions (its rope validation functions): an unknown type; a factor
+// that is not a finite number >= 1 (a scaling extends the context, it never
+// shrinks it); a negative original_max_position_embeddings; for llama3,
+// factors outside finite 0 < low_freq_factor < high_freq_factor, or
+// original_max_position_embeddings missing. Bounds that involve other
+// config.json fields are the model package's. RopeInvFreq panics on an entry
+// that fails Validate, so loaders call it first.
 func (s RopeScaling) Validate() error {
 	switch s.Type {
 	case "", "default":
 		return nil
-	case "linear", "dynamic":
-		if !(s.Factor > 0) {
-			return fmt.Errorf("rope_scaling %q: factor must be > 0, got %v", s.Type, s.Factor)
-		}
-		return nil
-	case "llama3":
-		switch {
-		case !(s.Factor > 0):
-			return fmt.Errorf("rope_scaling llama3: factor must be > 0, got %v", s.Factor)
-		case !(s.LowFreqFactor > 0):
-			return fmt.Errorf("rope_scaling llama3: low_freq_factor must be > 0, got %v", s.LowFreqFactor)
-		case !(s.HighFreqFactor > s.LowFreqFactor):
-			return fmt.Errorf("rope_scaling llama3: high_freq_factor (%v) must exceed low_freq_factor (%v)", s.HighFreqFactor, s.LowFreqFactor)
-		case s.OriginalMaxPositions <= 0:
-			return errors.New("rope_scaling llama3: original_max_position_embeddings must be > 0")
-		}
+	case "linear", "dynamic", "llama3":
+	default:
+		return fmt.Errorf("rope_scaling: type %q is not supported (want default, linear, dynamic or llama3)", s.Type)
+	}
+	if !(s.Factor >= 1) || math.IsInf(s.Factor, 0) {
+		return fmt.Errorf("rope_scaling %s: factor must be a finite number >= 1, got %v", s.Type, s.Factor)
+	}
+	if s.OriginalMaxPositions < 0 {
+		return fmt.Errorf("rope_scaling %s: original_max_position_embeddings must not be negative, got %d", s.Type, s.OriginalMaxPositions)
+	}
+	if s.Type != "llama3" {
 		return nil
 	}
-	return fmt.Errorf("rope_scaling: unsupported type %q (want default, linear, dynamic or llama3)", s.Type)
+	if !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || math.IsInf(s.HighFreqFactor, 0) {
+		return fmt.Errorf("rope_scaling llama3: needs finite 0 < low_freq_factor < high_freq_factor, got %v and %v", s.LowFreqFactor, s.HighFreqFactor)
+	}
+	if s.OriginalMaxPositions == 0 {
+		return errors.New("rope_scaling llama3: original_max_position_embeddings must be > 0")
+	}
+	return nil
 }
 
 // RopeInvFreq returns the headDim/2 inverse frequencies θ^(-2i/headDim) of

@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/cmplx"
+	"strings"
 	"testing"
 )
 
@@ -130,4 +131,34 @@ func TestRopeScalingValidate(t *testing.T) {
 	expectPanic(t, "wrong invFreq length", func() {
 		RopeForward(make([]float32, 8), 1, 8, 0, 1, 8, []int{0}, []float64{1})
 	})
+}
+
+// TestRopeScalingValidateBounds checks the bounds of transformers' rope
+// validation: a finite factor >= 1 for every type, and finite llama3 factors.
+func TestRopeScalingValidateBounds(t *testing.T) {
+	inf := math.Inf(1)
+	for _, tc := range []struct {
+		s    RopeScaling
+		want string // "" when valid, else a fragment of the error
+	}{
+		{RopeScaling{Type: "linear", Factor: 1}, ""},
+		{RopeScaling{Type: "dynamic", Factor: 2, OriginalMaxPositions: 4096}, ""},
+		{RopeScaling{Type: "linear", Factor: 0.5}, "factor"},
+		{RopeScaling{Type: "dynamic", Factor: inf}, "factor"},
+		{RopeScaling{Type: "linear", Factor: math.NaN()}, "factor"},
+		{RopeScaling{Type: "dynamic", Factor: 2, OriginalMaxPositions: -1}, "original_max_position_embeddings"},
+		{RopeScaling{Type: "llama3", Factor: 0.5, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}, "factor"},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: inf, OriginalMaxPositions: 8192}, "high_freq_factor"},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 0, HighFreqFactor: 4, OriginalMaxPositions: 8192}, "low_freq_factor"},
+	} {
+		err := tc.s.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", tc.s, err)
+		case tc.want != "" && err == nil:
+			t.Errorf("%+v: accepted, want an error about %s", tc.s, tc.want)
+		case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+			t.Errorf("%+v: error %q does not mention %s", tc.s, err, tc.want)
+		}
+	}
 }

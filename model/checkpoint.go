@@ -3,11 +3,16 @@ package model
 import (
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/safetensors"
@@ -51,27 +56,63 @@ const HFConfigFileName = "config.json"
 // model.safetensors or sharded safetensors), a compressed model directory
 // (see WriteParams) or a llama2.c .bin file.
 func Load(path string) (*Checkpoint, error) {
-	st, err := os.Stat(path)
+	isDir, err := modelPathIsDir(path)
 	if err != nil {
 		return nil, err
 	}
-	if st.IsDir() {
+	if isDir {
 		return LoadHF(path)
 	}
-	if strings.HasSuffix(path, ".safetensors") || filepath.Base(path) == HFConfigFileName {
-		return nil, fmt.Errorf("%s: pass the model directory (holding config.json and the safetensors files), not a file in it", path)
-	}
 	return LoadLlama2C(path)
+}
+
+// LoadConfig reads only the configuration of the model Load would read from
+// path: the config.json of a model directory or the header of a llama2.c
+// file.
+func LoadConfig(path string) (Config, error) {
+	isDir, err := modelPathIsDir(path)
+	if err != nil {
+		return Config{}, err
+	}
+	if isDir {
+		return LoadHFConfig(filepath.Join(path, HFConfigFileName))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, err
+	}
+	defer f.Close()
+	header := make([]byte, 4*len(llama2cHeaderFields))
+	n, err := io.ReadFull(f, header)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return parseLlama2CHeader(header[:n], path)
+}
+
+// modelPathIsDir tells a model directory from a llama2.c file, and refuses
+// a file inside a model directory.
+func modelPathIsDir(path string) (bool, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, err
+	}
+	if !st.IsDir() && (strings.HasSuffix(path, ".safetensors") || filepath.Base(path) == HFConfigFileName) {
+		return false, fmt.Errorf("%s: pass the model directory (holding config.json and the safetensors files), not a file in it", path)
+	}
+	return st.IsDir(), nil
 }
 
 // LoadHF reads a HuggingFace model directory: config.json and the weights
 // (model.safetensors or shards listed in model.safetensors.index.json, in
 // F32, F16, BF16 or F64). Every tensor Config.TensorShapes names must be
-// present with that shape; other tensors (such as rotary_emb.inv_freq, or
-// lm_head.weight when the embeddings are tied) are ignored. A compressed
-// model directory (its model.safetensors carries the salr_compression
-// metadata) is loaded with its bitmap weights in Checkpoint.Compressed and
-// its adapters in Checkpoint.Adapters.
+// present with that shape and hold only finite values. Any other tensor is an
+// error (a config.json with fewer layers than the weights, say), except those
+// transformers ignores too: rotary_emb.inv_freq buffers, and lm_head.weight
+// when the embeddings are tied. A compressed model directory (its
+// model.safetensors carries the salr_compression metadata) is loaded with its
+// bitmap weights in Checkpoint.Compressed and its adapters in
+// Checkpoint.Adapters.
 func LoadHF(dir string) (*Checkpoint, error) {
 	cfg, err := LoadHFConfig(filepath.Join(dir, HFConfigFileName))
 	if err != nil {
@@ -92,22 +133,43 @@ func LoadHF(dir string) (*Checkpoint, error) {
 		info, ok := set.Info(name)
 		return info.Shape, set.Path(name), ok
 	})
+	if err == nil {
+		err = checkUnusedTensors(cfg, expected, set.Names(), set.Path)
+	}
 	if err != nil {
 		set.Close()
 		return nil, err
 	}
 	ck := &Checkpoint{Config: cfg, Tensors: make(map[string]*Tensor, len(expected)), Source: dir}
-	aliasesMap := false
-	for name, shape := range expected {
-		data, err := set.Float32(name)
+	names := slices.Sorted(maps.Keys(expected))
+	data := make([][]float32, len(names))
+	errs := make([]error, len(names))
+	// Tensors are converted (and checked for finiteness, in the same pass) in
+	// parallel, each by the next idle goroutine.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				data[i], errs[i] = set.Float32(names[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs { // the first in name order
 		if err != nil {
 			set.Close()
 			return nil, err
 		}
+	}
+	aliasesMap := false
+	for i, name := range names {
 		if info, _ := set.Info(name); info.DType == safetensors.F32 {
 			aliasesMap = true // possibly a view of the mapped file
 		}
-		ck.Tensors[name] = &Tensor{Shape: shape, Data: data}
+		ck.Tensors[name] = &Tensor{Shape: expected[name], Data: data[i]}
 	}
 	if aliasesMap {
 		ck.release = set.Close
@@ -156,6 +218,24 @@ func checkTensorSet(expected map[string][]int, source string, lookup func(name s
 	default:
 		return fmt.Errorf("%s: missing tensor %q and %d more", source, missing[0], len(missing)-1)
 	}
+}
+
+// checkUnusedTensors reports the first (in name order) of names that cfg
+// does not use, expected being cfg.TensorShapes(). Ignored, as transformers
+// ignores them: rotary_emb.inv_freq buffers, which older checkpoints carry,
+// and lm_head.weight when the embeddings are tied. fileOf names the file
+// holding a tensor.
+func checkUnusedTensors(cfg Config, expected map[string][]int, names []string, fileOf func(name string) string) error {
+	slices.Sort(names)
+	for _, name := range names {
+		_, used := expected[name]
+		ignored := strings.HasSuffix(name, ".rotary_emb.inv_freq") || (name == LMHeadName && cfg.TieEmbeddings)
+		if !used && !ignored {
+			return fmt.Errorf("%s: tensor %q is not part of the model config.json describes (%d layers, tie_word_embeddings %v): wrong config.json for these weights?",
+				fileOf(name), name, cfg.Layers, cfg.TieEmbeddings)
+		}
+	}
+	return nil
 }
 
 // checkCheckpointTensors verifies that ck holds exactly the tensors its

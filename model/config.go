@@ -8,6 +8,8 @@ import (
 	"math"
 	"os"
 	"strconv"
+
+	"github.com/salr-go/salr/kernels"
 )
 
 // Config is the architecture of a decoder-only Llama-family model, as read
@@ -34,13 +36,8 @@ type Config struct {
 }
 
 // RopeScaling is config.json's rope_scaling: a context extension of RoPE.
-type RopeScaling struct {
-	Type                 string  // "linear", "dynamic" or "llama3"
-	Factor               float64 // all types
-	LowFreqFactor        float64 // llama3
-	HighFreqFactor       float64 // llama3
-	OriginalMaxPositions int     // llama3 (required), dynamic (optional)
-}
+// It is kernels.RopeScaling, which computes the frequencies from it.
+type RopeScaling = kernels.RopeScaling
 
 // The architectures config.json may name, per model_type.
 var hfArchitectures = map[string]string{
@@ -418,7 +415,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s must be a positive finite number, got %v", f.field, f.value)
 		}
 	}
-	if err := c.RopeScaling.validate(c.MaxPositions); err != nil {
+	if err := c.validateRopeScaling(); err != nil {
 		return err
 	}
 	if wantBias := c.ModelType == "qwen2"; c.AttentionBias != wantBias {
@@ -447,29 +444,24 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func (s *RopeScaling) validate(maxPositions int) error {
+// validateRopeScaling checks rope_scaling with kernels.RopeScaling.Validate,
+// plus what involves the rest of the configuration: a llama3 scaling extends
+// original_max_position_embeddings, so that must not exceed
+// max_position_embeddings (transformers warns unless it is below). A
+// non-nil RopeScaling must name a scaling: nil means plain RoPE.
+func (c Config) validateRopeScaling() error {
+	s := c.RopeScaling
 	if s == nil {
 		return nil
 	}
-	switch s.Type {
-	case "linear", "dynamic", "llama3":
-	default:
-		return fmt.Errorf("rope_scaling: type %q is not supported (want linear, dynamic or llama3)", s.Type)
+	if s.Type == "" || s.Type == "default" {
+		return fmt.Errorf("rope_scaling: type %q is not a scaling (want linear, dynamic or llama3; plain RoPE has no rope_scaling)", s.Type)
 	}
-	if !(s.Factor >= 1) || math.IsInf(s.Factor, 0) {
-		return fmt.Errorf("rope_scaling.factor must be a finite number >= 1, got %v", s.Factor)
+	if err := s.Validate(); err != nil {
+		return err
 	}
-	if s.OriginalMaxPositions < 0 {
-		return fmt.Errorf("rope_scaling.original_max_position_embeddings must not be negative, got %d", s.OriginalMaxPositions)
-	}
-	if s.Type != "llama3" {
-		return nil
-	}
-	if !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || math.IsInf(s.HighFreqFactor, 0) {
-		return fmt.Errorf("rope_scaling: llama3 needs 0 < low_freq_factor < high_freq_factor, got %v and %v", s.LowFreqFactor, s.HighFreqFactor)
-	}
-	if s.OriginalMaxPositions <= 0 || s.OriginalMaxPositions > maxPositions {
-		return fmt.Errorf("rope_scaling.original_max_position_embeddings must be in [1, %d], got %d", maxPositions, s.OriginalMaxPositions)
+	if s.Type == "llama3" && s.OriginalMaxPositions > c.MaxPositions {
+		return fmt.Errorf("rope_scaling.original_max_position_embeddings %d exceeds max_position_embeddings %d", s.OriginalMaxPositions, c.MaxPositions)
 	}
 	return nil
 }

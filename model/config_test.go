@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -354,5 +355,39 @@ func TestValidateCatchesHandBuiltConfigs(t *testing.T) {
 	}
 	if _, err := (Config{}).MarshalHF(); err == nil {
 		t.Error("MarshalHF of an empty Config succeeded")
+	}
+}
+
+// TestRopeScalingOneRule checks that Config.Validate applies kernels'
+// rope_scaling rule (so RopeInvFreq never panics on a validated config) and
+// adds only the bound against max_position_embeddings.
+func TestRopeScalingOneRule(t *testing.T) {
+	base := publishedConfigs[1].want // Llama-3.1-8B: max_position_embeddings 131072
+	for _, tc := range []struct {
+		s         RopeScaling
+		kernelsOK bool
+		configOK  bool
+	}{
+		{RopeScaling{Type: "linear", Factor: 2}, true, true},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 8192}, true, true},
+		{RopeScaling{Type: "linear", Factor: 0.5}, false, false},
+		{RopeScaling{Type: "dynamic", Factor: math.Inf(1)}, false, false},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: math.Inf(1), OriginalMaxPositions: 8192}, false, false},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 131072}, true, true},
+		{RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositions: 131073}, true, false},
+		{RopeScaling{Type: "default"}, true, false}, // plain RoPE is a nil RopeScaling
+	} {
+		c := base
+		s := tc.s
+		c.RopeScaling = &s
+		if err := s.Validate(); (err == nil) != tc.kernelsOK {
+			t.Errorf("%+v: kernels Validate: %v, want ok=%v", s, err, tc.kernelsOK)
+		}
+		if err := c.Validate(); (err == nil) != tc.configOK {
+			t.Errorf("%+v: Config.Validate: %v, want ok=%v", s, err, tc.configOK)
+		}
+		if tc.configOK {
+			c.InvFreq() // must not panic
+		}
 	}
 }

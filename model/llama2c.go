@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 
@@ -24,7 +25,8 @@ const llama2cMagic = 0x616b3432
 // permuted from llama2.c's interleaved rotary pairs to HuggingFace's
 // half-split pairs, as transformers' convert_llama_weights_to_hf does.
 // The configuration is model_type llama, rms_norm_eps 1e-5, rope_theta 10000,
-// max_position_embeddings = seq_len, BOS 1, EOS 2.
+// max_position_embeddings = seq_len, BOS 1, EOS 2. The file must end where
+// the header says it does, and every weight must be finite.
 func LoadLlama2C(path string) (*Checkpoint, error) {
 	m, err := safetensors.MapFile(path)
 	if err != nil {
@@ -50,17 +52,26 @@ func parseLlama2C(data []byte, name string) (*Checkpoint, error) {
 	dim, hidden, layers, kvDim := cfg.Hidden, cfg.Intermediate, cfg.Layers, cfg.KVDim()
 	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: name}
 
-	// put stores a [layers, rows, cols] array as one tensor per layer.
-	put := func(field, suffix string, rows, cols int, hfLayout func([]float32) []float32) error {
+	// put stores a [layers, rows, cols] array as one tensor per layer; the
+	// rows of the attention heads' rotary pairs are permuted when heads > 0.
+	put := func(field, suffix string, rows, cols, heads int) error {
 		stacked, err := r.next(field, layers, rows, cols)
+		per := rows * cols
+		var nf *safetensors.NonFiniteError
+		if errors.As(err, &nf) {
+			layer, i := nf.Index/per, nf.Index%per
+			if heads > 0 {
+				i = rotaryRow(i/cols, cfg.HeadDim)*cols + i%cols
+			}
+			return fmt.Errorf("%s: tensor %q (llama2.c %s, layer %d): %v", name, LayerTensorName(layer, suffix), field, layer, &safetensors.NonFiniteError{Index: i, Value: nf.Value})
+		}
 		if err != nil {
 			return err
 		}
-		per := rows * cols
 		for i := 0; i < layers; i++ {
 			w := stacked[i*per : (i+1)*per : (i+1)*per]
-			if hfLayout != nil {
-				w = hfLayout(w)
+			if heads > 0 {
+				w = permuteRotaryRows(w, heads, cfg.HeadDim, cols)
 			}
 			shape := []int{rows, cols}
 			if cols == 1 {
@@ -70,51 +81,62 @@ func parseLlama2C(data []byte, name string) (*Checkpoint, error) {
 		}
 		return nil
 	}
-	permuteQ := func(w []float32) []float32 { return permuteRotaryRows(w, cfg.Heads, cfg.HeadDim, dim) }
-	permuteK := func(w []float32) []float32 { return permuteRotaryRows(w, cfg.KVHeads, cfg.HeadDim, dim) }
+	// single reads an array that is one tensor.
+	single := func(field, tensor string, shape ...int) error {
+		rows, cols := shape[0], 1
+		if len(shape) == 2 {
+			cols = shape[1]
+		}
+		v, err := r.next(field, 1, rows, cols)
+		var nf *safetensors.NonFiniteError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%s: tensor %q (llama2.c %s): %v", name, tensor, field, nf)
+		}
+		if err != nil {
+			return err
+		}
+		ck.Tensors[tensor] = &Tensor{Shape: shape, Data: v}
+		return nil
+	}
 
-	embed, err := r.next("token_embedding_table", 1, cfg.Vocab, dim)
-	if err != nil {
+	if err := single("token_embedding_table", EmbedTokensName, cfg.Vocab, dim); err != nil {
 		return nil, err
 	}
-	ck.Tensors[EmbedTokensName] = &Tensor{Shape: []int{cfg.Vocab, dim}, Data: embed}
 	steps := []struct {
-		field, suffix string
-		rows, cols    int
-		hfLayout      func([]float32) []float32
+		field, suffix     string
+		rows, cols, heads int // heads: permute the rows of that many rotary heads
 	}{
-		{"rms_att_weight", "input_layernorm.weight", dim, 1, nil},
-		{"wq", "self_attn.q_proj.weight", dim, dim, permuteQ},
-		{"wk", "self_attn.k_proj.weight", kvDim, dim, permuteK},
-		{"wv", "self_attn.v_proj.weight", kvDim, dim, nil},
-		{"wo", "self_attn.o_proj.weight", dim, dim, nil},
-		{"rms_ffn_weight", "post_attention_layernorm.weight", dim, 1, nil},
-		{"w1", "mlp.gate_proj.weight", hidden, dim, nil},
-		{"w2", "mlp.down_proj.weight", dim, hidden, nil},
-		{"w3", "mlp.up_proj.weight", hidden, dim, nil},
+		{"rms_att_weight", "input_layernorm.weight", dim, 1, 0},
+		{"wq", "self_attn.q_proj.weight", dim, dim, cfg.Heads},
+		{"wk", "self_attn.k_proj.weight", kvDim, dim, cfg.KVHeads},
+		{"wv", "self_attn.v_proj.weight", kvDim, dim, 0},
+		{"wo", "self_attn.o_proj.weight", dim, dim, 0},
+		{"rms_ffn_weight", "post_attention_layernorm.weight", dim, 1, 0},
+		{"w1", "mlp.gate_proj.weight", hidden, dim, 0},
+		{"w2", "mlp.down_proj.weight", dim, hidden, 0},
+		{"w3", "mlp.up_proj.weight", hidden, dim, 0},
 	}
 	for _, s := range steps {
-		if err := put(s.field, s.suffix, s.rows, s.cols, s.hfLayout); err != nil {
+		if err := put(s.field, s.suffix, s.rows, s.cols, s.heads); err != nil {
 			return nil, err
 		}
 	}
-	norm, err := r.next("rms_final_weight", 1, dim, 1)
-	if err != nil {
+	if err := single("rms_final_weight", FinalNormName, dim); err != nil {
 		return nil, err
 	}
-	ck.Tensors[FinalNormName] = &Tensor{Shape: []int{dim}, Data: norm}
 	// Two legacy RoPE tables (seq_len * head_size/2 floats each), unused.
 	for _, table := range []string{"freq_cis_real", "freq_cis_imag"} {
-		if _, err := r.next(table, 1, cfg.MaxPositions, cfg.HeadDim/2); err != nil {
+		if err := r.skip(table, cfg.MaxPositions, cfg.HeadDim/2); err != nil {
 			return nil, err
 		}
 	}
 	if !cfg.TieEmbeddings {
-		head, err := r.next("wcls", 1, cfg.Vocab, dim)
-		if err != nil {
+		if err := single("wcls", LMHeadName, cfg.Vocab, dim); err != nil {
 			return nil, err
 		}
-		ck.Tensors[LMHeadName] = &Tensor{Shape: []int{cfg.Vocab, dim}, Data: head}
+	}
+	if extra := len(data) - r.off; extra != 0 {
+		return nil, fmt.Errorf("%s: %d bytes follow the last array the header implies (n_layers %d, dim %d, hidden_dim %d, vocab_size %d): the header does not describe this file", name, extra, layers, dim, hidden, cfg.Vocab)
 	}
 	if err := checkCheckpointTensors(ck); err != nil {
 		panic("model: llama2.c loader built an inconsistent checkpoint: " + err.Error())
@@ -185,20 +207,33 @@ type llama2cReader struct {
 }
 
 // next returns the following count1*count2*count3 float32 values (a view of
-// the file when aligned), naming field when the file is too short.
+// the file when aligned), naming field when the file is too short. A NaN or
+// infinite value is a *safetensors.NonFiniteError.
 func (r *llama2cReader) next(field string, count1, count2, count3 int) ([]float32, error) {
+	n, err := r.advance(field, count1, count2, count3)
+	if err != nil {
+		return nil, err
+	}
+	return safetensors.Float32FromBytes(r.data[r.off-n:r.off], safetensors.F32)
+}
+
+// skip passes over count1*count2 float32 values the model does not use.
+func (r *llama2cReader) skip(field string, count1, count2 int) error {
+	_, err := r.advance(field, 1, count1, count2)
+	return err
+}
+
+// advance moves past count1*count2*count3 float32 values and returns their
+// size in bytes, naming field when the file is too short.
+func (r *llama2cReader) advance(field string, count1, count2, count3 int) (int, error) {
 	left := len(r.data) - r.off
 	need := 4.0 * float64(count1) * float64(count2) * float64(count3) // exact below 2^53, and any larger value exceeds the file
 	if need > float64(left) {
-		return nil, fmt.Errorf("%s: file truncated while reading %s: it needs %.0f bytes at offset %d, but only %d remain", r.name, field, need, r.off, left)
+		return 0, fmt.Errorf("%s: file truncated while reading %s: it needs %.0f bytes at offset %d, but only %d remain", r.name, field, need, r.off, left)
 	}
 	n := int(math.Round(need))
-	v, err := safetensors.Float32FromBytes(r.data[r.off:r.off+n], safetensors.F32)
-	if err != nil {
-		panic("model: " + err.Error()) // n is a multiple of 4 by construction
-	}
 	r.off += n
-	return v, nil
+	return n, nil
 }
 
 // permuteRotaryRows returns the rows of a [heads*headDim, cols] projection
@@ -212,15 +247,16 @@ func permuteRotaryRows(w []float32, heads, headDim, cols int) []float32 {
 		panic(fmt.Sprintf("model: permuteRotaryRows: %d values for %d heads x %d x %d", len(w), heads, headDim, cols))
 	}
 	out := make([]float32, len(w))
-	half := headDim / 2
-	for h := 0; h < heads; h++ {
-		for i := 0; i < half; i++ {
-			for j := 0; j < 2; j++ {
-				src := (h*headDim + 2*i + j) * cols
-				dst := (h*headDim + j*half + i) * cols
-				copy(out[dst:dst+cols], w[src:src+cols])
-			}
-		}
+	for row := 0; row < heads*headDim; row++ {
+		dst := rotaryRow(row, headDim) * cols
+		copy(out[dst:dst+cols], w[row*cols:(row+1)*cols])
 	}
 	return out
+}
+
+// rotaryRow is where permuteRotaryRows moves row: h*headDim+2i+j goes to
+// h*headDim + j*headDim/2 + i.
+func rotaryRow(row, headDim int) int {
+	h, i, j := row/headDim, row%headDim/2, row%2
+	return h*headDim + j*headDim/2 + i
 }

@@ -216,7 +216,7 @@ func ConvertParams[T kernels.Float](p *Params[float32]) *Params[T] {
 func (c Config) InvFreq() []float64 {
 	var s kernels.RopeScaling
 	if c.RopeScaling != nil {
-		s = kernels.RopeScaling(*c.RopeScaling)
+		s = *c.RopeScaling
 	}
 	return kernels.RopeInvFreq(c.HeadDim, c.RopeTheta, s)
 }

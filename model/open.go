@@ -22,7 +22,9 @@ func (l *Loaded) Close() error { return l.Checkpoint.Close() }
 
 // Open loads a model for inference from an HF model directory or a llama2.c
 // .bin file. tokenizerPath may be empty: an HF directory holds its tokenizer;
-// beside a llama2.c file the one tok*.bin or tokenizer.bin is used.
+// beside a llama2.c file the one tok*.bin or tokenizer.bin is used. The
+// tokenizer is checked against the model's configuration (CheckTokenizer)
+// before the weights are read.
 func Open(modelPath, tokenizerPath string) (*Loaded, error) {
 	if tokenizerPath == "" {
 		var err error
@@ -30,8 +32,15 @@ func Open(modelPath, tokenizerPath string) (*Loaded, error) {
 			return nil, err
 		}
 	}
+	cfg, err := LoadConfig(modelPath)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := tokenizer.Load(tokenizerPath)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckTokenizer(tok, tokenizerPath, cfg, modelPath); err != nil {
 		return nil, err
 	}
 	ck, err := Load(modelPath)
@@ -43,11 +52,36 @@ func Open(modelPath, tokenizerPath string) (*Loaded, error) {
 		ck.Close()
 		return nil, err
 	}
-	if tok.VocabSize() > ck.Config.Vocab {
-		ck.Close()
-		return nil, fmt.Errorf("model: tokenizer %s has %d tokens but the model %s only %d", tokenizerPath, tok.VocabSize(), modelPath, ck.Config.Vocab)
-	}
 	return &Loaded{Checkpoint: ck, Params: p, Tokenizer: tok}, nil
+}
+
+// CheckTokenizer reports a tokenizer (read from tokenizerPath) that does not
+// fit the model at modelPath, whose configuration is cfg: one with ids the
+// model has no embedding for (more tokens than vocab_size) or, when the model
+// or the tokenizer is in llama2.c format, fewer tokens than vocab_size.
+// HuggingFace models may pad vocab_size beyond their tokenizer; llama2.c
+// models do not, and a llama2.c tokenizer file cut between two records loads
+// without error as a smaller vocabulary, so only this check catches it.
+func CheckTokenizer(tok tokenizer.Tokenizer, tokenizerPath string, cfg Config, modelPath string) error {
+	n := tok.VocabSize()
+	if n > cfg.Vocab {
+		return fmt.Errorf("model: tokenizer %s has %d tokens but the model %s only %d (vocab_size): wrong tokenizer for this model?", tokenizerPath, n, modelPath, cfg.Vocab)
+	}
+	if n == cfg.Vocab {
+		return nil
+	}
+	llama2cTokenizer, err := tokenizer.IsLlama2C(tokenizerPath)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(modelPath)
+	if err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if llama2cTokenizer || !st.IsDir() {
+		return fmt.Errorf("model: tokenizer %s has %d tokens but the model %s has %d (vocab_size), and in llama2.c format the two match: truncated tokenizer file, or the wrong one?", tokenizerPath, n, modelPath, cfg.Vocab)
+	}
+	return nil
 }
 
 // DefaultTokenizerPath finds the tokenizer that belongs to a model path.

@@ -121,13 +121,14 @@ func run(opts options, stdout io.Writer) error {
 		return err
 	}
 	if tok != nil {
-		if tok.VocabSize() > ck.Config.Vocab {
-			return fmt.Errorf("the tokenizer has %d tokens but %s has vocab_size %d", tok.VocabSize(), opts.in, ck.Config.Vocab)
+		tokPath := opts.tokenizer
+		if tokPath == "" {
+			tokPath = opts.in
+		}
+		if err := model.CheckTokenizer(tok, tokPath, ck.Config, opts.in); err != nil {
+			return err
 		}
 		if sp, ok := tok.(*tokenizer.SentencePiece); ok && opts.from == "llama2c" {
-			if sp.VocabSize() != ck.Config.Vocab {
-				return fmt.Errorf("%s has %d tokens but %s has vocab_size %d", opts.tokenizer, sp.VocabSize(), opts.in, ck.Config.Vocab)
-			}
 			// The tokenizer is the authority on its special ids.
 			ck.Config.BOSTokenID = sp.BOS()
 			ck.Config.EOSTokenIDs = nil

@@ -109,7 +109,9 @@ var hostLittleEndian = func() bool {
 // without copying, when the host is little-endian and raw is 4-byte aligned;
 // otherwise, and for F64, F16 and BF16, the values are converted into a new
 // slice. Other dtypes, and a length that is not a multiple of the item size,
-// are errors.
+// are errors. So is a value that is NaN or infinite as float32 (F64 values
+// beyond float32's range included): a *NonFiniteError naming the first. The
+// check rides on the conversion, in the same pass; a view is read once.
 func Float32FromBytes(raw []byte, dtype DType) ([]float32, error) {
 	if !dtype.IsFloat() {
 		return nil, fmt.Errorf("dtype %s is not a floating-point type", dtype)
@@ -122,29 +124,81 @@ func Float32FromBytes(raw []byte, dtype DType) ([]float32, error) {
 	if n == 0 {
 		return []float32{}, nil
 	}
+	var out []float32
+	var flags uint32 // 1 once a value is not finite (see nonFinite)
 	if dtype == F32 && hostLittleEndian && uintptr(unsafe.Pointer(&raw[0]))%4 == 0 {
-		return unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), n), nil
+		out = unsafe.Slice((*float32)(unsafe.Pointer(&raw[0])), n)
+		if anyNonFiniteF32(raw) {
+			flags = 1
+		}
+	} else {
+		out = make([]float32, n)
+		switch dtype {
+		case F32:
+			for i := range out {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+				out[i], flags = v, flags|nonFinite(v)
+			}
+		case F64:
+			for i := range out {
+				v := float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
+				out[i], flags = v, flags|nonFinite(v)
+			}
+		case BF16:
+			for i := range out {
+				v := kernels.BF16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+				out[i], flags = v, flags|nonFinite(v)
+			}
+		case F16:
+			for i := range out {
+				v := kernels.F16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+				out[i], flags = v, flags|nonFinite(v)
+			}
+		}
 	}
-	out := make([]float32, n)
-	switch dtype {
-	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
-		}
-	case F64:
-		for i := range out {
-			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = kernels.BF16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
-		}
-	case F16:
-		for i := range out {
-			out[i] = kernels.F16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
+	if flags != 0 {
+		for i, v := range out {
+			if nonFinite(v) != 0 {
+				return nil, &NonFiniteError{Index: i, Value: v}
+			}
 		}
 	}
 	return out, nil
+}
+
+// nonFinite is 1 when v is NaN or infinite (exponent bits all ones), else 0,
+// without a branch: adding one to the lowest exponent bit carries into bit 31
+// only from an all-ones exponent.
+func nonFinite(v float32) uint32 {
+	return (math.Float32bits(v)&0x7f800000 + 0x00800000) >> 31
+}
+
+// anyNonFiniteF32 reports whether the little-endian float32 values of raw
+// include a NaN or an infinity: nonFinite on two values at once, in 64-bit
+// words (no carry crosses from the low value into the high one), with two
+// accumulators to keep the loop short of a dependency chain.
+func anyNonFiniteF32(raw []byte) bool {
+	const mask, carry = 0x7f800000_7f800000, 0x00800000_00800000
+	var a, b uint64
+	i := 0
+	for ; i+16 <= len(raw); i += 16 {
+		a |= binary.LittleEndian.Uint64(raw[i:])&mask + carry
+		b |= binary.LittleEndian.Uint64(raw[i+8:])&mask + carry
+	}
+	for ; i+4 <= len(raw); i += 4 {
+		a |= uint64(binary.LittleEndian.Uint32(raw[i:])&0x7f800000 + 0x00800000)
+	}
+	return (a|b)&0x80000000_80000000 != 0
+}
+
+// NonFiniteError reports a tensor value that is NaN or infinite.
+type NonFiniteError struct {
+	Index int     // of the first such value, in row-major order
+	Value float32 // NaN, +Inf or -Inf
+}
+
+func (e *NonFiniteError) Error() string {
+	return fmt.Sprintf("non-finite value %v at index %d", e.Value, e.Index)
 }
 
 // EncodeFloat32 returns the little-endian bytes of values converted to dtype

@@ -304,7 +304,7 @@ func (f *File) Bytes(name string) ([]byte, error) {
 // Float32 returns a floating-point tensor as float32 values: F32 data as a
 // view of the file's memory when it is 4-byte aligned (valid until Close),
 // F64/F16/BF16 converted into a new slice. Integer and bool tensors are an
-// error.
+// error, and so is a NaN or infinite value (see Float32FromBytes).
 func (f *File) Float32(name string) ([]float32, error) {
 	raw, err := f.Bytes(name)
 	if err != nil {
@@ -312,7 +312,7 @@ func (f *File) Float32(name string) ([]float32, error) {
 	}
 	v, err := Float32FromBytes(raw, f.tensors[name].DType)
 	if err != nil {
-		return nil, fmt.Errorf("%s: tensor %q: %v", f.name, name, err)
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.name, name, err)
 	}
 	return v, nil
 }

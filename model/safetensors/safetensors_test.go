@@ -3,10 +3,12 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -490,4 +492,38 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestFloat32FromBytesRefusesNonFiniteValues(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, tc := range []struct {
+		dtype DType
+		raw   []byte
+		index int
+	}{
+		{F32, le32(1, 2, nan, inf), 2},
+		{F32, append([]byte{0}, le32(1, -inf)...)[1:], 1}, // unaligned: converted, not viewed
+		{BF16, mustEncode(t, []float32{0, 1, 2, inf}, BF16), 3},
+		{F16, mustEncode(t, []float32{nan, 1}, F16), 0},
+		{F16, mustEncode(t, []float32{1, 70000}, F16), 1},                        // beyond fp16: Inf in the file
+		{F64, binary.LittleEndian.AppendUint64(nil, math.Float64bits(1e300)), 0}, // beyond float32
+	} {
+		_, err := Float32FromBytes(tc.raw, tc.dtype)
+		var nf *NonFiniteError
+		if !errors.As(err, &nf) || nf.Index != tc.index || !strings.Contains(err.Error(), "index "+strconv.Itoa(tc.index)) {
+			t.Errorf("%s %v: err = %v, want a NonFiniteError at index %d", tc.dtype, tc.raw, err, tc.index)
+		}
+	}
+	if v, err := Float32FromBytes(mustEncode(t, []float32{65504, -3.4e38}, F32), F32); err != nil || v[1] != -3.4e38 {
+		t.Errorf("finite extremes: %v, %v", v, err)
+	}
+}
+
+func mustEncode(t *testing.T, values []float32, dtype DType) []byte {
+	t.Helper()
+	raw, err := EncodeFloat32(values, dtype)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -78,6 +78,22 @@ func Load(path string) (Tokenizer, error) {
 	return LoadLlama2C(path)
 }
 
+// IsLlama2C reports whether Load reads path as a llama2.c tokenizer file.
+// Such a file does not store its vocabulary size, so one cut between two
+// records loads as a smaller vocabulary: callers compare VocabSize with the
+// model's.
+func IsLlama2C(path string) (bool, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return false, fmt.Errorf("tokenizer: %w", err)
+	}
+	if info.IsDir() {
+		return false, nil
+	}
+	isJSON, err := looksLikeJSON(path)
+	return !isJSON, err
+}
+
 // looksLikeJSON reports whether the first non-blank byte of the file is '{'.
 func looksLikeJSON(path string) (bool, error) {
 	f, err := os.Open(path)
