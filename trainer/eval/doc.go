@@ -1,6 +1,6 @@
 // Package eval runs the evaluation tasks of SALR on a loaded model, as
-// EleutherAI's lm-evaluation-harness runs them (see PROTOCOLS.md), so that
-// the numbers compare with lm-eval's:
+// EleutherAI's lm-evaluation-harness (0.4) runs them, with the same prompts,
+// shots, requests and metrics, so that the numbers compare with lm-eval's:
 //
 //   - gsm8k (task v3): few-shot prompts with shots drawn from the train split
 //     by lm-eval's sampler (seed 1234, one draw per test document in order),

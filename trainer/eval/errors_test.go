@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
 // TestBadInputs checks that bad data and options end the run with an error
@@ -90,14 +92,14 @@ func TestBadInputs(t *testing.T) {
 }
 
 func TestDataDir(t *testing.T) {
-	t.Setenv(AssetsEnv, "/assets")
+	t.Setenv(assets.Env, "/assets")
 	if got, err := DataDir(TaskMMLU, ""); err != nil || got != filepath.Join("/assets", "mmlu") {
 		t.Errorf("default = %q, %v", got, err)
 	}
 	if got, err := DataDir(TaskMMLU, "/data/m"); err != nil || got != "/data/m" {
 		t.Errorf("override = %q, %v", got, err)
 	}
-	t.Setenv(AssetsEnv, "")
+	t.Setenv(assets.Env, "")
 	if _, err := DataDir(TaskGSM8K, ""); err == nil || !strings.Contains(err.Error(), "-data") {
 		t.Errorf("no assets: %v", err)
 	}
