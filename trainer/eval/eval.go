@@ -160,11 +160,12 @@ func Run(ctx context.Context, m *model.Loaded, opt Options) (*Results, error) {
 	return e.res, nil
 }
 
-// countShots records that a prompt used `used` of the requested shots.
-func (e *evaluation) countShots(used int) {
+// countShots records that a prompt used `used` of the `available` shots
+// (the requested number, or fewer for an MMLU subject with few dev questions).
+func (e *evaluation) countShots(used, available int) {
 	t := &e.res.Truncation
 	t.DocsByShots[used]++
-	if dropped := e.opt.Shots - used; dropped > 0 {
+	if dropped := available - used; dropped > 0 {
 		t.DocsWithDroppedShots++
 		t.DroppedShots += dropped
 	}
