@@ -9,7 +9,8 @@
 //     strict-match and flexible-extract filters with lm-eval's stderr.
 //   - mmlu: per subject the description and the first k dev questions of
 //     the same subject as shots (all of them when it has fewer than k, which
-//     the results list; a test file without questions is an error), the log-likelihood of " A".." D" after the question (lm-eval's
+//     the results list; a test file without questions is an error), the
+//     log-likelihood of " A".." D" after the question (lm-eval's
 //     loglikelihood requests, tokenised as its _encode_pair does), arg-max
 //     prediction; accuracy per subject, per category and overall
 //     (size-weighted, pooled standard errors).
