@@ -23,13 +23,28 @@ import (
 // after the file (see Parse). Path fields are then expanded (${VAR}, $VAR,
 // $$ for a literal '$') and the result validated. The returned Config is the
 // effective, expanded config; every problem found is reported at once as
-// Errors, each naming its file and line or its -set flag.
+// Errors, each naming its file and line or its -set flag. Old spellings of
+// values (see OutputConfig.BaseFormat) are replaced by the current ones, with
+// a line in Config.Notes.
 func Load(nameOrPath string, sets []string) (*Config, error) {
 	name, data, err := readSource(nameOrPath)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(name, data, sets)
+}
+
+// LoadUnexpanded is Load without expanding path fields: they keep their
+// text as written (${VAR} included) and variables need not be set, so that a
+// preset can be shown without its environment. Only the syntax of the
+// variable references is checked. MarshalTOML writes such a config's paths
+// as written; it is for printing, not for running.
+func LoadUnexpanded(nameOrPath string, sets []string) (*Config, error) {
+	name, data, err := readSource(nameOrPath)
+	if err != nil {
+		return nil, err
+	}
+	return parse(name, data, sets, false)
 }
 
 // Parse is Load on a document already in memory; name is used in error
@@ -42,6 +57,12 @@ func Load(nameOrPath string, sets []string) (*Config, error) {
 // read as comma-separated names, with optional brackets: q_proj,v_proj or
 // [q_proj,v_proj] (what a shell leaves of ["q_proj","v_proj"]).
 func Parse(name string, data []byte, sets []string) (*Config, error) {
+	return parse(name, data, sets, true)
+}
+
+// parse is Parse, expanding path fields or (expand false) only checking
+// their variable syntax.
+func parse(name string, data []byte, sets []string, expand bool) (*Config, error) {
 	c := Default()
 	ld := loader{cfg: &c, origins: map[string]string{}}
 	var errs Errors
@@ -50,7 +71,13 @@ func Parse(name string, data []byte, sets []string) (*Config, error) {
 		ld.applySet(s, &errs)
 	}
 	decoded := len(errs)
-	ld.expandPaths(os.LookupEnv, &errs)
+	ld.replaceAliases()
+	if expand {
+		ld.expandPaths(os.LookupEnv, &errs)
+	} else {
+		ld.checkPathSyntax(&errs)
+		c.unexpanded = true
+	}
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err.(Errors)...)
 	}
@@ -387,6 +414,33 @@ func (ld *loader) expandPaths(lookup func(string) (string, bool), errs *Errors) 
 		}
 		v.SetString(expanded)
 	}
+}
+
+// checkPathSyntax reports malformed variable references in the path fields
+// without expanding them (every variable counts as set).
+func (ld *loader) checkPathSyntax(errs *Errors) {
+	anySet := func(string) (string, bool) { return "x", true }
+	for _, f := range loadSchema().fields {
+		if f.expandEnv {
+			if _, err := expandEnv(f.value(ld.cfg).String(), anySet); err != nil {
+				errs.add("", f.key, err.Error())
+			}
+		}
+	}
+}
+
+// replaceAliases replaces old spellings of values by the current ones and
+// notes each replacement in Config.Notes.
+func (ld *loader) replaceAliases() {
+	const key = "output.base_format"
+	f := &ld.cfg.Output.BaseFormat
+	current, ok := baseFormatAliases[*f]
+	if !ok {
+		return
+	}
+	ld.cfg.Notes = append(ld.cfg.Notes, fmt.Sprintf("%s: %s: %q is the old spelling of %q, read as %q",
+		cmp.Or(ld.origins[key], "config"), key, *f, current, current))
+	*f = current
 }
 
 // locate fills in the origin of errors found after decoding; keys never set

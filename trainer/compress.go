@@ -19,9 +19,9 @@ import (
 	"github.com/salr-go/salr/sparsity"
 )
 
-// denseFP32Alias is the kernel benchmarks' spelling of dense-f32, accepted
-// wherever a base format is named.
-const denseFP32Alias = "dense-fp32"
+// denseFP32Alias is the old spelling of dense-fp32 (configs.BaseDenseF32),
+// accepted wherever a base format is named.
+const denseFP32Alias = "dense-f32"
 
 // bitmapFormatDType returns the value type of a bitmap-* base format and
 // whether format is one.

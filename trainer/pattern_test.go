@@ -42,7 +42,7 @@ func TestNMPatternsKeepNOfM(t *testing.T) {
 		sparsity float64
 	}{{"1:4", "0.75", 1, 4, 0.75}, {"2:4", "0.5", 2, 4, 0.5}} {
 		cfg := tinyConfig(t, t.TempDir(), "method=prune-lora", "sparsity.pattern="+c.pattern,
-			"sparsity.ratio="+c.ratio, "output.base_format=dense-f32")
+			"sparsity.ratio="+c.ratio, "output.base_format=dense-fp32")
 		orig, err := model.Open(cfg.Model.Path, cfg.Model.Tokenizer)
 		if err != nil {
 			t.Fatal(err)
@@ -100,7 +100,7 @@ func TestNMPatternsKeepNOfM(t *testing.T) {
 // wide (down_proj's input), not a multiple of 8, so preparing the run must
 // fail naming down_proj and the width, before any projection is pruned.
 func TestNMWidthCheckedBeforePruning(t *testing.T) {
-	cfg := tinyConfig(t, t.TempDir(), "method=prune", "sparsity.pattern=4:8", "output.base_format=dense-f32")
+	cfg := tinyConfig(t, t.TempDir(), "method=prune", "sparsity.pattern=4:8", "output.base_format=dense-fp32")
 	loaded, err := model.Open(cfg.Model.Path, cfg.Model.Tokenizer)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func countZeros(w []float32) int {
 // TestNMPattern4of8OnWideModel prunes a random model whose widths are
 // multiples of 8 with 4:8: every block of 8 inputs keeps 4.
 func TestNMPattern4of8OnWideModel(t *testing.T) {
-	cfg := tinyConfig(t, t.TempDir(), "method=prune", "sparsity.pattern=4:8", "output.base_format=dense-f32")
+	cfg := tinyConfig(t, t.TempDir(), "method=prune", "sparsity.pattern=4:8", "output.base_format=dense-fp32")
 	tok, err := tokenizer.Load(filepath.Join(assetsDir(t), "stories260K", "tok512.bin"))
 	if err != nil {
 		t.Fatal(err)
