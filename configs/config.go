@@ -38,9 +38,9 @@ type Config struct {
 	// such as an old spelling it replaced ("file:line: key: ..."); callers
 	// print them. They are not a key.
 	Notes []string `toml:"-"`
-	// unexpanded is set by LoadUnexpanded: path fields hold their text as
-	// written.
-	unexpanded bool
+	// written is set by LoadPrintable: path fields hold text in the written
+	// form Load expands (${VAR} of unset variables kept, '$' doubled).
+	written bool
 }
 
 // ModelConfig locates the base checkpoint and its tokenizer.

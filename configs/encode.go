@@ -17,8 +17,8 @@ import (
 // schema order, no comments. Load reads it back to an equal Config; for
 // that, the '$' of path fields is written as "$$" (the text is the effective,
 // already expanded config, and Load expands path fields again). A config
-// from LoadUnexpanded has its paths written as they were written in the
-// first place, ${VAR} included.
+// from LoadPrintable has its paths in that form already, ${VAR} of unset
+// variables included.
 func (c *Config) MarshalTOML() ([]byte, error) {
 	var b bytes.Buffer
 	section := ""
@@ -28,7 +28,7 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 			fmt.Fprintf(&b, "\n[%s]\n", section)
 		}
 		v := f.value(c)
-		if f.expandEnv && !c.unexpanded {
+		if f.expandEnv && !c.written {
 			v = reflect.ValueOf(escapeEnv(v.String()))
 		}
 		text, err := encodeValue(v)
@@ -50,7 +50,7 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 func (c *Config) Hash() string {
 	cp := *c
 	cp.Output.Dir = ""
-	if !cp.unexpanded {
+	if !cp.written {
 		for _, f := range loadSchema().fields {
 			if v := f.value(&cp); f.expandEnv && v.String() != "" {
 				if abs, err := filepath.Abs(v.String()); err == nil {

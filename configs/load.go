@@ -34,12 +34,12 @@ func Load(nameOrPath string, sets []string) (*Config, error) {
 	return Parse(name, data, sets)
 }
 
-// LoadUnexpanded is Load without expanding path fields: they keep their
-// text as written (${VAR} included) and variables need not be set, so that a
-// preset can be shown without its environment. Only the syntax of the
-// variable references is checked. MarshalTOML writes such a config's paths
-// as written; it is for printing, not for running.
-func LoadUnexpanded(nameOrPath string, sets []string) (*Config, error) {
+// LoadPrintable is Load for showing a config (salr-train -print-config):
+// path fields expand the variables that are set and keep ${VAR} for those
+// that are not, so that a preset prints without its environment. MarshalTOML
+// writes such a config in a form Load reads back (once the variables are
+// set); it is for printing, not for running.
+func LoadPrintable(nameOrPath string, sets []string) (*Config, error) {
 	name, data, err := readSource(nameOrPath)
 	if err != nil {
 		return nil, err
@@ -60,8 +60,8 @@ func Parse(name string, data []byte, sets []string) (*Config, error) {
 	return parse(name, data, sets, true)
 }
 
-// parse is Parse, expanding path fields or (expand false) only checking
-// their variable syntax.
+// parse is Parse; with expand false, path fields are expanded as
+// LoadPrintable does.
 func parse(name string, data []byte, sets []string, expand bool) (*Config, error) {
 	c := Default()
 	ld := loader{cfg: &c, origins: map[string]string{}}
@@ -73,10 +73,10 @@ func parse(name string, data []byte, sets []string, expand bool) (*Config, error
 	decoded := len(errs)
 	ld.replaceAliases()
 	if expand {
-		ld.expandPaths(os.LookupEnv, &errs)
+		ld.expandPaths(expandEnv, &errs)
 	} else {
-		ld.checkPathSyntax(&errs)
-		c.unexpanded = true
+		ld.expandPaths(expandSetEnv, &errs)
+		c.written = true
 	}
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err.(Errors)...)
@@ -400,32 +400,20 @@ func splitList(literal string) []any {
 	return items
 }
 
-// expandPaths expands environment variables in the path fields.
-func (ld *loader) expandPaths(lookup func(string) (string, bool), errs *Errors) {
+// expandPaths expands environment variables in the path fields with expand
+// (expandEnv or expandSetEnv).
+func (ld *loader) expandPaths(expand func(string, func(string) (string, bool)) (string, error), errs *Errors) {
 	for _, f := range loadSchema().fields {
 		if !f.expandEnv {
 			continue
 		}
 		v := f.value(ld.cfg)
-		expanded, err := expandEnv(v.String(), lookup)
+		expanded, err := expand(v.String(), os.LookupEnv)
 		if err != nil {
 			errs.add("", f.key, err.Error())
 			continue
 		}
 		v.SetString(expanded)
-	}
-}
-
-// checkPathSyntax reports malformed variable references in the path fields
-// without expanding them (every variable counts as set).
-func (ld *loader) checkPathSyntax(errs *Errors) {
-	anySet := func(string) (string, bool) { return "x", true }
-	for _, f := range loadSchema().fields {
-		if f.expandEnv {
-			if _, err := expandEnv(f.value(ld.cfg).String(), anySet); err != nil {
-				errs.add("", f.key, err.Error())
-			}
-		}
 	}
 }
 

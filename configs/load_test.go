@@ -585,16 +585,17 @@ func TestBaseFormatAliases(t *testing.T) {
 	}
 }
 
-// TestLoadUnexpanded loads the gsm8k preset without the variables it uses:
+// TestLoadPrintable loads the gsm8k preset without the variables it uses:
 // its paths print as written and, once the variables are set, the printed
-// text loads to the same config as the preset.
-func TestLoadUnexpanded(t *testing.T) {
+// text loads to the same config as the preset. Set variables are expanded.
+func TestLoadPrintable(t *testing.T) {
 	unsetEnv(t, "SALR_MODEL")
 	unsetEnv(t, "SALR_ASSETS")
 	if _, err := Load("gsm8k.toml", nil); err == nil {
 		t.Fatal("Load expanded ${SALR_MODEL} although it is not set")
 	}
-	c, err := LoadUnexpanded("gsm8k.toml", []string{"data.eval_path=$$HOME/x"})
+	t.Setenv("SALR_MMLU_AUX", "/a$b")
+	c, err := LoadPrintable("gsm8k.toml", []string{"data.eval_path=$$HOME/x", "model.tokenizer=${SALR_MMLU_AUX}/t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -602,7 +603,8 @@ func TestLoadUnexpanded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `eval_path = "$$HOME/x"`} {
+	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `eval_path = "$$HOME/x"`,
+		`tokenizer = "/a$$b/t"`} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("printed config lacks %s:\n%s", want, text)
 		}
@@ -612,14 +614,15 @@ func TestLoadUnexpanded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	preset, err := Load("gsm8k.toml", []string{"data.eval_path=$$HOME/x"})
+	t.Setenv("SALR_MMLU_AUX", "/a$b")
+	preset, err := Load("gsm8k.toml", []string{"data.eval_path=$$HOME/x", "model.tokenizer=${SALR_MMLU_AUX}/t"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(printed, preset) || printed.Model.Path != model {
 		t.Errorf("the printed config loads to\n%+v\nthe preset to\n%+v", printed, preset)
 	}
-	if _, err := LoadUnexpanded("gsm8k.toml", []string{"model.path=${BAD"}); err == nil || !strings.Contains(err.Error(), "unterminated") {
+	if _, err := LoadPrintable("gsm8k.toml", []string{"model.path=${BAD"}); err == nil || !strings.Contains(err.Error(), "unterminated") {
 		t.Errorf("a malformed variable reference: %v", err)
 	}
 }

@@ -80,7 +80,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.config != "" {
 		load := configs.Load
 		if o.printConfig {
-			load = configs.LoadUnexpanded // show ${VAR} as written, set or not
+			load = configs.LoadPrintable // ${VAR} of unset variables shown as written
 		}
 		cfg, err := load(o.config, o.sets)
 		if err != nil {
