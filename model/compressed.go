@@ -656,13 +656,13 @@ func littleEndianBytes[T uint16 | uint32](s []T) []byte {
 	return out
 }
 
-// BaseFormatName names the storage of a base: "dense-f32", "dense-bf16",
+// BaseFormatName names the storage of a base: "dense-fp32", "dense-bf16",
 // "bitmap-bf16", "bitmap-fp16", "bitmap-fp32" (the values of
 // output.base_format), or its Go type for anything else.
 func BaseFormatName(m kernels.Matrix[float32]) string {
 	switch w := m.(type) {
 	case *kernels.Dense[float32]:
-		return "dense-f32"
+		return "dense-fp32"
 	case *bitmap.DenseBF16:
 		return "dense-bf16"
 	case *bitmap.Matrix:

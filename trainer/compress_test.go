@@ -25,8 +25,8 @@ func TestBaseMatrixFormats(t *testing.T) {
 		want   string
 		values []float32
 	}{
-		{"dense-f32", "dense-f32", w},
-		{"dense-fp32", "dense-f32", w},
+		{"dense-f32", "dense-fp32", w},
+		{"dense-fp32", "dense-fp32", w},
 		{"dense-bf16", "dense-bf16", roundBF16(w)},
 		{"bitmap-bf16", "bitmap-bf16", roundBF16(w)},
 		{"bitmap-fp16", "bitmap-fp16", roundF16(w)},
