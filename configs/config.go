@@ -33,6 +33,14 @@ type Config struct {
 	Eval EvalConfig `toml:"eval"`
 	// Output holds what the run writes and where.
 	Output OutputConfig `toml:"output"`
+
+	// Notes are remarks on how Load read the config that are not errors,
+	// such as an old spelling it replaced ("file:line: key: ..."); callers
+	// print them. They are not a key.
+	Notes []string `toml:"-"`
+	// written is set by LoadPrintable: path fields hold text in the written
+	// form Load expands (${VAR} of unset variables kept, '$' doubled).
+	written bool
 }
 
 // ModelConfig locates the base checkpoint and its tokenizer.
@@ -196,10 +204,12 @@ type OutputConfig struct {
 	// Write the pruned base model.
 	SaveBase bool `toml:"save_base"`
 	// Storage of the pruned base, in training and in the run directory:
-	// dense-f32, dense-bf16 (dense with zeros), or bitmap-bf16, bitmap-fp16,
+	// dense-fp32, dense-bf16 (dense with zeros), or bitmap-bf16, bitmap-fp16,
 	// bitmap-fp32 (one bit per position plus the packed nonzero values; the
 	// run directory then also holds compressed/). base/ is always a dense HF
-	// directory, in bf16 for the bf16 formats, f16 for bitmap-fp16, else f32.
+	// directory, in bf16 for the bf16 formats, fp16 for bitmap-fp16, else
+	// fp32. The old spellings dense-f32, bitmap-f32 and bitmap-f16 are read
+	// as dense-fp32, bitmap-fp32 and bitmap-fp16, with a note.
 	BaseFormat string `toml:"base_format"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -15,7 +16,9 @@ import (
 // MarshalTOML renders the config as canonical TOML: every key, sections in
 // schema order, no comments. Load reads it back to an equal Config; for
 // that, the '$' of path fields is written as "$$" (the text is the effective,
-// already expanded config, and Load expands path fields again).
+// already expanded config, and Load expands path fields again). A config
+// from LoadPrintable has its paths in that form already, ${VAR} of unset
+// variables included.
 func (c *Config) MarshalTOML() ([]byte, error) {
 	var b bytes.Buffer
 	section := ""
@@ -25,7 +28,7 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 			fmt.Fprintf(&b, "\n[%s]\n", section)
 		}
 		v := f.value(c)
-		if f.expandEnv {
+		if f.expandEnv && !c.written {
 			v = reflect.ValueOf(escapeEnv(v.String()))
 		}
 		text, err := encodeValue(v)
@@ -41,10 +44,21 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 // the first 12 hex digits of the SHA-256 of its canonical TOML with
 // output.dir left out, so a sweep can name a run directory after it. Two
 // configs with the same hash train the same way; the hash changes when the
-// schema gains a key.
+// schema gains a key. Paths are hashed as absolute, cleaned paths (relative
+// ones taken from the working directory), so that two spellings of one file,
+// such as SALR_ASSETS=../assets and SALR_ASSETS=/work/assets, give one hash.
 func (c *Config) Hash() string {
 	cp := *c
 	cp.Output.Dir = ""
+	if !cp.written {
+		for _, f := range loadSchema().fields {
+			if v := f.value(&cp); f.expandEnv && v.String() != "" {
+				if abs, err := filepath.Abs(v.String()); err == nil {
+					v.SetString(abs)
+				}
+			}
+		}
+	}
 	text, err := cp.MarshalTOML()
 	if err != nil {
 		// Only invalid UTF-8 in a string can fail; hash the Go rendering then.

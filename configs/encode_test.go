@@ -2,6 +2,8 @@ package configs
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -196,5 +198,26 @@ func TestKeyLines(t *testing.T) {
 	}
 	if n := LineOf(got, "nowhere"); n != 0 {
 		t.Errorf("LineOf(unknown) = %d", n)
+	}
+}
+
+// TestHashUsesAbsolutePaths checks that a relative and an absolute spelling
+// of one path give one hash, and two paths two hashes.
+func TestHashUsesAbsolutePaths(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := func(path string) string {
+		c := Default()
+		c.Model.Path = path
+		return c.Hash()
+	}
+	abs := filepath.Join(filepath.Dir(wd), "assets", "m.bin")
+	if a, b, c := hash("../assets/m.bin"), hash(abs), hash("./../assets//m.bin"); a != b || a != c {
+		t.Errorf("one path, three hashes: %s %s %s", a, b, c)
+	}
+	if hash("../assets/m.bin") == hash("../other/m.bin") {
+		t.Error("two paths, one hash")
 	}
 }

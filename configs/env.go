@@ -10,6 +10,31 @@ import (
 // variable, an unterminated "${" or a '$' followed by anything else is an
 // error: silently keeping a '$' would hide a mistyped path.
 func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
+	return substituteEnv(s, "$", func(name string) (string, error) {
+		value, ok := lookup(name)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set (used in %q)", name, s)
+		}
+		return value, nil
+	})
+}
+
+// expandSetEnv expands the variables of s that are set and keeps the others
+// as ${NAME}. The result stays in the written form that expandEnv reads:
+// '$' in values is doubled and "$$" is kept. Malformed references are errors
+// as in expandEnv.
+func expandSetEnv(s string, lookup func(string) (string, bool)) (string, error) {
+	return substituteEnv(s, "$$", func(name string) (string, error) {
+		if value, ok := lookup(name); ok {
+			return escapeEnv(value), nil
+		}
+		return "${" + name + "}", nil
+	})
+}
+
+// substituteEnv replaces each variable reference of s by value(NAME) and
+// each "$$" by dollar.
+func substituteEnv(s, dollar string, value func(name string) (string, error)) (string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil
 	}
@@ -23,7 +48,7 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 		var name string
 		switch rest := s[i+1:]; {
 		case strings.HasPrefix(rest, "$"):
-			b.WriteByte('$')
+			b.WriteString(dollar)
 			i += 2
 			continue
 		case strings.HasPrefix(rest, "{"):
@@ -47,11 +72,11 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 			name = rest[:n]
 			i += 1 + n
 		}
-		value, ok := lookup(name)
-		if !ok {
-			return "", fmt.Errorf("environment variable %s is not set (used in %q)", name, s)
+		v, err := value(name)
+		if err != nil {
+			return "", err
 		}
-		b.WriteString(value)
+		b.WriteString(v)
 	}
 	return b.String(), nil
 }

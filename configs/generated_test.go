@@ -64,6 +64,9 @@ func docsFromSource(t *testing.T, file string) map[string]string {
 			}
 			tag, _ := strconv.Unquote(f.Tag.Value)
 			name := reflect.StructTag(tag).Get("toml")
+			if name == "-" {
+				continue
+			}
 			if ident, ok := f.Type.(*ast.Ident); ok && structs[ident.Name] != nil {
 				walk(structs[ident.Name], prefix+name+".")
 				continue

@@ -23,13 +23,28 @@ import (
 // after the file (see Parse). Path fields are then expanded (${VAR}, $VAR,
 // $$ for a literal '$') and the result validated. The returned Config is the
 // effective, expanded config; every problem found is reported at once as
-// Errors, each naming its file and line or its -set flag.
+// Errors, each naming its file and line or its -set flag. Old spellings of
+// values (see OutputConfig.BaseFormat) are replaced by the current ones, with
+// a line in Config.Notes.
 func Load(nameOrPath string, sets []string) (*Config, error) {
 	name, data, err := readSource(nameOrPath)
 	if err != nil {
 		return nil, err
 	}
 	return Parse(name, data, sets)
+}
+
+// LoadPrintable is Load for showing a config (salr-train -print-config):
+// path fields expand the variables that are set and keep ${VAR} for those
+// that are not, so that a preset prints without its environment. MarshalTOML
+// writes such a config in a form Load reads back (once the variables are
+// set); it is for printing, not for running.
+func LoadPrintable(nameOrPath string, sets []string) (*Config, error) {
+	name, data, err := readSource(nameOrPath)
+	if err != nil {
+		return nil, err
+	}
+	return parse(name, data, sets, false)
 }
 
 // Parse is Load on a document already in memory; name is used in error
@@ -42,6 +57,12 @@ func Load(nameOrPath string, sets []string) (*Config, error) {
 // read as comma-separated names, with optional brackets: q_proj,v_proj or
 // [q_proj,v_proj] (what a shell leaves of ["q_proj","v_proj"]).
 func Parse(name string, data []byte, sets []string) (*Config, error) {
+	return parse(name, data, sets, true)
+}
+
+// parse is Parse; with expand false, path fields are expanded as
+// LoadPrintable does.
+func parse(name string, data []byte, sets []string, expand bool) (*Config, error) {
 	c := Default()
 	ld := loader{cfg: &c, origins: map[string]string{}}
 	var errs Errors
@@ -50,7 +71,13 @@ func Parse(name string, data []byte, sets []string) (*Config, error) {
 		ld.applySet(s, &errs)
 	}
 	decoded := len(errs)
-	ld.expandPaths(os.LookupEnv, &errs)
+	ld.replaceAliases()
+	if expand {
+		ld.expandPaths(expandEnv, &errs)
+	} else {
+		ld.expandPaths(expandSetEnv, &errs)
+		c.written = true
+	}
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err.(Errors)...)
 	}
@@ -373,20 +400,35 @@ func splitList(literal string) []any {
 	return items
 }
 
-// expandPaths expands environment variables in the path fields.
-func (ld *loader) expandPaths(lookup func(string) (string, bool), errs *Errors) {
+// expandPaths expands environment variables in the path fields with expand
+// (expandEnv or expandSetEnv).
+func (ld *loader) expandPaths(expand func(string, func(string) (string, bool)) (string, error), errs *Errors) {
 	for _, f := range loadSchema().fields {
 		if !f.expandEnv {
 			continue
 		}
 		v := f.value(ld.cfg)
-		expanded, err := expandEnv(v.String(), lookup)
+		expanded, err := expand(v.String(), os.LookupEnv)
 		if err != nil {
 			errs.add("", f.key, err.Error())
 			continue
 		}
 		v.SetString(expanded)
 	}
+}
+
+// replaceAliases replaces old spellings of values by the current ones and
+// notes each replacement in Config.Notes.
+func (ld *loader) replaceAliases() {
+	const key = "output.base_format"
+	f := &ld.cfg.Output.BaseFormat
+	current, ok := baseFormatAliases[*f]
+	if !ok {
+		return
+	}
+	ld.cfg.Notes = append(ld.cfg.Notes, fmt.Sprintf("%s: %s: %q is the old spelling of %q, read as %q",
+		cmp.Or(ld.origins[key], "config"), key, *f, current, current))
+	*f = current
 }
 
 // locate fills in the origin of errors found after decoding; keys never set

@@ -548,3 +548,81 @@ func TestFormatNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseFormatAliases checks that the old spellings of output.base_format
+// are read as the current ones, with a note naming where they were written,
+// so that the effective config and its hash use the current spelling.
+func TestBaseFormatAliases(t *testing.T) {
+	setAssetEnv(t)
+	for old, current := range map[string]string{"dense-f32": "dense-fp32", "bitmap-f32": "bitmap-fp32", "bitmap-f16": "bitmap-fp16"} {
+		want, err := Parse("t.toml", []byte("[output]\nbase_format = \""+current+"\"\n"), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", current, err)
+		}
+		if len(want.Notes) != 0 {
+			t.Errorf("%s: notes %q", current, want.Notes)
+		}
+		fromFile, err := Parse("t.toml", []byte("method = \"salr\"\n[output]\nbase_format = \""+old+"\"\n"), nil)
+		if err != nil {
+			t.Fatalf("%s in a file: %v", old, err)
+		}
+		fromSet, err := Parse("t.toml", nil, []string{"output.base_format=" + old})
+		if err != nil {
+			t.Fatalf("-set %s: %v", old, err)
+		}
+		for origin, c := range map[string]*Config{"t.toml:3": fromFile, "-set output.base_format=" + old: fromSet} {
+			if c.Output.BaseFormat != current || c.Hash() != want.Hash() {
+				t.Errorf("%s (%s): read as %q, hash %s; want %q, hash %s", old, origin, c.Output.BaseFormat, c.Hash(), current, want.Hash())
+			}
+			if len(c.Notes) != 1 || !strings.HasPrefix(c.Notes[0], origin+": output.base_format:") ||
+				!strings.Contains(c.Notes[0], `"`+old+`" is the old spelling of "`+current+`"`) {
+				t.Errorf("%s (%s): notes %q", old, origin, c.Notes)
+			}
+			if text, _ := c.MarshalTOML(); !strings.Contains(string(text), `base_format = "`+current+`"`) {
+				t.Errorf("%s (%s): effective config says\n%s", old, origin, text)
+			}
+		}
+	}
+}
+
+// TestLoadPrintable loads the gsm8k preset without the variables it uses:
+// its paths print as written and, once the variables are set, the printed
+// text loads to the same config as the preset. Set variables are expanded.
+func TestLoadPrintable(t *testing.T) {
+	unsetEnv(t, "SALR_MODEL")
+	unsetEnv(t, "SALR_ASSETS")
+	if _, err := Load("gsm8k.toml", nil); err == nil {
+		t.Fatal("Load expanded ${SALR_MODEL} although it is not set")
+	}
+	t.Setenv("SALR_MMLU_AUX", "/a$b")
+	c, err := LoadPrintable("gsm8k.toml", []string{"data.eval_path=$$HOME/x", "model.tokenizer=${SALR_MMLU_AUX}/t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := c.MarshalTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `eval_path = "$$HOME/x"`,
+		`tokenizer = "/a$$b/t"`} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("printed config lacks %s:\n%s", want, text)
+		}
+	}
+	_, model, _ := setAssetEnv(t)
+	printed, err := Parse("printed.toml", text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SALR_MMLU_AUX", "/a$b")
+	preset, err := Load("gsm8k.toml", []string{"data.eval_path=$$HOME/x", "model.tokenizer=${SALR_MMLU_AUX}/t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(printed, preset) || printed.Model.Path != model {
+		t.Errorf("the printed config loads to\n%+v\nthe preset to\n%+v", printed, preset)
+	}
+	if _, err := LoadPrintable("gsm8k.toml", []string{"model.path=${BAD"}); err == nil || !strings.Contains(err.Error(), "unterminated") {
+		t.Errorf("a malformed variable reference: %v", err)
+	}
+}

@@ -29,6 +29,9 @@ var loadSchema = sync.OnceValue(func() *schema {
 	top := reflect.TypeFor[Config]()
 	for i := range top.NumField() {
 		f := top.Field(i)
+		if !f.IsExported() || f.Tag.Get("toml") == "-" {
+			continue // not a key
+		}
 		name := tomlName(f)
 		if f.Type.Kind() != reflect.Struct {
 			s.fields = append(s.fields, newField(name, "", []int{i}, f))

@@ -64,12 +64,20 @@ const (
 
 // Values of output.base_format.
 const (
-	BaseDenseF32   = "dense-f32"
+	BaseDenseF32   = "dense-fp32"
 	BaseDenseBF16  = "dense-bf16"
 	BaseBitmapBF16 = "bitmap-bf16"
 	BaseBitmapFP16 = "bitmap-fp16"
 	BaseBitmapFP32 = "bitmap-fp32"
 )
+
+// baseFormatAliases maps the old spellings of output.base_format, still
+// accepted, to the values above; Load replaces them and adds a note.
+var baseFormatAliases = map[string]string{
+	"dense-f32":  BaseDenseF32,
+	"bitmap-f32": BaseBitmapFP32,
+	"bitmap-f16": BaseBitmapFP16,
+}
 
 // AllLinear in a target_modules list stands for every projection.
 const AllLinear = "all-linear"

@@ -53,8 +53,31 @@ const (
 // subjects found, sorted by name. Within a subject, questions keep file order.
 // A missing split directory, a requested subject without a file, a malformed
 // row (reported as file:line), a row with fewer than four choices and an empty
-// or unknown answer are errors.
+// or unknown answer are errors. An empty file contributes no questions (see
+// ReadMMLUSubjects to tell which subjects have none).
 func ReadMMLU(root, split string, subjects []string) ([]MMLUDoc, error) {
+	files, err := ReadMMLUSubjects(root, split, subjects)
+	if err != nil {
+		return nil, err
+	}
+	var docs []MMLUDoc
+	for _, f := range files {
+		docs = append(docs, f.Docs...)
+	}
+	return docs, nil
+}
+
+// MMLUFile is the questions of one subject file of a split.
+type MMLUFile struct {
+	Subject string
+	Path    string
+	Docs    []MMLUDoc // empty for a file without questions
+}
+
+// ReadMMLUSubjects reads a split as ReadMMLU does but keeps the questions
+// per subject file, one MMLUFile for each subject in order, including
+// subjects whose file holds no questions.
+func ReadMMLUSubjects(root, split string, subjects []string) ([]MMLUFile, error) {
 	if split == "" || strings.ContainsAny(split, `/\`) {
 		return nil, fmt.Errorf("datasets: MMLU split %q is not a directory name (want dev, val, test or auxiliary_train)", split)
 	}
@@ -71,7 +94,7 @@ func ReadMMLU(root, split string, subjects []string) ([]MMLUDoc, error) {
 		sort.Strings(subjects)
 	}
 	seen := make(map[string]bool, len(subjects))
-	var docs []MMLUDoc
+	out := make([]MMLUFile, 0, len(subjects))
 	for _, s := range subjects {
 		if seen[s] {
 			return nil, fmt.Errorf("datasets: MMLU subject %q requested twice", s)
@@ -86,13 +109,13 @@ func ReadMMLU(root, split string, subjects []string) ([]MMLUDoc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("datasets: reading MMLU subject %q: %w", s, err)
 		}
-		subjectDocs, err := parseMMLUCSV(path, s, data)
+		docs, err := parseMMLUCSV(path, s, data)
 		if err != nil {
 			return nil, err
 		}
-		docs = append(docs, subjectDocs...)
+		out = append(out, MMLUFile{Subject: s, Path: path, Docs: docs})
 	}
-	return docs, nil
+	return out, nil
 }
 
 // mmluFileName is the file name of a subject in a split.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -307,5 +308,28 @@ func BenchmarkReadMMLUTest(b *testing.B) {
 		if _, err := ReadMMLU(root, MMLUSplitTest, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReadMMLUSubjectsKeepsEmptyFiles checks that every subject gets its
+// entry, in order, an empty file included.
+func TestReadMMLUSubjectsKeepsEmptyFiles(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"anatomy_dev.csv": "", "astronomy_dev.csv": "Why?,a,b,c,d,B\n"} {
+		if err := os.WriteFile(filepath.Join(root, "dev", name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := ReadMMLUSubjects(root, MMLUSplitDev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 2 || files[0].Subject != "anatomy" || len(files[0].Docs) != 0 ||
+		files[0].Path != filepath.Join(root, "dev", "anatomy_dev.csv") ||
+		files[1].Subject != "astronomy" || len(files[1].Docs) != 1 || files[1].Docs[0].Answer != 1 {
+		t.Fatalf("files %+v", files)
 	}
 }

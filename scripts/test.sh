@@ -6,10 +6,16 @@
 # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded"
 # failure when a duration -fuzztime expires while a worker is mid-call
 # (golang/go#75804, fixed in Go 1.27); a count budget has no deadline to race.
+# FUZZMINIMIZETIME (default 500x) bounds the minimisation of each new
+# interesting input: go test's default is 60s per input, during which the run
+# shows 0 execs/s and the -fuzztime count makes no progress, so a brief fuzz
+# run can stall for minutes and still print PASS. It is a count for the same
+# reason as FUZZTIME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SALR_ASSETS="${SALR_ASSETS:-../shared/assets}"
 fuzztime="${FUZZTIME:-20000x}"
+minimizetime="${FUZZMINIMIZETIME:-500x}"
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
@@ -23,13 +29,13 @@ echo "== go test"
 go test -count=1 ./...
 echo "== go test -tags purego (pure-Go BLAS fallback)"
 go test -count=1 -tags purego ./kernels/...
-echo "== fuzz (${fuzztime} each)"
+echo "== fuzz (${fuzztime} each, minimising ${minimizetime} per input)"
 # Every FuzzXxx function in a _test.go file, run on its own package.
 grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | sort | while read -r file; do
   pkg="./$(dirname "${file#./}")"
   grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //' | while read -r name; do
     echo "-- $pkg $name"
-    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+    go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime "$minimizetime" "$pkg"
   done
 done
 echo "== all tests passed"

@@ -11,9 +11,10 @@
 // Wanda score |W_ij|·||X_j||₂ (Wanda, with the input-feature norms gathered by
 // a Calibration from a few batches of activations). The Pattern decides which
 // weights compete: all of the matrix (PerMatrix), each output row (PerRow), or
-// each group of M consecutive inputs of a row (NM, e.g. 2:4 prunes 2 of every
-// 4). Counts are exact: round(ratio·size) weights are pruned per matrix,
-// round(ratio·cols) per row, N per group. Ties are broken deterministically:
+// each group of M consecutive inputs of a row (NM: N:M keeps N of every M, as
+// PyTorch and NVIDIA count it, so 2:4 keeps 2 of every 4 and 1:4 keeps 1).
+// Counts are exact: round(ratio·size) weights are pruned per matrix,
+// round(ratio·cols) per row, M-N per group. Ties are broken deterministically:
 // a smaller score is pruned first and, among equal scores, the lower flat
 // (row-major) index is pruned first.
 //

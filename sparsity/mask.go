@@ -158,8 +158,8 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 	default:
 		return nil, fmt.Errorf("sparsity: unknown pruning method %q", s.Method)
 	}
-	if p.Kind == NM && cols%p.M != 0 {
-		return nil, fmt.Errorf("sparsity: pattern %s needs the input width (%d) to be a multiple of %d", p, cols, p.M)
+	if err := p.CheckCols(cols); err != nil {
+		return nil, err
 	}
 
 	m := NewMask(rows, cols)
@@ -174,7 +174,7 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 		}
 	case NM:
 		for start := 0; start < rows*cols; start += p.M {
-			sel.pruneSmallest(m, score, start, p.M, p.N)
+			sel.pruneSmallest(m, score, start, p.M, p.M-p.N)
 		}
 	}
 	return m, nil

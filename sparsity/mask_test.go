@@ -76,7 +76,7 @@ func perGroupK(p Pattern, rows, cols int) int {
 	case PerRow:
 		return p.PrunedCount(1, cols)
 	}
-	return p.N
+	return p.M - p.N
 }
 
 func magnitudes(w []float32) []float64 {
@@ -185,8 +185,8 @@ func TestNMStructureBlockByBlock(t *testing.T) {
 					maxPruned = max(maxPruned, a)
 				}
 			}
-			if pruned != p.N {
-				t.Fatalf("%s: group at %d has %d pruned, want %d", name, start, pruned, p.N)
+			if pruned != p.M-p.N {
+				t.Fatalf("%s: group at %d has %d pruned, want %d", name, start, pruned, p.M-p.N)
 			}
 			if maxPruned > minKept {
 				t.Fatalf("%s: group at %d prunes |w|=%g but keeps |w|=%g", name, start, maxPruned, minKept)
@@ -557,4 +557,63 @@ func FuzzParsePattern(f *testing.F) {
 			t.Fatalf("%v prunes %d of %d", p, got, 6*max(p.M, 1))
 		}
 	})
+}
+
+// TestNMKeepsN checks the N:M convention of PyTorch and NVIDIA: N of every M
+// consecutive inputs are kept (the largest), so the ratio is 1 - N/M.
+func TestNMKeepsN(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct {
+		name  string
+		ratio float64
+	}{{"1:4", 0.75}, {"2:4", 0.5}, {"3:4", 0.25}, {"4:8", 0.5}, {"1:8", 0.875}} {
+		p, err := ParsePattern(c.name, c.ratio)
+		if err != nil {
+			t.Fatalf("ParsePattern(%q, %g): %v", c.name, c.ratio, err)
+		}
+		if p.Ratio != c.ratio {
+			t.Fatalf("%s: ratio %g, want %g", c.name, p.Ratio, c.ratio)
+		}
+		rows, cols := 3, 16
+		w := make([]float32, rows*cols)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64()) + 0.01 // no exact zeros
+		}
+		m, err := Spec{Magnitude, p}.Mask(w, rows, cols, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for start := 0; start < len(w); start += p.M {
+			kept := 0
+			for i := start; i < start+p.M; i++ {
+				if m.Kept(i) {
+					kept++
+				}
+			}
+			if kept != p.N {
+				t.Fatalf("%s: block at %d keeps %d weights, want %d", c.name, start, kept, p.N)
+			}
+		}
+		if m.Sparsity() != c.ratio || m.Pruned() != p.PrunedCount(rows, cols) {
+			t.Fatalf("%s: sparsity %g (%d pruned, PrunedCount %d), want %g", c.name, m.Sparsity(), m.Pruned(), p.PrunedCount(rows, cols), c.ratio)
+		}
+	}
+	for _, bad := range []string{"+2:4", " 2:4", "2:+4", "2:4 "} {
+		if _, err := ParsePattern(bad, 0); err == nil {
+			t.Errorf("ParsePattern(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCheckCols(t *testing.T) {
+	p := mustPattern(t, "4:8", 0)
+	if err := p.CheckCols(64); err != nil {
+		t.Errorf("64 columns: %v", err)
+	}
+	if err := p.CheckCols(172); err == nil || !strings.Contains(err.Error(), "(172) to be a multiple of 8") {
+		t.Errorf("172 columns: %v", err)
+	}
+	if err := mustPattern(t, "row", 0.5).CheckCols(7); err != nil {
+		t.Errorf("row pattern, 7 columns: %v", err)
+	}
 }

@@ -17,23 +17,25 @@ const (
 	// PerRow ranks the weights of each output row separately, so every row
 	// loses the same number of inputs.
 	PerRow
-	// NM prunes exactly N of every M consecutive inputs of each row (2:4
-	// prunes 2 of every 4: 50%).
+	// NM keeps exactly N of every M consecutive inputs of each row and
+	// prunes the other M-N, as PyTorch and NVIDIA's 2:4 sparsity count (2:4
+	// keeps 2 of every 4: 50%; 1:4 keeps 1 of every 4: 75%).
 	NM
 )
 
 // Pattern is a pruning pattern with its ratio.
 type Pattern struct {
 	Kind PatternKind
-	// Ratio is the pruned fraction, 0 < Ratio < 1 (for NM it is N/M).
+	// Ratio is the pruned fraction, 0 < Ratio < 1 (for NM it is 1 - N/M).
 	Ratio float64
-	// N and M define an NM pattern: N of every M consecutive inputs pruned.
+	// N and M define an NM pattern: N of every M consecutive inputs kept.
 	N, M int
 }
 
 // ParsePattern reads a pattern name: "matrix", "row", or "N:M" such as "2:4"
-// (N of every M consecutive inputs pruned). ratio is the pruned fraction for
-// "matrix" and "row"; for "N:M" it may be 0 (meaning N/M) or must equal N/M.
+// (N of every M consecutive inputs kept, N and M plain decimal numbers with
+// 1 <= N < M). ratio is the pruned fraction for "matrix" and "row"; for "N:M"
+// it may be 0 (meaning 1 - N/M) or must equal 1 - N/M.
 func ParsePattern(name string, ratio float64) (Pattern, error) {
 	var p Pattern
 	switch name {
@@ -46,17 +48,29 @@ func ParsePattern(name string, ratio float64) (Pattern, error) {
 		if !ok {
 			return Pattern{}, fmt.Errorf("sparsity: unknown pattern %q (want \"matrix\", \"row\" or \"N:M\" such as \"2:4\")", name)
 		}
-		n, errN := strconv.Atoi(ns)
-		m, errM := strconv.Atoi(ms)
+		n, errN := parseDecimal(ns)
+		m, errM := parseDecimal(ms)
 		if errN != nil || errM != nil {
-			return Pattern{}, fmt.Errorf("sparsity: pattern %q: N and M must be integers", name)
+			return Pattern{}, fmt.Errorf("sparsity: pattern %q: N and M must be integers written in decimal digits", name)
 		}
-		p = Pattern{Kind: NM, N: n, M: m, Ratio: float64(n) / float64(m)}
+		p = Pattern{Kind: NM, N: n, M: m}
+		if m > 0 {
+			p.Ratio = float64(m-n) / float64(m)
+		}
 		if m > 0 && ratio != 0 && math.Abs(ratio-p.Ratio) > 1e-9 {
 			return Pattern{}, fmt.Errorf("sparsity: ratio %g contradicts pattern %q, which prunes %g", ratio, name, p.Ratio)
 		}
 	}
 	return p, p.Validate()
+}
+
+// parseDecimal reads a non-negative integer written in plain decimal digits
+// (no sign, no spaces).
+func parseDecimal(s string) (int, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("%q is not a decimal number", s)
+	}
+	return strconv.Atoi(s)
 }
 
 // Validate reports an invalid pattern (ratio outside (0,1), bad N:M).
@@ -70,8 +84,8 @@ func (p Pattern) Validate() error {
 		if p.M < 2 || p.N < 1 || p.N >= p.M {
 			return fmt.Errorf("sparsity: pattern %d:%d: need 1 <= N < M", p.N, p.M)
 		}
-		if math.Abs(p.Ratio-float64(p.N)/float64(p.M)) > 1e-9 {
-			return fmt.Errorf("sparsity: pattern %d:%d: ratio %g must be N/M", p.N, p.M, p.Ratio)
+		if math.Abs(p.Ratio-float64(p.M-p.N)/float64(p.M)) > 1e-9 {
+			return fmt.Errorf("sparsity: pattern %d:%d: ratio %g must be 1 - N/M", p.N, p.M, p.Ratio)
 		}
 	default:
 		return fmt.Errorf("sparsity: unknown pattern kind %d", int(p.Kind))
@@ -93,9 +107,19 @@ func (p Pattern) String() string {
 	return "pattern(" + strconv.Itoa(int(p.Kind)) + ")"
 }
 
+// CheckCols reports whether the pattern applies to a matrix with cols input
+// features: an N:M pattern needs cols to be a multiple of M. It is cheap, so
+// callers can check every matrix before pruning any.
+func (p Pattern) CheckCols(cols int) error {
+	if p.Kind == NM && (p.M < 1 || cols%p.M != 0) {
+		return fmt.Errorf("sparsity: pattern %s needs the input width (%d) to be a multiple of %d", p, cols, p.M)
+	}
+	return nil
+}
+
 // PrunedCount is the exact number of weights the pattern prunes in a
 // rows×cols matrix: round(Ratio·rows·cols) per matrix, rows·round(Ratio·cols)
-// per row, rows·(cols/M)·N for N:M (rounding half away from zero).
+// per row, rows·(cols/M)·(M-N) for N:M (rounding half away from zero).
 func (p Pattern) PrunedCount(rows, cols int) int {
 	switch p.Kind {
 	case PerMatrix:
@@ -103,7 +127,7 @@ func (p Pattern) PrunedCount(rows, cols int) int {
 	case PerRow:
 		return rows * int(math.Round(p.Ratio*float64(cols)))
 	case NM:
-		return rows * (cols / p.M) * p.N
+		return rows * (cols / p.M) * (p.M - p.N)
 	}
 	panic("sparsity: PrunedCount: invalid pattern " + p.String())
 }

@@ -119,6 +119,17 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
+	// An N:M pattern needs every targeted width to be a multiple of M:
+	// check them all before calibrating or pruning anything.
+	for l := range s.Params.Layers {
+		for p, lin := range s.Params.Layers[l].Proj {
+			if targets.Has(model.Projection(p).Short()) {
+				if err := spec.Pattern.CheckCols(lin.Base.Cols()); err != nil {
+					return fmt.Errorf("trainer: cannot prune %s (%d×%d): %w", lin.Module, lin.Base.Rows(), lin.Base.Cols(), err)
+				}
+			}
+		}
+	}
 	var norms map[string][]float32
 	if spec.Method == sparsity.Wanda {
 		if norms, err = s.calibrate(cfg.Sparsity.CalibrationBatches); err != nil {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/datasets/assets"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
@@ -48,7 +49,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
-	fs.StringVar(&o.data, "data", "", "task data directory (default: $"+eval.AssetsEnv+"/<task>)")
+	fs.StringVar(&o.data, "data", "", "task data directory (default: $"+assets.Env+"/<task>)")
 	fs.IntVar(&o.shots, "shots", eval.DefaultShots, "few-shot examples per prompt")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate only the first N documents (MMLU: per subject); 0 = all")
 	fs.StringVar(&o.subjects, "subjects", "", "MMLU: comma-separated subjects (default: all)")

@@ -81,9 +81,16 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 	opt := trainer.Options{Resume: o.resume, Overwrite: o.overwrite}
 	var threads int
 	if o.config != "" {
-		cfg, err := configs.Load(o.config, o.sets)
+		load := configs.Load
+		if o.printConfig {
+			load = configs.LoadPrintable // ${VAR} of unset variables shown as written
+		}
+		cfg, err := load(o.config, o.sets)
 		if err != nil {
 			return err
+		}
+		for _, note := range cfg.Notes {
+			fmt.Fprintln(stderr, "salr-train: note:", note)
 		}
 		if o.printConfig {
 			b, err := cfg.MarshalTOML()

@@ -105,3 +105,25 @@ func TestCPUProfile(t *testing.T) {
 		t.Errorf("%d entries beside the profile and the run, want none", len(entries)-2)
 	}
 }
+
+// TestPrintConfigWithoutVariables prints a preset whose variables are not
+// set: they show as written. An old spelling is read with a note.
+func TestPrintConfigWithoutVariables(t *testing.T) {
+	for _, name := range []string{"SALR_MODEL", "SALR_ASSETS"} {
+		t.Setenv(name, "")
+		os.Unsetenv(name)
+	}
+	var out, errs bytes.Buffer
+	o := options{config: "gsm8k.toml", sets: cli.StringList{"output.base_format=dense-f32"}, printConfig: true}
+	if err := run(context.Background(), o, &out, &errs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `base_format = "dense-fp32"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-print-config output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errs.String(), `note: -set output.base_format=dense-f32: output.base_format: "dense-f32" is the old spelling of "dense-fp32"`) {
+		t.Errorf("no note on the old spelling: %q", errs.String())
+	}
+}

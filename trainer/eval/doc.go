@@ -1,14 +1,16 @@
 // Package eval runs the evaluation tasks of SALR on a loaded model, as
-// EleutherAI's lm-evaluation-harness runs them (see PROTOCOLS.md), so that
-// the numbers compare with lm-eval's:
+// EleutherAI's lm-evaluation-harness (0.4) runs them, with the same prompts,
+// shots, requests and metrics, so that the numbers compare with lm-eval's:
 //
 //   - gsm8k (task v3): few-shot prompts with shots drawn from the train split
 //     by lm-eval's sampler (seed 1234, one draw per test document in order),
 //     batched greedy generation with a KV cache until "Question:", "</s>",
 //     "<|im_end|>", EOS or 256 new tokens, and exact match under the
 //     strict-match and flexible-extract filters with lm-eval's stderr.
-//   - mmlu: per subject the description and the first k dev questions as
-//     shots, the log-likelihood of " A".." D" after the question (lm-eval's
+//   - mmlu: per subject the description and the first k dev questions of
+//     the same subject as shots (all of them when it has fewer than k, which
+//     the results list; a test file without questions is an error), the
+//     log-likelihood of " A".." D" after the question (lm-eval's
 //     loglikelihood requests, tokenised as its _encode_pair does), arg-max
 //     prediction; accuracy per subject, per category and overall
 //     (size-weighted, pooled standard errors).

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/datasets/assets"
 )
 
 // TestBadInputs checks that bad data and options end the run with an error
@@ -46,9 +48,12 @@ func TestBadInputs(t *testing.T) {
 			[]string{"anatomy_test.csv:1", "empty answer"}},
 		{"not an MMLU subject", Options{Task: TaskMMLU, DataDir: mmluDir(map[string]string{"test/cooking_test.csv": row})},
 			[]string{"cooking", "57 subjects"}},
-		{"too few dev questions", Options{Task: TaskMMLU, Shots: 5, DataDir: mmluDir(map[string]string{
-			"test/anatomy_test.csv": row, "dev/anatomy_dev.csv": row + row})},
-			[]string{"anatomy", "2 dev questions", "5 shots"}},
+		{"empty test file", Options{Task: TaskMMLU, DataDir: mmluDir(map[string]string{
+			"test/anatomy_test.csv": row, "test/astronomy_test.csv": ""})},
+			[]string{"astronomy_test.csv", "no questions"}},
+		{"only test file empty, with shots", Options{Task: TaskMMLU, Shots: 1, DataDir: mmluDir(map[string]string{
+			"test/anatomy_test.csv": "question,A,B,C,D,answer\n", "dev/anatomy_dev.csv": okDev, "dev/astronomy_dev.csv": okDev})},
+			[]string{"anatomy_test.csv", "no questions"}},
 		{"missing GSM8K test file", Options{Task: TaskGSM8K, DataDir: t.TempDir()},
 			[]string{"test.jsonl"}},
 		{"GSM8K empty answer", Options{Task: TaskGSM8K, DataDir: mmluDir(map[string]string{
@@ -90,14 +95,14 @@ func TestBadInputs(t *testing.T) {
 }
 
 func TestDataDir(t *testing.T) {
-	t.Setenv(AssetsEnv, "/assets")
+	t.Setenv(assets.Env, "/assets")
 	if got, err := DataDir(TaskMMLU, ""); err != nil || got != filepath.Join("/assets", "mmlu") {
 		t.Errorf("default = %q, %v", got, err)
 	}
 	if got, err := DataDir(TaskMMLU, "/data/m"); err != nil || got != "/data/m" {
 		t.Errorf("override = %q, %v", got, err)
 	}
-	t.Setenv(AssetsEnv, "")
+	t.Setenv(assets.Env, "")
 	if _, err := DataDir(TaskGSM8K, ""); err == nil || !strings.Contains(err.Error(), "-data") {
 		t.Errorf("no assets: %v", err)
 	}

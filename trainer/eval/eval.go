@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/datasets/assets"
 	"github.com/salr-go/salr/model"
 )
 
@@ -25,10 +26,6 @@ const DefaultShots = 5
 // defaultContext is lm-eval's fallback context length when the model's
 // config does not give max_position_embeddings.
 const defaultContext = 2048
-
-// AssetsEnv is the environment variable naming the assets directory, whose
-// gsm8k/ and mmlu/ subdirectories are the default task data.
-const AssetsEnv = "SALR_ASSETS"
 
 // Options configure an evaluation run.
 type Options struct {
@@ -62,16 +59,16 @@ type Options struct {
 }
 
 // DataDir returns the data directory of a task: override when set, else
-// $SALR_ASSETS/<task>.
+// <task> in the assets directory $SALR_ASSETS (see datasets/assets).
 func DataDir(task, override string) (string, error) {
 	if override != "" {
 		return override, nil
 	}
-	assets := os.Getenv(AssetsEnv)
-	if assets == "" {
-		return "", fmt.Errorf("eval: no data directory for %s: pass -data DIR or set %s", task, AssetsEnv)
+	dir := os.Getenv(assets.Env)
+	if dir == "" {
+		return "", fmt.Errorf("eval: no data directory for %s: pass -data DIR or set %s", task, assets.Env)
 	}
-	return filepath.Join(assets, task), nil
+	return filepath.Join(dir, task), nil
 }
 
 // validate checks the options and fills in defaults.
@@ -163,11 +160,12 @@ func Run(ctx context.Context, m *model.Loaded, opt Options) (*Results, error) {
 	return e.res, nil
 }
 
-// countShots records that a prompt used `used` of the requested shots.
-func (e *evaluation) countShots(used int) {
+// countShots records that a prompt used `used` of the `available` shots
+// (the requested number, or fewer for an MMLU subject with few dev questions).
+func (e *evaluation) countShots(used, available int) {
 	t := &e.res.Truncation
 	t.DocsByShots[used]++
-	if dropped := e.opt.Shots - used; dropped > 0 {
+	if dropped := available - used; dropped > 0 {
 		t.DocsWithDroppedShots++
 		t.DroppedShots += dropped
 	}

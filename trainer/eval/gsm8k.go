@@ -120,7 +120,7 @@ func (e *evaluation) gsm8kRequest(id int, doc datasets.GSM8KDoc, shots []dataset
 	fits := func(prompt string) bool { return encErr != nil || length(prompt)+budget <= e.context }
 	prompt, used := datasets.FitShots(k, render, fits)
 	r := gsm8kRequest{id: id, doc: doc, prompt: prompt, shots: used}
-	e.countShots(used)
+	e.countShots(used, e.opt.Shots)
 	n := length(prompt)
 	switch {
 	case n >= e.context:

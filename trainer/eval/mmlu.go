@@ -60,53 +60,54 @@ func (e *evaluation) runMMLU() error {
 }
 
 // readMMLU reads the test questions (the first Limit of each subject) and,
-// with shots, the first Shots dev questions of each subject.
+// with shots, the first Shots dev questions of each subject, matched by
+// subject name. A test file without questions is an error; a subject with
+// fewer dev questions than Shots uses all it has and is listed in
+// Results.FewerShots.
 func (e *evaluation) readMMLU() ([]mmluSubject, error) {
-	test, err := datasets.ReadMMLU(e.opt.DataDir, datasets.MMLUSplitTest, e.opt.Subjects)
+	test, err := datasets.ReadMMLUSubjects(e.opt.DataDir, datasets.MMLUSplitTest, e.opt.Subjects)
 	if err != nil {
 		return nil, err
 	}
-	subjects := groupMMLU(test)
-	names := make([]string, len(subjects))
-	for i := range subjects {
-		s := &subjects[i]
-		names[i] = s.name
-		if datasets.MMLUCategory(s.name) == "" {
-			return nil, fmt.Errorf("eval: %q (from %s) is not one of MMLU's 57 subjects", s.name, e.opt.DataDir)
+	subjects := make([]mmluSubject, len(test))
+	names := make([]string, len(test))
+	for i, f := range test {
+		if datasets.MMLUCategory(f.Subject) == "" {
+			return nil, fmt.Errorf("eval: %q (from %s) is not one of MMLU's 57 subjects", f.Subject, e.opt.DataDir)
 		}
-		if e.opt.Limit > 0 && len(s.docs) > e.opt.Limit {
-			s.docs = s.docs[:e.opt.Limit]
+		if len(f.Docs) == 0 {
+			return nil, fmt.Errorf("eval: %s: MMLU test file has no questions (remove it or pick subjects with -subjects)", f.Path)
 		}
+		docs := f.Docs
+		if e.opt.Limit > 0 && len(docs) > e.opt.Limit {
+			docs = docs[:e.opt.Limit]
+		}
+		subjects[i] = mmluSubject{name: f.Subject, docs: docs}
+		names[i] = f.Subject
 	}
 	if e.opt.Shots == 0 {
 		return subjects, nil
 	}
-	dev, err := datasets.ReadMMLU(e.opt.DataDir, datasets.MMLUSplitDev, names)
+	dev, err := datasets.ReadMMLUSubjects(e.opt.DataDir, datasets.MMLUSplitDev, names)
 	if err != nil {
 		return nil, err
 	}
-	for i, d := range groupMMLU(dev) {
+	devBySubject := make(map[string][]datasets.MMLUDoc, len(dev))
+	for _, f := range dev {
+		devBySubject[f.Subject] = f.Docs
+	}
+	for i := range subjects {
 		s := &subjects[i]
-		if len(d.docs) < e.opt.Shots {
-			return nil, fmt.Errorf("eval: MMLU subject %q has %d dev questions, fewer than the %d shots asked for", s.name, len(d.docs), e.opt.Shots)
+		d := devBySubject[s.name]
+		if len(d) < e.opt.Shots {
+			if e.res.FewerShots == nil {
+				e.res.FewerShots = map[string]int{}
+			}
+			e.res.FewerShots[s.name] = len(d)
 		}
-		s.shots = d.docs[:e.opt.Shots]
+		s.shots = d[:min(len(d), e.opt.Shots)]
 	}
 	return subjects, nil
-}
-
-// groupMMLU splits documents (grouped by subject, as ReadMMLU returns them)
-// into subjects.
-func groupMMLU(docs []datasets.MMLUDoc) []mmluSubject {
-	var out []mmluSubject
-	for _, d := range docs {
-		if len(out) == 0 || out[len(out)-1].name != d.Subject {
-			out = append(out, mmluSubject{name: d.Subject})
-		}
-		last := &out[len(out)-1]
-		last.docs = append(last.docs, d)
-	}
-	return out
 }
 
 // mmluRequest is one question ready for the model.
@@ -221,7 +222,7 @@ func (sc *mmluScorer) request(doc datasets.MMLUDoc) (*mmluRequest, error) {
 		return nil, err
 	}
 	r.shots = used
-	e.countShots(used)
+	e.countShots(used, k)
 	if r.need() > e.context {
 		// Even the zero-shot prompt is too long: score cuts its oldest
 		// tokens, as lm-eval does (see cutWindows).

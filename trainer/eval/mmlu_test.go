@@ -1,6 +1,8 @@
 package eval
 
 import (
+	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
 	"strings"
@@ -233,5 +235,53 @@ func assertPrefixMismatch(t *testing.T, enc plainEncoder, prompt string) {
 	}
 	if n := datasets.CommonPrefixLen(prefix, whole); n == len(prefix) {
 		t.Fatalf("test data: the prefix's %d tokens are a prefix of the prompt's; the boundary case is not exercised", n)
+	}
+}
+
+// TestMMLUShotsMatchedBySubject checks that dev questions are matched to
+// test subjects by name: an empty anatomy_dev.csv gives anatomy 0 shots (not
+// astronomy's), a subject with fewer dev questions than asked uses what it
+// has, and the results name both.
+func TestMMLUShotsMatchedBySubject(t *testing.T) {
+	m := loadStories(t)
+	dir := t.TempDir()
+	dev := func(subject string, n int) string {
+		var b strings.Builder
+		for i := range n {
+			b.WriteString(mmluCSVRow(fmt.Sprintf("Dev question %d of %s?", i, subject), [4]string{"a", "b", "c", "d"}, "B"))
+		}
+		return b.String()
+	}
+	for _, s := range []string{"anatomy", "astronomy", "virology"} {
+		writeFile(t, dir, "test/"+s+"_test.csv", mmluCSVRow("Test question of "+s+"?", [4]string{"w", "x", "y", "z"}, "C"))
+	}
+	writeFile(t, dir, "dev/anatomy_dev.csv", "")
+	writeFile(t, dir, "dev/astronomy_dev.csv", dev("astronomy", 3))
+	writeFile(t, dir, "dev/virology_dev.csv", dev("virology", 1))
+
+	res, recs := runWithSamples(t, m, Options{Task: TaskMMLU, DataDir: dir, Shots: 2, Batch: 2})
+	wantShots := map[string]int{"anatomy": 0, "astronomy": 2, "virology": 1}
+	for _, r := range recs {
+		subject := strings.TrimPrefix(r.Task, "mmlu_")
+		if r.Shots != wantShots[subject] || r.Truncated != 0 {
+			t.Errorf("%s: %d shots, %d truncated; want %d, 0", subject, r.Shots, r.Truncated, wantShots[subject])
+		}
+		for _, other := range []string{"anatomy", "astronomy", "virology"} {
+			if other != subject && strings.Contains(r.Prompt, "of "+other+"?") {
+				t.Errorf("%s prompt holds a question of %s:\n%s", subject, other, r.Prompt)
+			}
+		}
+		if n := strings.Count(r.Prompt, "Dev question"); n != wantShots[subject] {
+			t.Errorf("%s prompt has %d dev questions, want %d", subject, n, wantShots[subject])
+		}
+	}
+	if want := map[string]int{"anatomy": 0, "virology": 1}; !maps.Equal(res.FewerShots, want) {
+		t.Errorf("FewerShots %v, want %v", res.FewerShots, want)
+	}
+	if tr := res.Truncation; tr.DocsWithDroppedShots != 0 || tr.DroppedShots != 0 {
+		t.Errorf("truncation %+v: missing dev questions counted as dropped to fit the context", tr)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "anatomy (0), virology (1)") {
+		t.Errorf("Markdown does not name the subjects with fewer shots:\n%s", md)
 	}
 }

@@ -3,7 +3,9 @@ package eval
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/salr-go/salr/datasets"
@@ -104,9 +106,12 @@ type Results struct {
 	Counts     map[string]Count `json:"counts,omitempty"`
 	Categories []Group          `json:"categories,omitempty"`
 	Subjects   []Group          `json:"subjects,omitempty"`
-	Truncation Truncation       `json:"truncation"`
-	Timing     Timing           `json:"timing"`
-	Date       string           `json:"date"`
+	// FewerShots maps each MMLU subject with fewer dev questions than
+	// Shots to the number it has, which its prompts use as their shots.
+	FewerShots map[string]int `json:"subjects_with_fewer_shots,omitempty"`
+	Truncation Truncation     `json:"truncation"`
+	Timing     Timing         `json:"timing"`
+	Date       string         `json:"date"`
 }
 
 // Metric names as lm-eval writes them.
@@ -166,6 +171,14 @@ func (r *Results) Markdown() string {
 		fmt.Fprintf(&b, ", %d generations capped", t.GenerationsCapped)
 	}
 	fmt.Fprintf(&b, "; %.1f docs/s (%.1f s).\n", r.Timing.DocsPerSecond, r.Timing.WallSeconds)
+	if len(r.FewerShots) > 0 {
+		names := slices.Sorted(maps.Keys(r.FewerShots))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s (%d)", n, r.FewerShots[n])
+		}
+		fmt.Fprintf(&b, "Subjects with fewer dev questions than the %d shots, run with that many shots: %s.\n", r.Shots, strings.Join(parts, ", "))
+	}
 	return b.String()
 }
 

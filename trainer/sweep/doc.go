@@ -37,8 +37,8 @@
 // Expansion is deterministic: run i is the base config, then set, then
 // [eval], then command-line -set overrides, then its varied values, and its
 // directory is named after configs.Config.Hash of the result (which covers
-// expanded paths such as ${SALR_ASSETS}, so workers need the same
-// environment). Runs that the method makes identical (lora ignores the
+// expanded paths such as ${SALR_ASSETS}, made absolute, so workers need the
+// same directories but not the same spelling of them). Runs that the method makes identical (lora ignores the
 // sparsity section) are kept, not deduplicated: they cost time but show
 // that the method's result does not depend on the ignored key.
 //

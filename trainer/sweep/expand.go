@@ -27,7 +27,8 @@ type Run struct {
 	// Dir is the run directory, <root>/<name>/<Name>.
 	Dir string
 	// Hash is Config.Hash(): it covers the whole resolved config (with
-	// expanded paths) except output.dir.
+	// expanded paths, made absolute) except output.dir, so it does not depend
+	// on how SALR_ASSETS or a path is spelled.
 	Hash string
 	// Values are the varied keys' effective values, in Sweep.Varied order.
 	Values []Value

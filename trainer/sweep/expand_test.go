@@ -405,3 +405,37 @@ func TestPresets(t *testing.T) {
 		t.Errorf("a run preset loads as a sweep: %v", err)
 	}
 }
+
+// TestHashIgnoresAssetsSpelling expands one sweep with SALR_ASSETS written
+// as an absolute and as a relative path: the runs keep their hashes and
+// names, so a resumed sweep finds its run directories. Another assets
+// directory gives other hashes.
+func TestHashIgnoresAssetsSpelling(t *testing.T) {
+	abs := assetsDir(t)
+	dir := t.TempDir()
+	path := writeSweep(t, dir, "s", "[grid]\n\"sparsity.ratio\" = [0.3, 0.5]\n")
+	_, runs := mustExpand(t, path)
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, abs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SALR_ASSETS", rel+string(filepath.Separator))
+	_, relRuns := mustExpand(t, path)
+	if relRuns[0].Config.Model.Path == runs[0].Config.Model.Path {
+		t.Fatalf("both expansions read model.path %s; the test needs two spellings", runs[0].Config.Model.Path)
+	}
+	t.Setenv("SALR_ASSETS", t.TempDir())
+	_, otherRuns := mustExpand(t, path)
+	for i, r := range runs {
+		if relRuns[i].Hash != r.Hash || relRuns[i].Dir != r.Dir {
+			t.Errorf("run %d: SALR_ASSETS=%s gives %s, SALR_ASSETS=%s gives %s", i, abs, r.Name, rel, relRuns[i].Name)
+		}
+		if otherRuns[i].Hash == r.Hash {
+			t.Errorf("run %d: another assets directory gives the same hash %s", i, r.Hash)
+		}
+	}
+}
