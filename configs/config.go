@@ -1,5 +1,7 @@
 package configs
 
+import "github.com/salr-go/salr/model"
+
 // The field doc comments in this file are the single source of the key
 // documentation: TestGeneratedFiles turns them into docs_gen.go (used by
 // Reference) and REFERENCE.md. After editing a comment run
@@ -274,7 +276,7 @@ func Default() Config {
 			Dir:        "runs/quickstart",
 			SavePEFT:   true,
 			SaveBase:   true,
-			BaseFormat: BaseBitmapBF16,
+			BaseFormat: string(model.BaseBitmapBF16),
 		},
 	}
 }

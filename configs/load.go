@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
+	"github.com/salr-go/salr/model"
 )
 
 // Load reads the config named by nameOrPath, a file path or an embedded
@@ -422,9 +423,10 @@ func (ld *loader) expandPaths(expand func(string, func(string) (string, bool)) (
 func (ld *loader) replaceAliases() {
 	const key = "output.base_format"
 	f := &ld.cfg.Output.BaseFormat
-	current, ok := baseFormatAliases[*f]
-	if !ok {
-		return
+	format, err := model.ParseBaseFormat(*f)
+	current := string(format)
+	if err != nil || current == *f {
+		return // validation reports an unknown format
 	}
 	ld.cfg.Notes = append(ld.cfg.Notes, fmt.Sprintf("%s: %s: %q is the old spelling of %q, read as %q",
 		cmp.Or(ld.origins[key], "config"), key, *f, current, current))

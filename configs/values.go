@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/salr-go/salr/model"
 )
 
 // Values of the key method.
@@ -62,23 +64,6 @@ const (
 	TaskMMLU  = "mmlu"
 )
 
-// Values of output.base_format.
-const (
-	BaseDenseF32   = "dense-fp32"
-	BaseDenseBF16  = "dense-bf16"
-	BaseBitmapBF16 = "bitmap-bf16"
-	BaseBitmapFP16 = "bitmap-fp16"
-	BaseBitmapFP32 = "bitmap-fp32"
-)
-
-// baseFormatAliases maps the old spellings of output.base_format, still
-// accepted, to the values above; Load replaces them and adds a note.
-var baseFormatAliases = map[string]string{
-	"dense-f32":  BaseDenseF32,
-	"bitmap-f32": BaseBitmapFP32,
-	"bitmap-f16": BaseBitmapFP16,
-}
-
 // AllLinear in a target_modules list stands for every projection.
 const AllLinear = "all-linear"
 
@@ -91,7 +76,7 @@ var (
 	overlongs   = []string{OverlongTruncate, OverlongDrop}
 	schedules   = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}
 	evalTasks   = []string{"", TaskGSM8K, TaskMMLU}
-	baseFormats = []string{BaseDenseF32, BaseDenseBF16, BaseBitmapBF16, BaseBitmapFP16, BaseBitmapFP32}
+	baseFormats = model.BaseFormatNames()
 	projections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 )
 

@@ -26,6 +26,15 @@ const (
 // baseFormats lists the canonical formats, in documentation order.
 var baseFormats = []BaseFormat{BaseDenseFP32, BaseDenseBF16, BaseBitmapBF16, BaseBitmapFP16, BaseBitmapFP32}
 
+// BaseFormatNames returns the canonical format names, in documentation order.
+func BaseFormatNames() []string {
+	names := make([]string, len(baseFormats))
+	for i, f := range baseFormats {
+		names[i] = string(f)
+	}
+	return names
+}
+
 // baseFormatAliases are older spellings ParseBaseFormat still accepts.
 var baseFormatAliases = map[string]BaseFormat{
 	"dense-f32":  BaseDenseFP32,
@@ -39,11 +48,7 @@ func ParseBaseFormat(s string) (BaseFormat, error) {
 	if f := BaseFormat(s).canonical(); slices.Contains(baseFormats, f) {
 		return f, nil
 	}
-	names := make([]string, len(baseFormats))
-	for i, f := range baseFormats {
-		names[i] = string(f)
-	}
-	return "", fmt.Errorf("model: unknown base format %q (want one of %s)", s, strings.Join(names, ", "))
+	return "", fmt.Errorf("model: unknown base format %q (want one of %s)", s, strings.Join(BaseFormatNames(), ", "))
 }
 
 // ParseBaseFormats parses a comma-separated list of base formats.
