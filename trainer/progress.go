@@ -73,7 +73,7 @@ func (r *reporter) step(m Metrics, tokens int) {
 	}
 	r.tokens += tokens
 	now := time.Now()
-	if r.log == nil || (now.Sub(r.last) < r.every && m.Step < r.total) {
+	if r.log == nil || now.Sub(r.last) < r.every {
 		return
 	}
 	rate := float64(r.tokens) / now.Sub(r.last).Seconds()
