@@ -259,11 +259,10 @@ func latestCheckpoint(runDir string) (string, error) {
 	return filepath.Join(root, name), nil
 }
 
-// loadCheckpoint restores params and opt (values copied into the existing
-// slices) from a checkpoint directory and returns its state, after checking
-// the files against their checksums. A checkpoint without checksums (written
-// by an older version) is loaded after a warning through logf.
-func loadCheckpoint(dir string, params []Param, opt *AdamW, logf func(string, ...any)) (TrainState, error) {
+// readCheckpointState checks the files of a checkpoint directory against
+// their checksums and returns its state. A checkpoint without checksums
+// (written by an older version) is accepted after a warning through logf.
+func readCheckpointState(dir string, logf func(string, ...any)) (TrainState, error) {
 	var st TrainState
 	verified, err := verifyChecksums(dir)
 	if err != nil {
@@ -278,6 +277,40 @@ func loadCheckpoint(dir string, params []Param, opt *AdamW, logf func(string, ..
 	}
 	if err := json.Unmarshal(js, &st); err != nil {
 		return st, fmt.Errorf("trainer: checkpoint %s: %w", filepath.Join(dir, stateJSON), err)
+	}
+	return st, nil
+}
+
+// checkLatestCheckpoint checks the latest checkpoint of runDir, if any, as
+// loadCheckpoint will (checksums, and the config hash against hash), so that
+// a resume that cannot work fails before the model is prepared.
+func checkLatestCheckpoint(runDir, hash string) error {
+	ck, err := latestCheckpoint(runDir)
+	if err != nil || ck == "" {
+		return err
+	}
+	st, err := readCheckpointState(ck, func(string, ...any) {}) // loadCheckpoint warns
+	if err != nil {
+		return err
+	}
+	return checkConfigHash(ck, st, hash)
+}
+
+// checkConfigHash is the error for a checkpoint ck of another config.
+func checkConfigHash(ck string, st TrainState, hash string) error {
+	if st.ConfigHash != hash {
+		return fmt.Errorf("trainer: %s was written by another config (hash %s, now %s)", ck, st.ConfigHash, hash)
+	}
+	return nil
+}
+
+// loadCheckpoint restores params and opt (values copied into the existing
+// slices) from a checkpoint directory and returns its state, after checking
+// the files against their checksums (see readCheckpointState).
+func loadCheckpoint(dir string, params []Param, opt *AdamW, logf func(string, ...any)) (TrainState, error) {
+	st, err := readCheckpointState(dir, logf)
+	if err != nil {
+		return st, err
 	}
 	f, err := safetensors.Open(filepath.Join(dir, stateTensors))
 	if err != nil {

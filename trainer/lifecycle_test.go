@@ -105,7 +105,8 @@ func interruptedRun(t *testing.T, sets ...string) string {
 }
 
 // TestResumeChecksCheckpointIntegrity: a flipped bit in state.safetensors or
-// an edited state.json is an error naming the file, not a resumed run.
+// an edited state.json is an error naming the file, before pruning, not a
+// resumed run.
 func TestResumeChecksCheckpointIntegrity(t *testing.T) {
 	for _, c := range []struct {
 		file   string
@@ -129,9 +130,13 @@ func TestResumeChecksCheckpointIntegrity(t *testing.T) {
 			t.Fatalf("%s: the damage changed nothing", c.file)
 		}
 		os.WriteFile(path, damaged, 0o644)
-		_, err = Train(context.Background(), Options{Resume: dir})
+		var log bytes.Buffer
+		_, err = Train(context.Background(), Options{Resume: dir, Log: &log})
 		if err == nil || !strings.Contains(err.Error(), "checksum mismatch") || !strings.Contains(err.Error(), c.file) {
 			t.Errorf("resume with a damaged %s: %v", c.file, err)
+		}
+		if strings.Contains(log.String(), "prun") {
+			t.Errorf("damaged %s: the error came after pruning:\n%s", c.file, log.String())
 		}
 		if IsFinished(dir) {
 			t.Errorf("damaged %s: the run was marked finished", c.file)

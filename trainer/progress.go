@@ -3,7 +3,10 @@ package trainer
 import (
 	"fmt"
 	"io"
+	"os"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/schollz/progressbar/v3"
 )
@@ -14,7 +17,8 @@ const defaultStatusEvery = 30 * time.Second
 // reporter shows a run's progress: log lines, and either a progress bar on
 // out (a terminal) or, without one, a status line (step, loss, tokens/s,
 // time left) on log at most every interval, for logs under a batch system
-// or a pipe.
+// or a pipe. An out that is an *os.File but not a terminal counts as no bar
+// (and serves as log when there is none).
 type reporter struct {
 	log   io.Writer
 	out   io.Writer
@@ -45,6 +49,13 @@ func (r *reporter) begin(step, total int) {
 	r.first, r.total = step, total
 	r.start = time.Now()
 	r.last = r.start
+	if f, ok := r.out.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+		// A file or pipe gets status lines, not a bar redrawn in place.
+		if r.log == nil {
+			r.log = r.out
+		}
+		r.out = nil
+	}
 	if r.out == nil {
 		if r.every <= 0 {
 			r.every = defaultStatusEvery
@@ -82,9 +93,10 @@ func (r *reporter) step(m Metrics, tokens int) {
 	r.last, r.tokens = now, 0
 }
 
-// stop ends an unfinished bar's line (the run stops early).
+// stop ends the bar's line if the run stopped before the last step.
 func (r *reporter) stop() {
 	if r.bar != nil && !r.bar.IsFinished() {
 		r.bar.Exit() // runs the completion hook: a newline
 	}
+	r.bar = nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,5 +47,23 @@ func TestProgressBarEndsFullAndLogLinesStartALine(t *testing.T) {
 		if i <= 0 || (s[i-1] != '\n' && s[i-1] != '\r') {
 			t.Errorf("%q does not start a line:\n%q", line, s)
 		}
+	}
+}
+
+// TestStatusLinesToANonTerminalFile: a Progress file that is not a terminal
+// gets status lines, not a bar.
+func TestStatusLinesToANonTerminalFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg := tinyConfig(t, filepath.Join(t.TempDir(), "run"), "train.max_steps=2")
+	if _, err := Train(context.Background(), Options{Config: cfg, Progress: f, StatusEvery: time.Nanosecond}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(f.Name())
+	if !strings.Contains(string(b), "step 2/2: loss ") || strings.Contains(string(b), "\r") {
+		t.Errorf("the file holds:\n%q", b)
 	}
 }

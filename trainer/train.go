@@ -30,8 +30,9 @@ type Options struct {
 	Resume string
 	// Overwrite lets a new run replace a previous run's directory.
 	Overwrite bool
-	// Progress receives the progress bar, for a terminal (nil: no bar; Log
-	// then gets a status line every StatusEvery instead).
+	// Progress receives the progress bar, for a terminal (nil, or an
+	// *os.File that is not a terminal: no bar; Log then gets a status line
+	// every StatusEvery instead).
 	Progress io.Writer
 	// Log receives one-line status messages (nil: discarded).
 	Log io.Writer
@@ -63,7 +64,9 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 		return nil, err
 	}
 	defer r.close()
-	if err := r.loop(ctx, opt.StopAfter); err != nil {
+	err = r.loop(ctx, opt.StopAfter)
+	rep.stop()
+	if err != nil {
 		return nil, err
 	}
 	return r.finish()
@@ -170,8 +173,8 @@ func (r *training) restore() error {
 	if err != nil {
 		return err
 	}
-	if st.ConfigHash != r.sum.ConfigHash {
-		return fmt.Errorf("trainer: %s was written by another config (hash %s, now %s)", ck, st.ConfigHash, r.sum.ConfigHash)
+	if err := checkConfigHash(ck, st, r.sum.ConfigHash); err != nil {
+		return err
 	}
 	if err := r.loader.Restore(st.Loader); err != nil {
 		return err
@@ -220,7 +223,6 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 	ranHere := 0
 	for r.state.Step < steps {
 		if ctx.Err() != nil || (stopAfter > 0 && ranHere == stopAfter) {
-			r.rep.stop()
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
@@ -230,7 +232,6 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 		lr := sched.LR(r.state.Step)
 		res, err := step.step(r.state.Step, lr, r.loader.Next)
 		if errors.Is(err, errNonFinite) {
-			r.rep.stop()
 			ck, _ := latestCheckpoint(r.runDir)
 			if ck == "" {
 				ck = "none"
@@ -238,7 +239,6 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 			return fmt.Errorf("trainer: %w at step %d; stopping (last good checkpoint: %s); try a lower train.lr", err, r.state.Step+1, ck)
 		}
 		if err != nil {
-			r.rep.stop()
 			return err
 		}
 		r.state.Step++
@@ -410,6 +410,10 @@ func lockRun(opt Options) (*configs.Config, string, func(), error) {
 			return nil, "", nil, err
 		}
 		cfg.Output.Dir = runDir
+		if err := checkLatestCheckpoint(runDir, cfg.Hash()); err != nil {
+			unlock()
+			return nil, "", nil, err
+		}
 		return cfg, runDir, unlock, nil
 	}
 	cfg := opt.Config
