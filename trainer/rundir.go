@@ -31,9 +31,9 @@ type Summary struct {
 	Steps          int     `json:"steps"`
 	FinalTrainLoss float64 `json:"final_train_loss"`
 	// EvalLoss and InitialEvalLoss are the held-out losses after and
-	// before training (omitted without a held-out set).
-	EvalLoss         float64 `json:"eval_loss,omitempty"`
-	InitialEvalLoss  float64 `json:"initial_eval_loss,omitempty"`
+	// before training (omitted from summary.json without a held-out set).
+	EvalLoss         float64 `json:"eval_loss"`
+	InitialEvalLoss  float64 `json:"initial_eval_loss"`
 	TokensPerSecond  float64 `json:"tokens_per_second"`
 	Sparsity         float64 `json:"sparsity"`
 	TrainableParams  int     `json:"trainable_params"`
@@ -51,6 +51,24 @@ type Summary struct {
 	// and compressed/model.safetensors (omitted when not written).
 	BaseBytes       int64 `json:"base_bytes,omitempty"`
 	CompressedBytes int64 `json:"compressed_bytes,omitempty"`
+
+	// noHeldOut marks a run without a held-out set (data.eval_examples = 0).
+	noHeldOut bool
+}
+
+// MarshalJSON writes the summary's fields in order, leaving out the
+// held-out losses of a run without a held-out set.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // the fields without this method
+	if !s.noHeldOut {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		// Nil, so omitted; they hide plain's fields of the same names.
+		EvalLoss        *float64 `json:"eval_loss,omitempty"`
+		InitialEvalLoss *float64 `json:"initial_eval_loss,omitempty"`
+	}{plain: plain(s)})
 }
 
 // Metrics is one line of metrics.jsonl.

@@ -115,6 +115,7 @@ func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*tr
 		adam:    NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay),
 	}
 	r.state.ConfigHash = r.sum.ConfigHash
+	r.sum.noHeldOut = len(r.heldOut) == 0
 	if err := r.open(resume); err != nil {
 		r.close()
 		return nil, err
