@@ -242,7 +242,8 @@ func fileSHA256(path string) (string, error) {
 }
 
 // latestCheckpoint returns the directory of the newest complete checkpoint
-// of a run, or "" when there is none.
+// of a run, or "" when there is none. When the checkpoint named in latest
+// was deleted (a corrupt one, say), the newest remaining one is used.
 func latestCheckpoint(runDir string) (string, error) {
 	root := filepath.Join(runDir, checkpointsDir)
 	b, err := os.ReadFile(filepath.Join(root, latestFile))
@@ -256,7 +257,30 @@ func latestCheckpoint(runDir string) (string, error) {
 	if !strings.HasPrefix(name, "step-") || strings.ContainsAny(name, `/\`) {
 		return "", fmt.Errorf("trainer: %s: not a checkpoint name: %q", filepath.Join(root, latestFile), name)
 	}
+	if _, err := os.Stat(filepath.Join(root, name)); errors.Is(err, fs.ErrNotExist) {
+		return newestCheckpoint(root)
+	}
 	return filepath.Join(root, name), nil
+}
+
+// newestCheckpoint is the checkpoint directory in root with the highest
+// step, or "" when there is none. Renamed into place whole, each is
+// complete.
+func newestCheckpoint(root string) (string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return "", fmt.Errorf("trainer: %w", err)
+	}
+	newest := ""
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && e.Name() > newest {
+			newest = e.Name()
+		}
+	}
+	if newest == "" {
+		return "", nil
+	}
+	return filepath.Join(root, newest), nil
 }
 
 // readCheckpointState checks the files of a checkpoint directory against

@@ -92,12 +92,12 @@ func TestOpenRunRefusesMissingAdapters(t *testing.T) {
 	l.Close()
 }
 
-// interruptedRun makes a run stopped after two steps (checkpoints at steps
-// 2) and returns its directory.
+// interruptedRun makes a run stopped after four steps (checkpoints at steps
+// 2 and 4) and returns its directory.
 func interruptedRun(t *testing.T, sets ...string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "run")
-	_, err := Train(context.Background(), Options{Config: tinyConfig(t, dir, sets...), StopAfter: 2})
+	_, err := Train(context.Background(), Options{Config: tinyConfig(t, dir, sets...), StopAfter: 4})
 	if err != ErrInterrupted {
 		t.Fatalf("stop: %v", err)
 	}
@@ -106,14 +106,14 @@ func interruptedRun(t *testing.T, sets ...string) string {
 
 // TestResumeChecksCheckpointIntegrity: a flipped bit in state.safetensors or
 // an edited state.json is an error naming the file, before pruning, not a
-// resumed run.
+// resumed run; deleting the checkpoint resumes from the previous one.
 func TestResumeChecksCheckpointIntegrity(t *testing.T) {
 	for _, c := range []struct {
 		file   string
 		damage func([]byte) []byte
 	}{
 		{stateTensors, func(b []byte) []byte { b[len(b)-2] ^= 0x40; return b }},
-		{stateJSON, func(b []byte) []byte { return bytes.Replace(b, []byte(`"step": 2`), []byte(`"step": 8`), 1) }},
+		{stateJSON, func(b []byte) []byte { return bytes.Replace(b, []byte(`"step": 4`), []byte(`"step": 8`), 1) }},
 	} {
 		dir := interruptedRun(t)
 		ck, err := latestCheckpoint(dir)
@@ -140,6 +140,16 @@ func TestResumeChecksCheckpointIntegrity(t *testing.T) {
 		}
 		if IsFinished(dir) {
 			t.Errorf("damaged %s: the run was marked finished", c.file)
+		}
+		// As the error says: delete the checkpoint to resume from the
+		// previous one.
+		os.RemoveAll(ck)
+		log.Reset()
+		if _, err := Train(context.Background(), Options{Resume: dir, Log: &log}); err != nil {
+			t.Fatalf("resume after deleting the damaged checkpoint: %v", err)
+		}
+		if !strings.Contains(log.String(), "at step 2\n") {
+			t.Errorf("did not resume from the previous checkpoint:\n%s", log.String())
 		}
 	}
 }
