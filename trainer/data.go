@@ -96,7 +96,7 @@ func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	}
 	// Every kept sequence has a loss target, so an empty held-out set is
 	// the one HeldOutLoss cannot score.
-	if HeldOutEnabled(dc) && len(d.Eval) == 0 {
+	if heldOutEnabled(dc) && len(d.Eval) == 0 {
 		src := dc.EvalPath
 		if src == "" {
 			src = fmt.Sprintf("data.eval_examples = %d examples of %s", dc.EvalExamples, dc.TrainPath)
@@ -108,9 +108,9 @@ func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	return d, nil
 }
 
-// HeldOutEnabled reports whether a run measures a held-out loss:
+// heldOutEnabled reports whether a run measures a held-out loss:
 // data.eval_path is set or data.eval_examples is positive.
-func HeldOutEnabled(dc configs.DataConfig) bool {
+func heldOutEnabled(dc configs.DataConfig) bool {
 	return dc.EvalPath != "" || dc.EvalExamples > 0
 }
 
