@@ -49,8 +49,9 @@ func readExamples(dc configs.DataConfig, path string) ([]datasets.Example, error
 
 // LoadData reads and tokenises a run's training data and its held-out set:
 // data.eval_path when set, else data.eval_examples examples held out of the
-// training file (chosen from the seed). Sequences hold at most seq_len+1
-// tokens (inputs and shifted targets).
+// training file (chosen from the seed; none when 0). Sequences hold at most
+// seq_len+1 tokens (inputs and shifted targets). A held-out set that is
+// enabled but has nothing to score is an error.
 func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	dc := cfg.Data
 	all, err := readExamples(dc, dc.TrainPath)
@@ -89,8 +90,36 @@ func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	if len(d.Train) == 0 {
 		return nil, fmt.Errorf("trainer: no training example of %s fits data.seq_len = %d", dc.TrainPath, dc.SeqLen)
 	}
-	if d.Eval, _, err = datasets.TokenizeAll(enc, eval, dc.SeqLen+1, overlong); err != nil {
+	var evalStats datasets.TokenizeStats
+	if d.Eval, evalStats, err = datasets.TokenizeAll(enc, eval, dc.SeqLen+1, overlong); err != nil {
 		return nil, fmt.Errorf("trainer: held-out set: %w", err)
 	}
+	// Every kept sequence has a loss target, so an empty held-out set is
+	// the one HeldOutLoss cannot score.
+	if heldOutEnabled(dc) && len(d.Eval) == 0 {
+		src := dc.EvalPath
+		if src == "" {
+			src = fmt.Sprintf("data.eval_examples = %d examples of %s", dc.EvalExamples, dc.TrainPath)
+		}
+		return nil, fmt.Errorf("trainer: the held-out set (%s) has no loss tokens: of its %d examples, %d have no answer tokens within data.seq_len = %d and %d are too long; "+
+			"raise data.seq_len, or set data.eval_examples = 0 (and no data.eval_path) to train without a held-out loss",
+			src, len(eval), evalStats.NoTarget, dc.SeqLen, evalStats.Dropped)
+	}
 	return d, nil
+}
+
+// heldOutEnabled reports whether a run measures a held-out loss:
+// data.eval_path is set or data.eval_examples is positive.
+func heldOutEnabled(dc configs.DataConfig) bool {
+	return dc.EvalPath != "" || dc.EvalExamples > 0
+}
+
+// heldOutSeqs are the held-out sequences a run evaluates: the first
+// train.eval_batches batches of the held-out set (all when 0).
+func heldOutSeqs(cfg *configs.Config, d *Data) []datasets.Sequence {
+	tc := cfg.Train
+	if tc.EvalBatches > 0 && len(d.Eval) > tc.EvalBatches*tc.BatchSize {
+		return d.Eval[:tc.EvalBatches*tc.BatchSize]
+	}
+	return d.Eval
 }

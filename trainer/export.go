@@ -155,7 +155,8 @@ func copyFile(src, dst string) error {
 // OpenRun loads a run directory for inference: its compressed model
 // (compressed/: bitmap bases with the trained adapters) when present, else
 // its pruned base (base/) with its trained adapters
-// (adapter/salr_adapters.safetensors) attached.
+// (adapter/salr_adapters.safetensors) attached. Missing adapters are an
+// error unless the run's config.toml names a method without them (prune).
 func OpenRun(runDir string) (*model.Loaded, error) {
 	compressed := filepath.Join(runDir, CompressedDir)
 	if _, err := os.Stat(filepath.Join(compressed, model.HFConfigFileName)); err == nil {
@@ -165,24 +166,48 @@ func OpenRun(runDir string) (*model.Loaded, error) {
 	if _, err := os.Stat(filepath.Join(base, model.HFConfigFileName)); err != nil {
 		return nil, fmt.Errorf("trainer: %s has no base model (was it trained with output.save_base = false, or not finished?): %w", runDir, err)
 	}
+	// The adapters are read, or found missing, before the base is loaded.
+	path := filepath.Join(runDir, AdapterDir, adapters.NativeFile)
+	mods, err := adapters.ReadNative(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := checkNoAdapters(runDir, path); err != nil {
+			return nil, err
+		}
+		mods = nil
+	case err != nil:
+		return nil, err
+	}
 	l, err := model.Open(base, "")
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(runDir, AdapterDir, adapters.NativeFile)
-	mods, err := adapters.ReadNative(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if mods == nil {
 		return l, nil // a method without adapters (prune)
-	}
-	if err != nil {
-		l.Close()
-		return nil, err
 	}
 	if err := AttachAdapters(l.Params, mods); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("trainer: %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// checkNoAdapters is the error for a run directory whose adapters (at path)
+// are missing although its config.toml names a method that has them. A
+// directory without a config.toml (assembled by hand) is accepted.
+func checkNoAdapters(runDir, path string) error {
+	cfgPath := filepath.Join(runDir, ConfigFile)
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	cfg, err := configs.Load(cfgPath, nil)
+	if err != nil {
+		return fmt.Errorf("trainer: %s: %w", runDir, err)
+	}
+	if cfg.HasLoRA() || cfg.HasSVDAdapter() {
+		return fmt.Errorf("trainer: %s: method %q has adapters but %s is missing (was the run finished?)", cfgPath, cfg.Method, path)
+	}
+	return nil
 }
 
 // AttachAdapters sets the low-rank update of every projection named in mods.

@@ -148,7 +148,7 @@ func TestCheckpointRoundTripAndPruning(t *testing.T) {
 		{Name: "b", Data: make([]float32, 2), Grad: make([]float32, 2)},
 	}
 	opt2 := NewAdamW(fresh, 0.9, 0.999, 1e-8, 0)
-	st, err := loadCheckpoint(ck, fresh, opt2)
+	st, err := loadCheckpoint(ck, fresh, opt2, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,13 +162,20 @@ func TestCheckpointRoundTripAndPruning(t *testing.T) {
 	}
 	// A checkpoint whose tensors do not fit the run is an error.
 	wrong := []Param{{Name: "a", Data: make([]float32, 4), Grad: make([]float32, 4)}}
-	if _, err := loadCheckpoint(ck, wrong, NewAdamW(wrong, 0.9, 0.999, 1e-8, 0)); err == nil {
+	if _, err := loadCheckpoint(ck, wrong, NewAdamW(wrong, 0.9, 0.999, 1e-8, 0), t.Logf); err == nil {
 		t.Fatal("mismatched checkpoint accepted")
 	}
 }
 
 func TestPrepareRunDirRefusesFinishedAndUnfinishedRuns(t *testing.T) {
 	root := t.TempDir()
+	prepareRunDir := func(dir string, overwrite bool) error {
+		unlock, err := openNewRunDir(dir, overwrite)
+		if err == nil {
+			unlock()
+		}
+		return err
+	}
 	fresh := filepath.Join(root, "new")
 	if err := prepareRunDir(fresh, false); err != nil {
 		t.Fatal(err)

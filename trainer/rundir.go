@@ -27,9 +27,11 @@ const (
 
 // Summary is summary.json: the outcome of a run.
 type Summary struct {
-	Method           string  `json:"method"`
-	Steps            int     `json:"steps"`
-	FinalTrainLoss   float64 `json:"final_train_loss"`
+	Method         string  `json:"method"`
+	Steps          int     `json:"steps"`
+	FinalTrainLoss float64 `json:"final_train_loss"`
+	// EvalLoss and InitialEvalLoss are the held-out losses after and
+	// before training (omitted from summary.json without a held-out set).
 	EvalLoss         float64 `json:"eval_loss"`
 	InitialEvalLoss  float64 `json:"initial_eval_loss"`
 	TokensPerSecond  float64 `json:"tokens_per_second"`
@@ -41,11 +43,32 @@ type Summary struct {
 	EvalExamples     int     `json:"eval_examples"`
 	TruncatedExample int     `json:"truncated_examples"`
 	DroppedExamples  int     `json:"dropped_examples"`
-	ConfigHash       string  `json:"config_hash"`
+	// DroppedNoAnswer counts the training examples skipped because no
+	// answer token was left after truncation to data.seq_len.
+	DroppedNoAnswer int    `json:"dropped_no_answer"`
+	ConfigHash      string `json:"config_hash"`
 	// BaseBytes and CompressedBytes are the sizes of base/model.safetensors
 	// and compressed/model.safetensors (omitted when not written).
 	BaseBytes       int64 `json:"base_bytes,omitempty"`
 	CompressedBytes int64 `json:"compressed_bytes,omitempty"`
+
+	// noHeldOut marks a run without a held-out set (data.eval_examples = 0).
+	noHeldOut bool
+}
+
+// MarshalJSON writes the summary's fields in order, leaving out the
+// held-out losses of a run without a held-out set.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary // the fields without this method
+	if !s.noHeldOut {
+		return json.Marshal(plain(s))
+	}
+	return json.Marshal(struct {
+		plain
+		// Nil, so omitted; they hide plain's fields of the same names.
+		EvalLoss        *float64 `json:"eval_loss,omitempty"`
+		InitialEvalLoss *float64 `json:"initial_eval_loss,omitempty"`
+	}{plain: plain(s)})
 }
 
 // Metrics is one line of metrics.jsonl.
@@ -86,51 +109,112 @@ func writeJSON(path string, v any) error {
 	return atomicfile.WriteBytes(path, append(b, '\n'))
 }
 
-// prepareRunDir makes runDir ready for a new run: it must be absent or empty,
-// unless overwrite is set, in which case a previous run's files are removed.
-// A finished or interrupted run is never replaced silently.
-func prepareRunDir(runDir string, overwrite bool) error {
-	entries, err := os.ReadDir(runDir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return os.MkdirAll(runDir, 0o755)
-	case err != nil:
-		return fmt.Errorf("trainer: %w", err)
-	case len(entries) == 0:
-		return nil
+// openNewRunDir makes runDir ready for a new run and locks it; release the
+// lock with the returned function. runDir must be absent or empty, unless
+// overwrite is set, in which case a previous run's files are removed. The
+// lock is taken before anything is removed, so a directory another process
+// trains into is never cleared; a finished or interrupted run is never
+// replaced silently.
+func openNewRunDir(runDir string, overwrite bool) (func(), error) {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
 	}
-	if !overwrite {
-		if IsFinished(runDir) {
-			return fmt.Errorf("trainer: %s holds a finished run; pass -overwrite to replace it or choose another output.dir", runDir)
+	names, hasLock, err := runDirEntries(runDir)
+	if err != nil {
+		return nil, err
+	}
+	// Without -overwrite, a directory that was never a run directory gets no
+	// lock file: refuse before creating one.
+	if len(names) > 0 && !overwrite && !hasLock {
+		return nil, refuseRunDir(runDir)
+	}
+	unlock, err := lockRunDir(runDir)
+	if err != nil {
+		return nil, err
+	}
+	if names, _, err = runDirEntries(runDir); err != nil {
+		unlock()
+		return nil, err
+	}
+	if len(names) > 0 && !overwrite {
+		unlock()
+		return nil, refuseRunDir(runDir)
+	}
+	for _, name := range names {
+		if err := os.RemoveAll(filepath.Join(runDir, name)); err != nil {
+			unlock()
+			return nil, fmt.Errorf("trainer: clearing %s: %w", runDir, err)
 		}
-		if ck, _ := latestCheckpoint(runDir); ck != "" {
-			return fmt.Errorf("trainer: %s holds an unfinished run; continue it with -resume %s, or pass -overwrite to start over", runDir, runDir)
-		}
-		return fmt.Errorf("trainer: %s is not empty; pass -overwrite to replace its contents or choose another output.dir", runDir)
+	}
+	return unlock, nil
+}
+
+// runDirEntries lists runDir's entries other than the lock file and reports
+// whether the lock file exists.
+func runDirEntries(runDir string) (names []string, hasLock bool, err error) {
+	entries, err := os.ReadDir(runDir)
+	if err != nil {
+		return nil, false, fmt.Errorf("trainer: %w", err)
 	}
 	for _, e := range entries {
-		if err := os.RemoveAll(filepath.Join(runDir, e.Name())); err != nil {
-			return fmt.Errorf("trainer: clearing %s: %w", runDir, err)
+		if e.Name() == lockFile {
+			hasLock = true
+			continue
 		}
+		names = append(names, e.Name())
 	}
-	return nil
+	return names, hasLock, nil
+}
+
+// refuseRunDir is the error for a non-empty runDir without -overwrite.
+func refuseRunDir(runDir string) error {
+	if IsFinished(runDir) {
+		return fmt.Errorf("trainer: %s holds a finished run; pass -overwrite to replace it or choose another output.dir", runDir)
+	}
+	if ck, _ := latestCheckpoint(runDir); ck != "" {
+		return fmt.Errorf("trainer: %s holds an unfinished run; continue it with -resume %s, or pass -overwrite to start over", runDir, runDir)
+	}
+	return fmt.Errorf("trainer: %s is not empty; pass -overwrite to replace its contents or choose another output.dir", runDir)
 }
 
 // lockRunDir takes an exclusive lock on runDir so that two processes never
 // train into the same directory; release it with the returned function.
 func lockRunDir(runDir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(runDir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	path := filepath.Join(runDir, lockFile)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("trainer: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("trainer: %s is in use by another salr process", runDir)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("trainer: another process holds the lock %s (a run in progress?); wait for it to end or choose another output.dir", path)
+		}
+		return nil, fmt.Errorf("trainer: locking %s: %w", path, err)
 	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// removeStale deletes the temporary files a killed process left in runDir
+// and the subdirectories a run writes, and the temporary checkpoint
+// directories. It returns the paths removed.
+func removeStale(runDir string) ([]string, error) {
+	var removed []string
+	for _, sub := range []string{"", BaseDir, CompressedDir, AdapterDir, checkpointsDir} {
+		dir := filepath.Join(runDir, sub)
+		names, err := atomicfile.RemoveStale(dir)
+		for _, n := range names {
+			removed = append(removed, filepath.Join(dir, n))
+		}
+		if err != nil {
+			return removed, fmt.Errorf("trainer: %w", err)
+		}
+	}
+	tmps, err := removeCheckpointTemps(filepath.Join(runDir, checkpointsDir))
+	return append(removed, tmps...), err
 }
 
 // metricsLog appends Metrics lines to metrics.jsonl, syncing after each so a

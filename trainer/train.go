@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
@@ -32,10 +30,15 @@ type Options struct {
 	Resume string
 	// Overwrite lets a new run replace a previous run's directory.
 	Overwrite bool
-	// Progress receives the progress bar (nil: no bar).
+	// Progress receives the progress bar, for a terminal (nil, or an
+	// *os.File that is not a terminal: no bar; Log then gets a status line
+	// every StatusEvery instead).
 	Progress io.Writer
 	// Log receives one-line status messages (nil: discarded).
 	Log io.Writer
+	// StatusEvery is the interval of the status lines written to Log when
+	// there is no bar (0: 30 s).
+	StatusEvery time.Duration
 	// StopAfter, when positive, ends the process's work after that many
 	// optimizer steps of this invocation as if interrupted (for tests of
 	// resumption).
@@ -44,206 +47,272 @@ type Options struct {
 
 // Train runs (or resumes) a fine-tuning run and returns its summary.
 func Train(ctx context.Context, opt Options) (*Summary, error) {
-	logf := func(format string, a ...any) {
-		if opt.Log != nil {
-			fmt.Fprintf(opt.Log, format+"\n", a...)
-		}
-	}
-	cfg, runDir, err := openRun(opt)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := lockRunDir(runDir)
+	rep := &reporter{log: opt.Log, out: opt.Progress, every: opt.StatusEvery}
+	cfg, runDir, unlock, err := openRun(opt, rep.logf)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	setup, err := Build(cfg, logf)
+	setup, err := Build(cfg, rep.logf)
 	if err != nil {
 		return nil, err
 	}
 	defer setup.Close()
-	data, err := LoadData(cfg, setup.Tokenizer)
+	r, err := startTraining(setup, runDir, opt.Resume != "", rep)
 	if err != nil {
 		return nil, err
 	}
-	logf("data: %d training sequences (%d truncated, %d dropped), %d held out", len(data.Train), data.Stats.Truncated, data.Stats.Dropped, len(data.Eval))
-
-	tc := cfg.Train
-	steps := cfg.Steps()
-	sum := &Summary{Method: cfg.Method, Steps: steps, Sparsity: setup.Sparsity, TrainableParams: setup.TrainableCount(),
-		TrainExamples: len(data.Train), EvalExamples: len(data.Eval), TruncatedExample: data.Stats.Truncated,
-		DroppedExamples: data.Stats.Dropped, ConfigHash: cfg.Hash()}
-	evalSeqs := data.Eval
-	if tc.EvalBatches > 0 && len(evalSeqs) > tc.EvalBatches*tc.BatchSize {
-		evalSeqs = evalSeqs[:tc.EvalBatches*tc.BatchSize]
+	defer r.close()
+	err = r.loop(ctx, opt.StopAfter)
+	rep.stop()
+	if err != nil {
+		return nil, err
 	}
-	runner := model.NewRunner(setup.Params)
-	evalLoss := func() (float64, error) { return HeldOutLoss(runner, evalSeqs, tc.BatchSize) }
+	return r.finish()
+}
 
-	params := setup.Trainables
-	opt2 := NewAdamW(params, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)
-	st := TrainState{ConfigHash: sum.ConfigHash}
-	var graph *model.Graph[float32]
-	var loader *datasets.Loader
-	if steps > 0 {
-		pad := max(setup.Tokenizer.EOS(), 0)
-		if loader, err = datasets.NewLoader(data.Train, tc.BatchSize, cfg.Data.SeqLen, pad, uint64(tc.Seed)); err != nil {
-			return nil, err
+// training is a run in progress: the prepared model, the optimizer and data
+// position, and what has been logged.
+type training struct {
+	cfg     *configs.Config
+	runDir  string
+	setup   *Setup
+	rep     *reporter
+	sum     *Summary
+	state   TrainState
+	adam    *AdamW
+	loader  *datasets.Loader
+	graph   *model.Graph[float32]
+	metrics *metricsLog
+	history []Metrics
+	// heldOut is the evaluated part of the held-out set (empty: disabled).
+	heldOut []datasets.Sequence
+	runner  *model.Runner
+	// wallBefore is the training time of earlier invocations; start is when
+	// this invocation's loop began.
+	wallBefore float64
+	start      time.Time
+}
+
+// startTraining sets up the optimizer, data loader and graph of a prepared
+// run, restores the latest checkpoint when resuming, opens metrics.jsonl and
+// measures the held-out loss before training (a resumed run keeps the first
+// measurement).
+func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*training, error) {
+	cfg := setup.Config
+	tc := cfg.Train
+	data := setup.Data
+	st := data.Stats
+	rep.logf("data: %d training sequences (%d truncated, %d dropped, %d with no answer tokens left after truncation), %d held out",
+		len(data.Train), st.Truncated, st.Dropped, st.NoTarget, len(data.Eval))
+	r := &training{cfg: cfg, runDir: runDir, setup: setup, rep: rep,
+		sum: &Summary{Method: cfg.Method, Steps: cfg.Steps(), Sparsity: setup.Sparsity, TrainableParams: setup.TrainableCount(),
+			TrainExamples: len(data.Train), EvalExamples: len(data.Eval), TruncatedExample: st.Truncated,
+			DroppedExamples: st.Dropped, DroppedNoAnswer: st.NoTarget, ConfigHash: cfg.Hash()},
+		heldOut: heldOutSeqs(cfg, data),
+		runner:  model.NewRunner(setup.Params),
+		adam:    NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay),
+	}
+	r.state.ConfigHash = r.sum.ConfigHash
+	r.sum.noHeldOut = len(r.heldOut) == 0
+	if err := r.open(resume); err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// open is startTraining's work after the struct is made; on error the
+// caller closes r.
+func (r *training) open(resume bool) error {
+	cfg, tc := r.cfg, r.cfg.Train
+	if r.sum.Steps > 0 {
+		var err error
+		pad := max(r.setup.Tokenizer.EOS(), 0)
+		if r.loader, err = datasets.NewLoader(r.setup.Data.Train, tc.BatchSize, cfg.Data.SeqLen, pad, uint64(tc.Seed)); err != nil {
+			return err
 		}
-		if graph, err = model.BuildGraph(setup.Params, model.GraphOptions[float32]{
-			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: setup.GraphAdapter}); err != nil {
-			return nil, err
+		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
+			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter}); err != nil {
+			return err
 		}
-		defer graph.Close()
-		if opt.Resume != "" {
-			ck, err := latestCheckpoint(runDir)
-			if err != nil {
-				return nil, err
-			}
-			if ck != "" {
-				if st, err = loadCheckpoint(ck, params, opt2); err != nil {
-					return nil, err
-				}
-				if st.ConfigHash != sum.ConfigHash {
-					return nil, fmt.Errorf("trainer: %s was written by another config (hash %s, now %s)", ck, st.ConfigHash, sum.ConfigHash)
-				}
-				if err := loader.Restore(st.Loader); err != nil {
-					return nil, err
-				}
-				logf("resuming %s at step %d", runDir, st.Step)
+		if resume {
+			if err := r.restore(); err != nil {
+				return err
 			}
 		}
 	}
 	keep := -1
-	if st.Step > 0 {
-		keep = st.Step
+	if r.state.Step > 0 {
+		keep = r.state.Step
 	}
-	mlog, history, err := openMetrics(runDir, keep)
-	if err != nil {
-		return nil, err
+	var err error
+	if r.metrics, r.history, err = openMetrics(r.runDir, keep); err != nil {
+		return err
 	}
-	defer mlog.close()
-
-	if st.Step > 0 {
-		sum.InitialEvalLoss = st.InitialEvalLoss // a resumed run keeps the first measurement
-	} else {
-		if sum.InitialEvalLoss, err = evalLoss(); err != nil {
-			return nil, err
+	if r.state.Step > 0 {
+		r.sum.InitialEvalLoss = r.state.InitialEvalLoss // a resumed run keeps the first measurement
+	} else if len(r.heldOut) > 0 {
+		if r.sum.InitialEvalLoss, err = r.evalLoss(); err != nil {
+			return err
 		}
-		logf("held-out loss before training: %.4f", sum.InitialEvalLoss)
+		r.rep.logf("held-out loss before training: %.4f", r.sum.InitialEvalLoss)
 	}
-	st.InitialEvalLoss = sum.InitialEvalLoss
+	r.state.InitialEvalLoss = r.sum.InitialEvalLoss
+	return nil
+}
 
+// restore loads the run's latest checkpoint, if any, into the trainables,
+// the optimizer and the data loader.
+func (r *training) restore() error {
+	ck, err := latestCheckpoint(r.runDir)
+	if err != nil || ck == "" {
+		return err
+	}
+	st, err := loadCheckpoint(ck, r.setup.Trainables, r.adam, r.rep.logf)
+	if err != nil {
+		return err
+	}
+	if err := checkConfigHash(ck, st, r.sum.ConfigHash); err != nil {
+		return err
+	}
+	if err := r.loader.Restore(st.Loader); err != nil {
+		return err
+	}
+	r.state = st
+	r.rep.logf("resuming %s at step %d", r.runDir, st.Step)
+	return nil
+}
+
+// close releases the graph and metrics.jsonl.
+func (r *training) close() {
+	if r.metrics != nil {
+		r.metrics.close()
+	}
+	if r.graph != nil {
+		r.graph.Close()
+	}
+}
+
+// evalLoss is the held-out loss of the model as it is now.
+func (r *training) evalLoss() (float64, error) {
+	return HeldOutLoss(r.runner, r.heldOut, r.cfg.Train.BatchSize)
+}
+
+// checkpoint saves the training state.
+func (r *training) checkpoint() error {
+	r.state.WallSeconds = r.wallBefore + time.Since(r.start).Seconds()
+	r.state.AdamSteps = r.adam.Steps
+	r.state.Loader = r.loader.State()
+	return saveCheckpoint(r.runDir, r.setup.Trainables, r.adam, r.state)
+}
+
+// loop runs the remaining optimizer steps, logging metrics, evaluating and
+// checkpointing as configured. A cancelled ctx, or stopAfter steps done
+// here, writes a checkpoint and returns ErrInterrupted.
+func (r *training) loop(ctx context.Context, stopAfter int) error {
+	tc := r.cfg.Train
+	steps := r.sum.Steps
 	sched := Schedule{Kind: tc.Schedule, Peak: tc.LR, Warmup: tc.WarmupSteps, Total: steps, MinRatio: tc.MinLRRatio}
-	var bar *progressbar.ProgressBar
-	if opt.Progress != nil && steps > 0 {
-		bar = progressbar.NewOptions(steps,
-			progressbar.OptionSetWriter(opt.Progress),
-			progressbar.OptionSetDescription("train"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetWidth(24),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionClearOnFinish())
-		bar.Set(st.Step)
+	step := &stepper{setup: r.setup, graph: r.graph, opt: r.adam, accum: tc.GradAccum, clip: tc.GradClip}
+	r.wallBefore = r.state.WallSeconds
+	r.start = time.Now()
+	if steps > 0 {
+		r.rep.begin(r.state.Step, steps)
 	}
-	stp := &stepper{setup: setup, graph: graph, opt: opt2, accum: tc.GradAccum, clip: tc.GradClip}
-	checkpoint := func() error {
-		st.AdamSteps = opt2.Steps
-		st.Loader = loader.State()
-		return saveCheckpoint(runDir, params, opt2, st)
-	}
-	wallBefore := st.WallSeconds
-	start := time.Now()
 	ranHere := 0
-	for st.Step < steps {
-		if ctx.Err() != nil || (opt.StopAfter > 0 && ranHere == opt.StopAfter) {
-			st.WallSeconds = wallBefore + time.Since(start).Seconds()
-			if err := checkpoint(); err != nil {
-				return nil, err
+	for r.state.Step < steps {
+		if ctx.Err() != nil || (stopAfter > 0 && ranHere == stopAfter) {
+			if err := r.checkpoint(); err != nil {
+				return err
 			}
-			return nil, ErrInterrupted
+			return ErrInterrupted
 		}
 		stepStart := time.Now()
-		lr := sched.LR(st.Step)
-		res, err := stp.step(st.Step, lr, loader.Next)
+		lr := sched.LR(r.state.Step)
+		res, err := step.step(r.state.Step, lr, r.loader.Next)
 		if errors.Is(err, errNonFinite) {
-			ck, _ := latestCheckpoint(runDir)
+			ck, _ := latestCheckpoint(r.runDir)
 			if ck == "" {
 				ck = "none"
 			}
-			return nil, fmt.Errorf("trainer: %w at step %d; stopping (last good checkpoint: %s); try a lower train.lr", err, st.Step+1, ck)
+			return fmt.Errorf("trainer: %w at step %d; stopping (last good checkpoint: %s); try a lower train.lr", err, r.state.Step+1, ck)
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		loss, norm, tokens := res.loss, res.gradNorm, res.tokens
-		st.Step++
+		r.state.Step++
 		ranHere++
-		st.Tokens += int64(tokens)
-		st.LastLoss = loss
-		m := Metrics{Step: st.Step, Loss: loss, LR: lr, GradNorm: norm,
-			TokensPerSecond: float64(tokens) / time.Since(stepStart).Seconds(),
-			Elapsed:         wallBefore + time.Since(start).Seconds()}
-		if (tc.EvalEvery > 0 && st.Step%tc.EvalEvery == 0) || st.Step == steps {
-			el, err := evalLoss()
+		r.state.Tokens += int64(res.tokens)
+		r.state.LastLoss = res.loss
+		m := Metrics{Step: r.state.Step, Loss: res.loss, LR: lr, GradNorm: res.gradNorm,
+			TokensPerSecond: float64(res.tokens) / time.Since(stepStart).Seconds(),
+			Elapsed:         r.wallBefore + time.Since(r.start).Seconds()}
+		r.rep.step(m, res.tokens)
+		if len(r.heldOut) > 0 && ((tc.EvalEvery > 0 && m.Step%tc.EvalEvery == 0) || m.Step == steps) {
+			el, err := r.evalLoss()
 			if err != nil {
-				return nil, err
+				return err
 			}
 			m.EvalLoss = &el
-			logf("step %d: held-out loss %.4f", st.Step, el)
+			r.rep.logf("step %d: held-out loss %.4f", m.Step, el)
 		}
-		if st.Step%max(tc.LogEvery, 1) == 0 || m.EvalLoss != nil || st.Step == steps {
-			if err := mlog.write(m); err != nil {
-				return nil, err
+		if m.Step%max(tc.LogEvery, 1) == 0 || m.EvalLoss != nil || m.Step == steps {
+			if err := r.metrics.write(m); err != nil {
+				return err
 			}
-			history = append(history, m)
+			r.history = append(r.history, m)
 		}
-		if bar != nil {
-			bar.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s", loss, lr, m.TokensPerSecond))
-			bar.Set(st.Step)
-		}
-		if tc.CheckpointEvery > 0 && st.Step%tc.CheckpointEvery == 0 && st.Step < steps {
-			st.WallSeconds = wallBefore + time.Since(start).Seconds()
-			if err := checkpoint(); err != nil {
-				return nil, err
+		if tc.CheckpointEvery > 0 && m.Step%tc.CheckpointEvery == 0 && m.Step < steps {
+			if err := r.checkpoint(); err != nil {
+				return err
 			}
 		}
 	}
-	if bar != nil {
-		bar.Finish()
-	}
-	sum.WallSeconds = wallBefore + time.Since(start).Seconds()
-	if steps > 0 {
-		sum.FinalTrainLoss = st.LastLoss
-		sum.TokensPerSecond = float64(st.Tokens) / math.Max(sum.WallSeconds, 1e-9)
-		if n := len(history); n > 0 && history[n-1].EvalLoss != nil {
-			sum.EvalLoss = *history[n-1].EvalLoss
+	return nil
+}
+
+// finish writes the final checkpoint, the exported model, loss.png and
+// summary.json.
+func (r *training) finish() (*Summary, error) {
+	sum := r.sum
+	sum.WallSeconds = r.wallBefore + time.Since(r.start).Seconds()
+	if sum.Steps > 0 {
+		sum.FinalTrainLoss = r.state.LastLoss
+		sum.TokensPerSecond = float64(r.state.Tokens) / math.Max(sum.WallSeconds, 1e-9)
+		if n := len(r.history); n > 0 && r.history[n-1].EvalLoss != nil {
+			sum.EvalLoss = *r.history[n-1].EvalLoss
 		}
-		st.WallSeconds = sum.WallSeconds
-		if err := checkpoint(); err != nil {
+		if err := r.checkpoint(); err != nil {
 			return nil, err
 		}
 	} else {
 		sum.EvalLoss = sum.InitialEvalLoss
 	}
-	if err := setup.Export(runDir); err != nil {
+	if err := r.setup.Export(r.runDir); err != nil {
 		return nil, err
 	}
-	sum.BaseBytes, sum.CompressedBytes = exportedSizes(runDir)
-	if len(history) > 0 {
-		if err := plotLoss(filepath.Join(runDir, LossPlot), fmt.Sprintf("%s: %s", cfg.Method, filepath.Base(runDir)), history); err != nil {
+	sum.BaseBytes, sum.CompressedBytes = exportedSizes(r.runDir)
+	if len(r.history) > 0 {
+		var initial *float64
+		if len(r.heldOut) > 0 {
+			initial = &sum.InitialEvalLoss
+		}
+		title := fmt.Sprintf("%s: %s", r.cfg.Method, filepath.Base(r.runDir))
+		if err := plotLoss(filepath.Join(r.runDir, LossPlot), title, r.history, initial); err != nil {
 			return nil, err
 		}
 	}
 	sum.Finished = true
-	if err := writeJSON(filepath.Join(runDir, SummaryFile), sum); err != nil {
+	if err := writeJSON(filepath.Join(r.runDir, SummaryFile), sum); err != nil {
 		return nil, err
 	}
-	logf("finished: held-out loss %.4f -> %.4f; run directory %s", sum.InitialEvalLoss, sum.EvalLoss, runDir)
+	if len(r.heldOut) > 0 {
+		r.rep.logf("finished: held-out loss %.4f -> %.4f; run directory %s", sum.InitialEvalLoss, sum.EvalLoss, r.runDir)
+	} else {
+		r.rep.logf("finished (no held-out set); run directory %s", r.runDir)
+	}
 	return sum, nil
 }
 
@@ -298,46 +367,80 @@ func (s *stepper) step(step int, lr float64, next func() datasets.Batch) (stepRe
 	return r, s.opt.Update(params, lr)
 }
 
-// openRun resolves the config and directory of a new or resumed run.
-func openRun(opt Options) (*configs.Config, string, error) {
+// openRun resolves the config and directory of a new or resumed run, locks
+// the directory (before anything in it changes) and removes the temporary
+// files a killed process left there. Release the lock with the returned
+// function.
+func openRun(opt Options, logf func(string, ...any)) (*configs.Config, string, func(), error) {
+	cfg, runDir, unlock, err := lockRun(opt)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	removed, err := removeStale(runDir)
+	if err != nil {
+		unlock()
+		return nil, "", nil, err
+	}
+	for _, path := range removed {
+		logf("removed %s, left by an interrupted process", path)
+	}
+	return cfg, runDir, unlock, nil
+}
+
+// lockRun is openRun without the clean-up: a resumed run's directory is
+// locked before its state is read; a new run's is locked, cleared with
+// -overwrite, and given the config.
+func lockRun(opt Options) (*configs.Config, string, func(), error) {
 	if opt.Resume != "" {
 		runDir := opt.Resume
 		path := filepath.Join(runDir, ConfigFile)
 		if _, err := os.Stat(path); err != nil {
-			return nil, "", fmt.Errorf("trainer: cannot resume %s: %w", runDir, err)
+			return nil, "", nil, fmt.Errorf("trainer: cannot resume %s: %w", runDir, err)
+		}
+		unlock, err := lockRunDir(runDir)
+		if err != nil {
+			return nil, "", nil, err
 		}
 		if IsFinished(runDir) {
-			return nil, "", fmt.Errorf("trainer: %s is already finished; nothing to resume", runDir)
+			unlock()
+			return nil, "", nil, fmt.Errorf("trainer: %s is already finished; nothing to resume", runDir)
 		}
 		cfg, err := configs.Load(path, nil)
 		if err != nil {
-			return nil, "", err
+			unlock()
+			return nil, "", nil, err
 		}
 		cfg.Output.Dir = runDir
-		return cfg, runDir, nil
+		if err := checkLatestCheckpoint(runDir, cfg.Hash()); err != nil {
+			unlock()
+			return nil, "", nil, err
+		}
+		return cfg, runDir, unlock, nil
 	}
 	cfg := opt.Config
 	if cfg == nil {
-		return nil, "", errors.New("trainer: no config")
+		return nil, "", nil, errors.New("trainer: no config")
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := cfg.CheckPaths(); err != nil {
-		return nil, "", err
-	}
-	runDir := cfg.Output.Dir
-	if err := prepareRunDir(runDir, opt.Overwrite); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	b, err := cfg.MarshalTOML()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
+	}
+	runDir := cfg.Output.Dir
+	unlock, err := openNewRunDir(runDir, opt.Overwrite)
+	if err != nil {
+		return nil, "", nil, err
 	}
 	if err := atomicfile.WriteBytes(filepath.Join(runDir, ConfigFile), b); err != nil {
-		return nil, "", err
+		unlock()
+		return nil, "", nil, err
 	}
-	return cfg, runDir, nil
+	return cfg, runDir, unlock, nil
 }
 
 // HeldOutLoss is the mean next-token loss over the loss-masked targets of

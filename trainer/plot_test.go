@@ -1,0 +1,43 @@
+package trainer
+
+import (
+	"math"
+	"testing"
+)
+
+// TestLossPlotFrame: the held-out curve starts at step 0, the axes leave a
+// margin beyond the data, and steps are ticked at round numbers.
+func TestLossPlotFrame(t *testing.T) {
+	var ms []Metrics
+	for s := 1; s <= 60; s++ {
+		m := Metrics{Step: s, Loss: 3 - float64(s)/60}
+		if s%25 == 0 || s == 60 {
+			el := m.Loss + 0.1
+			m.EvalLoss = &el
+		}
+		ms = append(ms, m)
+	}
+	initial := 3.2
+	p, err := lossPlot("t", ms, &initial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The data span steps 0..60 (the initial held-out loss at 0) and losses
+	// 2..3.2; each axis extends beyond them.
+	if math.Abs(p.X.Min-(-0.03*60)) > 1e-9 || !(p.X.Max > 60) {
+		t.Errorf("x range [%v, %v], want the data 0..60 with a margin", p.X.Min, p.X.Max)
+	}
+	if !(p.Y.Min < 2) || !(p.Y.Max > 3.2) {
+		t.Errorf("y range [%v, %v] does not enclose 2..3.2", p.Y.Min, p.Y.Max)
+	}
+	var labels []string
+	for _, tk := range p.X.Tick.Marker.Ticks(p.X.Min, p.X.Max) {
+		labels = append(labels, tk.Label)
+	}
+	if len(labels) != 7 || labels[0] != "0" || labels[1] != "10" || labels[6] != "60" {
+		t.Errorf("step ticks %v, want 0, 10, ..., 60", labels)
+	}
+	if got := (stepTicks{}).Ticks(-0.2, 8.2); len(got) != 5 || got[0].Label != "0" || got[4].Label != "8" {
+		t.Errorf("ticks of 0..8: %v", got)
+	}
+}

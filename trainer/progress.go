@@ -1,0 +1,102 @@
+package trainer
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/schollz/progressbar/v3"
+)
+
+// defaultStatusEvery is the interval of status lines without a bar.
+const defaultStatusEvery = 30 * time.Second
+
+// reporter shows a run's progress: log lines, and either a progress bar on
+// out (a terminal) or, without one, a status line (step, loss, tokens/s,
+// time left) on log at most every interval, for logs under a batch system
+// or a pipe. An out that is an *os.File but not a terminal counts as no bar
+// (and serves as log when there is none).
+type reporter struct {
+	log   io.Writer
+	out   io.Writer
+	every time.Duration
+
+	bar *progressbar.ProgressBar
+	// Status lines: the steps of this invocation run from first to total;
+	// since the last line, tokens were trained on.
+	first, total int
+	start, last  time.Time
+	tokens       int
+}
+
+// logf writes a log line, clearing an unfinished bar first so that the line
+// starts at the left margin (the bar is redrawn at the next step).
+func (r *reporter) logf(format string, a ...any) {
+	if r.log == nil {
+		return
+	}
+	if r.bar != nil && !r.bar.IsFinished() {
+		r.bar.Clear()
+	}
+	fmt.Fprintf(r.log, format+"\n", a...)
+}
+
+// begin starts reporting the steps after step (of total).
+func (r *reporter) begin(step, total int) {
+	r.first, r.total = step, total
+	r.start = time.Now()
+	r.last = r.start
+	if f, ok := r.out.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+		// A file or pipe gets status lines, not a bar redrawn in place.
+		if r.log == nil {
+			r.log = r.out
+		}
+		r.out = nil
+	}
+	if r.out == nil {
+		if r.every <= 0 {
+			r.every = defaultStatusEvery
+		}
+		return
+	}
+	r.bar = progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(r.out),
+		progressbar.OptionSetDescription("train"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetWidth(24),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		// The finished bar stays on screen, 100%, ended by a newline.
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(r.out) }))
+	r.bar.Set(step)
+}
+
+// step reports the step m, which trained on tokens tokens.
+func (r *reporter) step(m Metrics, tokens int) {
+	if r.bar != nil {
+		r.bar.Describe(fmt.Sprintf("loss %.4f lr %.2e %.0f tok/s", m.Loss, m.LR, m.TokensPerSecond))
+		r.bar.Set(m.Step)
+		return
+	}
+	r.tokens += tokens
+	now := time.Now()
+	if r.log == nil || now.Sub(r.last) < r.every {
+		return
+	}
+	rate := float64(r.tokens) / now.Sub(r.last).Seconds()
+	left := time.Duration(float64(now.Sub(r.start)) * float64(r.total-m.Step) / float64(m.Step-r.first))
+	fmt.Fprintf(r.log, "step %d/%d: loss %.4f, %.0f tokens/s, about %s left\n", m.Step, r.total, m.Loss, rate, left.Round(time.Second))
+	r.last, r.tokens = now, 0
+}
+
+// stop ends the bar's line if the run stopped before the last step.
+func (r *reporter) stop() {
+	if r.bar != nil && !r.bar.IsFinished() {
+		r.bar.Exit() // runs the completion hook: a newline
+	}
+	r.bar = nil
+}
