@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/salr-go/salr/adapters"
+	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
