@@ -219,7 +219,7 @@ func TestEvalExamplesZeroTrainsWithoutHeldOutLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.EvalExamples != 0 || sum.EvalLoss != 0 || sum.InitialEvalLoss != 0 || !sum.Finished {
+	if sum.EvalExamples != 0 || sum.EvalLoss != 0 || sum.InitialEvalLoss != 0 || !sum.Finished || sum.HasHeldOutLoss() {
 		t.Errorf("summary %+v", sum)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, SummaryFile))

@@ -56,6 +56,10 @@ type Summary struct {
 	noHeldOut bool
 }
 
+// HasHeldOutLoss reports whether the run measured a held-out loss (false
+// for data.eval_examples = 0 and no data.eval_path).
+func (s Summary) HasHeldOutLoss() bool { return !s.noHeldOut }
+
 // MarshalJSON writes the summary's fields in order, leaving out the
 // held-out losses of a run without a held-out set.
 func (s Summary) MarshalJSON() ([]byte, error) {

@@ -128,7 +128,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "held-out loss %.4f (before training %.4f), %.0f tokens/s, %d trainable parameters, sparsity %.3f\n",
-		sum.EvalLoss, sum.InitialEvalLoss, sum.TokensPerSecond, sum.TrainableParams, sum.Sparsity)
+	if sum.HasHeldOutLoss() {
+		fmt.Fprintf(stdout, "held-out loss %.4f (before training %.4f), ", sum.EvalLoss, sum.InitialEvalLoss)
+	} else {
+		fmt.Fprintf(stdout, "no held-out set, final training loss %.4f, ", sum.FinalTrainLoss)
+	}
+	fmt.Fprintf(stdout, "%.0f tokens/s, %d trainable parameters, sparsity %.3f\n", sum.TokensPerSecond, sum.TrainableParams, sum.Sparsity)
 	return nil
 }

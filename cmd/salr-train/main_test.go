@@ -127,3 +127,19 @@ func TestPrintConfigWithoutVariables(t *testing.T) {
 		t.Errorf("no note on the old spelling: %q", errs.String())
 	}
 }
+
+// TestSummaryLineWithoutHeldOutSet: a run with data.eval_examples = 0 says
+// it had no held-out set instead of printing a held-out loss of 0.
+func TestSummaryLineWithoutHeldOutSet(t *testing.T) {
+	assets.ForTest(t)
+	dir := t.TempDir()
+	var out bytes.Buffer
+	o := options{config: "quickstart.toml", quiet: true,
+		sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=2", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=0"}}
+	if err := run(context.Background(), o, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "no held-out set, final training loss ") || strings.Contains(got, "held-out loss") {
+		t.Errorf("summary line %q", got)
+	}
+}
