@@ -140,6 +140,22 @@ func writeCompressedFixture(t testing.TB, fx compressedFixture, dt bitmap.DType)
 	return dir
 }
 
+// loadParams loads the model directory dir as float32 parameters; the
+// checkpoint is closed when the test ends.
+func loadParams(t *testing.T, dir string) *Params[float32] {
+	t.Helper()
+	ck, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ck.Close() })
+	p, err := NewParams(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestCompressedRoundTrip(t *testing.T) {
 	for _, dt := range []bitmap.DType{bitmap.BF16, bitmap.F16, bitmap.F32} {
 		for _, tied := range []bool{false, true} {
@@ -150,15 +166,7 @@ func TestCompressedRoundTrip(t *testing.T) {
 				if !IsCompressedDir(dir) {
 					t.Fatal("IsCompressedDir = false")
 				}
-				ck, err := Load(dir)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer ck.Close()
-				p, err := NewParams(ck)
-				if err != nil {
-					t.Fatal(err)
-				}
+				p := loadParams(t, dir)
 				checkLoadedCompressed(t, fx, p, dt)
 			})
 		}
@@ -264,15 +272,7 @@ func TestCompressedModelRunsLikeTheWrittenOne(t *testing.T) {
 	cfg := compressedTestConfig(false, true)
 	fx := newCompressedFixture(t, cfg, bitmap.F32, 21)
 	dir := writeCompressedFixture(t, fx, bitmap.F32)
-	ck, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	got, err := NewParams(ck)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := loadParams(t, dir)
 	tokens := []int{1, 5, 9, 28, 3, 3, 17}
 	logits := func(p *Params[float32]) []float32 {
 		r := NewRunner(p)
@@ -658,15 +658,7 @@ func TestCompressedFileWithoutChecksumsLoads(t *testing.T) {
 		b, _ := json.Marshal(m)
 		meta[CompressionMetadataKey] = string(b)
 	})
-	ck, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ck.Close()
-	p, err := NewParams(ck)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadParams(t, dir)
 	checkLoadedCompressed(t, fx, p, bitmap.F32)
 }
 
