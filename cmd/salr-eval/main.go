@@ -77,15 +77,35 @@ func (f boolFlag) Set(s string) error {
 	return nil
 }
 
+// shotsFlag is -shots: a count, negative while not given.
+type shotsFlag struct{ p *int }
+
+func (f shotsFlag) String() string {
+	if f.p == nil || *f.p < 0 {
+		return ""
+	}
+	return strconv.Itoa(*f.p)
+}
+
+func (f shotsFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a count >= 0")
+	}
+	*f.p = n
+	return nil
+}
+
 // addFlags registers the flags on fs.
 func (o *options) addFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu (required unless -run's config sets eval.task)")
+	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu (required); with -run, default: the run's eval.task")
 	fs.StringVar(&o.template, "template", "", "GSM8K prompt template: lm-eval (few-shot Question:/Answer:, strict-match and flexible-extract) or metamath\n(MetaMath's zero-shot instruction, answer after \"The answer is: \"); default: the run's, else lm-eval")
 	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters, and its [eval] settings as defaults (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.data, "data", "", "task data directory (default: the run's eval.data_path, else $"+assets.Env+"/<task>)")
-	fs.IntVar(&o.shots, "shots", -1, "few-shot examples per prompt (default: the run's eval.shots, else 5 as lm-eval; 0 for metamath)")
+	o.shots = -1
+	fs.Var(shotsFlag{&o.shots}, "shots", "few-shot examples per prompt, an `int` (default: the run's eval.shots, else 5 as lm-eval; 0 for metamath)")
 	fs.IntVar(&o.limit, "limit", 0, "evaluate only the first N documents (MMLU: per subject); 0 = all")
 	fs.StringVar(&o.subjects, "subjects", "", "MMLU: comma-separated subjects (default: all)")
 	fs.IntVar(&o.batch, "batch", 8, "documents run through the model together")

@@ -60,8 +60,36 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 	o, err := parseArgs([]string{"-task", "gsm8k", "-model", "m"}, io.Discard)
-	if err != nil || o.shots != 5 || o.maxNew != 256 || o.batch < 1 || o.bos || o.limit != 0 {
+	if err == nil {
+		o, err = resolve(o)
+	}
+	// Without -run, lm-eval's defaults; maxNew 0 is the template's budget
+	// (256 for lm-eval) and a nil bos the tokenizer's choice.
+	if err != nil || o.template != "lm-eval" || o.shots != 5 || o.maxNew != 0 || o.batch < 1 || o.bos != nil || o.limit != 0 {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+	o, err = parseArgs([]string{"-task", "gsm8k", "-model", "m", "-template", "metamath", "-bos=false"}, io.Discard)
+	if err == nil {
+		o, err = resolve(o)
+	}
+	if err != nil || o.shots != 0 || o.bos == nil || *o.bos {
+		t.Errorf("metamath defaults %+v, %v; want 0 shots and BOS off", o, err)
+	}
+	for _, args := range [][]string{
+		{"-task", "mmlu", "-model", "m", "-template", "metamath"},
+		{"-task", "gsm8k", "-model", "m", "-template", "metamath", "-shots", "5"},
+		{"-task", "gsm8k", "-model", "m", "-template", "alpaca"},
+	} {
+		o, err := parseArgs(args, io.Discard)
+		if err == nil {
+			_, err = resolve(o)
+		}
+		if !cli.IsUsage(err) || !strings.Contains(err.Error(), "template") {
+			t.Errorf("%v: %v, want a usage error about the template", args, err)
+		}
+	}
+	if _, err := parseArgs([]string{"-task", "gsm8k", "-model", "m", "-bos=maybe"}, io.Discard); err == nil {
+		t.Error("-bos=maybe accepted")
 	}
 	if _, err := parseArgs([]string{"-bogus"}, io.Discard); err == nil {
 		t.Error("unknown flag accepted")
