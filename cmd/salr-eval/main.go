@@ -181,17 +181,19 @@ func runConfig(runDir string) (*configs.Config, error) {
 // withRunConfig takes what o leaves open from a run's [eval] section. The
 // template, shots, generation budget and data directory are the config's
 // only when it evaluates the same task (or none: then the template is the
-// one the run trained with).
+// one the run trained with), and the shots only with the config's template.
 func withRunConfig(o options, cfg *configs.Config) options {
 	ec := cfg.Eval
 	if o.task == "" {
 		o.task = ec.Task
 	}
 	if ec.Task == "" || ec.Task == o.task {
-		if t := trainer.EvalTemplate(cfg); o.template == "" && eval.CheckTemplate(o.task, t, 0) == nil {
+		t := trainer.EvalTemplate(cfg)
+		if o.template == "" && eval.CheckTemplate(o.task, t, 0) == nil {
 			o.template = t
 		}
-		if o.shots < 0 && ec.Shots >= 0 {
+		// The config's shots go with its template.
+		if o.shots < 0 && ec.Shots >= 0 && o.template == t {
 			o.shots = ec.Shots
 		}
 		if o.maxNew == 0 {

@@ -247,13 +247,25 @@ func TestRunConfigDefaults(t *testing.T) {
 	if o := parse("-shots", "3", "-template", "lm-eval"); o.shots != 3 {
 		t.Errorf("-shots 3: %+v", o)
 	}
+	// The config's shots go with its template.
+	fewShot := writeRunConfig(t, "eval.task=gsm8k", "eval.template=lm-eval", "eval.shots=3")
+	o, err := parseArgs([]string{"-run", fewShot, "-template", "metamath"}, io.Discard)
+	if err == nil {
+		o, err = resolve(o)
+	}
+	if err != nil || o.shots != 0 {
+		t.Errorf("-template metamath on a 3-shot lm-eval run: %+v, %v; want 0 shots", o, err)
+	}
+	if o, _ := resolve(options{run: fewShot, shots: -1}); o.shots != 3 || o.template != "lm-eval" {
+		t.Errorf("3-shot lm-eval run: %+v", o)
+	}
 	if o := parse("-task", "mmlu"); o.task != "mmlu" || o.template != "lm-eval" || o.shots != 5 || o.maxNew != 0 {
 		t.Errorf("-task mmlu on a gsm8k run: %+v, want lm-eval's defaults", o)
 	}
 	// A run that trained on GSM8K and names no task: -task is required, and
 	// the template is the training data's.
 	plain := writeRunConfig(t)
-	o, _ := parseArgs([]string{"-run", plain}, io.Discard)
+	o, _ = parseArgs([]string{"-run", plain}, io.Discard)
 	if _, err := resolve(o); !cli.IsUsage(err) || !strings.Contains(err.Error(), "-task is required") {
 		t.Errorf("no task anywhere: %v", err)
 	}
