@@ -73,22 +73,26 @@ const (
 // EvalBOSTokenizer is eval.bos's default: BOS as the tokenizer adds it.
 const EvalBOSTokenizer = "tokenizer"
 
+// Allowed values of eval.template and eval.bos.
+var (
+	evalTemplates = []string{"", EvalTemplateLMEval, EvalTemplateMetaMath}
+	evalBOS       = []string{EvalBOSTokenizer, "true", "false"}
+)
+
 // AllLinear in a target_modules list stands for every projection.
 const AllLinear = "all-linear"
 
 // Allowed values of each enumerated key, in documentation order.
 var (
-	methods       = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
-	scores        = []string{ScoreMagnitude, ScoreWanda}
-	loraInits     = []string{InitKaiming, InitGaussian}
-	dataFormats   = []string{FormatGSM8K, FormatJSONL, FormatMMLU}
-	overlongs     = []string{OverlongTruncate, OverlongDrop}
-	schedules     = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}
-	evalTasks     = []string{"", TaskGSM8K, TaskMMLU}
-	evalTemplates = []string{"", EvalTemplateLMEval, EvalTemplateMetaMath}
-	evalBOS       = []string{EvalBOSTokenizer, "true", "false"}
-	baseFormats   = model.BaseFormatNames()
-	projections   = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
+	scores      = []string{ScoreMagnitude, ScoreWanda}
+	loraInits   = []string{InitKaiming, InitGaussian}
+	dataFormats = []string{FormatGSM8K, FormatJSONL, FormatMMLU}
+	overlongs   = []string{OverlongTruncate, OverlongDrop}
+	schedules   = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}
+	evalTasks   = []string{"", TaskGSM8K, TaskMMLU}
+	baseFormats = model.BaseFormatNames()
+	projections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 )
 
 // ProjectionNames returns the names of the linear projections of a Llama
