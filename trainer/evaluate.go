@@ -211,6 +211,7 @@ func evaluate(ctx context.Context, cfg *configs.Config, runDir string, rep *repo
 	if err != nil {
 		samplesFile.Abort()
 		if ctx.Err() != nil {
+			rep.logf("evaluation interrupted; salr-train -resume %s redoes it", runDir)
 			return nil, ErrInterrupted
 		}
 		return nil, err
