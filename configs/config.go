@@ -31,7 +31,8 @@ type Config struct {
 	Data DataConfig `toml:"data"`
 	// Train holds the optimiser, schedule and loop settings.
 	Train TrainConfig `toml:"train"`
-	// Eval holds the benchmark run after training (by sweeps) or by salr-eval.
+	// Eval holds the benchmark run after training, and salr-eval -run's
+	// defaults.
 	Eval EvalConfig `toml:"eval"`
 	// Output holds what the run writes and where.
 	Output OutputConfig `toml:"output"`
@@ -181,18 +182,28 @@ type TrainConfig struct {
 
 // EvalConfig describes the benchmark run after training.
 type EvalConfig struct {
-	// Benchmark run after training by sweeps (salr-eval takes it as the
-	// default task): empty for none, gsm8k or mmlu.
+	// Benchmark run after training (salr-eval -run takes it as the default
+	// task): empty for none, gsm8k or mmlu.
 	Task string `toml:"task"`
-	// Few-shot examples per prompt (lm-evaluation-harness conventions).
+	// Prompt template: lm-eval (lm-evaluation-harness's gsm8k and mmlu
+	// prompts) or metamath (GSM8K zero-shot as MetaMath evaluates:
+	// its instruction template, "The answer is: " extraction). Empty: the
+	// training data's template (metamath for MetaMathQA, else lm-eval).
+	Template string `toml:"template"`
+	// Few-shot examples per prompt; -1: the template's default (5 for
+	// lm-eval, 0 for metamath, which is zero-shot only).
 	Shots int `toml:"shots"`
 	// Evaluate at most this many documents; 0: all.
 	Limit int `toml:"limit"`
 	// Benchmark data directory. Empty: ${SALR_ASSETS}/gsm8k or
 	// ${SALR_ASSETS}/mmlu.
 	DataPath string `toml:"data_path" env:"expand"`
-	// Generation limit for gsm8k answers.
+	// Generation limit for gsm8k answers; 0: the template's default (256 as
+	// lm-eval, 512 as MetaMath).
 	MaxNewTokens int `toml:"max_new_tokens"`
+	// Start every prompt with BOS: tokenizer (the tokenizer's own setting,
+	// add_bos_token, which training follows too), true or false.
+	BOS string `toml:"bos"`
 	// Prompts evaluated together.
 	Batch int `toml:"batch"`
 }
@@ -268,9 +279,9 @@ func Default() Config {
 			CheckpointEvery: 50,
 		},
 		Eval: EvalConfig{
-			Shots:        5,
-			MaxNewTokens: 256,
-			Batch:        8,
+			Shots: -1,
+			Batch: 8,
+			BOS:   EvalBOSTokenizer,
 		},
 		Output: OutputConfig{
 			Dir:        "runs/quickstart",

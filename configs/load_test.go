@@ -83,11 +83,13 @@ checkpoint_every = 50
 threads = 0
 [eval]
 task = ""
-shots = 5
+template = ""
+shots = -1
 limit = 0
 data_path = ""
-max_new_tokens = 256
+max_new_tokens = 0
 batch = 8
+bos = "tokenizer"
 [output]
 dir = "runs/quickstart"
 save_peft = true

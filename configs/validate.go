@@ -71,11 +71,13 @@ var rules = map[string]rule{
 	"train.threads":          intAtLeast(0),
 
 	"eval.task":           oneOf(evalTasks),
-	"eval.shots":          intAtLeast(0),
+	"eval.template":       oneOf(evalTemplates),
+	"eval.shots":          intAtLeast(-1),
 	"eval.limit":          intAtLeast(0),
 	"eval.data_path":      anyValue("any path, or empty"),
-	"eval.max_new_tokens": intAtLeast(1),
+	"eval.max_new_tokens": intAtLeast(0),
 	"eval.batch":          intAtLeast(1),
+	"eval.bos":            oneOf(evalBOS),
 
 	"output.dir":         nonEmpty(),
 	"output.save_peft":   anyValue("true, false"),

@@ -64,6 +64,21 @@ const (
 	TaskMMLU  = "mmlu"
 )
 
+// Values of eval.template ("" means the training data's template).
+const (
+	EvalTemplateLMEval   = "lm-eval"
+	EvalTemplateMetaMath = "metamath"
+)
+
+// EvalBOSTokenizer is eval.bos's default: BOS as the tokenizer adds it.
+const EvalBOSTokenizer = "tokenizer"
+
+// Allowed values of eval.template and eval.bos.
+var (
+	evalTemplates = []string{"", EvalTemplateLMEval, EvalTemplateMetaMath}
+	evalBOS       = []string{EvalBOSTokenizer, "true", "false"}
+)
+
 // AllLinear in a target_modules list stands for every projection.
 const AllLinear = "all-linear"
 

@@ -204,12 +204,15 @@ func (s MMLUScores) Rows(shots int) []ScoreRow {
 	return rows
 }
 
-// GSM8KRows lists GSM8K exact-match scores under both filters.
+// GSM8KRows lists GSM8K exact-match scores under both lm-eval filters.
 func GSM8KRows(strict, flexible Accuracy, shots int) []ScoreRow {
-	return []ScoreRow{
-		{Task: "gsm8k", Filter: GSM8KFlexibleExtract, Shots: shots, Metric: "exact_match", Value: flexible.Value(), Stderr: flexible.Stderr(), N: flexible.Total},
-		{Task: "gsm8k", Filter: GSM8KStrictMatch, Shots: shots, Metric: "exact_match", Value: strict.Value(), Stderr: strict.Stderr(), N: strict.Total},
-	}
+	return []ScoreRow{GSM8KRow(GSM8KFlexibleExtract, flexible, shots), GSM8KRow(GSM8KStrictMatch, strict, shots)}
+}
+
+// GSM8KRow is the exact-match row of one GSM8K filter (an answer
+// extraction: strict-match, flexible-extract or metamath).
+func GSM8KRow(filter string, a Accuracy, shots int) ScoreRow {
+	return ScoreRow{Task: "gsm8k", Filter: filter, Shots: shots, Metric: "exact_match", Value: a.Value(), Stderr: a.Stderr(), N: a.Total}
 }
 
 // MarkdownTable renders rows as an aligned Markdown table with the columns

@@ -31,11 +31,14 @@ type SampleRecord struct {
 }
 
 // GSM8KResponse is a GSM8K model response: the generated text (cut at the
-// stop sequences) and the answers both filters extracted from it.
+// stop sequences) and the answers extracted from it: by lm-eval's two
+// filters (the lm-eval template) or by MetaMath's extraction (the metamath
+// template).
 type GSM8KResponse struct {
 	Text            string `json:"text"`
-	StrictMatch     string `json:"strict-match"`
-	FlexibleExtract string `json:"flexible-extract"`
+	StrictMatch     string `json:"strict-match,omitempty"`
+	FlexibleExtract string `json:"flexible-extract,omitempty"`
+	MetaMath        string `json:"metamath,omitempty"`
 }
 
 // MMLUResponse is an MMLU model response: the log-likelihoods of the

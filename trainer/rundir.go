@@ -51,6 +51,9 @@ type Summary struct {
 	// and compressed/model.safetensors (omitted when not written).
 	BaseBytes       int64 `json:"base_bytes,omitempty"`
 	CompressedBytes int64 `json:"compressed_bytes,omitempty"`
+	// Eval is the headline of eval/results.json, once the evaluation the
+	// config's [eval] asks for is done (omitted otherwise).
+	Eval *EvalSummary `json:"eval,omitempty"`
 
 	// noHeldOut marks a run without a held-out set (data.eval_examples = 0).
 	noHeldOut bool
@@ -93,9 +96,14 @@ func ReadSummary(runDir string) (*Summary, error) {
 		return nil, err
 	}
 	var s Summary
+	var losses struct {
+		EvalLoss *float64 `json:"eval_loss"`
+	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("trainer: %s: %w", filepath.Join(runDir, SummaryFile), err)
 	}
+	json.Unmarshal(b, &losses) // cannot fail where the first did not
+	s.noHeldOut = losses.EvalLoss == nil
 	return &s, nil
 }
 
@@ -207,7 +215,7 @@ func lockRunDir(runDir string) (func(), error) {
 // directories. It returns the paths removed.
 func removeStale(runDir string) ([]string, error) {
 	var removed []string
-	for _, sub := range []string{"", BaseDir, CompressedDir, AdapterDir, checkpointsDir} {
+	for _, sub := range []string{"", BaseDir, CompressedDir, AdapterDir, EvalDir, checkpointsDir} {
 		dir := filepath.Join(runDir, sub)
 		names, err := atomicfile.RemoveStale(dir)
 		for _, n := range names {

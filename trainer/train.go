@@ -45,7 +45,9 @@ type Options struct {
 	StopAfter int
 }
 
-// Train runs (or resumes) a fine-tuning run and returns its summary.
+// Train runs (or resumes) a fine-tuning run, then the evaluation its
+// config's [eval] names (see evaluateRun), and returns its summary. Resuming
+// a finished run whose evaluation did not finish does the evaluation.
 func Train(ctx context.Context, opt Options) (*Summary, error) {
 	rep := &reporter{log: opt.Log, out: opt.Progress, every: opt.StatusEvery}
 	cfg, runDir, unlock, err := openRun(opt, rep.logf)
@@ -53,7 +55,21 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 		return nil, err
 	}
 	defer unlock()
+	var sum *Summary
+	if opt.Resume != "" && IsFinished(runDir) {
+		sum, err = ReadSummary(runDir) // trained, evaluation pending (lockRun checked)
+	} else {
+		sum, err = train(ctx, cfg, runDir, opt, rep)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return evaluateRun(ctx, cfg, runDir, sum, rep, opt.Progress)
+}
 
+// train prepares the model, trains it and writes the run directory; the
+// training model's memory is released when it returns.
+func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options, rep *reporter) (*Summary, error) {
 	setup, err := Build(cfg, rep.logf)
 	if err != nil {
 		return nil, err
@@ -401,12 +417,16 @@ func lockRun(opt Options) (*configs.Config, string, func(), error) {
 		if err != nil {
 			return nil, "", nil, err
 		}
-		if IsFinished(runDir) {
+		cfg, err := configs.Load(path, nil)
+		if err != nil {
+			unlock()
+			return nil, "", nil, err
+		}
+		if IsFinished(runDir) && !EvalPending(runDir, cfg) {
 			unlock()
 			return nil, "", nil, fmt.Errorf("trainer: %s is already finished; nothing to resume", runDir)
 		}
-		cfg, err := configs.Load(path, nil)
-		if err != nil {
+		if err := checkEval(cfg); err != nil {
 			unlock()
 			return nil, "", nil, err
 		}
@@ -425,6 +445,9 @@ func lockRun(opt Options) (*configs.Config, string, func(), error) {
 		return nil, "", nil, err
 	}
 	if err := cfg.CheckPaths(); err != nil {
+		return nil, "", nil, err
+	}
+	if err := checkEval(cfg); err != nil {
 		return nil, "", nil, err
 	}
 	b, err := cfg.MarshalTOML()

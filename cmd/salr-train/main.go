@@ -1,6 +1,7 @@
 // Command salr-train fine-tunes a model with SALR (or LoRA, or pruned LoRA)
 // as a TOML config says, writing a run directory with metrics, checkpoints,
-// the trained adapters and the pruned base.
+// the trained adapters and the pruned base, then evaluates it when the
+// config's [eval] names a task (eval/results.json).
 //
 //	salr-train -config quickstart.toml
 //	salr-train -config gsm8k.toml -set model.path=/models/llama-2-7b -set output.dir=runs/l2
@@ -54,7 +55,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.config, "config", "", "config file or embedded preset (required unless -resume)")
 	fs.Var(&o.sets, "set", "override a config key, KEY=VALUE (repeatable), e.g. -set train.lr=1e-4")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective config and exit")
-	fs.StringVar(&o.resume, "resume", "", "continue the unfinished run in this run `directory` with its own config (required unless -config)")
+	fs.StringVar(&o.resume, "resume", "", "continue the unfinished run (or its unfinished evaluation) in this run `directory` with its own config (required unless -config)")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "replace an existing run directory")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or status lines")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this `file`")
@@ -134,5 +135,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 		fmt.Fprintf(stdout, "no held-out set, final training loss %.4f, ", sum.FinalTrainLoss)
 	}
 	fmt.Fprintf(stdout, "%.0f tokens/s, %d trainable parameters, sparsity %.3f\n", sum.TokensPerSecond, sum.TrainableParams, sum.Sparsity)
+	if e := sum.Eval; e != nil {
+		fmt.Fprintf(stdout, "%s %d-shot (%s template): %s %.4f over %d documents\n", e.Task, e.Shots, e.Template, e.Metric, float64(e.Value), e.Docs)
+	}
 	return nil
 }

@@ -71,6 +71,12 @@ func TestBadInputs(t *testing.T) {
 		{"negative limit", Options{Task: TaskMMLU, DataDir: "x", Limit: -2}, []string{"limit -2"}},
 		{"subjects for GSM8K", Options{Task: TaskGSM8K, DataDir: "x", Subjects: []string{"anatomy"}}, []string{"subjects", "MMLU"}},
 		{"negative max new tokens", Options{Task: TaskGSM8K, DataDir: "x", MaxNewTokens: -1}, []string{"max new tokens -1"}},
+		{"metamath for MMLU", Options{Task: TaskMMLU, DataDir: "x", Template: TemplateMetaMath}, []string{"metamath template", "gsm8k", "mmlu"}},
+		{"metamath with shots", Options{Task: TaskGSM8K, DataDir: "x", Template: TemplateMetaMath, Shots: 5}, []string{"zero-shot", "5 shots"}},
+		{"unknown template", Options{Task: TaskGSM8K, DataDir: "x", Template: "alpaca"}, []string{"unknown template", "alpaca"}},
+		{"metamath gold not an integer", Options{Task: TaskGSM8K, Template: TemplateMetaMath, DataDir: mmluDir(map[string]string{
+			"test.jsonl": `{"question": "1+1?", "answer": "#### 2"}` + "\n" + `{"question": "1/2?", "answer": "#### 0.5"}` + "\n"})},
+			[]string{"test.jsonl", "document 1", "not an integer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/salr-go/salr/datasets"
@@ -23,6 +24,37 @@ const (
 // (lm-eval's common 5-shot setting for both tasks).
 const DefaultShots = 5
 
+// The prompt templates (Options.Template). TemplateLMEval is lm-eval's
+// (GSM8K "Question: ...\nAnswer:", MMLU's multiple choice); TemplateMetaMath
+// is the zero-shot GSM8K evaluation of MetaMath-trained models (MetaMath's
+// and PiSSA's eval_gsm8k: the Alpaca-style training template and MetaMath's
+// answer extraction). docs/protocols.md states both.
+const (
+	TemplateLMEval   = "lm-eval"
+	TemplateMetaMath = "metamath"
+)
+
+// Templates lists the template names.
+var Templates = []string{TemplateLMEval, TemplateMetaMath}
+
+// DefaultShotsFor is the number of shots of a template when none is given:
+// DefaultShots for lm-eval, 0 for metamath (zero-shot only).
+func DefaultShotsFor(template string) int {
+	if template == TemplateMetaMath {
+		return 0
+	}
+	return DefaultShots
+}
+
+// DefaultMaxNewTokensFor is the GSM8K generation budget of a template when
+// none is given: lm-eval's 256, or MetaMath's 512.
+func DefaultMaxNewTokensFor(template string) int {
+	if template == TemplateMetaMath {
+		return datasets.GSM8KMetaMathMaxNewTokens
+	}
+	return datasets.GSM8KMaxNewTokens
+}
+
 // defaultContext is lm-eval's fallback context length when the model's
 // config does not give max_position_embeddings.
 const defaultContext = 2048
@@ -31,6 +63,9 @@ const defaultContext = 2048
 type Options struct {
 	// Task is TaskGSM8K or TaskMMLU.
 	Task string
+	// Template is TemplateLMEval (also when empty) or TemplateMetaMath
+	// (GSM8K only, zero-shot).
+	Template string
 	// DataDir holds the task's data: train.jsonl and test.jsonl for GSM8K,
 	// dev/ and test/ in the MMLU data.tar layout for MMLU (see DataDir).
 	DataDir string
@@ -44,13 +79,14 @@ type Options struct {
 	Subjects []string
 	// Batch is the number of documents run through the model together.
 	Batch int
-	// MaxNewTokens bounds a GSM8K generation; 0 means lm-eval's 256.
+	// MaxNewTokens bounds a GSM8K generation; 0 means the template's
+	// default (DefaultMaxNewTokensFor).
 	MaxNewTokens int
 	// BOS starts every prompt with the tokenizer's BOS token (lm-eval's
-	// add_bos_token=True). Off by default, as in the lm-eval 0.4 releases
-	// whose HF model defaults to add_bos_token=False for causal LMs; recent
-	// lm-eval defaults to None (the tokenizer's own setting, which adds BOS
-	// for Llama tokenizers), so set BOS to compare with those.
+	// add_bos_token=True). The commands pass the tokenizer's own setting
+	// (its AddBOS, which training follows too) unless told otherwise; recent
+	// lm-eval does the same (add_bos_token=None), while the lm-eval 0.4
+	// releases whose HF model defaults to add_bos_token=False need BOS off.
 	BOS bool
 	// Samples, when set, receives one record per document (-log-samples).
 	Samples *datasets.SampleWriter
@@ -82,6 +118,12 @@ func (o *Options) validate() error {
 	default:
 		return fmt.Errorf("eval: unknown task %q (want %s or %s)", o.Task, TaskGSM8K, TaskMMLU)
 	}
+	if err := CheckTemplate(o.Task, o.Template, o.Shots); err != nil {
+		return err
+	}
+	if o.Template == "" {
+		o.Template = TemplateLMEval
+	}
 	if o.DataDir == "" {
 		return fmt.Errorf("eval: no data directory")
 	}
@@ -95,10 +137,28 @@ func (o *Options) validate() error {
 		return fmt.Errorf("eval: batch %d must be >= 1", o.Batch)
 	}
 	if o.MaxNewTokens < 0 {
-		return fmt.Errorf("eval: max new tokens %d must be >= 0 (0 means %d)", o.MaxNewTokens, datasets.GSM8KMaxNewTokens)
+		return fmt.Errorf("eval: max new tokens %d must be >= 0 (0 means %d)", o.MaxNewTokens, DefaultMaxNewTokensFor(o.Template))
 	}
 	if o.MaxNewTokens == 0 {
-		o.MaxNewTokens = datasets.GSM8KMaxNewTokens
+		o.MaxNewTokens = DefaultMaxNewTokensFor(o.Template)
+	}
+	return nil
+}
+
+// CheckTemplate reports whether a template ("" is lm-eval) applies to a
+// task with that many shots: metamath is GSM8K's and zero-shot.
+func CheckTemplate(task, template string, shots int) error {
+	switch template {
+	case "", TemplateLMEval:
+	case TemplateMetaMath:
+		if task != TaskGSM8K {
+			return fmt.Errorf("eval: the %s template is for %s, not %s", template, TaskGSM8K, task)
+		}
+		if shots != 0 {
+			return fmt.Errorf("eval: the %s template is zero-shot, as MetaMath evaluates; got %d shots", template, shots)
+		}
+	default:
+		return fmt.Errorf("eval: unknown template %q (want %s)", template, strings.Join(Templates, " or "))
 	}
 	return nil
 }
@@ -132,7 +192,7 @@ func Run(ctx context.Context, m *model.Loaded, opt Options) (*Results, error) {
 	e := &evaluation{
 		ctx: ctx, opt: opt, runner: model.NewRunner(m.Params), enc: enc, context: contextLen,
 		res: &Results{
-			Task: opt.Task, Shots: opt.Shots, BOS: opt.BOS, ContextLength: contextLen,
+			Task: opt.Task, Template: opt.Template, Shots: opt.Shots, BOS: opt.BOS, ContextLength: contextLen,
 			Metrics:    map[string]Number{},
 			Truncation: Truncation{DocsByShots: map[int]int{}},
 			Date:       time.Now().UTC().Format(time.RFC3339),

@@ -23,16 +23,53 @@ type gsm8kRequest struct {
 	cut    bool // the zero-shot prompt alone filled the context and lost its oldest tokens
 }
 
-// runGSM8K evaluates the GSM8K test split: lm-eval's few-shot prompts, greedy
+// gsm8kFilters are the answer extractions a template scores with, in the
+// order of the results table.
+func gsm8kFilters(template string) []string {
+	if template == TemplateMetaMath {
+		return []string{datasets.GSM8KMetaMath}
+	}
+	return []string{datasets.GSM8KFlexibleExtract, datasets.GSM8KStrictMatch}
+}
+
+// gsm8kExtraction describes each filter's extraction for results.json.
+var gsm8kExtraction = map[string]string{
+	datasets.GSM8KStrictMatch:     "lm-eval strict-match: first `#### (\\-?[0-9\\.\\,]+)`, exact match after removing `,`, `$`, up to `#### ` and a final `.`",
+	datasets.GSM8KFlexibleExtract: "lm-eval flexible-extract: last `(-?[$0-9.,]{2,})|(-?[0-9]+)`, exact match after the same normalisation",
+	datasets.GSM8KMetaMath:        "MetaMath eval_gsm8k: first `[\\-+]?\\d*[\\.,/]?\\d+` after the last `The answer is: `, `,` removed (a/b as a fraction), rounded half to even, equal to the gold integer after `#### `",
+}
+
+// gsm8kStops are a template's stop sequences (the tokenizer's EOS stops too).
+func gsm8kStops(template string) []string {
+	if template == TemplateMetaMath {
+		return datasets.MetaMathStops
+	}
+	return datasets.GSM8KStops
+}
+
+// runGSM8K evaluates the GSM8K test split: the template's prompts (lm-eval's
+// few-shot "Question:/Answer:" or MetaMath's zero-shot instruction), greedy
 // generation until a stop sequence, EOS or the token budget, and exact match
-// under the strict-match and flexible-extract filters.
+// under the template's answer extractions (lm-eval's strict-match and
+// flexible-extract, or MetaMath's).
 func (e *evaluation) runGSM8K() error {
-	test, err := datasets.ReadGSM8K(filepath.Join(e.opt.DataDir, GSM8KTestFile))
+	testPath := filepath.Join(e.opt.DataDir, GSM8KTestFile)
+	test, err := datasets.ReadGSM8K(testPath)
 	if err != nil {
 		return err
 	}
 	if e.opt.Limit > 0 && len(test) > e.opt.Limit {
 		test = test[:e.opt.Limit]
+	}
+	metamath := e.opt.Template == TemplateMetaMath
+	var golds []int64
+	if metamath {
+		golds = make([]int64, len(test))
+		for i, d := range test {
+			if golds[i], err = datasets.GSM8KGoldInt(d.Answer); err != nil {
+				return fmt.Errorf("eval: %s: document %d: %w", testPath, i, err)
+			}
+		}
 	}
 	var train []datasets.GSM8KDoc
 	if e.opt.Shots > 0 {
@@ -44,9 +81,17 @@ func (e *evaluation) runGSM8K() error {
 			return fmt.Errorf("eval: %s holds %d problems, fewer than the %d shots asked for", path, len(train), e.opt.Shots)
 		}
 	}
+	filters := gsm8kFilters(e.opt.Template)
 	e.res.Docs = len(test)
 	e.res.MaxNewTokens = e.opt.MaxNewTokens
-	e.res.FewShotSeed = datasets.LMEvalFewShotSeed
+	e.res.StopSequences = gsm8kStops(e.opt.Template)
+	e.res.Extraction = map[string]string{}
+	for _, f := range filters {
+		e.res.Extraction[f] = gsm8kExtraction[f]
+	}
+	if !metamath {
+		e.res.FewShotSeed = datasets.LMEvalFewShotSeed
+	}
 	// lm-eval draws the shots of every document in document order from one
 	// generator, so the first N documents get the same shots with or
 	// without a limit.
@@ -56,7 +101,7 @@ func (e *evaluation) runGSM8K() error {
 		return err
 	}
 	e.bar = newProgress(e.opt.Progress, len(test), TaskGSM8K)
-	var strict, flexible datasets.Accuracy
+	accs := make([]datasets.Accuracy, len(filters))
 	err = e.batches(len(test), func(lo, hi int) error {
 		defer e.enc.forget()
 		reqs := make([]gsm8kRequest, 0, hi-lo)
@@ -80,9 +125,15 @@ func (e *evaluation) runGSM8K() error {
 			return fmt.Errorf("eval: gsm8k docs %d-%d: %w", lo, hi-1, err)
 		}
 		for i, r := range reqs {
-			rec := datasets.NewGSM8KSample(r.id, r.shots, e.opt.Shots-r.shots, r.prompt, r.doc, texts[i])
-			strict.Add(rec.Correct[datasets.GSM8KStrictMatch])
-			flexible.Add(rec.Correct[datasets.GSM8KFlexibleExtract])
+			var rec datasets.SampleRecord
+			if metamath {
+				rec = datasets.NewGSM8KMetaMathSample(r.id, r.prompt, r.doc, golds[r.id], texts[i])
+			} else {
+				rec = datasets.NewGSM8KSample(r.id, r.shots, e.opt.Shots-r.shots, r.prompt, r.doc, texts[i])
+			}
+			for j, f := range filters {
+				accs[j].Add(rec.Correct[f])
+			}
 			if err := e.writeSample(rec); err != nil {
 				return err
 			}
@@ -93,10 +144,11 @@ func (e *evaluation) runGSM8K() error {
 		return err
 	}
 	e.res.Counts = map[string]Count{}
-	for filter, a := range map[string]datasets.Accuracy{datasets.GSM8KStrictMatch: strict, datasets.GSM8KFlexibleExtract: flexible} {
-		e.res.Metrics[exactMatchKey(filter, false)] = Number(a.Value())
-		e.res.Metrics[exactMatchKey(filter, true)] = Number(a.Stderr())
-		e.res.Counts[filter] = Count{Correct: a.Correct, N: a.Total}
+	for j, f := range filters {
+		a := accs[j]
+		e.res.Metrics[exactMatchKey(f, false)] = Number(a.Value())
+		e.res.Metrics[exactMatchKey(f, true)] = Number(a.Stderr())
+		e.res.Counts[f] = Count{Correct: a.Correct, N: a.Total}
 	}
 	return nil
 }
@@ -117,6 +169,9 @@ func (e *evaluation) gsm8kRequest(id int, doc datasets.GSM8KDoc, shots []dataset
 		return len(ids)
 	}
 	render := func(j int) string { return datasets.GSM8KPrompt(shots[k-j:], doc) }
+	if e.opt.Template == TemplateMetaMath {
+		render = func(int) string { return datasets.MetaMathEvalPrompt(doc.Question) }
+	}
 	fits := func(prompt string) bool { return encErr != nil || length(prompt)+budget <= e.context }
 	prompt, used := datasets.FitShots(k, render, fits)
 	r := gsm8kRequest{id: id, doc: doc, prompt: prompt, shots: used}
@@ -165,7 +220,7 @@ func (e *evaluation) generate(reqs []gsm8kRequest, greedy *model.Sampler) ([]str
 		out, err := model.GenerateText(e.runner, tok, prompts, model.TextOptions{
 			MaxNewTokens: e.opt.MaxNewTokens,
 			Sampler:      greedy,
-			Stops:        datasets.GSM8KStops,
+			Stops:        gsm8kStops(e.opt.Template),
 		})
 		if err != nil {
 			return nil, err

@@ -1,7 +1,11 @@
 package eval
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -204,4 +208,118 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// metaMathRecord is a -log-samples line of the metamath template.
+type metaMathRecord struct {
+	DocID    int    `json:"doc_id"`
+	Shots    int    `json:"n_shot"`
+	Prompt   string `json:"prompt"`
+	Response struct {
+		Text     string  `json:"text"`
+		MetaMath string  `json:"metamath"`
+		Strict   *string `json:"strict-match"`
+	} `json:"response"`
+	Correct map[string]bool `json:"correct"`
+}
+
+// TestGSM8KMetaMathTemplate runs the metamath template on stories260K and
+// checks the prompts byte for byte, the generations against an independent
+// greedy generation with MetaMath's stops, the scoring against the
+// extraction, and what results.json records.
+func TestGSM8KMetaMathTemplate(t *testing.T) {
+	m := loadStories(t)
+	dir := writeSumsData(t)
+	// The answer text of the last document is what a MetaMath model writes,
+	// so the gold integer is read from the "#### " line as MetaMath does.
+	opt := Options{Task: TaskGSM8K, Template: TemplateMetaMath, DataDir: dir, Limit: 3, Batch: 2, MaxNewTokens: 20, BOS: true}
+	var buf bytes.Buffer
+	opt.Samples = datasets.NewSampleWriter(&buf)
+	res, err := Run(context.Background(), m, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := datasets.ReadGSM8K(filepath.Join(dir, GSM8KTestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []metaMathRecord
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var r metaMathRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d records", len(recs))
+	}
+	greedy, _ := model.NewSampler(0, 1, 0)
+	correct := 0
+	for i, r := range recs {
+		want := "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
+			"### Instruction:\n" + test[i].Question + "\n\n### Response: Let's think step by step."
+		if r.Prompt != want || r.Shots != 0 || r.Response.Strict != nil {
+			t.Errorf("doc %d: prompt %q, %d shots, strict-match %v", i, r.Prompt, r.Shots, r.Response.Strict)
+		}
+		ref, err := model.GenerateText(model.NewRunner(m.Params), m.Tokenizer, []string{want},
+			model.TextOptions{MaxNewTokens: 20, Sampler: greedy, Stops: datasets.MetaMathStops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Response.Text != ref[0] {
+			t.Errorf("doc %d: generated %q, reference %q", i, r.Response.Text, ref[0])
+		}
+		for _, stop := range datasets.MetaMathStops {
+			if strings.Contains(r.Response.Text, stop) {
+				t.Errorf("doc %d: generation %q holds the stop %q", i, r.Response.Text, stop)
+			}
+		}
+		v, ok := datasets.ExtractMetaMath(r.Response.Text)
+		gold, _ := datasets.GSM8KGoldInt(test[i].Answer)
+		if r.Response.MetaMath != datasets.FormatMetaMathAnswer(v, ok) || r.Correct["metamath"] != (ok && v == float64(gold)) {
+			t.Errorf("doc %d: scored %q %v for %q", i, r.Response.MetaMath, r.Correct, r.Response.Text)
+		}
+		if r.Correct["metamath"] {
+			correct++
+		}
+	}
+	if res.Template != TemplateMetaMath || res.Shots != 0 || !res.BOS || res.MaxNewTokens != 20 || res.FewShotSeed != 0 ||
+		!reflect.DeepEqual(res.StopSequences, datasets.MetaMathStops) || len(res.Extraction) != 1 || res.Extraction["metamath"] == "" {
+		t.Errorf("results %+v", res)
+	}
+	if _, ok := res.Metrics["exact_match,strict-match"]; ok || len(res.Metrics) != 2 {
+		t.Errorf("metrics %v, want exact_match,metamath and its stderr only", res.Metrics)
+	}
+	metric, value := res.Headline()
+	if metric != "exact_match,metamath" || float64(value) != float64(correct)/3 || res.Counts["metamath"] != (Count{correct, 3}) {
+		t.Errorf("headline %s = %v, counts %v; want %d/3", metric, value, res.Counts, correct)
+	}
+	if md := res.Markdown(); !strings.Contains(md, "| gsm8k | metamath ") || !strings.Contains(md, "metamath template, BOS on") {
+		t.Errorf("markdown:\n%s", md)
+	}
+	data, err := res.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"template": "metamath"`, `"bos": true`, `"shots": 0`, `"exact_match,metamath":`, `"stop_sequences": [`, `"extraction": {`} {
+		if !strings.Contains(string(data), field) {
+			t.Errorf("results.json lacks %s:\n%s", field, data)
+		}
+	}
+}
+
+// TestTemplateDefaults checks the defaults each template brings.
+func TestTemplateDefaults(t *testing.T) {
+	if DefaultShotsFor(TemplateMetaMath) != 0 || DefaultShotsFor(TemplateLMEval) != 5 || DefaultShotsFor("") != 5 {
+		t.Error("default shots")
+	}
+	o := Options{Task: TaskGSM8K, Template: TemplateMetaMath, DataDir: "x", Batch: 1}
+	if err := o.validate(); err != nil || o.MaxNewTokens != 512 {
+		t.Errorf("metamath budget %d, %v; want MetaMath's 512", o.MaxNewTokens, err)
+	}
+	o = Options{Task: TaskGSM8K, DataDir: "x", Batch: 1}
+	if err := o.validate(); err != nil || o.MaxNewTokens != 256 || o.Template != TemplateLMEval {
+		t.Errorf("lm-eval budget %d, template %q, %v; want 256", o.MaxNewTokens, o.Template, err)
+	}
 }

@@ -86,7 +86,9 @@ type Timing struct {
 
 // Results is the outcome of an evaluation, the content of results.json.
 type Results struct {
-	Task     string  `json:"task"`
+	Task string `json:"task"`
+	// Template is the prompt template: lm-eval or metamath (GSM8K).
+	Template string  `json:"template"`
 	Model    string  `json:"model"`
 	Adapters *string `json:"adapters"` // the run directory whose adapters were applied, or null
 	Shots    int     `json:"shots"`
@@ -94,13 +96,20 @@ type Results struct {
 	BOS      bool    `json:"bos"`   // whether prompts started with BOS (lm-eval's add_bos_token)
 	// ContextLength is the model's context in tokens (max_position_embeddings).
 	ContextLength int `json:"context_length"`
-	// MaxNewTokens and FewShotSeed are GSM8K's generation budget and shot seed.
-	MaxNewTokens int `json:"max_new_tokens,omitempty"`
-	FewShotSeed  int `json:"fewshot_seed,omitempty"`
-	Docs         int `json:"n_docs"`
-	// Metrics holds the headline scores under lm-eval's names: "acc" and
+	// MaxNewTokens and FewShotSeed are GSM8K's generation budget and shot
+	// seed (lm-eval template), StopSequences its stop strings besides the
+	// tokenizer's EOS, and Extraction how each metric's answer is taken from
+	// the generated text.
+	MaxNewTokens  int               `json:"max_new_tokens,omitempty"`
+	FewShotSeed   int               `json:"fewshot_seed,omitempty"`
+	StopSequences []string          `json:"stop_sequences,omitempty"`
+	Extraction    map[string]string `json:"extraction,omitempty"`
+	Docs          int               `json:"n_docs"`
+	// Metrics holds the scores under lm-eval's names: "acc" and
 	// "acc_stderr" (MMLU), "exact_match,strict-match",
-	// "exact_match_stderr,strict-match" and the flexible-extract pair (GSM8K).
+	// "exact_match_stderr,strict-match" and the flexible-extract pair (GSM8K,
+	// lm-eval template), "exact_match,metamath" and its stderr (GSM8K,
+	// metamath template).
 	Metrics map[string]Number `json:"metrics"`
 	// Counts holds the outcome counts behind each metric (GSM8K filters).
 	Counts     map[string]Count `json:"counts,omitempty"`
@@ -147,13 +156,33 @@ func (r *Results) Rows() []datasets.ScoreRow {
 		}
 		return s.Rows(r.Shots)
 	case TaskGSM8K:
-		acc := func(filter string) datasets.Accuracy {
-			c := r.Counts[filter]
-			return datasets.Accuracy{Correct: c.Correct, Total: c.N}
+		var rows []datasets.ScoreRow
+		for _, f := range gsm8kFilters(r.Template) {
+			c := r.Counts[f]
+			rows = append(rows, datasets.GSM8KRow(f, datasets.Accuracy{Correct: c.Correct, Total: c.N}, r.Shots))
 		}
-		return datasets.GSM8KRows(acc(datasets.GSM8KStrictMatch), acc(datasets.GSM8KFlexibleExtract), r.Shots)
+		return rows
 	}
 	return nil
+}
+
+// Headline is the results' main metric and its value: "acc" for MMLU,
+// "exact_match,strict-match" for GSM8K with the lm-eval template,
+// "exact_match,metamath" with the metamath template.
+func (r *Results) Headline() (metric string, value Number) {
+	switch {
+	case r.Task == TaskMMLU:
+		metric = metricAcc
+	case r.Template == TemplateMetaMath:
+		metric = exactMatchKey(datasets.GSM8KMetaMath, false)
+	default:
+		metric = exactMatchKey(datasets.GSM8KStrictMatch, false)
+	}
+	v, ok := r.Metrics[metric]
+	if !ok {
+		v = Number(math.NaN())
+	}
+	return metric, v
 }
 
 // Markdown renders the results table followed by a line on truncation and
@@ -162,8 +191,8 @@ func (r *Results) Markdown() string {
 	var b strings.Builder
 	b.WriteString(datasets.MarkdownTable(r.Rows()))
 	t := r.Truncation
-	fmt.Fprintf(&b, "\n%s, %d-shot, %d docs: %d docs dropped %d shots to fit the %d-token context",
-		r.Task, r.Shots, r.Docs, t.DocsWithDroppedShots, t.DroppedShots, r.ContextLength)
+	fmt.Fprintf(&b, "\n%s (%s template, BOS %s), %d-shot, %d docs: %d docs dropped %d shots to fit the %d-token context",
+		r.Task, r.templateName(), onOff(r.BOS), r.Shots, r.Docs, t.DocsWithDroppedShots, t.DroppedShots, r.ContextLength)
 	if t.PromptsCut > 0 {
 		fmt.Fprintf(&b, ", %d prompts cut", t.PromptsCut)
 	}
@@ -180,6 +209,21 @@ func (r *Results) Markdown() string {
 		fmt.Fprintf(&b, "Subjects with fewer dev questions than the %d shots, run with that many shots: %s.\n", r.Shots, strings.Join(parts, ", "))
 	}
 	return b.String()
+}
+
+// templateName is the template, lm-eval when results predate the field.
+func (r *Results) templateName() string {
+	if r.Template == "" {
+		return TemplateLMEval
+	}
+	return r.Template
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 // JSON returns the results as indented JSON with a final newline.

@@ -258,11 +258,11 @@ func formatMetric(v float64) string {
 // runRecord is what a run directory reports.
 type runRecord struct {
 	summary  map[string]float64 // numeric summary.json fields
-	eval     map[string]float64 // eval.json metrics by name
+	eval     map[string]float64 // eval/results.json metrics by name
 	finished bool
 }
 
-// readRow reads a run directory's summary.json and eval.json (either may be
+// readRow reads a run directory's summary.json and eval/results.json (either may be
 // absent).
 func readRow(dir string) runRecord {
 	rec := runRecord{summary: map[string]float64{}, eval: map[string]float64{}}

@@ -44,6 +44,6 @@
 //
 // A sweep's directory holds sweep.json (the manifest -collect reads) and
 // one directory per run with the trainer's files (config.toml,
-// summary.json, metrics.jsonl, checkpoints/, ...), plus log.txt (a local
-// worker's output) and eval.json (the evaluation, eval.Results).
+// summary.json, metrics.jsonl, checkpoints/, eval/results.json when the
+// config names an evaluation, ...), plus log.txt (a local worker's output).
 package sweep

@@ -12,7 +12,6 @@ import (
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/trainer"
-	"github.com/salr-go/salr/trainer/eval"
 )
 
 // Files a sweep adds to a run directory (besides the trainer's).
@@ -20,8 +19,8 @@ const (
 	// LogFile receives a locally executed run's output.
 	LogFile = "log.txt"
 	// EvalFile holds the evaluation results (eval.Results as JSON) of a run
-	// whose config sets eval.task.
-	EvalFile = "eval.json"
+	// whose config sets eval.task, written by the trainer after training.
+	EvalFile = trainer.EvalResultsFile
 )
 
 // ErrInterrupted is returned when a sweep or run stopped on a signal; what
@@ -67,7 +66,7 @@ func (s State) String() string {
 // StateOf reads a run's state from its directory.
 func StateOf(r Run) State {
 	if trainer.IsFinished(r.Dir) {
-		if r.Config.Eval.Task != "" && !fileExists(filepath.Join(r.Dir, EvalFile)) {
+		if trainer.EvalPending(r.Dir, r.Config) {
 			return State{Phase: PhaseTrained}
 		}
 		return State{Phase: PhaseFinished}
@@ -110,12 +109,12 @@ type ExecOptions struct {
 }
 
 // Execute carries run r to the end in this process: it trains it (a new
-// run, or resuming an interrupted one from its latest checkpoint), then
-// evaluates it when its config sets eval.task, writing eval.json. A finished
-// run is left alone. The run directory starts as config.toml alone and is
-// always continued with trainer.Options.Resume, so that a run killed at any
-// point continues where its files stop. It returns ErrInterrupted when ctx
-// is cancelled (a checkpoint was written).
+// run, or resuming an interrupted one from its latest checkpoint), and the
+// trainer then evaluates it when its config sets eval.task (see EvalFile).
+// A finished run is left alone. The run directory starts as config.toml
+// alone and is always continued with trainer.Options.Resume, so that a run
+// killed at any point, evaluation included, continues where its files stop.
+// It returns ErrInterrupted when ctx is cancelled.
 func Execute(ctx context.Context, r Run, opt ExecOptions) error {
 	logf := func(format string, a ...any) {
 		if opt.Log != nil {
@@ -130,21 +129,9 @@ func Execute(ctx context.Context, r Run, opt ExecOptions) error {
 		logf("run %d (%s) is already finished", r.Index, r.Dir)
 		return nil
 	}
-	if state.Phase != PhaseTrained {
-		logf("run %d: %s (%s)", r.Index, r.Describe(), state)
-		_, err := trainer.Train(ctx, trainer.Options{Resume: r.Dir, Log: opt.Log, Progress: opt.Progress})
-		if errors.Is(err, trainer.ErrInterrupted) {
-			return ErrInterrupted
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if r.Config.Eval.Task == "" {
-		return nil
-	}
-	err := evaluate(ctx, r, opt)
-	if ctx.Err() != nil {
+	logf("run %d: %s (%s)", r.Index, r.Describe(), state)
+	_, err := trainer.Train(ctx, trainer.Options{Resume: r.Dir, Log: opt.Log, Progress: opt.Progress})
+	if errors.Is(err, trainer.ErrInterrupted) || (err != nil && ctx.Err() != nil) {
 		return ErrInterrupted
 	}
 	return err
@@ -170,32 +157,4 @@ func claimRunDir(r Run) error {
 			r.Index, r.Dir, h, r.Hash)
 	}
 	return nil
-}
-
-// evaluate runs the benchmark of r's config on its trained model and writes
-// eval.json.
-func evaluate(ctx context.Context, r Run, opt ExecOptions) error {
-	ec := r.Config.Eval
-	dataDir, err := eval.DataDir(ec.Task, ec.DataPath)
-	if err != nil {
-		return err
-	}
-	m, err := trainer.OpenRun(r.Dir)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if opt.Log != nil {
-		fmt.Fprintf(opt.Log, "run %d: evaluating %s (%d-shot, limit %d)\n", r.Index, ec.Task, ec.Shots, ec.Limit)
-	}
-	res, err := eval.Run(ctx, m, eval.Options{Task: ec.Task, DataDir: dataDir, Shots: ec.Shots, Limit: ec.Limit,
-		Batch: ec.Batch, MaxNewTokens: ec.MaxNewTokens, Progress: opt.Progress})
-	if err != nil {
-		return err
-	}
-	res.Model, res.Adapters = r.Dir, &r.Dir
-	if opt.Log != nil {
-		io.WriteString(opt.Log, res.Markdown())
-	}
-	return eval.WriteResults(filepath.Join(r.Dir, EvalFile), res, true)
 }

@@ -70,7 +70,7 @@ func TestExecuteRunsExactlyThatRun(t *testing.T) {
 }
 
 // TestEvalAndCollect runs a sweep whose runs are evaluated on GSM8K after
-// training and checks eval.json, the results table, its CSV and the plot.
+// training and checks eval/results.json, the results table, its CSV and the plot.
 func TestEvalAndCollect(t *testing.T) {
 	assetsDir(t)
 	dir := t.TempDir()

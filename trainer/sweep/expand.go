@@ -14,7 +14,7 @@ import (
 	"github.com/salr-go/salr/configs"
 )
 
-// evalPrefix marks an objective or results column taken from eval.json.
+// evalPrefix marks an objective or results column taken from eval/results.json.
 const evalPrefix = "eval."
 
 // Run is one expanded run of a sweep.
