@@ -68,6 +68,7 @@ func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 		loaded.Close()
 		return nil, err
 	}
+	logf("data: first training example, prompt %q, response %q", elide(data.First.Prompt, 400), elide(data.First.Response, 200))
 	s, err := Prepare(cfg, loaded, data, logf)
 	if err != nil {
 		loaded.Close()
