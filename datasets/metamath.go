@@ -110,7 +110,9 @@ func scanMetaMathQA(file string, r io.Reader, add func(i int, rec MetaMathRecord
 	case '[':
 		return scanMetaMathArray(file, br, lc, skipped, add)
 	case '{':
-		return scanMetaMathLines(file, br, lc.lineAt(skipped), add)
+		line := lc.lineAt(skipped)
+		lc.off = -1 // lines are counted as they are read
+		return scanMetaMathLines(file, br, line, add)
 	}
 	return inputErrorf(file, lc.lineAt(skipped), "neither a JSON array nor JSON Lines of objects (starts with %q)", first[0])
 }
@@ -241,7 +243,7 @@ func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c =
 // lineAt must not decrease; newlines before them are forgotten.
 type lineCounter struct {
 	r      io.Reader
-	off    int64   // bytes read so far
+	off    int64   // bytes read so far; -1 stops the counting
 	nl     []int64 // offsets of the newlines not yet passed by lineAt
 	passed int     // newlines forgotten
 }
@@ -249,6 +251,9 @@ type lineCounter struct {
 // Read reads from the underlying reader and records the newlines.
 func (c *lineCounter) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
+	if c.off < 0 {
+		return n, err
+	}
 	for i, b := range p[:n] {
 		if b == '\n' {
 			c.nl = append(c.nl, c.off+int64(i))
@@ -289,7 +294,9 @@ func (p *metaMathPicker) add(i int, rec MetaMathRecord) {
 	}
 	k := keyedRecord{key: shuffleKey(p.sel.Seed, uint64(i)), index: i, rec: rec}
 	switch {
-	case p.sel.Max == 0 || len(p.kept) < p.sel.Max:
+	case p.sel.Max == 0:
+		p.kept = append(p.kept, k) // sorted at the end
+	case len(p.kept) < p.sel.Max:
 		heap.Push(&p.kept, k)
 	case k.less(p.kept[0]):
 		p.kept[0] = k
