@@ -145,3 +145,19 @@ func TestBadMetaMathQAFailsBeforePruning(t *testing.T) {
 		t.Errorf("the error came after pruning:\n%s", log.String())
 	}
 }
+
+// TestSeqLenBeyondContextFailsBeforeLoading: mmlu.toml's seq_len of 1024 on
+// stories260K (context 512) is reported before the data is read or the
+// model pruned.
+func TestSeqLenBeyondContextFailsBeforeLoading(t *testing.T) {
+	t.Setenv("SALR_MMLU", mmluRootFixture)
+	cfg := presetConfig(t, "mmlu.toml", filepath.Join(t.TempDir(), "run"), "data.seq_len=1024")
+	var log bytes.Buffer
+	_, err := Train(context.Background(), Options{Config: cfg, Log: &log})
+	if err == nil || !strings.Contains(err.Error(), "data.seq_len = 1024 exceeds the model's context, max_position_embeddings = 512") {
+		t.Fatalf("error %v", err)
+	}
+	if strings.Contains(log.String(), "prun") || strings.Contains(log.String(), "first training example") {
+		t.Errorf("the error came after reading the data or pruning:\n%s", log.String())
+	}
+}
