@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,4 +208,30 @@ func TestReadMetaMathQAByteOrderMark(t *testing.T) {
 	if !errors.As(err, &ie) || ie.Line != 4 || !strings.Contains(err.Error(), "record 1") {
 		t.Errorf("error %v, want record 1 at line 4", err)
 	}
+}
+
+// FuzzScanMetaMathQA: any input is read without a panic, and the result
+// (records or error, with its line) does not depend on how reads are cut.
+func FuzzScanMetaMathQA(f *testing.F) {
+	for _, p := range []string{metaMathArray, metaMathLines} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(b[:min(len(b), 600)]))
+	}
+	f.Add("[\n{\"query\": \"q\", \"response\": \"r\"},\n 7\n]")
+	f.Add("\xef\xbb\xbf {\"query\": \"q\", \"response\": \"r\", \"type\": \"GSM_SV\"}\n\n{}")
+	f.Fuzz(func(t *testing.T, s string) {
+		scan := func(r io.Reader) ([]MetaMathRecord, error) {
+			var recs []MetaMathRecord
+			err := scanMetaMathQA("f.json", r, func(_ int, rec MetaMathRecord) { recs = append(recs, rec) })
+			return recs, err
+		}
+		recs, err := scan(strings.NewReader(s))
+		recs1, err1 := scan(iotest.OneByteReader(strings.NewReader(s)))
+		if (err == nil) != (err1 == nil) || (err != nil && err.Error() != err1.Error()) || !slices.Equal(recs, recs1) {
+			t.Errorf("whole reads: %d records, %v; one byte at a time: %d records, %v", len(recs), err, len(recs1), err1)
+		}
+	})
 }
