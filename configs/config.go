@@ -110,10 +110,13 @@ type AdaptersConfig struct {
 // DataConfig names the training data and how it is tokenised.
 type DataConfig struct {
 	// Training data format: gsm8k (JSONL with question/answer), jsonl
-	// (instruction JSONL with the fields below) or mmlu (a directory of MMLU
-	// CSV files, e.g. auxiliary_train).
+	// (instruction JSONL with the fields below), metamathqa (MetaMathQA as
+	// released, MetaMathQA-395K.json, or the same records as JSONL, in the
+	// MetaMath authors' prompt template) or mmlu (a directory of MMLU CSV
+	// files: auxiliary_train, or the data.tar root holding it).
 	Format string `toml:"format"`
-	// Training data: a file for gsm8k and jsonl, a directory for mmlu.
+	// Training data: a file for gsm8k, jsonl and metamathqa, a directory for
+	// mmlu.
 	TrainPath string `toml:"train_path" env:"expand"`
 	// Held-out data in the same format. Empty: hold out eval_examples
 	// examples of the training data.
@@ -131,8 +134,13 @@ type DataConfig struct {
 	// What to do with an example longer than seq_len: truncate (cut the end)
 	// or drop (skip it).
 	Overlong string `toml:"overlong"`
-	// Use at most this many training examples; 0 uses all.
+	// Use at most this many training examples; 0 uses all. The first ones of
+	// the file, except for metamathqa, which draws them by a shuffle seeded
+	// by train.seed.
 	MaxExamples int `toml:"max_examples"`
+	// MetaMathQA types to train on, e.g. ["GSM_AnsAug", "GSM_Rephrased"]
+	// (format metamathqa only); empty uses all.
+	Types []string `toml:"types"`
 }
 
 // TrainConfig holds the optimiser, learning-rate schedule and loop settings.
@@ -261,6 +269,7 @@ func Default() Config {
 			ResponseField: "response",
 			SeqLen:        256,
 			Overlong:      OverlongTruncate,
+			Types:         []string{},
 		},
 		Train: TrainConfig{
 			MaxSteps:        300,

@@ -17,8 +17,9 @@ func setAssetEnv(t *testing.T) (assets, model, aux string) {
 	assets, model, aux = t.TempDir(), t.TempDir(), t.TempDir()
 	t.Setenv("SALR_ASSETS", assets)
 	t.Setenv("SALR_MODEL", model)
-	t.Setenv("SALR_MMLU_AUX", aux)
-	return assets, model, aux
+	t.Setenv("SALR_MMLU", aux)
+	t.Setenv("SALR_METAMATHQA", aux)
+	return assets, model, filepath.Join(aux, "auxiliary_train")
 }
 
 // unsetEnv removes a variable for the duration of the test.
@@ -132,7 +133,8 @@ func TestPresetsLoadAndValidate(t *testing.T) {
 		},
 		"gsm8k.toml": func(c *Config) bool {
 			return c.Method == MethodSALR && c.Adapters.LoRARank == 64 && c.Adapters.SVDRank == 64 &&
-				c.Model.Path == model && c.Data.Format == FormatGSM8K && c.Sparsity.Ratio == 0.5 &&
+				c.Model.Path == model && c.Data.Format == FormatMetaMathQA && c.Sparsity.Ratio == 0.5 &&
+				c.Data.TrainPath == filepath.Join(filepath.Dir(aux), "MetaMathQA-395K.json") &&
 				c.Sparsity.Pattern == PatternMatrix && c.Eval.Task == TaskGSM8K
 		},
 		"mmlu.toml": func(c *Config) bool {
@@ -244,6 +246,9 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"duplicate projection", "[adapters]\ntarget_modules = [\"q_proj\", \"q_proj\"]\n", []string{`"q_proj" listed twice`}},
 		{"held out >= max", "[data]\nmax_examples = 100\neval_examples = 100\n", []string{"t.toml:3: data.eval_examples: must be smaller than data.max_examples (100)"}},
 		{"jsonl fields equal", "[data]\nformat = \"jsonl\"\nprompt_field = \"text\"\nresponse_field = \"text\"\n", []string{"t.toml:4: data.response_field: must differ"}},
+		{"types without metamathqa", "[data]\ntypes = [\"GSM_SV\"]\n", []string{`t.toml:2: data.types: selects MetaMathQA types and needs data.format = "metamathqa", got data.format = "gsm8k"`}},
+		{"duplicate type", "[data]\nformat = \"metamathqa\"\ntypes = [\"GSM_SV\", \"GSM_SV\"]\n", []string{`t.toml:3: data.types: "GSM_SV" listed twice`}},
+		{"empty type", "[data]\nformat = \"metamathqa\"\ntypes = [\"GSM_SV\", \" \"]\n", []string{"t.toml:3: data.types: entry 2 is empty"}},
 		{"dotted key", "train.lr = -1.0\n", []string{"t.toml:1: train.lr: must be > 0"}},
 		{"inline table", "\ntrain = { lr = -1.0 }\n", []string{"t.toml:2: train.lr: must be > 0"}},
 		{"multi-line array shifts lines", "[adapters]\ntarget_modules = [\n  \"q_proj\",\n  \"v_proj\",\n]\nlora_rank = -1\n",
@@ -338,6 +343,8 @@ func TestSetOverrides(t *testing.T) {
 		{[]string{"train={lr=0.5, max_steps=3}"}, func(c *Config) any { return [2]any{c.Train.LR, c.Train.MaxSteps} }, [2]any{0.5, 3}},
 		{[]string{"train.lr=0.1", "train.lr=0.2"}, func(c *Config) any { return c.Train.LR }, 0.2},
 		{[]string{" train.max_steps = 7 "}, func(c *Config) any { return c.Train.MaxSteps }, 7},
+		{[]string{"data.format=metamathqa", "data.types=GSM_AnsAug,MATH_SV"}, func(c *Config) any { return c.Data.Types }, []string{"GSM_AnsAug", "MATH_SV"}},
+		{[]string{"data.format=metamathqa", "data.types="}, func(c *Config) any { return c.Data.Types }, []string{}},
 	}
 	for _, tc := range tests {
 		c, err := Parse("t.toml", nil, tc.sets)
@@ -593,6 +600,7 @@ func TestBaseFormatAliases(t *testing.T) {
 func TestLoadPrintable(t *testing.T) {
 	unsetEnv(t, "SALR_MODEL")
 	unsetEnv(t, "SALR_ASSETS")
+	unsetEnv(t, "SALR_METAMATHQA")
 	if _, err := Load("gsm8k.toml", nil); err == nil {
 		t.Fatal("Load expanded ${SALR_MODEL} although it is not set")
 	}
@@ -605,7 +613,7 @@ func TestLoadPrintable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `eval_path = "$$HOME/x"`,
+	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_METAMATHQA}/MetaMathQA-395K.json"`, `eval_path = "$$HOME/x"`,
 		`tokenizer = "/a$$b/t"`} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("printed config lacks %s:\n%s", want, text)

@@ -16,8 +16,8 @@ const (
 
 // CheckPaths verifies that the input paths of an expanded config exist and
 // have the right kind: model.path, model.tokenizer (when set),
-// data.train_path and data.eval_path (files for gsm8k and jsonl, directories
-// for mmlu) and eval.data_path (when set and eval.task is set). It returns
+// data.train_path and data.eval_path (files for gsm8k, jsonl and metamathqa,
+// directories for mmlu) and eval.data_path (when set and eval.task is set). It returns
 // all problems as Errors. Load does not call it, so that configs can be
 // loaded, printed and hashed on machines without the data.
 func (c *Config) CheckPaths() error {

@@ -50,6 +50,7 @@ var rules = map[string]rule{
 	"data.seq_len":        intAtLeast(2),
 	"data.overlong":       oneOf(overlongs),
 	"data.max_examples":   intAtLeast(0),
+	"data.types":          namesRule(),
 
 	"train.max_steps":        intAtLeast(0),
 	"train.batch_size":       intAtLeast(1),
@@ -139,6 +140,9 @@ func (c *Config) checkCombinations(errs *Errors, bad map[string]bool) {
 	if d.Format == FormatJSONL && d.PromptField == d.ResponseField {
 		report("data.response_field", "must differ from data.prompt_field (both %q)", d.PromptField)
 	}
+	if len(d.Types) > 0 && d.Format != FormatMetaMathQA && !bad["data.format"] {
+		report("data.types", "selects MetaMathQA types and needs data.format = %q, got data.format = %q", FormatMetaMathQA, d.Format)
+	}
 }
 
 // formatNumber renders a float for messages and the reference (0.5, 1e-08).
@@ -218,6 +222,22 @@ func patternRule() rule {
 		}
 		if _, _, err := parseNM(p); err != nil {
 			return fmt.Sprintf(`must be "matrix", "row" or "N:M" with 0 < N < M, got %q (%v)`, p, err)
+		}
+		return ""
+	}}
+}
+
+// namesRule accepts a list of distinct non-empty names, or an empty list.
+func namesRule() rule {
+	return rule{allowed: "list of distinct non-empty names, or empty", check: func(v reflect.Value) string {
+		list := v.Interface().([]string)
+		for i, s := range list {
+			if strings.TrimSpace(s) == "" {
+				return fmt.Sprintf("entry %d is empty", i+1)
+			}
+			if slices.Contains(list[:i], s) {
+				return fmt.Sprintf("%q listed twice", s)
+			}
 		}
 		return ""
 	}}

@@ -40,9 +40,10 @@ const (
 
 // Values of data.format.
 const (
-	FormatGSM8K = "gsm8k"
-	FormatJSONL = "jsonl"
-	FormatMMLU  = "mmlu"
+	FormatGSM8K      = "gsm8k"
+	FormatJSONL      = "jsonl"
+	FormatMetaMathQA = "metamathqa"
+	FormatMMLU       = "mmlu"
 )
 
 // Values of data.overlong.
@@ -87,7 +88,7 @@ var (
 	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
 	scores      = []string{ScoreMagnitude, ScoreWanda}
 	loraInits   = []string{InitKaiming, InitGaussian}
-	dataFormats = []string{FormatGSM8K, FormatJSONL, FormatMMLU}
+	dataFormats = []string{FormatGSM8K, FormatJSONL, FormatMetaMathQA, FormatMMLU}
 	overlongs   = []string{OverlongTruncate, OverlongDrop}
 	schedules   = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}
 	evalTasks   = []string{"", TaskGSM8K, TaskMMLU}

@@ -1,9 +1,11 @@
 // Package datasets reads the training and evaluation data of SALR (GSM8K,
-// MMLU, generic prompt/response JSONL such as MetaMathQA), renders prompts
-// byte-for-byte as EleutherAI's lm-evaluation-harness does (task gsm8k v3 and
-// the default mmlu template), tokenises examples with loss masks, batches them
-// for next-token training, and scores model outputs (answer extraction,
-// accuracy, standard errors, MMLU category aggregation, sample logs).
+// MMLU and its auxiliary_train split, MetaMathQA, generic prompt/response
+// JSONL), renders prompts byte-for-byte as EleutherAI's
+// lm-evaluation-harness does (task gsm8k v3 and the default mmlu template)
+// and MetaMathQA in its authors' template, tokenises examples with loss
+// masks, batches them for next-token training, and scores model outputs
+// (answer extraction, accuracy, standard errors, MMLU category aggregation,
+// sample logs).
 //
 // It runs no model: evaluation helpers produce exact prompt strings and
 // token requests, and score what the caller's model returned. The tokenizer is

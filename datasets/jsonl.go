@@ -130,15 +130,9 @@ func decodeJSONPair(text []byte, first, second string) ([2]string, error) {
 	}
 	var out [2]string
 	for i, name := range [2]string{first, second} {
-		v, ok := obj[name]
-		if !ok {
-			return out, fmt.Errorf("missing field %q", name)
-		}
-		if err := json.Unmarshal(v, &out[i]); err != nil || bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-			return out, fmt.Errorf("field %q is %s, want a string", name, jsonKind(v))
-		}
-		if out[i] == "" {
-			return out, fmt.Errorf("field %q is empty", name)
+		var err error
+		if out[i], err = stringField(name, obj[name], true); err != nil {
+			return out, err
 		}
 	}
 	return out, nil

@@ -1,14 +1,18 @@
 package datasets
 
-// metaMathPreamble is the start of the Alpaca-style prompt MetaMath trains
-// and evaluates with, up to the query.
-const metaMathPreamble = "Below is an instruction that describes a task. " +
-	"Write a response that appropriately completes the request.\n\n### Instruction:\n"
-
-// MetaMathPrompt renders a query with the MetaMath training template:
-// "Below is an instruction that describes a task. Write a response that
-// appropriately completes the request.\n\n### Instruction:\n{query}\n\n###
-// Response:". The response follows it directly.
+// MetaMathPrompt renders a MetaMathQA query in the Alpaca-style template the
+// MetaMath authors train and evaluate with:
+//
+//	Below is an instruction that describes a task. Write a response that appropriately completes the request.
+//
+//	### Instruction:
+//	{query}
+//
+//	### Response:
+//
+// The prompt ends with "### Response:"; the response follows directly, with
+// no separator added (MetaMath's training code concatenates the two).
 func MetaMathPrompt(query string) string {
-	return metaMathPreamble + query + "\n\n### Response:"
+	return "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n" +
+		"### Instruction:\n" + query + "\n\n### Response:"
 }

@@ -67,6 +67,18 @@ func ReadMMLU(root, split string, subjects []string) ([]MMLUDoc, error) {
 	return docs, nil
 }
 
+// ReadMMLUTrain reads every question of an MMLU training directory, in the
+// order of ReadMMLU: the auxiliary_train directory of data.tar, a directory
+// holding auxiliary_train/ (the extracted data.tar root), or another split
+// directory of the layout (dev, val or test, files <subject>_<split>.csv).
+func ReadMMLUTrain(dir string) ([]MMLUDoc, error) {
+	dir = filepath.Clean(dir)
+	if info, err := os.Stat(filepath.Join(dir, MMLUSplitAuxiliaryTrain)); err == nil && info.IsDir() {
+		return ReadMMLU(dir, MMLUSplitAuxiliaryTrain, nil)
+	}
+	return ReadMMLU(filepath.Dir(dir), filepath.Base(dir), nil)
+}
+
 // MMLUFile is the questions of one subject file of a split.
 type MMLUFile struct {
 	Subject string
@@ -278,10 +290,17 @@ func MMLUPrompt(subject string, shots []MMLUDoc, d MMLUDoc) string {
 }
 
 // MMLUTrainExample turns a question into a training example: the zero-shot
-// prompt (description and question ending in "Answer:") and the response
-// " {letter}", the continuation the evaluation scores.
+// prompt (question and choices ending in "Answer:") and the response
+// " {letter}", the continuation the evaluation scores. A question of one of
+// MMLU's 57 subjects is preceded by its subject's description line, as in
+// MMLUPrompt; any other file, such as the auxiliary_train sources (ARC,
+// OBQA, RACE, MCTest, ...), which are not MMLU subjects, gets none.
 func MMLUTrainExample(d MMLUDoc) Example {
-	return Example{Prompt: MMLUPrompt(d.Subject, nil, d), Response: MMLUContinuations[d.Answer]}
+	prompt := mmluQuestion(d)
+	if MMLUCategory(d.Subject) != "" {
+		prompt = MMLUDescription(d.Subject) + prompt
+	}
+	return Example{Prompt: prompt, Response: MMLUContinuations[d.Answer]}
 }
 
 // MMLUPredict returns the index of the largest of the four continuation

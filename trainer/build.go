@@ -63,11 +63,16 @@ func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 	}
 	mc := loaded.Params.Config
 	logf("model: %s, %d layers, hidden %d, vocab %d (%s)", mc.ModelType, mc.Layers, mc.Hidden, mc.Vocab, cfg.Model.Path)
+	if mc.MaxPositions > 0 && cfg.Data.SeqLen > mc.MaxPositions {
+		loaded.Close()
+		return nil, fmt.Errorf("trainer: data.seq_len = %d exceeds the model's context, max_position_embeddings = %d (%s)", cfg.Data.SeqLen, mc.MaxPositions, cfg.Model.Path)
+	}
 	data, err := LoadData(cfg, loaded.Tokenizer)
 	if err != nil {
 		loaded.Close()
 		return nil, err
 	}
+	logf("data: first training example, prompt %q, response %q", elide(data.First.Prompt, 400), elide(data.First.Response, 200))
 	s, err := Prepare(cfg, loaded, data, logf)
 	if err != nil {
 		loaded.Close()

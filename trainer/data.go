@@ -2,7 +2,6 @@ package trainer
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
@@ -13,11 +12,15 @@ type Data struct {
 	Train, Eval []datasets.Sequence
 	// Stats of the training set's tokenisation (truncated/dropped examples).
 	Stats datasets.TokenizeStats
+	// First is the first training example as rendered, before
+	// tokenisation (shown in the log to make the template visible).
+	First datasets.Example
 }
 
 // readExamples reads prompt/response examples from path in the configured
-// format.
-func readExamples(dc configs.DataConfig, path string) ([]datasets.Example, error) {
+// format. maxExamples bounds a metamathqa selection (0: all), which is
+// shuffled by seed; the other formats return the whole file in file order.
+func readExamples(dc configs.DataConfig, path string, maxExamples int, seed int64) ([]datasets.Example, error) {
 	switch dc.Format {
 	case configs.FormatGSM8K:
 		docs, err := datasets.ReadGSM8K(path)
@@ -31,10 +34,20 @@ func readExamples(dc configs.DataConfig, path string) ([]datasets.Example, error
 		return ex, nil
 	case configs.FormatJSONL:
 		return datasets.ReadJSONL(path, dc.PromptField, dc.ResponseField)
+	case configs.FormatMetaMathQA:
+		recs, err := datasets.ReadMetaMathQA(path, datasets.MetaMathSelection{Types: dc.Types, Max: maxExamples, Seed: uint64(seed)})
+		if err != nil {
+			return nil, err
+		}
+		ex := make([]datasets.Example, len(recs))
+		for i, r := range recs {
+			ex[i] = datasets.MetaMathTrainExample(r)
+		}
+		return ex, nil
 	case configs.FormatMMLU:
-		// An MMLU-format CSV directory such as auxiliary_train/: the
-		// directory is a split of its parent.
-		docs, err := datasets.ReadMMLU(filepath.Dir(filepath.Clean(path)), filepath.Base(filepath.Clean(path)), nil)
+		// auxiliary_train/, the data.tar root holding it, or another split
+		// directory of the MMLU layout.
+		docs, err := datasets.ReadMMLUTrain(path)
 		if err != nil {
 			return nil, err
 		}
@@ -49,12 +62,13 @@ func readExamples(dc configs.DataConfig, path string) ([]datasets.Example, error
 
 // LoadData reads and tokenises a run's training data and its held-out set:
 // data.eval_path when set, else data.eval_examples examples held out of the
-// training file (chosen from the seed; none when 0). Sequences hold at most
-// seq_len+1 tokens (inputs and shifted targets). A held-out set that is
-// enabled but has nothing to score is an error.
+// training file (chosen from the seed; none when 0). data.max_examples keeps
+// the first examples of the file (metamathqa: of its seeded shuffle).
+// Sequences hold at most seq_len+1 tokens (inputs and shifted targets). A
+// held-out set that is enabled but has nothing to score is an error.
 func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	dc := cfg.Data
-	all, err := readExamples(dc, dc.TrainPath)
+	all, err := readExamples(dc, dc.TrainPath, dc.MaxExamples, cfg.Train.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +78,7 @@ func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	var train, eval []datasets.Example
 	if dc.EvalPath != "" {
 		train = all
-		if eval, err = readExamples(dc, dc.EvalPath); err != nil {
+		if eval, err = readExamples(dc, dc.EvalPath, 0, cfg.Train.Seed); err != nil {
 			return nil, err
 		}
 	} else {
@@ -83,7 +97,7 @@ func LoadData(cfg *configs.Config, enc datasets.Encoder) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Data{}
+	d := &Data{First: train[0]}
 	if d.Train, d.Stats, err = datasets.TokenizeAll(enc, train, dc.SeqLen+1, overlong); err != nil {
 		return nil, fmt.Errorf("trainer: %s: %w", dc.TrainPath, err)
 	}
@@ -122,4 +136,14 @@ func heldOutSeqs(cfg *configs.Config, d *Data) []datasets.Sequence {
 		return d.Eval[:tc.EvalBatches*tc.BatchSize]
 	}
 	return d.Eval
+}
+
+// elide shortens s to its first and last n/2 runes around " … " when it has
+// more than n runes.
+func elide(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n/2]) + " … " + string(r[len(r)-n/2:])
 }

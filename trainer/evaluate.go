@@ -25,10 +25,6 @@ const (
 	EvalSamplesFile = "eval/samples.jsonl"
 )
 
-// metaMathFormat is the data.format of MetaMathQA training data, whose
-// prompts use the MetaMath template.
-const metaMathFormat = "metamathqa"
-
 // EvalSummary is summary.json's "eval": the headline of eval/results.json.
 type EvalSummary struct {
 	Task     string      `json:"task"`
@@ -47,7 +43,7 @@ func EvalTemplate(cfg *configs.Config) string {
 	if t := cfg.Eval.Template; t != "" {
 		return t
 	}
-	if cfg.Data.Format == metaMathFormat {
+	if cfg.Data.Format == configs.FormatMetaMathQA {
 		return eval.TemplateMetaMath
 	}
 	return eval.TemplateLMEval

@@ -109,7 +109,7 @@ func TestCPUProfile(t *testing.T) {
 // TestPrintConfigWithoutVariables prints a preset whose variables are not
 // set: they show as written. An old spelling is read with a note.
 func TestPrintConfigWithoutVariables(t *testing.T) {
-	for _, name := range []string{"SALR_MODEL", "SALR_ASSETS"} {
+	for _, name := range []string{"SALR_MODEL", "SALR_ASSETS", "SALR_METAMATHQA"} {
 		t.Setenv(name, "")
 		os.Unsetenv(name)
 	}
@@ -118,7 +118,7 @@ func TestPrintConfigWithoutVariables(t *testing.T) {
 	if err := run(context.Background(), o, &out, &errs); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"`, `base_format = "dense-fp32"`} {
+	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_METAMATHQA}/MetaMathQA-395K.json"`, `base_format = "dense-fp32"`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("-print-config output lacks %q:\n%s", want, out.String())
 		}
