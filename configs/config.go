@@ -132,6 +132,11 @@ type DataConfig struct {
 	Overlong string `toml:"overlong"`
 	// Use at most this many training examples; 0 uses all.
 	MaxExamples int `toml:"max_examples"`
+	// Pack several training examples into each seq_len row (first fit, in
+	// the shuffled order), each with its own positions and attending only to
+	// itself, instead of one padded example per row: the same loss per
+	// example with less padding, so fewer steps per epoch.
+	Packing bool `toml:"packing"`
 }
 
 // TrainConfig holds the optimiser, learning-rate schedule and loop settings.

@@ -50,6 +50,7 @@ var rules = map[string]rule{
 	"data.seq_len":        intAtLeast(2),
 	"data.overlong":       oneOf(overlongs),
 	"data.max_examples":   intAtLeast(0),
+	"data.packing":        anyValue("true, false"),
 
 	"train.max_steps":        intAtLeast(0),
 	"train.batch_size":       intAtLeast(1),
