@@ -254,7 +254,7 @@ func checkRows[T any](what string, s []T, rows, stride, width int) {
 // KVHeads key/value heads of size HeadDim (D) and the RoPE inverse frequencies
 // InvFreq (D/2 entries, see RopeInvFreq). The forward and backward functions
 // keep their scratch (the rotated copy of qkv, the score blocks) in internal
-// pools, so steady-state calls do not allocate; the backward pass recomputes
+// pools, so steady-state calls allocate no buffers; the backward pass recomputes
 // the probabilities rather than keeping [B, H, T, T] of them between calls.
 type SelfAttention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
@@ -316,6 +316,9 @@ func SelfAttentionBackward[T Float](s SelfAttention, dqkv, dout, qkv []T) {
 // sequence, and each other entry either 0 (an example starts) or one more
 // than the entry before it.
 func CheckPositions(pos []int, batch, seq int) error {
+	if batch < 0 || seq <= 0 {
+		return fmt.Errorf("invalid shape: %d sequences of %d", batch, seq)
+	}
 	if len(pos) != batch*seq {
 		return fmt.Errorf("%d positions for %d sequences of %d", len(pos), batch, seq)
 	}

@@ -368,6 +368,7 @@ func TestCheckPositions(t *testing.T) {
 		{[]int{0, 2, 3}, 1, 3, false},          // skips 1
 		{[]int{0, 1}, 1, 3, false},             // too short
 		{[]int{0, 1, -1}, 1, 3, false},
+		{nil, 1, 0, false},
 	} {
 		if err := CheckPositions(c.pos, c.batch, c.sq); (err == nil) != c.ok {
 			t.Errorf("CheckPositions(%v, %d, %d) = %v, want ok=%v", c.pos, c.batch, c.sq, err, c.ok)
