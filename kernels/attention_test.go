@@ -397,6 +397,24 @@ func BenchmarkSelfAttentionBackward(b *testing.B) {
 	}
 }
 
+// BenchmarkSelfAttentionPacked is forward and backward of the bench-60M
+// attention layer with each sequence packed with four examples of 64 tokens:
+// compare with BenchmarkSelfAttentionForward plus Backward (one example of
+// 256), which does about four times the attention work.
+func BenchmarkSelfAttentionPacked(b *testing.B) {
+	s, qkv := bench60MSelfAttention()
+	rows := make([][]int, s.Batch)
+	for r := range rows {
+		rows[r] = []int{64, 64, 64, 64}
+	}
+	s.Positions = packedPositions(s.Seq, rows...)
+	out, dqkv := make([]float32, s.Batch*s.Seq*s.Heads*s.HeadDim), make([]float32, len(qkv))
+	for b.Loop() {
+		SelfAttentionForward(s, out, qkv)
+		SelfAttentionBackward(s, dqkv, out, qkv)
+	}
+}
+
 // BenchmarkAttnDecode is one decode step of the bench-60M model's attention
 // layer against a 256-token KV cache.
 func BenchmarkAttnDecode(b *testing.B) {
