@@ -141,6 +141,11 @@ type DataConfig struct {
 	// MetaMathQA types to train on, e.g. ["GSM_AnsAug", "GSM_Rephrased"]
 	// (format metamathqa only); empty uses all.
 	Types []string `toml:"types"`
+	// Pack several training examples into each seq_len row (first fit, in
+	// the shuffled order), each with its own positions and attending only to
+	// itself, instead of one padded example per row: the same loss per
+	// example with less padding, so fewer steps per epoch.
+	Packing bool `toml:"packing"`
 }
 
 // TrainConfig holds the optimiser, learning-rate schedule and loop settings.

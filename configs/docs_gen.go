@@ -19,6 +19,7 @@ var fieldDocs = map[string]string{
 	"data.format":                  "Training data format: gsm8k (JSONL with question/answer), jsonl (instruction JSONL with the fields below), metamathqa (MetaMathQA as released, MetaMathQA-395K.json, or the same records as JSONL, in the MetaMath authors' prompt template) or mmlu (a directory of MMLU CSV files: auxiliary_train, or the data.tar root holding it).",
 	"data.max_examples":            "Use at most this many training examples; 0 uses all. The first ones of the file, except for metamathqa, which draws them by a shuffle seeded by train.seed.",
 	"data.overlong":                "What to do with an example longer than seq_len: truncate (cut the end) or drop (skip it).",
+	"data.packing":                 "Pack several training examples into each seq_len row (first fit, in the shuffled order), each with its own positions and attending only to itself, instead of one padded example per row: the same loss per example with less padding, so fewer steps per epoch.",
 	"data.prompt_field":            "JSON field holding the prompt (format jsonl only).",
 	"data.response_field":          "JSON field holding the response, the only tokens with loss (format jsonl only).",
 	"data.seq_len":                 "Tokens per training sequence (prompt plus response).",

@@ -51,6 +51,7 @@ var rules = map[string]rule{
 	"data.overlong":       oneOf(overlongs),
 	"data.max_examples":   intAtLeast(0),
 	"data.types":          namesRule(),
+	"data.packing":        anyValue("true, false"),
 
 	"train.max_steps":        intAtLeast(0),
 	"train.batch_size":       intAtLeast(1),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"sort"
 )
 
@@ -18,13 +19,19 @@ type Batch struct {
 	// Mask is 1 where the target counts in the loss (a response token or the
 	// EOS), 0 for prompt and padding positions.
 	Mask []float32
-	// Examples is the number of rows (always B).
+	// Positions is nil unless the loader packs: then it holds each input's
+	// position within its example (0 where an example starts; a row's
+	// padding tail counts from 0 as one more example), for RoPE and the
+	// block-diagonal attention mask (see kernels.SelfAttention.Positions).
+	Positions []int
+	// Examples is the number of sequences in the batch (B unless packing).
 	Examples int
 	// Tokens counts the non-padding input positions (for throughput).
 	Tokens int
 	// LossTokens counts the positions with Mask 1.
 	LossTokens int
-	// Indices are the sequence indices of the rows, in row order.
+	// Indices are the sequence indices of the examples: one per row in row
+	// order, or when packing in the order they were taken from the epoch.
 	Indices []int
 }
 
@@ -40,19 +47,37 @@ type LoaderState struct {
 // positions. Each epoch visits every sequence once in an order shuffled
 // deterministically from (seed, epoch) by a PCG generator; the last partial
 // batch of an epoch continues with the first sequences of the next epoch.
+//
+// A packing loader (NewPackedLoader) puts several sequences into a row: it
+// takes sequences in the epoch's order and places each into the first row
+// with room for it (first fit), until the next sequence fits in no row; that
+// sequence starts the next batch. A sequence of n tokens takes n-1 positions
+// (its last token is only a target), is never split across rows, and pads
+// only the tail of a row.
 type Loader struct {
 	seqs          []Sequence
 	batch, seqLen int
 	pad           int
 	seed          uint64
+	packed        bool
 	state         LoaderState
 	order         []int // the shuffled order of state.Epoch
 }
 
-// NewLoader returns a loader over seqs starting at epoch 0. Each sequence may
-// hold at most seqLen+1 tokens (Tokenize with maxTokens = seqLen+1); padID
-// fills the unused positions of Inputs and Targets.
+// NewLoader returns a loader over seqs, one per row, starting at epoch 0.
+// Each sequence may hold at most seqLen+1 tokens (Tokenize with maxTokens =
+// seqLen+1); padID fills the unused positions of Inputs and Targets.
 func NewLoader(seqs []Sequence, batchSize, seqLen, padID int, seed uint64) (*Loader, error) {
+	return newLoader(seqs, batchSize, seqLen, padID, seed, false)
+}
+
+// NewPackedLoader is NewLoader for a loader that packs several sequences into
+// each row (see Loader); every sequence needs at least 2 tokens.
+func NewPackedLoader(seqs []Sequence, batchSize, seqLen, padID int, seed uint64) (*Loader, error) {
+	return newLoader(seqs, batchSize, seqLen, padID, seed, true)
+}
+
+func newLoader(seqs []Sequence, batchSize, seqLen, padID int, seed uint64, packed bool) (*Loader, error) {
 	if len(seqs) == 0 {
 		return nil, fmt.Errorf("datasets: loader needs at least one sequence")
 	}
@@ -66,8 +91,11 @@ func NewLoader(seqs []Sequence, batchSize, seqLen, padID int, seed uint64) (*Loa
 		if len(s.Tokens) > seqLen+1 {
 			return nil, fmt.Errorf("datasets: sequence %d has %d tokens, more than sequence length %d + 1 (tokenise with maxTokens = %d)", i, len(s.Tokens), seqLen, seqLen+1)
 		}
+		if packed && len(s.Tokens) < 2 {
+			return nil, fmt.Errorf("datasets: sequence %d has %d tokens; packing needs at least an input and a target", i, len(s.Tokens))
+		}
 	}
-	l := &Loader{seqs: seqs, batch: batchSize, seqLen: seqLen, pad: padID, seed: seed}
+	l := &Loader{seqs: seqs, batch: batchSize, seqLen: seqLen, pad: padID, seed: seed, packed: packed}
 	l.order = epochOrder(len(seqs), seed, 0)
 	return l, nil
 }
@@ -75,8 +103,21 @@ func NewLoader(seqs []Sequence, batchSize, seqLen, padID int, seed uint64) (*Loa
 // Len is the number of sequences per epoch.
 func (l *Loader) Len() int { return len(l.seqs) }
 
-// StepsPerEpoch is the number of batches that cover one epoch, rounded up.
-func (l *Loader) StepsPerEpoch() int { return (len(l.seqs) + l.batch - 1) / l.batch }
+// StepsPerEpoch is the number of batches that cover one epoch, rounded up
+// (for a packing loader, those of epoch 0 from its start).
+func (l *Loader) StepsPerEpoch() int {
+	if !l.packed {
+		return (len(l.seqs) + l.batch - 1) / l.batch
+	}
+	c := *l
+	c.state, c.order = LoaderState{}, epochOrder(len(l.seqs), l.seed, 0)
+	steps := 0
+	for c.state.Epoch == 0 {
+		c.fill(func(int, int, int) {})
+		steps++
+	}
+	return steps
+}
 
 // State returns the loader's position (where the next batch starts).
 func (l *Loader) State() LoaderState { return l.state }
@@ -95,6 +136,9 @@ func (l *Loader) Restore(s LoaderState) error {
 
 // Next returns the next batch and advances the loader.
 func (l *Loader) Next() Batch {
+	if l.packed {
+		return l.nextPacked()
+	}
 	B, T := l.batch, l.seqLen
 	b := Batch{
 		Inputs:   make([]int, B*T),
@@ -127,6 +171,58 @@ func (l *Loader) Next() Batch {
 		}
 	}
 	return b
+}
+
+// nextPacked is Next for a packing loader.
+func (l *Loader) nextPacked() Batch {
+	B, T := l.batch, l.seqLen
+	b := Batch{
+		Inputs:    make([]int, B*T),
+		Targets:   make([]int, B*T),
+		Mask:      make([]float32, B*T),
+		Positions: make([]int, B*T),
+	}
+	for i := range b.Inputs {
+		b.Inputs[i], b.Targets[i] = l.pad, l.pad
+	}
+	used := l.fill(func(idx, row, offset int) {
+		s := l.seqs[idx]
+		b.Indices = append(b.Indices, idx)
+		at := row*T + offset
+		for t := 0; t+1 < len(s.Tokens); t++ {
+			b.Inputs[at+t], b.Targets[at+t], b.Positions[at+t] = s.Tokens[t], s.Tokens[t+1], t
+			if s.Loss[t+1] {
+				b.Mask[at+t] = 1
+				b.LossTokens++
+			}
+		}
+		b.Tokens += len(s.Tokens) - 1
+	})
+	for row, u := range used {
+		for t := u; t < T; t++ {
+			b.Positions[row*T+t] = t - u
+		}
+	}
+	b.Examples = len(b.Indices)
+	return b
+}
+
+// fill takes the sequences of one packed batch, first fit into B rows of T
+// positions, advancing the loader; it calls place with each sequence's index,
+// row and first position, and returns the positions used in each row.
+func (l *Loader) fill(place func(idx, row, offset int)) []int {
+	used := make([]int, l.batch)
+	for {
+		idx := l.order[l.state.Cursor]
+		n := len(l.seqs[idx].Tokens) - 1
+		row := slices.IndexFunc(used, func(u int) bool { return u+n <= l.seqLen })
+		if row < 0 {
+			return used
+		}
+		l.advance()
+		place(idx, row, used[row])
+		used[row] += n
+	}
 }
 
 // advance moves the cursor one sequence on, into the next epoch at the end.

@@ -259,3 +259,143 @@ func BenchmarkLoaderNext(b *testing.B) {
 		l.Next()
 	}
 }
+
+// TestPackedLoader checks packed batches against their sequences: every
+// sequence of an epoch is placed once, whole, in one row, at positions
+// 0..n-2 of a run that starts at position 0; inputs, targets and mask are the
+// sequence's; only the tail of a row is padding; a batch ends only when the
+// next sequence fits in no row.
+func TestPackedLoader(t *testing.T) {
+	const B, T, pad = 3, 9, -1
+	seqs := testSequences(23, T+1)
+	l, err := NewPackedLoader(seqs, B, T, pad, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	var prevUsed []int
+	for step := 0; step < 12; step++ {
+		b := l.Next()
+		if len(b.Inputs) != B*T || len(b.Targets) != B*T || len(b.Mask) != B*T || len(b.Positions) != B*T || b.Examples != len(b.Indices) {
+			t.Fatalf("batch shapes: %d %d %d %d, %d examples, %d indices", len(b.Inputs), len(b.Targets), len(b.Mask), len(b.Positions), b.Examples, len(b.Indices))
+		}
+		if prevUsed != nil {
+			first := len(seqs[b.Indices[0]].Tokens) - 1
+			for row, u := range prevUsed {
+				if u+first <= T {
+					t.Fatalf("step %d: sequence %d (%d positions) would have fit row %d of the previous batch (%d used)", step, b.Indices[0], first, row, u)
+				}
+			}
+		}
+		// Walk each row's runs of positions; each run is one sequence or the tail.
+		next, used := 0, make([]int, B)
+		tokens, lossTokens := 0, 0
+		for row := 0; row < B; row++ {
+			for at := 0; at < T; {
+				if b.Positions[row*T+at] != 0 {
+					t.Fatalf("step %d row %d: a run starts at position %d", step, row, b.Positions[row*T+at])
+				}
+				end := at + 1
+				for end < T && b.Positions[row*T+end] != 0 {
+					if b.Positions[row*T+end] != end-at {
+						t.Fatalf("step %d row %d: position %d at %d", step, row, b.Positions[row*T+end], end)
+					}
+					end++
+				}
+				if b.Inputs[row*T+at] == pad { // the tail: padding to the end
+					for i := at; i < T; i++ {
+						if b.Inputs[row*T+i] != pad || b.Targets[row*T+i] != pad || b.Mask[row*T+i] != 0 || (i > at && b.Positions[row*T+i] != i-at) {
+							t.Fatalf("step %d row %d: tail at %d is not padding", step, row, i)
+						}
+					}
+					break
+				}
+				// Sequences are placed in Indices order, so a row's runs
+				// appear in that order too, but rows interleave: find it.
+				idx := -1
+				for _, j := range b.Indices {
+					if seqs[j].Tokens[0] == b.Inputs[row*T+at] {
+						idx = j
+					}
+				}
+				if idx < 0 {
+					t.Fatalf("step %d row %d: run at %d is no sequence of the batch", step, row, at)
+				}
+				s := seqs[idx]
+				if end-at != len(s.Tokens)-1 {
+					t.Fatalf("step %d row %d: sequence %d takes %d positions, want %d", step, row, idx, end-at, len(s.Tokens)-1)
+				}
+				for i := 0; i < end-at; i++ {
+					want := float32(0)
+					if s.Loss[i+1] {
+						want = 1
+						lossTokens++
+					}
+					if b.Inputs[row*T+at+i] != s.Tokens[i] || b.Targets[row*T+at+i] != s.Tokens[i+1] || b.Mask[row*T+at+i] != want {
+						t.Fatalf("step %d row %d: sequence %d differs at %d", step, row, idx, i)
+					}
+				}
+				tokens += end - at
+				seen[idx]++
+				next++
+				at, used[row] = end, end
+			}
+		}
+		if next != len(b.Indices) {
+			t.Fatalf("step %d: %d runs in the rows, %d indices", step, next, len(b.Indices))
+		}
+		if tokens != b.Tokens || lossTokens != b.LossTokens {
+			t.Fatalf("step %d: Tokens %d LossTokens %d, want %d %d", step, b.Tokens, b.LossTokens, tokens, lossTokens)
+		}
+		prevUsed = used
+		if st := l.State(); st.Epoch == 1 && len(seen) < len(seqs) {
+			t.Fatalf("epoch 0 ended with %d of %d sequences placed", len(seen), len(seqs))
+		}
+	}
+	for i := range seqs {
+		if seen[i] < 1 {
+			t.Errorf("sequence %d never placed", i)
+		}
+	}
+
+	// Resuming from any saved state gives the uninterrupted run's batches.
+	run := func(l *Loader, steps int) []Batch {
+		var out []Batch
+		for i := 0; i < steps; i++ {
+			out = append(out, l.Next())
+		}
+		return out
+	}
+	full, _ := NewPackedLoader(seqs, B, T, pad, 7)
+	want := run(full, 10)
+	again, _ := NewPackedLoader(seqs, B, T, pad, 7)
+	if !reflect.DeepEqual(run(again, 10), want) {
+		t.Fatal("two packed loaders with the same seed differ")
+	}
+	for _, stop := range []int{1, 4, 7} {
+		first, _ := NewPackedLoader(seqs, B, T, pad, 7)
+		run(first, stop)
+		resumed, _ := NewPackedLoader(seqs, B, T, pad, 7)
+		if err := resumed.Restore(first.State()); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(run(resumed, 10-stop), want[stop:]) {
+			t.Errorf("resumed after %d batches at %+v: batches differ", stop, first.State())
+		}
+	}
+
+	// StepsPerEpoch counts the batches until epoch 1 starts.
+	count, _ := NewPackedLoader(seqs, B, T, pad, 7)
+	steps := 0
+	for count.State().Epoch == 0 {
+		count.Next()
+		steps++
+	}
+	if got := full.StepsPerEpoch(); got != steps || got >= (len(seqs)+B-1)/B {
+		t.Errorf("packed StepsPerEpoch %d, want %d (and fewer than unpacked %d)", got, steps, (len(seqs)+B-1)/B)
+	}
+
+	if _, err := NewPackedLoader([]Sequence{{Tokens: []int{1}, Loss: []bool{true}}}, 1, 4, 0, 0); err == nil {
+		t.Error("a one-token sequence accepted for packing")
+	}
+}

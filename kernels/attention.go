@@ -58,15 +58,16 @@ func (a Attn[T]) Backward(dQ, dK, dV, dOut []T) {
 type attnGrads[T Float] struct{ dQ, dK, dV, dOut []T }
 
 // attnForward runs Forward for `seqs` sequences (seq(b) describes sequence b;
-// all share Tq, Tk and the head counts), one task per (sequence, head), in
-// parallel.
+// all share the head counts, and Probs is set in all or none), one task per
+// (sequence, head), in parallel.
 func attnForward[T Float](seqs int, seq func(b int) Attn[T]) {
 	a0 := seq(0)
+	rows, keys, work := attnExtent(seqs, seq)
 	tasks := seqs * a0.Heads
-	parallelFor(tasks, tasks*a0.headWork(), func(lo, hi int) {
+	parallelFor(tasks, work*a0.Heads, func(lo, hi int) {
 		var scores []T
 		if a0.Probs == nil {
-			buf := getScratch[T](a0.blockRows() * a0.Tk)
+			buf := getScratch[T](rows * keys)
 			defer putScratch(buf)
 			scores = *buf
 		}
@@ -84,10 +85,10 @@ func attnBackward[T Float](seqs int, seq func(b int) (Attn[T], attnGrads[T])) {
 	if g0.dQ == nil && g0.dK == nil && g0.dV == nil {
 		return
 	}
+	rows, keys, work := attnExtent(seqs, func(b int) Attn[T] { a, _ := seq(b); return a })
 	tasks := seqs * a0.KVHeads
-	groupWork := 2 * a0.headWork() * (a0.Heads / max(a0.KVHeads, 1))
-	parallelFor(tasks, tasks*groupWork, func(lo, hi int) {
-		n := a0.blockRows() * a0.Tk
+	parallelFor(tasks, 2*work*a0.Heads, func(lo, hi int) {
+		n := rows * keys
 		scratch := getScratch[T](2 * n)
 		defer putScratch(scratch)
 		scores, dScores := (*scratch)[:n], (*scratch)[n:]
@@ -96,6 +97,18 @@ func attnBackward[T Float](seqs int, seq func(b int) (Attn[T], attnGrads[T])) {
 			a.backwardGroup(t%a0.KVHeads, g, scores, dScores)
 		}
 	})
+}
+
+// attnExtent returns the largest score block (rows × keys) over `seqs`
+// sequences, which sizes the per-task scratch, and the sum of their per-head
+// work.
+func attnExtent[T Float](seqs int, seq func(b int) Attn[T]) (rows, keys, work int) {
+	for b := 0; b < seqs; b++ {
+		a := seq(b)
+		rows, keys = max(rows, a.blockRows()), max(keys, a.Tk)
+		work += a.headWork()
+	}
+	return rows, keys, work
 }
 
 // forwardHead computes Out for query head h, block of rows by block of rows.
@@ -239,20 +252,28 @@ func checkRows[T any](what string, s []T, rows, stride, width int) {
 // SelfAttention describes the training-time attention layer over Batch
 // sequences of Seq tokens each (N = Batch·Seq rows), with Heads query heads,
 // KVHeads key/value heads of size HeadDim (D) and the RoPE inverse frequencies
-// InvFreq (D/2 entries, see RopeInvFreq). Positions are 0..Seq-1 within each
-// sequence. The forward and backward functions keep their scratch (the rotated
-// copy of qkv, the score blocks) in internal pools, so steady-state calls do
-// not allocate; the backward pass recomputes the probabilities rather than
-// keeping [B, H, T, T] of them between calls.
+// InvFreq (D/2 entries, see RopeInvFreq). The forward and backward functions
+// keep their scratch (the rotated copy of qkv, the score blocks) in internal
+// pools, so steady-state calls allocate no buffers; the backward pass recomputes
+// the probabilities rather than keeping [B, H, T, T] of them between calls.
 type SelfAttention struct {
 	Batch, Seq, Heads, KVHeads, HeadDim int
 	InvFreq                             []float64
+	// Positions, when set, packs several examples into each sequence: it
+	// holds the RoPE position of each of the N rows, which is 0 where an
+	// example starts and one more than the previous row's elsewhere, and 0 at
+	// the start of every sequence (see CheckPositions). An example's rows
+	// attend only to the rows of the same example (a block-diagonal causal
+	// mask); the blocks outside it are skipped, not masked. Nil: one example
+	// per sequence, positions 0..Seq-1. The slice is read at every call, so
+	// its contents may change between calls.
+	Positions []int
 }
 
 // SelfAttentionForward computes out [N, H·D] from qkv [N, (H+2·KV)·D], whose
 // rows are packed as [q heads | k heads | v heads]: it applies RoPE to q and k
 // (on a private copy; qkv is not modified) and causal attention to each
-// sequence (see Attn).
+// sequence, or each packed example (see Attn).
 func SelfAttentionForward[T Float](s SelfAttention, out, qkv []T) {
 	s.check("SelfAttentionForward")
 	checkLen("SelfAttentionForward qkv", qkv, s.Batch*s.Seq*s.width())
@@ -262,7 +283,8 @@ func SelfAttentionForward[T Float](s SelfAttention, out, qkv []T) {
 	}
 	roped := ropedQKV(s, qkv)
 	defer putScratch(roped)
-	attnForward(s.Batch, func(b int) Attn[T] { return sequenceAttn(s, b, *roped, out) })
+	segs := s.segments()
+	attnForward(len(segs), func(i int) Attn[T] { return segmentAttn(s, segs[i], *roped, out) })
 }
 
 // SelfAttentionBackward writes dqkv [N, (H+2·KV)·D] (overwritten), the
@@ -280,19 +302,71 @@ func SelfAttentionBackward[T Float](s SelfAttention, dqkv, dout, qkv []T) {
 	}
 	roped := ropedQKV(s, qkv)
 	defer putScratch(roped)
-	attnBackward(s.Batch, func(b int) (Attn[T], attnGrads[T]) {
+	segs := s.segments()
+	attnBackward(len(segs), func(i int) (Attn[T], attnGrads[T]) {
 		// dqkv and dout are laid out exactly like qkv and out.
-		d := sequenceAttn(s, b, dqkv, dout)
-		return sequenceAttn(s, b, *roped, nil), attnGrads[T]{dQ: d.Q, dK: d.K, dV: d.V, dOut: d.Out}
+		d := segmentAttn(s, segs[i], dqkv, dout)
+		return segmentAttn(s, segs[i], *roped, nil), attnGrads[T]{dQ: d.Q, dK: d.K, dV: d.V, dOut: d.Out}
 	})
 	ropeRotate(dqkv, n, w, 0, s.Heads+s.KVHeads, s.HeadDim, s.position, s.InvFreq, true)
+}
+
+// CheckPositions reports whether pos is a valid SelfAttention.Positions for
+// batch sequences of seq rows: batch·seq entries, 0 at the start of every
+// sequence, and each other entry either 0 (an example starts) or one more
+// than the entry before it.
+func CheckPositions(pos []int, batch, seq int) error {
+	if batch < 0 || seq <= 0 {
+		return fmt.Errorf("invalid shape: %d sequences of %d", batch, seq)
+	}
+	if len(pos) != batch*seq {
+		return fmt.Errorf("%d positions for %d sequences of %d", len(pos), batch, seq)
+	}
+	for r, p := range pos {
+		switch {
+		case r%seq == 0 && p != 0:
+			return fmt.Errorf("position %d at the start of sequence %d, want 0", p, r/seq)
+		case p != 0 && p != pos[r-1]+1:
+			return fmt.Errorf("position %d at row %d of sequence %d follows %d; want 0 or %d", p, r%seq, r/seq, pos[r-1], pos[r-1]+1)
+		}
+	}
+	return nil
+}
+
+// segment is a run of rows [start, start+n) of qkv that attend among
+// themselves.
+type segment struct{ start, n int }
+
+// segments lists the examples of s: one per sequence without Positions, else
+// one per run of rows that starts at position 0.
+func (s SelfAttention) segments() []segment {
+	if s.Positions == nil {
+		segs := make([]segment, s.Batch)
+		for b := range segs {
+			segs[b] = segment{b * s.Seq, s.Seq}
+		}
+		return segs
+	}
+	var segs []segment
+	for r, p := range s.Positions[:s.Batch*s.Seq] {
+		if p == 0 {
+			segs = append(segs, segment{r, 0})
+		}
+		segs[len(segs)-1].n++
+	}
+	return segs
 }
 
 // width is the row width (H+2·KV)·D of qkv.
 func (s SelfAttention) width() int { return (s.Heads + 2*s.KVHeads) * s.HeadDim }
 
 // position is the RoPE position of row r of qkv.
-func (s SelfAttention) position(r int) int { return r % s.Seq }
+func (s SelfAttention) position(r int) int {
+	if s.Positions != nil {
+		return s.Positions[r]
+	}
+	return r % s.Seq
+}
 
 // ropedQKV returns a pooled copy of qkv with RoPE applied to its q and k heads
 // (adjacent in each row, so one rotation covers both).
@@ -304,18 +378,18 @@ func ropedQKV[T Float](s SelfAttention, qkv []T) *[]T {
 	return buf
 }
 
-// sequenceAttn describes sequence b of the packed qkv and of out (out may be
-// nil).
-func sequenceAttn[T Float](s SelfAttention, b int, qkv, out []T) Attn[T] {
+// segmentAttn describes segment g of the packed qkv and of out (out may be
+// nil) as one causal sequence.
+func segmentAttn[T Float](s SelfAttention, g segment, qkv, out []T) Attn[T] {
 	w, hd, kvd := s.width(), s.Heads*s.HeadDim, s.KVHeads*s.HeadDim
-	row := b * s.Seq * w
+	row := g.start * w
 	a := Attn[T]{
-		Tq: s.Seq, Tk: s.Seq, Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim,
+		Tq: g.n, Tk: g.n, Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim,
 		Q: qkv[row:], K: qkv[row+hd:], V: qkv[row+hd+kvd:],
 		QStride: w, KStride: w, VStride: w, OutStride: hd,
 	}
 	if out != nil {
-		a.Out = out[b*s.Seq*hd:]
+		a.Out = out[g.start*hd:]
 	}
 	return a
 }
@@ -328,6 +402,11 @@ func (s SelfAttention) check(fn string) {
 	}
 	if len(s.InvFreq) != s.HeadDim/2 {
 		panic(fmt.Sprintf("kernels: %s: %d inverse frequencies for head size %d", fn, len(s.InvFreq), s.HeadDim))
+	}
+	if s.Positions != nil {
+		if err := CheckPositions(s.Positions, s.Batch, s.Seq); err != nil {
+			panic(fmt.Sprintf("kernels: %s: %v", fn, err))
+		}
 	}
 }
 

@@ -270,6 +270,112 @@ func TestSelfAttention(t *testing.T) {
 	})
 }
 
+// packedPositions returns the Positions of sequences that hold examples of
+// the given lengths, sequence by sequence (each list must sum to seq).
+func packedPositions(seq int, lengths ...[]int) []int {
+	var pos []int
+	for _, row := range lengths {
+		for _, n := range row {
+			for p := 0; p < n; p++ {
+				pos = append(pos, p)
+			}
+		}
+		if len(pos)%seq != 0 {
+			panic("packedPositions: lengths do not fill the sequence")
+		}
+	}
+	return pos
+}
+
+// TestSelfAttentionPacked checks packed sequences against each example run
+// alone as its own sequence (the reference of TestSelfAttention), the
+// gradient by central differences, and that positions 0..Seq-1 give exactly
+// the unpacked result.
+func TestSelfAttentionPacked(t *testing.T) {
+	const seq = 70 // more rows than attnRowBlock, so examples straddle row blocks
+	lengths := [][]int{{3, 66, 1}, {70}, {1, 1, 68}}
+	s := SelfAttention{Batch: 3, Seq: seq, Heads: 4, KVHeads: 2, HeadDim: 4, InvFreq: RopeInvFreq(4, 10, RopeScaling{}),
+		Positions: packedPositions(seq, lengths...)}
+	n, w, hd := s.Batch*s.Seq, s.width(), s.Heads*s.HeadDim
+	rng := testRand(61)
+	qkv, R := randNormal(rng, n*w, 1), randNormal(rng, n*hd, 1)
+	out := make([]float64, n*hd)
+	SelfAttentionForward(s, out, qkv)
+
+	want := make([]float64, 0, n*hd)
+	start := 0
+	for _, row := range lengths {
+		for _, l := range row {
+			alone := SelfAttention{Batch: 1, Seq: l, Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim, InvFreq: s.InvFreq}
+			want = append(want, selfAttentionReference(alone, qkv[start*w:(start+l)*w])...)
+			start += l
+		}
+	}
+	assertClose(t, "packed SelfAttentionForward", out, want, 1e-12)
+
+	dqkv := randNormal(rng, n*w, 1)
+	SelfAttentionBackward(s, dqkv, R, qkv)
+	small := SelfAttention{Batch: 2, Seq: 5, Heads: 4, KVHeads: 2, HeadDim: 4, InvFreq: s.InvFreq,
+		Positions: packedPositions(5, []int{2, 3}, []int{1, 3, 1})}
+	sq, sR := qkv[:small.Batch*small.Seq*w], R[:small.Batch*small.Seq*hd]
+	sOut, sd := make([]float64, len(sR)), make([]float64, len(sq))
+	SelfAttentionBackward(small, sd, sR, sq)
+	gradCheck(t, "packed SelfAttention dqkv", sq, sd, func() float64 {
+		SelfAttentionForward(small, sOut, sq)
+		return dotSum(sOut, sR)
+	}, gradTol)
+
+	// One example per sequence through Positions is the unpacked layer, bit for bit.
+	plain := s
+	plain.Positions = nil
+	full := s
+	full.Positions = packedPositions(seq, []int{seq}, []int{seq}, []int{seq})
+	q32 := to32(qkv)
+	o1, o2 := make([]float32, n*hd), make([]float32, n*hd)
+	SelfAttentionForward(plain, o1, q32)
+	SelfAttentionForward(full, o2, q32)
+	d1, d2 := make([]float32, n*w), make([]float32, n*w)
+	SelfAttentionBackward(plain, d1, to32(R), q32)
+	SelfAttentionBackward(full, d2, to32(R), q32)
+	for i := range o1 {
+		if o1[i] != o2[i] {
+			t.Fatalf("out[%d]: %v with Positions 0..Seq-1, %v without", i, o2[i], o1[i])
+		}
+	}
+	for i := range d1 {
+		if d1[i] != d2[i] {
+			t.Fatalf("dqkv[%d]: %v with Positions 0..Seq-1, %v without", i, d2[i], d1[i])
+		}
+	}
+
+	bad := s
+	bad.Positions = append([]int(nil), s.Positions...)
+	bad.Positions[5] = 7
+	expectPanic(t, "positions that skip", func() { SelfAttentionForward(bad, out, qkv) })
+	bad.Positions = s.Positions[:n-1]
+	expectPanic(t, "short positions", func() { SelfAttentionForward(bad, out, qkv) })
+}
+
+func TestCheckPositions(t *testing.T) {
+	for _, c := range []struct {
+		pos       []int
+		batch, sq int
+		ok        bool
+	}{
+		{[]int{0, 1, 2, 0, 1, 0}, 2, 3, true},
+		{[]int{0, 0, 0}, 1, 3, true},
+		{[]int{0, 1, 2, 3, 0, 1}, 2, 3, false}, // the second sequence starts at 3
+		{[]int{0, 2, 3}, 1, 3, false},          // skips 1
+		{[]int{0, 1}, 1, 3, false},             // too short
+		{[]int{0, 1, -1}, 1, 3, false},
+		{nil, 1, 0, false},
+	} {
+		if err := CheckPositions(c.pos, c.batch, c.sq); (err == nil) != c.ok {
+			t.Errorf("CheckPositions(%v, %d, %d) = %v, want ok=%v", c.pos, c.batch, c.sq, err, c.ok)
+		}
+	}
+}
+
 func bench60MSelfAttention() (SelfAttention, []float32) {
 	s := SelfAttention{Batch: 4, Seq: 256, Heads: 8, KVHeads: 8, HeadDim: 64, InvFreq: RopeInvFreq(64, 10000, RopeScaling{})}
 	return s, randomFloat32(1, s.Batch*s.Seq*(s.Heads+2*s.KVHeads)*s.HeadDim, 1)
@@ -288,6 +394,24 @@ func BenchmarkSelfAttentionBackward(b *testing.B) {
 	dqkv, dout := make([]float32, len(qkv)), randomFloat32(2, s.Batch*s.Seq*s.Heads*s.HeadDim, 1)
 	for b.Loop() {
 		SelfAttentionBackward(s, dqkv, dout, qkv)
+	}
+}
+
+// BenchmarkSelfAttentionPacked is forward and backward of the bench-60M
+// attention layer with each sequence packed with four examples of 64 tokens:
+// compare with BenchmarkSelfAttentionForward plus Backward (one example of
+// 256), which does about four times the attention work.
+func BenchmarkSelfAttentionPacked(b *testing.B) {
+	s, qkv := bench60MSelfAttention()
+	rows := make([][]int, s.Batch)
+	for r := range rows {
+		rows[r] = []int{64, 64, 64, 64}
+	}
+	s.Positions = packedPositions(s.Seq, rows...)
+	out, dqkv := make([]float32, s.Batch*s.Seq*s.Heads*s.HeadDim), make([]float32, len(qkv))
+	for b.Loop() {
+		SelfAttentionForward(s, out, qkv)
+		SelfAttentionBackward(s, dqkv, out, qkv)
 	}
 }
 

@@ -21,6 +21,9 @@ type GraphOptions[T kernels.Float] struct {
 	// input; a non-nil node it returns is added to the projection's output.
 	// Adapter parameters are created with Builder.Learnable.
 	Adapter func(b *Builder[T], lin *Linear[T], x *G.Node) (*G.Node, error)
+	// Packed lets each sequence hold several examples, separated by the
+	// positions given to StepPositions (see kernels.SelfAttention.Positions).
+	Packed bool
 	// KeepLogits makes the graph hold the full [Batch·Seq, Vocab] logits
 	// (see Logits). By default a frozen head is fused with the loss and the
 	// logits are never materialised at once, which saves two N×V buffers.
@@ -72,6 +75,7 @@ type Graph[T kernels.Float] struct {
 	g                  *G.ExprGraph
 	ids, targets, mask *G.Node
 	idsT, targetsT     []int
+	posT               []int // RoPE positions of a packed graph, else nil
 	maskT              []T
 	logits, loss       *G.Node
 	plan               *gop.Plan
@@ -95,6 +99,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	b := &Builder[T]{g: G.NewGraph()}
 	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g,
 		idsT: make([]int, n), targetsT: make([]int, n), maskT: make([]T, n)}
+	if opt.Packed {
+		gr.posT = make([]int, n)
+	}
 
 	intInput := func(name string, data []int) *G.Node {
 		node := G.NewTensor(b.g, tensor.Int, 1, G.WithShape(n), G.WithName(name),
@@ -161,7 +168,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		x := must(b.Apply(gop.Embedding[T]{}, gr.ids, embed))
 		attn := gop.SelfAttention[T]{SelfAttention: kernels.SelfAttention{
 			Batch: opt.Batch, Seq: opt.Seq, Heads: cfg.Heads, KVHeads: cfg.KVHeads,
-			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq()}}
+			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq(), Positions: gr.posT}}
 		norm := gop.RMSNorm[T]{Eps: cfg.RMSNormEps}
 		for l := range p.Layers {
 			L := &p.Layers[l]
@@ -231,9 +238,31 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 // learnables' gradients (see Grad and ZeroGrad), so calling Step several
 // times accumulates them.
 func (gr *Graph[T]) Step(inputs, targets []int, mask []T) (T, error) {
+	return gr.StepPositions(inputs, targets, nil, mask)
+}
+
+// StepPositions is Step on a batch of packed sequences: positions holds the
+// position of each of the Batch×Seq tokens within its example (0 where an
+// example starts; see kernels.CheckPositions), and each example attends only
+// to itself. It needs a graph built with GraphOptions.Packed; nil positions
+// mean one example per sequence.
+func (gr *Graph[T]) StepPositions(inputs, targets, positions []int, mask []T) (T, error) {
 	n := gr.Batch * gr.Seq
 	if len(inputs) != n || len(targets) != n || len(mask) != n {
 		return 0, fmt.Errorf("model: Step: got %d inputs, %d targets, %d mask values; want %d each", len(inputs), len(targets), len(mask), n)
+	}
+	switch {
+	case positions != nil && gr.posT == nil:
+		return 0, fmt.Errorf("model: Step: positions given to a graph built without GraphOptions.Packed")
+	case positions != nil:
+		if err := kernels.CheckPositions(positions, gr.Batch, gr.Seq); err != nil {
+			return 0, fmt.Errorf("model: Step: %w", err)
+		}
+		copy(gr.posT, positions)
+	case gr.posT != nil:
+		for r := range gr.posT {
+			gr.posT[r] = r % gr.Seq
+		}
 	}
 	vocab := gr.Params.Config.Vocab
 	for i := range inputs {

@@ -228,3 +228,112 @@ func TestRandomCheckpointIsRepeatable(t *testing.T) {
 		t.Fatal("different seeds gave the same weights")
 	}
 }
+
+// TestPackedGraphMatchesUnpacked runs three examples packed into two
+// sequences and unpacked, one per padded sequence: the masked mean loss and
+// the gradient of every trainable tensor must agree.
+func TestPackedGraphMatchesUnpacked(t *testing.T) {
+	cfg := tinyQwen2Config(false)
+	p32, err := NewParams(tinyRandomCheckpoint(cfg, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ConvertParams[float64](p32)
+	trainable := func(name string) bool {
+		return strings.HasPrefix(name, "model.layers.") || name == "model.embed_tokens.weight" || name == "lm_head.weight"
+	}
+	const seq, pad = 6, 10
+	rng := rand.New(rand.NewPCG(8, 9))
+	// Example e is len(examples[e]) input positions with their targets and mask.
+	type example struct {
+		ids, targets []int
+		mask         []float64
+	}
+	examples := make([]example, 3)
+	for e, n := range []int{4, 6, 2} {
+		ex := example{ids: make([]int, n), targets: make([]int, n), mask: make([]float64, n)}
+		for i := range ex.ids {
+			ex.ids[i], ex.targets[i] = rng.IntN(cfg.Vocab-1), rng.IntN(cfg.Vocab-1)
+			ex.mask[i] = float64(rng.IntN(2))
+		}
+		ex.mask[n-1] = 1
+		examples[e] = ex
+	}
+	layout := func(rows [][]int) (ids, targets, pos []int, mask []float64) {
+		for _, row := range rows {
+			used := 0
+			for _, e := range row {
+				ex := examples[e]
+				ids, targets, mask = append(ids, ex.ids...), append(targets, ex.targets...), append(mask, ex.mask...)
+				for i := range ex.ids {
+					pos = append(pos, i)
+				}
+				used += len(ex.ids)
+			}
+			for i := 0; used < seq; used, i = used+1, i+1 {
+				ids, targets, mask, pos = append(ids, pad), append(targets, pad), append(mask, 0), append(pos, i)
+			}
+		}
+		return ids, targets, pos, mask
+	}
+	run := func(packed bool, rows [][]int) (float64, [][]float64) {
+		g, err := BuildGraph(p, GraphOptions[float64]{Batch: len(rows), Seq: seq, Trainable: trainable, Packed: packed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		ids, targets, pos, mask := layout(rows)
+		if !packed {
+			pos = nil
+		}
+		loss, err := g.StepPositions(ids, targets, pos, mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads := make([][]float64, len(g.Learnables))
+		for i := range grads {
+			grad, err := g.Grad(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			grads[i] = slices.Clone(grad)
+		}
+		return loss, grads
+	}
+	packedLoss, packedGrads := run(true, [][]int{{0, 2}, {1}})
+	loss, grads := run(false, [][]int{{0}, {1}, {2}})
+	if math.Abs(packedLoss-loss) > 1e-12*math.Abs(loss) {
+		t.Fatalf("packed loss %.15g, unpacked %.15g", packedLoss, loss)
+	}
+	for i := range grads {
+		var scale float64
+		for _, v := range grads[i] {
+			scale = math.Max(scale, math.Abs(v))
+		}
+		if scale == 0 {
+			t.Fatalf("gradient %d is all zero", i)
+		}
+		for j := range grads[i] {
+			if d := math.Abs(packedGrads[i][j] - grads[i][j]); d > 1e-12*scale {
+				t.Fatalf("gradient %d [%d]: packed %.15g, unpacked %.15g", i, j, packedGrads[i][j], grads[i][j])
+			}
+		}
+	}
+
+	g, err := BuildGraph(p, GraphOptions[float64]{Batch: 1, Seq: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.StepPositions([]int{1, 2, 3}, []int{1, 2, 3}, []int{0, 1, 0}, []float64{1, 1, 1}); err == nil || !strings.Contains(err.Error(), "Packed") {
+		t.Errorf("positions on an unpacked graph: %v", err)
+	}
+	pg, err := BuildGraph(p, GraphOptions[float64]{Batch: 1, Seq: 3, Packed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if _, err := pg.StepPositions([]int{1, 2, 3}, []int{1, 2, 3}, []int{0, 2, 3}, []float64{1, 1, 1}); err == nil || !strings.Contains(err.Error(), "position") {
+		t.Errorf("positions that skip: %v", err)
+	}
+}

@@ -146,11 +146,15 @@ func (r *training) open(resume bool) error {
 	if r.sum.Steps > 0 {
 		var err error
 		pad := max(r.setup.Tokenizer.EOS(), 0)
-		if r.loader, err = datasets.NewLoader(r.setup.Data.Train, tc.BatchSize, cfg.Data.SeqLen, pad, uint64(tc.Seed)); err != nil {
+		newLoader := datasets.NewLoader
+		if cfg.Data.Packing {
+			newLoader = datasets.NewPackedLoader
+		}
+		if r.loader, err = newLoader(r.setup.Data.Train, tc.BatchSize, cfg.Data.SeqLen, pad, uint64(tc.Seed)); err != nil {
 			return err
 		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
-			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter}); err != nil {
+			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing}); err != nil {
 			return err
 		}
 		if resume {
@@ -362,7 +366,7 @@ func (s *stepper) step(step int, lr float64, next func() datasets.Batch) (stepRe
 	for micro := 0; micro < s.accum; micro++ {
 		b := next()
 		s.setup.SetDropoutStep(step*s.accum + micro)
-		l, err := s.graph.Step(b.Inputs, b.Targets, b.Mask)
+		l, err := s.graph.StepPositions(b.Inputs, b.Targets, b.Positions, b.Mask)
 		if err != nil {
 			return r, err
 		}

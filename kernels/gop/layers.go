@@ -191,7 +191,9 @@ func (Linear[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 func (Linear[T]) BackwardReads(wrt, i int) bool { return (wrt == 0 && i == 1) || (wrt == 1 && i == 0) }
 
 // SelfAttention is the causal grouped-query attention layer with RoPE over
-// packed projections: input qkv [N, (H+2KV)·D]; output [N, H·D].
+// packed projections: input qkv [N, (H+2KV)·D]; output [N, H·D]. With
+// Positions set, each sequence holds several examples (see
+// kernels.SelfAttention).
 type SelfAttention[T kernels.Float] struct{ kernels.SelfAttention }
 
 // Name implements Kernel.
@@ -201,7 +203,11 @@ func (k SelfAttention[T]) Name() string {
 	if n := len(s.InvFreq); n > 0 {
 		rope = fmt.Sprintf("%d:%g..%g", n, s.InvFreq[0], s.InvFreq[n-1])
 	}
-	return fmt.Sprintf("SelfAttention(B=%d,T=%d,H=%d,KV=%d,D=%d,rope=%s)", s.Batch, s.Seq, s.Heads, s.KVHeads, s.HeadDim, rope)
+	packed := ""
+	if s.Positions != nil {
+		packed = ",packed"
+	}
+	return fmt.Sprintf("SelfAttention(B=%d,T=%d,H=%d,KV=%d,D=%d,rope=%s%s)", s.Batch, s.Seq, s.Heads, s.KVHeads, s.HeadDim, rope, packed)
 }
 
 // OutShape implements Kernel.

@@ -38,6 +38,8 @@ func TestLayerKernelsGradients(t *testing.T) {
 	frozenW := randArg(rng, 5, c)
 	attn := kernels.SelfAttention{Batch: 2, Seq: 3, Heads: 4, KVHeads: 2, HeadDim: 4,
 		InvFreq: kernels.RopeInvFreq(4, 10000, kernels.RopeScaling{})}
+	packed := attn
+	packed.Positions = []int{0, 1, 0, 0, 0, 1} // examples of 2 and 1 rows, then 1 and 2
 	cases := []struct {
 		name string
 		k    Kernel[float64]
@@ -54,6 +56,7 @@ func TestLayerKernelsGradients(t *testing.T) {
 		{"Add", Add[float64]{}, []Arg[float64]{randArg(rng, n, c), randArg(rng, n, c)}},
 		{"ConcatColumns", ConcatColumns[float64]{}, []Arg[float64]{randArg(rng, n, 3), randArg(rng, n, 2), randArg(rng, n, 4)}},
 		{"CrossEntropy", CrossEntropy[float64]{}, []Arg[float64]{randArg(rng, n, v), intArg(rng, n, v), mask}},
+		{"SelfAttentionPacked", SelfAttention[float64]{SelfAttention: packed}, []Arg[float64]{randArg(rng, 6, (4+2*2)*4)}},
 	}
 	for _, tc := range cases {
 		if err := CheckGradients(tc.k, tc.in, 7, 1e-6); err != nil {
