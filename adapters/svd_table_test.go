@@ -28,20 +28,27 @@ func capturedEnergy(e []float32, l *LowRank) float64 {
 }
 
 // optimalEnergy is the sum of the rank largest squared singular values of e:
-// the largest eigenvalues of the Gram matrix of its shorter side, formed and
-// decomposed in float64 by gonum (independent of the SVD code under test).
+// the largest eigenvalues of the Gram matrix of its shorter side, formed by a
+// float32 GEMM and decomposed in float64 by gonum (independent of the SVD
+// code under test).
 func optimalEnergy(t testing.TB, e []float32, rows, cols, rank int) float64 {
 	t.Helper()
-	a := mat.NewDense(rows, cols, toFloat64(e))
-	var g mat.SymDense
+	n := min(rows, cols)
+	g32 := make([]float32, n*n)
 	if rows <= cols {
-		g.SymOuterK(1, a) // e eᵀ
+		kernels.Gemm(false, true, n, n, cols, 1, e, cols, e, cols, 0, g32, n) // e eᵀ
 	} else {
-		g.SymOuterK(1, a.T()) // eᵀ e
+		kernels.Gemm(true, false, n, n, rows, 1, e, cols, e, cols, 0, g32, n) // eᵀ e
+	}
+	g := mat.NewSymDense(n, nil)
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			g.SetSym(i, j, (float64(g32[i*n+j])+float64(g32[j*n+i]))/2)
+		}
 	}
 	var eig mat.EigenSym
-	if !eig.Factorize(&g, false) {
-		t.Fatalf("eigenvalues of the %d×%d Gram matrix did not converge", g.SymmetricDim(), g.SymmetricDim())
+	if !eig.Factorize(g, false) {
+		t.Fatalf("eigenvalues of the %d×%d Gram matrix did not converge", n, n)
 	}
 	v := eig.Values(nil) // ascending
 	var s float64
@@ -123,4 +130,3 @@ func envInt(t *testing.T, key string, def int) int {
 	}
 	return n
 }
-

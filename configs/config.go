@@ -102,7 +102,7 @@ type AdaptersConfig struct {
 	SVDTrainable bool `toml:"svd_trainable"`
 	// How the SVD of the pruning residual is computed: exact (the optimum;
 	// slow on wide matrices), randomized (svd_oversample, svd_power_iters), or
-	// auto (exact when the matrix's smaller side is at most 256, else
+	// auto (exact when the matrix's smaller side is at most 128, else
 	// randomized).
 	SVDMethod string `toml:"svd_method"`
 	// Extra random directions of the randomized SVD beyond svd_rank.
