@@ -246,7 +246,7 @@ func Default() Config {
 			SVDTrainable:  true,
 			SVDMethod:     SVDAuto,
 			SVDOversample: 64,
-			SVDPowerIters: 12,
+			SVDPowerIters: 16,
 		},
 		Data: DataConfig{
 			Format:        FormatGSM8K,

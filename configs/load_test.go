@@ -52,7 +52,7 @@ svd_rank = 16
 svd_trainable = true
 svd_method = "auto"
 svd_oversample = 64
-svd_power_iters = 12
+svd_power_iters = 16
 [data]
 format = "gsm8k"
 train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"
