@@ -65,7 +65,7 @@ func optimalEnergy(t testing.TB, e []float32, rows, cols, rank int) float64 {
 // q). Slow; it runs only when SALR_SVD_TABLE lists shapes, e.g.
 //
 //	SALR_SVD_TABLE=4096x4096,4096x11008 SALR_SVD_RANK=64 \
-//	SALR_SVD_SETTINGS=8:2,64:8,128:10 go test ./adapters -run TestSVDSettingsTable -v -timeout 1h
+//	SALR_SVD_SETTINGS=8:2,64:16,64:24 go test ./adapters -run TestSVDSettingsTable -v -timeout 1h
 //
 // The exact SVD is timed only up to min(rows, cols) <= 1024 (SALR_SVD_EXACT_MAX
 // changes it); the optimum always comes from the Gram matrix's eigenvalues.
@@ -77,8 +77,8 @@ func TestSVDSettingsTable(t *testing.T) {
 	rank := envInt(t, "SALR_SVD_RANK", 64)
 	exactMax := envInt(t, "SALR_SVD_EXACT_MAX", 1024)
 	settings := os.Getenv("SALR_SVD_SETTINGS")
-	if settings == "" {
-		settings = "8:2,64:8"
+	if settings == "" { // the old preset settings and the defaults
+		settings = fmt.Sprintf("8:2,%d:%d", DefaultSVDOversample, DefaultSVDPowerIters)
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "\nrank %d; CPU shared, seconds are one run each\n\n", rank)
