@@ -64,9 +64,9 @@ const (
 // Pruning residuals have flat, noise-like spectra, the hard case for the
 // randomized SVD, and the harder the wider the matrix. On 50% magnitude
 // residuals of Gaussian matrices at rank 64 these settings capture 99.7% of
-// the optimal energy at 4096×4096 and 99.4% at 11008×4096 (the MLP shape of
-// a 7B Llama; the table in the README); wider models need more power
-// iterations. Captured energy is ||E||² − ||E − B A||² of the adapter, equal
+// the optimal energy at 4096×4096 and 99.4% at 11008×4096 and 4096×11008
+// (the MLP shapes of a 7B Llama; the table in the README); wider models need
+// more power iterations. Captured energy is ||E||² − ||E − B A||² of the adapter, equal
 // to Energy() up to rounding; the optimum is the sum of the Rank largest
 // squared singular values of E.
 func DefaultSVDConfig(rank int, seed uint64) SVDConfig {
