@@ -7,9 +7,10 @@
 //   - LoRA (NewLoRA): A Kaiming-uniform or Gaussian, B zero, scale alpha/r
 //     (alpha/√r with rsLoRA), dropout on its input as PEFT does;
 //   - the SVD residual adapter (NewSVDAdapter): the rank-r truncated SVD
-//     U_r Σ_r V_rᵀ of the pruning residual E = W0 − W0⊙M, computed by a
-//     randomized range finder with power iterations (RandomizedSVD), as
-//     B = U_r Σ_r^{1/2}, A = Σ_r^{1/2} V_rᵀ, scale 1.
+//     U_r Σ_r V_rᵀ of the pruning residual E = W0 − W0⊙M (SVD: exact for
+//     small matrices, ExactSVD; a randomized range finder with power
+//     iterations for large ones, RandomizedSVD), as B = U_r Σ_r^{1/2},
+//     A = Σ_r^{1/2} V_rᵀ, scale 1.
 //
 // Concat stacks a projection's adapters along the rank dimension into a Fused
 // adapter (A_cat = [A_lora; A_svd], B_cat = [B_lora, B_svd] and a per-rank

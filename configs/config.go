@@ -101,6 +101,11 @@ type AdaptersConfig struct {
 	// Train the SVD residual adapter along with LoRA (salr); false keeps it
 	// frozen at its SVD initialisation.
 	SVDTrainable bool `toml:"svd_trainable"`
+	// How the SVD of the pruning residual is computed: exact (the optimum;
+	// slow on wide matrices), randomized (svd_oversample, svd_power_iters), or
+	// auto (exact when the matrix's smaller side is at most 128, else
+	// randomized).
+	SVDMethod string `toml:"svd_method"`
 	// Extra random directions of the randomized SVD beyond svd_rank.
 	SVDOversample int `toml:"svd_oversample"`
 	// Power iterations of the randomized SVD (more: closer to the exact SVD).
@@ -263,8 +268,9 @@ func Default() Config {
 			LoRAInit:      InitKaiming,
 			SVDRank:       16,
 			SVDTrainable:  true,
-			SVDOversample: 8,
-			SVDPowerIters: 2,
+			SVDMethod:     SVDAuto,
+			SVDOversample: 64,
+			SVDPowerIters: 16,
 		},
 		Data: DataConfig{
 			Format:        FormatGSM8K,

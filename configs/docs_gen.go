@@ -9,6 +9,7 @@ var fieldDocs = map[string]string{
 	"adapters.lora_init":           "Initialisation of LoRA A (B starts at zero): kaiming (uniform, as PEFT's default) or gaussian (normal with std 1/r).",
 	"adapters.lora_rank":           "LoRA rank r; at least 1 for the methods that train LoRA.",
 	"adapters.rslora":              "Rank-stabilised LoRA: scale by alpha/sqrt(r) instead of alpha/r.",
+	"adapters.svd_method":          "How the SVD of the pruning residual is computed: exact (the optimum; slow on wide matrices), randomized (svd_oversample, svd_power_iters), or auto (exact when the matrix's smaller side is at most 128, else randomized).",
 	"adapters.svd_oversample":      "Extra random directions of the randomized SVD beyond svd_rank.",
 	"adapters.svd_power_iters":     "Power iterations of the randomized SVD (more: closer to the exact SVD).",
 	"adapters.svd_rank":            "Rank of the truncated SVD of the pruning residual; at least 1 for salr and prune-svd, 0 allowed for the other methods.",

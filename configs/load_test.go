@@ -51,8 +51,9 @@ lora_init = "kaiming"
 rslora = false
 svd_rank = 16
 svd_trainable = true
-svd_oversample = 8
-svd_power_iters = 2
+svd_method = "auto"
+svd_oversample = 64
+svd_power_iters = 16
 [data]
 format = "gsm8k"
 train_path = "${SALR_ASSETS}/gsm8k/train.jsonl"

@@ -38,6 +38,7 @@ var rules = map[string]rule{
 	"adapters.rslora":          anyValue("true, false"),
 	"adapters.svd_rank":        intAtLeast(0),
 	"adapters.svd_trainable":   anyValue("true, false"),
+	"adapters.svd_method":      oneOf(svdMethods),
 	"adapters.svd_oversample":  intAtLeast(0),
 	"adapters.svd_power_iters": intAtLeast(0),
 

@@ -38,6 +38,13 @@ const (
 	InitGaussian = "gaussian"
 )
 
+// Values of adapters.svd_method.
+const (
+	SVDAuto       = "auto"
+	SVDExact      = "exact"
+	SVDRandomized = "randomized"
+)
+
 // Values of data.format.
 const (
 	FormatGSM8K      = "gsm8k"
@@ -88,6 +95,7 @@ var (
 	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
 	scores      = []string{ScoreMagnitude, ScoreWanda}
 	loraInits   = []string{InitKaiming, InitGaussian}
+	svdMethods  = []string{SVDAuto, SVDExact, SVDRandomized}
 	dataFormats = []string{FormatGSM8K, FormatJSONL, FormatMetaMathQA, FormatMMLU}
 	overlongs   = []string{OverlongTruncate, OverlongDrop}
 	schedules   = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}

@@ -294,14 +294,9 @@ func (s *Setup) svdAdapter(module string, w0, kept []float32, out, in int) (svdR
 		norm += float64(e[i]) * float64(e[i])
 	}
 	rank := min(ac.SVDRank, out, in)
-	sc := adapters.DefaultSVDConfig(rank, adapters.SeedFor(uint64(s.Config.Train.Seed), module+".svd"))
-	if ac.SVDOversample > 0 {
-		sc.Oversample = ac.SVDOversample
-	}
-	if ac.SVDPowerIters > 0 {
-		sc.PowerIters = ac.SVDPowerIters
-	}
-	t, err := adapters.RandomizedSVD(e, out, in, sc)
+	sc := adapters.SVDConfig{Rank: rank, Method: adapters.SVDMethod(ac.SVDMethod), Oversample: ac.SVDOversample,
+		PowerIters: ac.SVDPowerIters, Seed: adapters.SeedFor(uint64(s.Config.Train.Seed), module+".svd")}
+	t, err := adapters.SVD(e, out, in, sc)
 	if err != nil {
 		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", module, err)
 	}
