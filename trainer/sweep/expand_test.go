@@ -230,6 +230,43 @@ sparsity.ratio = 0.3
 	}
 }
 
+// TestRunsCrossedWithGrid checks that every [[runs]] table runs at every
+// grid point, the runs outermost, and that the seeds are what they say.
+func TestRunsCrossedWithGrid(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	_, runs := mustExpand(t, writeSweep(t, dir, "x", `[[runs]]
+method = "lora"
+
+[[runs]]
+method = "salr"
+"adapters.svd_trainable" = false
+
+[grid]
+"train.seed" = [42, 7, 1234]
+`))
+	want := []string{
+		"method=lora adapters.svd_trainable=true train.seed=42",
+		"method=lora adapters.svd_trainable=true train.seed=7",
+		"method=lora adapters.svd_trainable=true train.seed=1234",
+		"method=salr adapters.svd_trainable=false train.seed=42",
+		"method=salr adapters.svd_trainable=false train.seed=7",
+		"method=salr adapters.svd_trainable=false train.seed=1234",
+	}
+	if len(runs) != len(want) {
+		t.Fatalf("%d runs, want %d", len(runs), len(want))
+	}
+	for i, r := range runs {
+		if r.Describe() != want[i] {
+			t.Errorf("run %d: %s, want %s", i, r.Describe(), want[i])
+		}
+	}
+	if runs[4].Config.Train.Seed != 7 || runs[4].Config.Adapters.SVDTrainable || runs[4].Config.Method != "salr" {
+		t.Errorf("run 4 config: seed %d, svd_trainable %v, method %s", runs[4].Config.Train.Seed,
+			runs[4].Config.Adapters.SVDTrainable, runs[4].Config.Method)
+	}
+}
+
 // TestErrorsNameFileAndLine checks that problems are reported with the
 // sweep file's line, the key and what is wrong, all at once.
 func TestErrorsNameFileAndLine(t *testing.T) {
@@ -306,8 +343,10 @@ method = "salr"
 "adapters.lora_rnk" = 4
 `, []string{"f.toml:7: runs.1.adapters.lora_rnk: unknown config key"}},
 		{"syntax", "name = \"x\"\nbase = = 1\n", []string{"f.toml:2: syntax error"}},
-		{"both", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[[runs]]\nmethod = \"salr\"\n",
-			[]string{"f.toml:5: runs: a sweep has one of [grid], [random] and [[runs]]; this file also has [grid]"}},
+		{"both", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[random]\ncount = 2\nmethod = [\"salr\"]\n",
+			[]string{"f.toml:5: random: a sweep has one of [grid], [random] and [[runs]] (or [[runs]] crossed with a [grid]); this file also has [grid]"}},
+		{"crossed-twice", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[[runs]]\nmethod = \"salr\"\n",
+			[]string{"f.toml:4: grid.method: method is varied in both [[runs]] and [grid]; keep one"}},
 		{"eval", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[eval]\ntasks = \"mmlu\"\n[grid]\nmethod = [\"lora\"]\n",
 			[]string{"f.toml:6: eval.tasks: unknown config key"}},
 		{"eval-missing", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[grid]\nmethod = [\"lora\"]\n",

@@ -408,22 +408,24 @@ func (p *parser) parseVaried() {
 			present = append(present, k)
 		}
 	}
-	switch len(present) {
-	case 0:
+	crossed := slices.Equal(present, []string{"grid", "runs"})
+	switch {
+	case len(present) == 0:
 		p.errs = append(p.errs, &configs.FieldError{Origin: p.name, Msg: "nothing to sweep: add a [grid], [random] or [[runs]] table"})
 		return
-	case 1:
-	default:
-		p.fail(present[1], "a sweep has one of [grid], [random] and [[runs]]; this file also has [%s]", present[0])
+	case len(present) > 1 && !crossed:
+		p.fail(present[1], "a sweep has one of [grid], [random] and [[runs]] (or [[runs]] crossed with a [grid]); this file also has [%s]", present[0])
 		return
 	}
 	before := len(p.errs)
-	switch present[0] {
-	case "grid":
+	switch {
+	case crossed:
+		p.parseRunsTimesGrid()
+	case present[0] == "grid":
 		p.parseGrid()
-	case "random":
+	case present[0] == "random":
 		p.parseRandom()
-	case "runs":
+	case present[0] == "runs":
 		p.parseRuns()
 	}
 	if len(p.errs) > before {
@@ -581,6 +583,36 @@ func (p *parser) parseRuns() {
 		}
 	}
 	p.sweep.points = points
+}
+
+// parseRunsTimesGrid crosses every [[runs]] table with every point of the
+// [grid] (the runs outermost: run i of the file is sweep runs
+// i*G .. i*G+G-1 for a grid of G points), e.g. each method of a table
+// under several seeds. A key may not be varied in both.
+func (p *parser) parseRunsTimesGrid() {
+	p.parseRuns()
+	runs, runKeys := p.sweep.points, p.sweep.Varied
+	p.sweep.points, p.sweep.Varied = nil, nil
+	p.parseGrid()
+	grid, gridKeys := p.sweep.points, p.sweep.Varied
+	p.sweep.points, p.sweep.Varied = nil, append(slices.Clone(runKeys), gridKeys...)
+	for _, key := range gridKeys {
+		if slices.Contains(runKeys, key) {
+			p.fail("grid."+key, "%s is varied in both [[runs]] and [grid]; keep one", key)
+		}
+	}
+	if len(p.errs) > 0 {
+		return
+	}
+	if len(runs)*len(grid) > MaxRuns {
+		p.fail("grid", "[[runs]] times the grid has more than %d runs", MaxRuns)
+		return
+	}
+	for _, r := range runs {
+		for _, g := range grid {
+			p.sweep.points = append(p.sweep.points, append(slices.Clone(r), g...))
+		}
+	}
 }
 
 // describe names the TOML type of a decoded value for messages.
