@@ -222,3 +222,34 @@ func TestStatOfOneRun(t *testing.T) {
 		t.Errorf("equal runs: %q", s.String())
 	}
 }
+
+// TestGroupPlotKeepsEveryGroup checks that with more than two other varied
+// keys each group is a point of its own (no best-of selection hides one).
+func TestGroupPlotKeepsEveryGroup(t *testing.T) {
+	runs := [][]string{
+		{"lora", "8", "true", "42"}, {"lora", "8", "true", "7"},
+		{"salr", "8", "true", "42"}, {"salr", "8", "true", "7"},
+		{"salr", "8", "false", "42"}, {"salr", "8", "false", "7"},
+		{"lora", "16", "true", "42"}, {"lora", "16", "true", "7"},
+	}
+	loss := []float64{2.75, 2.76, 2.7, 2.71, 2.8, 2.9, 2.6, 2.61}
+	finished := slices.Repeat([]bool{true}, len(runs))
+	res, err := Collect(writeFakeSweep(t, []string{"method", "adapters.lora_rank", "adapters.svd_trainable", SeedKey}, runs, loss, finished))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xKey, bestOver, xs, lines := res.lines()
+	if xKey != "method" || bestOver != nil || !slices.Equal(xs, []string{"lora", "salr"}) || len(lines) != 3 {
+		t.Fatalf("x %s, best over %v, xs %v, %d lines", xKey, bestOver, xs, len(lines))
+	}
+	points := 0
+	for _, l := range lines {
+		points += len(l.points)
+	}
+	if points != 4 || lines[1].label != "lora_rank=8 svd_trainable=false" {
+		t.Errorf("%d points (want 4), line 1 %q", points, lines[1].label)
+	}
+	if got := lines[1].points["salr"]; math.Abs(got.y-2.85) > 1e-12 || got.n != 2 {
+		t.Errorf("frozen salr %+v, want mean 2.85 over 2", got)
+	}
+}

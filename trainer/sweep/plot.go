@@ -34,9 +34,9 @@ type point struct {
 // key (a numeric axis when all its values are numbers, else one tick per
 // value), one line per value of the second varied key; with more varied
 // keys each point is the best run over the others. When the sweep varies
-// train.seed alongside other keys, the keys are those other keys and each
-// point is a group's mean objective with an error bar of one standard
-// deviation. It writes a PNG to path atomically and reports false (writing
+// train.seed alongside other keys, each point is a group's mean objective
+// with an error bar of one standard deviation, against the first other key,
+// one line per combination of the rest (no group is left out). It writes a PNG to path atomically and reports false (writing
 // nothing) when no run has the objective yet.
 func (r *Results) Plot(path string) (bool, error) {
 	p, _, err := r.newPlot()
@@ -55,17 +55,12 @@ func (r *Results) Plot(path string) (bool, error) {
 	return true, nil
 }
 
-// lines returns the plot's keys (x axis, lines, then the keys points are
-// the best over), its x values in order of first appearance and its lines.
-func (r *Results) lines() (keys, xs []string, lines []*series) {
-	add := func(values []string, fallbackX string, pt point) {
-		x, label := fallbackX, ""
-		if len(values) > 0 {
-			x = values[0]
-		}
-		if len(values) > 1 {
-			label = keys[1] + "=" + values[1]
-		}
+// lines returns the plot's x key ("run" when nothing varies), the keys its
+// points are the best over, its x values in order of first appearance and
+// its lines.
+func (r *Results) lines() (xKey string, bestOver, xs []string, lines []*series) {
+	xKey = "run"
+	add := func(x, label string, pt point) {
 		if !slices.Contains(xs, x) {
 			xs = append(xs, x)
 		}
@@ -80,21 +75,40 @@ func (r *Results) lines() (keys, xs []string, lines []*series) {
 	}
 	metric := r.Objective.Metric
 	if len(r.GroupKeys) > 0 {
-		keys = r.GroupKeys
-		for i, g := range r.Groups {
+		xKey = r.GroupKeys[0]
+		for _, g := range r.Groups {
 			if s, ok := g.Stats[metric]; ok {
-				add(g.Values, strconv.Itoa(i), point{y: s.Mean, sd: s.SD, n: s.N})
+				var label []string
+				for j := 1; j < len(g.Values); j++ {
+					key := r.GroupKeys[j]
+					label = append(label, key[strings.LastIndex(key, ".")+1:]+"="+g.Values[j])
+				}
+				add(g.Values[0], strings.Join(label, " "), point{y: s.Mean, sd: s.SD, n: s.N})
 			}
 		}
-		return keys, xs, lines
+		return xKey, nil, xs, lines
 	}
-	keys = r.Varied
+	if len(r.Varied) > 0 {
+		xKey = r.Varied[0]
+	}
+	if len(r.Varied) > 2 {
+		bestOver = r.Varied[2:]
+	}
 	for _, row := range r.Rows {
-		if v, ok := row.Metrics[metric]; ok && row.State.Phase == PhaseFinished {
-			add(row.Values, strconv.Itoa(row.Index), point{y: v, n: 1})
+		v, ok := row.Metrics[metric]
+		if !ok || row.State.Phase != PhaseFinished {
+			continue
 		}
+		x, label := strconv.Itoa(row.Index), ""
+		if len(row.Values) > 0 {
+			x = row.Values[0]
+		}
+		if len(row.Values) > 1 {
+			label = r.Varied[1] + "=" + row.Values[1]
+		}
+		add(x, label, point{y: v, n: 1})
 	}
-	return keys, xs, lines
+	return xKey, bestOver, xs, lines
 }
 
 // errorPoints are points with their error bars, as plotter.NewYErrorBars
@@ -108,13 +122,9 @@ type errorPoints struct {
 // nil plot when no run has the objective).
 func (r *Results) newPlot() (*plot.Plot, []*plotter.YErrorBars, error) {
 	metric := r.Objective.Metric
-	keys, xs, lines := r.lines()
+	xKey, bestOver, xs, lines := r.lines()
 	if len(xs) == 0 {
 		return nil, nil, nil
-	}
-	xKey := "run"
-	if len(keys) > 0 {
-		xKey = keys[0]
 	}
 	numeric, pos := xPositions(xs)
 
@@ -123,8 +133,8 @@ func (r *Results) newPlot() (*plot.Plot, []*plotter.YErrorBars, error) {
 	if len(r.GroupKeys) > 0 {
 		p.Title.Text += fmt.Sprintf(", mean ± sd over %s", SeedKey)
 	}
-	if len(keys) > 2 {
-		p.Title.Text += fmt.Sprintf(", best over %s", strings.Join(keys[2:], ", "))
+	if len(bestOver) > 0 {
+		p.Title.Text += fmt.Sprintf(", best over %s", strings.Join(bestOver, ", "))
 	}
 	p.X.Label.Text = xKey
 	p.Y.Label.Text = metric
