@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -475,6 +476,44 @@ func TestHashIgnoresAssetsSpelling(t *testing.T) {
 		}
 		if otherRuns[i].Hash == r.Hash {
 			t.Errorf("run %d: another assets directory gives the same hash %s", i, r.Hash)
+		}
+	}
+}
+
+// TestMethodsPreset checks that sweeps/methods.toml compares at equal
+// budgets: three settings train rank-8 adapters and three rank-16 (LoRA
+// rank plus, for salr with svd_trainable, the SVD rank), alpha = 2r, each
+// under the same three seeds, all scored on the GSM8K test file.
+func TestMethodsPreset(t *testing.T) {
+	assetsDir(t)
+	_, runs := mustExpand(t, "sweeps/methods.toml")
+	if len(runs) != 18 {
+		t.Fatalf("%d runs, want 18", len(runs))
+	}
+	seeds := map[string][]int64{}
+	budgets := map[int]int{}
+	for _, r := range runs {
+		c := r.Config
+		a := c.Adapters
+		trained := a.LoRARank
+		if c.Method == "salr" && a.SVDTrainable {
+			trained += a.SVDRank
+		}
+		setting := fmt.Sprintf("%s r%d svd_trainable=%v", c.Method, a.LoRARank, a.SVDTrainable)
+		if len(seeds[setting]) == 0 {
+			budgets[trained]++
+		}
+		seeds[setting] = append(seeds[setting], c.Train.Seed)
+		if a.LoRAAlpha != 2*float64(a.LoRARank) || c.Train.MaxSteps != 300 || !strings.HasSuffix(c.Data.EvalPath, "gsm8k/test.jsonl") {
+			t.Errorf("run %d (%s): alpha %v, %d steps, held out %s", r.Index, setting, a.LoRAAlpha, c.Train.MaxSteps, c.Data.EvalPath)
+		}
+	}
+	if len(seeds) != 6 || budgets[8] != 3 || budgets[16] != 3 {
+		t.Errorf("settings %v, budgets %v", seeds, budgets)
+	}
+	for setting, s := range seeds {
+		if !slices.Equal(s, []int64{42, 7, 1}) {
+			t.Errorf("%s: seeds %v", setting, s)
 		}
 	}
 }
