@@ -46,7 +46,7 @@ type options struct {
 
 func (o *options) addFlags(fs *flag.FlagSet) {
 	d := sweep.DefaultEmitOptions()
-	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml) (required unless -collect)")
+	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml, sweeps/methods.toml) (required unless -collect)")
 	fs.Var(&o.sets, "set", "override a config key in every run, KEY=VALUE (repeatable)")
 	fs.IntVar(&o.parallel, "parallel", 1, "runs executed at once (locally; the array throttle or Job parallelism with -emit)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list the runs (index, directory, varied values, state) and exit")
