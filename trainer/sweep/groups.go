@@ -157,7 +157,11 @@ func (r *Results) groupsMarkdown(b *strings.Builder) {
 			desc = "all runs"
 		}
 		s := g.Stats[r.Objective.Metric]
-		fmt.Fprintf(b, "\nBest mean: %s, %s %s over %d seeds.\n", desc, r.Objective.Metric, s, s.N)
+		seeds := "seeds"
+		if s.N == 1 {
+			seeds = "seed"
+		}
+		fmt.Fprintf(b, "\nBest mean: %s, %s %s over %d %s.\n", desc, r.Objective.Metric, s, s.N, seeds)
 	}
 }
 
