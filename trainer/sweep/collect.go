@@ -39,6 +39,8 @@ type Results struct {
 	Name, Dir string
 	// Objective ranks the runs.
 	Objective Objective
+	// Axes chooses the plot's axes.
+	Axes PlotAxes
 	// Varied are the varied keys, one column each.
 	Varied []string
 	// Metrics are the metric columns: summary.json fields, then the
@@ -80,6 +82,9 @@ func Collect(dir string) (*Results, error) {
 		return nil, err
 	}
 	res := &Results{Name: m.Name, Dir: dir, Objective: m.Objective, Varied: m.Varied, Best: -1, BestGroup: -1}
+	if m.Plot != nil {
+		res.Axes = *m.Plot
+	}
 	evalNames := map[string]bool{}
 	for _, e := range m.Runs {
 		runDir := filepath.Join(dir, e.Dir)

@@ -253,3 +253,38 @@ func TestGroupPlotKeepsEveryGroup(t *testing.T) {
 		t.Errorf("frozen salr %+v, want mean 2.85 over 2", got)
 	}
 }
+
+// TestPlotAxes checks a [plot] table: x a summary field, one line per
+// method, every (method, budget) its own point.
+func TestPlotAxes(t *testing.T) {
+	runs := [][]string{
+		{"lora", "8", "42"}, {"lora", "8", "7"}, {"lora", "16", "42"}, {"lora", "16", "7"},
+		{"salr", "8", "42"}, {"salr", "8", "7"},
+	}
+	loss := []float64{2.75, 2.76, 2.6, 2.61, 2.7, 2.72}
+	res, err := Collect(writeFakeSweep(t, []string{"method", "adapters.lora_rank", SeedKey}, runs, loss, slices.Repeat([]bool{true}, len(runs))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writeFakeSweep reports 46240 trainable parameters for every run;
+	// make rank 16 twice that.
+	for i := range res.Groups {
+		if res.Groups[i].Values[1] == "16" {
+			res.Groups[i].Stats["trainable_params"] = Stat{N: 2, Mean: 92480}
+		}
+	}
+	res.Axes = PlotAxes{X: "trainable_params", Lines: "method"}
+	xKey, bestOver, xs, lines := res.lines()
+	if xKey != "trainable_params" || bestOver != nil || !slices.Equal(xs, []string{"46240", "92480"}) || len(lines) != 2 {
+		t.Fatalf("x %s, best over %v, xs %v, %d lines", xKey, bestOver, xs, len(lines))
+	}
+	if lines[0].label != "method=lora" || len(lines[0].points) != 2 || lines[1].label != "method=salr" || len(lines[1].points) != 1 {
+		t.Errorf("lines %q %v, %q %v", lines[0].label, lines[0].points, lines[1].label, lines[1].points)
+	}
+	if p := lines[0].points["92480"]; math.Abs(p.y-2.605) > 1e-12 || p.n != 2 {
+		t.Errorf("lora r16 %+v", p)
+	}
+	if p, _, err := res.newPlot(); p == nil || err != nil {
+		t.Errorf("plot: %v", err)
+	}
+}

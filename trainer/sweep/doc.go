@@ -20,6 +20,10 @@
 //	metric = "eval_loss"         # a numeric summary.json field, or "eval.<metric>"
 //	direction = "minimize"       # or "maximize"
 //
+//	[plot]                       # optional: the objective plot's axes
+//	x = "trainable_params"       # a varied key or a numeric summary.json field (default: the first varied key)
+//	lines = "method"             # a varied key, one line per value (default: the second)
+//
 //	[eval]                       # optional: eval.* config keys, evaluated after training
 //	task = "gsm8k"
 //	shots = 0

@@ -517,3 +517,47 @@ func TestMethodsPreset(t *testing.T) {
 		}
 	}
 }
+
+// TestPlotTable checks that [plot] reaches sweep.json (and that a sweep
+// without it writes no "plot" field), and its errors.
+func TestPlotTable(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		body, want string
+	}{
+		{"[plot]\nx = \"trainable_params\"\nlines = \"method\"\n", `"plot": {
+    "x": "trainable_params",
+    "lines": "method"
+  }`},
+		{"", ""},
+	} {
+		s, runs := mustExpand(t, writeSweep(t, dir, "p", c.body+"[grid]\nmethod = [\"lora\", \"salr\"]\n\"train.seed\" = [1, 2]\n"))
+		if err := WriteManifest(s, runs); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(s.Dir(), ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.want != "" && !strings.Contains(string(b), c.want) || c.want == "" && strings.Contains(string(b), `"plot"`) {
+			t.Errorf("sweep.json for %q:\n%s", c.body, b)
+		}
+		if m, err := readManifest(s.Dir()); err != nil || c.want != "" && *m.Plot != (PlotAxes{X: "trainable_params", Lines: "method"}) {
+			t.Errorf("read back: %+v %v", m, err)
+		}
+	}
+	for body, want := range map[string]string{
+		"[plot]\nx = \"colour\"\n":        `f.toml:7: plot.x: "colour" is neither a varied key (method, train.seed) nor a numeric summary.json field`,
+		"[plot]\nlines = \"eval_loss\"\n": `f.toml:7: plot.lines: "eval_loss" is not a varied key (method, train.seed)`,
+		"[plot]\nx = \"train.seed\"\n":    "f.toml:7: plot.x: the plot averages over train.seed when other keys vary too",
+		"[plot]\nx = 3\n":                 "f.toml:7: plot.x: expected a string, got integer 3",
+		"[plot]\ny = \"eval_loss\"\n":     "f.toml:7: plot.y: unknown key (allowed: x, lines)",
+	} {
+		text := "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n\"train.seed\" = [1, 2]\n" + body
+		_, err := Parse("f.toml", []byte(text), "", nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+}

@@ -60,6 +60,7 @@ func (r *Results) Plot(path string) (bool, error) {
 // its lines.
 func (r *Results) lines() (xKey string, bestOver, xs []string, lines []*series) {
 	xKey = "run"
+	collided := false
 	add := func(x, label string, pt point) {
 		if !slices.Contains(xs, x) {
 			xs = append(xs, x)
@@ -69,44 +70,99 @@ func (r *Results) lines() (xKey string, bestOver, xs []string, lines []*series) 
 			lines = append(lines, &series{label: label, points: map[string]point{}})
 			i = len(lines) - 1
 		}
-		if old, seen := lines[i].points[x]; !seen || r.Objective.Better(pt.y, old.y) {
+		old, seen := lines[i].points[x]
+		collided = collided || seen
+		if !seen || r.Objective.Better(pt.y, old.y) {
 			lines[i].points[x] = pt
 		}
 	}
 	metric := r.Objective.Metric
+	if r.Axes == (PlotAxes{}) && len(r.GroupKeys) == 0 {
+		if len(r.Varied) > 0 {
+			xKey = r.Varied[0]
+		}
+		if len(r.Varied) > 2 {
+			bestOver = r.Varied[2:]
+		}
+		for _, row := range r.Rows {
+			v, ok := row.Metrics[metric]
+			if !ok || row.State.Phase != PhaseFinished {
+				continue
+			}
+			x, label := strconv.Itoa(row.Index), ""
+			if len(row.Values) > 0 {
+				x = row.Values[0]
+			}
+			if len(row.Values) > 1 {
+				label = r.Varied[1] + "=" + row.Values[1]
+			}
+			add(x, label, point{y: v, n: 1})
+		}
+		return xKey, bestOver, xs, lines
+	}
+
+	// Seed groups or chosen axes: the items are the groups (else the
+	// finished runs), x is Axes.X (else the first key) and the lines are
+	// Axes.Lines (else every other key, so that no item is hidden).
+	keys := r.Varied
+	type item struct {
+		values []string
+		value  func(metric string) (float64, bool)
+		pt     point
+	}
+	var items []item
 	if len(r.GroupKeys) > 0 {
-		xKey = r.GroupKeys[0]
+		keys = r.GroupKeys
 		for _, g := range r.Groups {
 			if s, ok := g.Stats[metric]; ok {
-				var label []string
-				for j := 1; j < len(g.Values); j++ {
-					key := r.GroupKeys[j]
-					label = append(label, key[strings.LastIndex(key, ".")+1:]+"="+g.Values[j])
-				}
-				add(g.Values[0], strings.Join(label, " "), point{y: s.Mean, sd: s.SD, n: s.N})
+				items = append(items, item{g.Values, func(m string) (float64, bool) {
+					s, ok := g.Stats[m]
+					return s.Mean, ok
+				}, point{y: s.Mean, sd: s.SD, n: s.N}})
 			}
 		}
-		return xKey, nil, xs, lines
-	}
-	if len(r.Varied) > 0 {
-		xKey = r.Varied[0]
-	}
-	if len(r.Varied) > 2 {
-		bestOver = r.Varied[2:]
-	}
-	for _, row := range r.Rows {
-		v, ok := row.Metrics[metric]
-		if !ok || row.State.Phase != PhaseFinished {
-			continue
+	} else {
+		for _, row := range r.Rows {
+			if v, ok := row.Metrics[metric]; ok && row.State.Phase == PhaseFinished {
+				items = append(items, item{row.Values, func(m string) (float64, bool) {
+					v, ok := row.Metrics[m]
+					return v, ok
+				}, point{y: v, n: 1}})
+			}
 		}
-		x, label := strconv.Itoa(row.Index), ""
-		if len(row.Values) > 0 {
-			x = row.Values[0]
+	}
+	xKey = r.Axes.X
+	if xKey == "" && len(keys) > 0 {
+		xKey = keys[0]
+	}
+	xIndex, lineIndex := slices.Index(keys, xKey), slices.Index(keys, r.Axes.Lines)
+	for i, key := range keys {
+		if i != xIndex && i != lineIndex && r.Axes.Lines != "" {
+			bestOver = append(bestOver, key)
 		}
-		if len(row.Values) > 1 {
-			label = r.Varied[1] + "=" + row.Values[1]
+	}
+	for _, it := range items {
+		var x string
+		switch {
+		case xIndex >= 0:
+			x = it.values[xIndex]
+		default:
+			v, ok := it.value(xKey)
+			if !ok {
+				continue
+			}
+			x = formatMetric(v)
 		}
-		add(x, label, point{y: v, n: 1})
+		var label []string
+		for i, key := range keys {
+			if i != xIndex && (r.Axes.Lines == "" || i == lineIndex) {
+				label = append(label, key[strings.LastIndex(key, ".")+1:]+"="+it.values[i])
+			}
+		}
+		add(x, strings.Join(label, " "), it.pt)
+	}
+	if !collided {
+		bestOver = nil
 	}
 	return xKey, bestOver, xs, lines
 }

@@ -41,6 +41,17 @@ type Objective struct {
 	Direction string `json:"direction"`
 }
 
+// PlotAxes chooses the objective plot's axes (the sweep file's [plot]
+// table); empty fields keep the defaults (the first varied key on x, the
+// second as lines).
+type PlotAxes struct {
+	// X is a varied key or a numeric summary.json field
+	// ("trainable_params"): a group's or run's value of it places it.
+	X string `json:"x,omitempty"`
+	// Lines is a varied key: one line per value.
+	Lines string `json:"lines,omitempty"`
+}
+
 // Better reports whether objective value a beats b.
 func (o Objective) Better(a, b float64) bool {
 	if o.Direction == Maximize {
@@ -71,6 +82,8 @@ type Sweep struct {
 	Extra []string
 	// Objective is the metric the results table ranks runs by.
 	Objective Objective
+	// Axes chooses the axes of the objective plot.
+	Axes PlotAxes
 	// Varied lists the keys that vary, in the order the file writes them.
 	Varied []string
 
@@ -210,7 +223,7 @@ func (p *parser) fail(key, format string, a ...any) {
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // topLevel are the keys a sweep file may hold.
-var topLevel = []string{"name", "base", "root", "set", "objective", "eval", "grid", "random", "runs"}
+var topLevel = []string{"name", "base", "root", "set", "objective", "eval", "plot", "grid", "random", "runs"}
 
 func (p *parser) parse(dir string) {
 	s := p.sweep
@@ -244,6 +257,35 @@ func (p *parser) parse(dir string) {
 		s.origins[set] = "-set " + set
 	}
 	p.parseVaried()
+	p.parsePlot()
+}
+
+// parsePlot reads the [plot] table: x names a varied key or a numeric
+// summary.json field, lines a varied key.
+func (p *parser) parsePlot() {
+	t := p.table("plot", "x", "lines")
+	a := &p.sweep.Axes
+	for key, dst := range map[string]*string{"x": &a.X, "lines": &a.Lines} {
+		v, ok := t[key]
+		if !ok {
+			continue
+		}
+		s, ok := v.(string)
+		switch {
+		case !ok:
+			p.fail("plot."+key, "expected a string, got %s", describe(v))
+		case s == SeedKey && len(p.sweep.Varied) > 1:
+			p.fail("plot."+key, "the plot averages over %s when other keys vary too; name another key", SeedKey)
+		case slices.Contains(p.sweep.Varied, s):
+			*dst = s
+		case key == "x" && slices.Contains(SummaryMetrics(), s):
+			*dst = s
+		case key == "x":
+			p.fail("plot.x", "%q is neither a varied key (%s) nor a numeric summary.json field", s, strings.Join(p.sweep.Varied, ", "))
+		default:
+			p.fail("plot.lines", "%q is not a varied key (%s)", s, strings.Join(p.sweep.Varied, ", "))
+		}
+	}
 }
 
 // str returns the string at a top-level key.
