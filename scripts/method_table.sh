@@ -5,25 +5,30 @@
 #   nll     no training: dense, pruned 50% (magnitude per matrix, 2:4, Wanda
 #           per row), each without and with the rank-8 SVD residual adapter
 #           (issue B)
-#   trained STEPS steps of lora, prune-lora and salr at 50% with the same seed,
-#           next to the untrained dense and pruned models (issue C)
+#   trained the sweep sweeps/methods.toml: lora and prune-lora at ranks 8 and
+#           16, salr (LoRA 8 + SVD 8) with the SVD adapter trained and frozen,
+#           so that every method meets another at its trainable-parameter
+#           count, each under seeds 42, 7 and 1; the table is the mean ±
+#           sample standard deviation over the seeds (issue O)
 #
 #   SALR_ASSETS=../shared/assets bash scripts/method_table.sh [nll|trained|all] [OUT_DIR]
 #
-# STEPS (default 300) sets the training steps. Runs are salr-train run
-# directories under OUT_DIR (default runs/method-table); finished runs are
-# reused, so an interrupted table resumes.
+# nll runs are salr-train run directories under OUT_DIR (default
+# runs/method-table); the trained sweep runs in runs/sweeps/methods (its
+# results.md also lists every run). Finished runs are reused, so an
+# interrupted table resumes. STEPS overrides the training steps (default:
+# the sweep's 300), PARALLEL the runs trained at once (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SALR_ASSETS:?set SALR_ASSETS to the assets directory}"
 which="${1:-all}"
 out="${2:-runs/method-table}"
-steps="${STEPS:-300}"
 mkdir -p "$out"
-go build -o "$out/bin/" ./cmd/salr-train
+go build -o "$out/bin/" ./cmd/salr-train ./cmd/salr-sweep
 
-# Every run scores the same held-out set: GSM8K test, first 200 problems
-# (eval_batches 25 x batch 8), answers scored up to 512 tokens.
+# Every run scores the same held-out set as sweeps/methods.toml: GSM8K test,
+# first 200 problems (eval_batches 25 x batch 8), answers scored up to 512
+# tokens.
 common=(-set "data.eval_path=${SALR_ASSETS}/gsm8k/test.jsonl" -set train.eval_batches=25
         -set train.batch_size=8 -set data.seq_len=512 -set adapters.svd_rank=8 -set train.seed=42
         -set output.save_base=false -set output.save_peft=false -quiet)
@@ -54,13 +59,9 @@ if [ "$which" = nll ] || [ "$which" = all ]; then
 fi
 
 if [ "$which" = trained ] || [ "$which" = all ]; then
-  echo "| method | held-out NLL after $steps steps | before training |"
-  echo "|---|---|---|"
-  echo "| dense, untrained | $(run dense -set method=lora -set train.max_steps=0) | |"
-  echo "| pruned 50%, untrained | $(run prune-matrix-magnitude -set method=prune) | |"
-  for m in lora prune-lora salr; do
-    nll=$(run "$m-$steps" -set method=$m -set train.max_steps="$steps")
-    before=$(printf '%.4f' "$(sed -n 's/.*"initial_eval_loss": \([0-9.]*\).*/\1/p' "$out/$m-$steps/summary.json")")
-    echo "| $m | $nll | $before |"
-  done
+  sets=()
+  if [ -n "${STEPS:-}" ]; then sets=(-set "train.max_steps=$STEPS"); fi
+  # Progress goes to stderr; salr-sweep writes results.md when all runs end.
+  "$out/bin/salr-sweep" -config sweeps/methods.toml -parallel "${PARALLEL:-2}" "${sets[@]}" >&2
+  sed -n '/^Mean ± /,/^Best mean: /p' runs/sweeps/methods/results.md
 fi

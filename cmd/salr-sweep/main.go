@@ -46,13 +46,13 @@ type options struct {
 
 func (o *options) addFlags(fs *flag.FlagSet) {
 	d := sweep.DefaultEmitOptions()
-	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml) (required unless -collect)")
+	fs.StringVar(&o.config, "config", "", "sweep file, or an embedded sweep (sweeps/sparsity.toml, sweeps/rank.toml, sweeps/methods.toml) (required unless -collect)")
 	fs.Var(&o.sets, "set", "override a config key in every run, KEY=VALUE (repeatable)")
 	fs.IntVar(&o.parallel, "parallel", 1, "runs executed at once (locally; the array throttle or Job parallelism with -emit)")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list the runs (index, directory, varied values, state) and exit")
 	fs.IntVar(&o.index, "index", -1, "execute only run `i` in this process (what cluster workers run)")
 	fs.IntVar(&o.threads, "threads", 0, "threads of an -index run (0: the config's train.threads)")
-	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png of a sweep `directory` (or sweep file) (required unless -config)")
+	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png (and results_mean_sd.csv when train.seed varies) of a sweep `directory` (or sweep file) (required unless -config)")
 	fs.StringVar(&o.emit, "emit", "", "write a cluster job instead of running: slurm (sbatch job array) or k8s (Indexed Job)")
 	fs.StringVar(&o.out, "out", "", "file written by -emit (default: sweep.sbatch or sweep-job.yaml in the sweep directory; - for stdout)")
 	fs.IntVar(&o.emitOpt.CPUs, "cpus", d.CPUs, "-emit: cores per run (Slurm --cpus-per-task, Kubernetes cpu)")

@@ -23,6 +23,9 @@ const (
 	ResultsCSV      = "results.csv"
 	ResultsMarkdown = "results.md"
 	ObjectivePlot   = "objective.png"
+	// GroupsCSV holds mean and standard deviation over the seeds of each
+	// setting; it is written only for sweeps that vary train.seed.
+	GroupsCSV = "results_mean_sd.csv"
 )
 
 // summaryColumns are the summary.json fields shown in results tables, in
@@ -36,6 +39,8 @@ type Results struct {
 	Name, Dir string
 	// Objective ranks the runs.
 	Objective Objective
+	// Axes chooses the plot's axes.
+	Axes PlotAxes
 	// Varied are the varied keys, one column each.
 	Varied []string
 	// Metrics are the metric columns: summary.json fields, then the
@@ -46,6 +51,13 @@ type Results struct {
 	// Best is the position in Rows of the finished run with the best
 	// objective, or -1.
 	Best int
+	// GroupKeys are the varied keys but train.seed, and Groups the runs
+	// that share their values, when the sweep varies train.seed (else
+	// both are empty); BestGroup is the group with the best mean
+	// objective, or -1.
+	GroupKeys []string
+	Groups    []Group
+	BestGroup int
 }
 
 // Row is one run in Results.
@@ -69,7 +81,10 @@ func Collect(dir string) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Name: m.Name, Dir: dir, Objective: m.Objective, Varied: m.Varied, Best: -1}
+	res := &Results{Name: m.Name, Dir: dir, Objective: m.Objective, Varied: m.Varied, Best: -1, BestGroup: -1}
+	if m.Plot != nil {
+		res.Axes = *m.Plot
+	}
 	evalNames := map[string]bool{}
 	for _, e := range m.Runs {
 		runDir := filepath.Join(dir, e.Dir)
@@ -92,6 +107,7 @@ func Collect(dir string) (*Results, error) {
 		res.Metrics = append(res.Metrics, name)
 	}
 	res.Best = res.best()
+	res.groupBySeed()
 	return res, nil
 }
 
@@ -110,8 +126,9 @@ func (r *Results) best() int {
 }
 
 // WriteResults collects a sweep directory and writes results.csv,
-// results.md and objective.png into it; it returns the results and the
-// paths written (no plot when no run has the objective yet).
+// results.md and objective.png into it, and results_mean_sd.csv when the
+// sweep varies train.seed; it returns the results and the paths written
+// (no plot when no run has the objective yet).
 func WriteResults(dir string) (*Results, []string, error) {
 	res, err := Collect(dir)
 	if err != nil {
@@ -127,6 +144,17 @@ func WriteResults(dir string) (*Results, []string, error) {
 	}
 	if err := writeAtomic(written[1], []byte(res.Markdown())); err != nil {
 		return nil, nil, err
+	}
+	if len(res.Groups) > 0 {
+		var g strings.Builder
+		if err := res.WriteGroupsCSV(&g); err != nil {
+			return nil, nil, err
+		}
+		path := filepath.Join(dir, GroupsCSV)
+		if err := writeAtomic(path, []byte(g.String())); err != nil {
+			return nil, nil, err
+		}
+		written = append(written, path)
 	}
 	plotPath := filepath.Join(dir, ObjectivePlot)
 	drawn, err := res.Plot(plotPath)
@@ -186,11 +214,18 @@ func (r *Results) WriteCSV(w io.Writer) error {
 
 // Markdown renders the table (the best objective value in bold; a state
 // column while some run has not finished) with a line naming the objective
-// and the best run.
+// and the best run. A sweep that varies train.seed gets the table of
+// Groups (mean ± sd over the seeds) first.
 func (r *Results) Markdown() string {
 	withState := !r.allFinished()
 	var b strings.Builder
 	fmt.Fprintf(&b, "Sweep `%s`: %d runs; objective %s (%s).\n\n", r.Name, len(r.Rows), r.Objective.Metric, r.Objective.Direction)
+	bestLabel := "Best"
+	if len(r.Groups) > 0 {
+		r.groupsMarkdown(&b)
+		b.WriteString("\nEvery run:\n\n")
+		bestLabel = "Best single run"
+	}
 	cells := func(c []string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(c, " | ")) }
 	header := r.header(withState)
 	cells(header)
@@ -225,7 +260,7 @@ func (r *Results) Markdown() string {
 	}
 	if r.Best >= 0 {
 		best := r.Rows[r.Best]
-		fmt.Fprintf(&b, "\nBest: run %d (%s), %s %s.\n", best.Index, describeValues(r.Varied, best.Values),
+		fmt.Fprintf(&b, "\n%s: run %d (%s), %s %s.\n", bestLabel, best.Index, describeValues(r.Varied, best.Values),
 			r.Objective.Metric, formatMetric(best.Metrics[r.Objective.Metric]))
 	} else {
 		fmt.Fprintf(&b, "\nNo finished run reports %s yet.\n", r.Objective.Metric)

@@ -5,7 +5,9 @@
 // on a cluster engine the user already has (EmitSlurm: a job array;
 // EmitK8s: an Indexed Job), whose workers execute one run each (Execute).
 // Collect gathers the runs' summaries and evaluation metrics into one table
-// (CSV, Markdown) and a plot of the objective.
+// (CSV, Markdown) and a plot of the objective; when train.seed is varied,
+// the runs that differ only in it are also summarised as mean ± standard
+// deviation (Group), and the plot draws the means with error bars.
 //
 // A sweep file is TOML:
 //
@@ -17,6 +19,10 @@
 //	[objective]
 //	metric = "eval_loss"         # a numeric summary.json field, or "eval.<metric>"
 //	direction = "minimize"       # or "maximize"
+//
+//	[plot]                       # optional: the objective plot's axes
+//	x = "trainable_params"       # a varied key or a numeric summary.json field (default: the first varied key)
+//	lines = "method"             # a varied key, one line per value (default: the second)
 //
 //	[eval]                       # optional: eval.* config keys, evaluated after training
 //	task = "gsm8k"
@@ -30,7 +36,9 @@
 // Instead of [grid], a file has [random] (count, seed, and per key a list
 // of values or a table {min, max, log, int}; run i draws from a generator
 // seeded by (seed, i), so raising count keeps the earlier runs) or [[runs]]
-// tables of explicit key = value pairs. Keys are config keys
+// tables of explicit key = value pairs; [[runs]] may come with a [grid],
+// and then every run executes at every grid point (each method under
+// several train.seed values, say). Keys are config keys
 // (configs/REFERENCE.md); quoted ("sparsity.ratio") and dotted
 // (sparsity.ratio) spellings are the same key. output.dir is set per run.
 //

@@ -184,6 +184,7 @@ type manifest struct {
 	Name      string          `json:"name"`
 	Sweep     string          `json:"sweep"`
 	Objective Objective       `json:"objective"`
+	Plot      *PlotAxes       `json:"plot,omitempty"`
 	Varied    []string        `json:"varied"`
 	Runs      []manifestEntry `json:"runs"`
 }
@@ -201,6 +202,9 @@ type manifestEntry struct {
 // with the same content.
 func WriteManifest(s *Sweep, runs []Run) error {
 	m := manifest{Name: s.Name, Sweep: s.File, Objective: s.Objective, Varied: s.Varied}
+	if s.Axes != (PlotAxes{}) {
+		m.Plot = &s.Axes
+	}
 	for _, r := range runs {
 		e := manifestEntry{Index: r.Index, Dir: r.Name, Hash: r.Hash, Values: make([]string, len(r.Values))}
 		for i, v := range r.Values {

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -230,6 +231,43 @@ sparsity.ratio = 0.3
 	}
 }
 
+// TestRunsCrossedWithGrid checks that every [[runs]] table runs at every
+// grid point, the runs outermost, and that the seeds are what they say.
+func TestRunsCrossedWithGrid(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	_, runs := mustExpand(t, writeSweep(t, dir, "x", `[[runs]]
+method = "lora"
+
+[[runs]]
+method = "salr"
+"adapters.svd_trainable" = false
+
+[grid]
+"train.seed" = [42, 7, 1234]
+`))
+	want := []string{
+		"method=lora adapters.svd_trainable=true train.seed=42",
+		"method=lora adapters.svd_trainable=true train.seed=7",
+		"method=lora adapters.svd_trainable=true train.seed=1234",
+		"method=salr adapters.svd_trainable=false train.seed=42",
+		"method=salr adapters.svd_trainable=false train.seed=7",
+		"method=salr adapters.svd_trainable=false train.seed=1234",
+	}
+	if len(runs) != len(want) {
+		t.Fatalf("%d runs, want %d", len(runs), len(want))
+	}
+	for i, r := range runs {
+		if r.Describe() != want[i] {
+			t.Errorf("run %d: %s, want %s", i, r.Describe(), want[i])
+		}
+	}
+	if runs[4].Config.Train.Seed != 7 || runs[4].Config.Adapters.SVDTrainable || runs[4].Config.Method != "salr" {
+		t.Errorf("run 4 config: seed %d, svd_trainable %v, method %s", runs[4].Config.Train.Seed,
+			runs[4].Config.Adapters.SVDTrainable, runs[4].Config.Method)
+	}
+}
+
 // TestErrorsNameFileAndLine checks that problems are reported with the
 // sweep file's line, the key and what is wrong, all at once.
 func TestErrorsNameFileAndLine(t *testing.T) {
@@ -306,8 +344,10 @@ method = "salr"
 "adapters.lora_rnk" = 4
 `, []string{"f.toml:7: runs.1.adapters.lora_rnk: unknown config key"}},
 		{"syntax", "name = \"x\"\nbase = = 1\n", []string{"f.toml:2: syntax error"}},
-		{"both", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[[runs]]\nmethod = \"salr\"\n",
-			[]string{"f.toml:5: runs: a sweep has one of [grid], [random] and [[runs]]; this file also has [grid]"}},
+		{"both", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[random]\ncount = 2\nmethod = [\"salr\"]\n",
+			[]string{"f.toml:5: random: a sweep has one of [grid], [random] and [[runs]] (or [[runs]] crossed with a [grid]); this file also has [grid]"}},
+		{"crossed-twice", "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n[[runs]]\nmethod = \"salr\"\n",
+			[]string{"f.toml:4: grid.method: method is varied in both [[runs]] and [grid]; keep one"}},
 		{"eval", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[eval]\ntasks = \"mmlu\"\n[grid]\nmethod = [\"lora\"]\n",
 			[]string{"f.toml:6: eval.tasks: unknown config key"}},
 		{"eval-missing", "name = \"e\"\nbase = \"quickstart\"\n[objective]\nmetric = \"eval.acc\"\n[grid]\nmethod = [\"lora\"]\n",
@@ -436,6 +476,88 @@ func TestHashIgnoresAssetsSpelling(t *testing.T) {
 		}
 		if otherRuns[i].Hash == r.Hash {
 			t.Errorf("run %d: another assets directory gives the same hash %s", i, r.Hash)
+		}
+	}
+}
+
+// TestMethodsPreset checks that sweeps/methods.toml compares at equal
+// budgets: three settings train rank-8 adapters and three rank-16 (LoRA
+// rank plus, for salr with svd_trainable, the SVD rank), alpha = 2r, each
+// under the same three seeds, all scored on the GSM8K test file.
+func TestMethodsPreset(t *testing.T) {
+	assetsDir(t)
+	_, runs := mustExpand(t, "sweeps/methods.toml")
+	if len(runs) != 18 {
+		t.Fatalf("%d runs, want 18", len(runs))
+	}
+	seeds := map[string][]int64{}
+	budgets := map[int]int{}
+	for _, r := range runs {
+		c := r.Config
+		a := c.Adapters
+		trained := a.LoRARank
+		if c.Method == "salr" && a.SVDTrainable {
+			trained += a.SVDRank
+		}
+		setting := fmt.Sprintf("%s r%d svd_trainable=%v", c.Method, a.LoRARank, a.SVDTrainable)
+		if len(seeds[setting]) == 0 {
+			budgets[trained]++
+		}
+		seeds[setting] = append(seeds[setting], c.Train.Seed)
+		if a.LoRAAlpha != 2*float64(a.LoRARank) || c.Train.MaxSteps != 300 || !strings.HasSuffix(c.Data.EvalPath, "gsm8k/test.jsonl") {
+			t.Errorf("run %d (%s): alpha %v, %d steps, held out %s", r.Index, setting, a.LoRAAlpha, c.Train.MaxSteps, c.Data.EvalPath)
+		}
+	}
+	if len(seeds) != 6 || budgets[8] != 3 || budgets[16] != 3 {
+		t.Errorf("settings %v, budgets %v", seeds, budgets)
+	}
+	for setting, s := range seeds {
+		if !slices.Equal(s, []int64{42, 7, 1}) {
+			t.Errorf("%s: seeds %v", setting, s)
+		}
+	}
+}
+
+// TestPlotTable checks that [plot] reaches sweep.json (and that a sweep
+// without it writes no "plot" field), and its errors.
+func TestPlotTable(t *testing.T) {
+	assetsDir(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		body, want string
+	}{
+		{"[plot]\nx = \"trainable_params\"\nlines = \"method\"\n", `"plot": {
+    "x": "trainable_params",
+    "lines": "method"
+  }`},
+		{"", ""},
+	} {
+		s, runs := mustExpand(t, writeSweep(t, dir, "p", c.body+"[grid]\nmethod = [\"lora\", \"salr\"]\n\"train.seed\" = [1, 2]\n"))
+		if err := WriteManifest(s, runs); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(s.Dir(), ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.want != "" && !strings.Contains(string(b), c.want) || c.want == "" && strings.Contains(string(b), `"plot"`) {
+			t.Errorf("sweep.json for %q:\n%s", c.body, b)
+		}
+		if m, err := readManifest(s.Dir()); err != nil || c.want != "" && *m.Plot != (PlotAxes{X: "trainable_params", Lines: "method"}) {
+			t.Errorf("read back: %+v %v", m, err)
+		}
+	}
+	for body, want := range map[string]string{
+		"[plot]\nx = \"colour\"\n":        `f.toml:7: plot.x: "colour" is neither a varied key (method, train.seed) nor a numeric summary.json field`,
+		"[plot]\nlines = \"eval_loss\"\n": `f.toml:7: plot.lines: "eval_loss" is not a varied key (method, train.seed)`,
+		"[plot]\nx = \"train.seed\"\n":    "f.toml:7: plot.x: the plot averages over train.seed when other keys vary too",
+		"[plot]\nx = 3\n":                 "f.toml:7: plot.x: expected a string, got integer 3",
+		"[plot]\ny = \"eval_loss\"\n":     "f.toml:7: plot.y: unknown key (allowed: x, lines)",
+	} {
+		text := "name = \"x\"\nbase = \"quickstart\"\n[grid]\nmethod = [\"lora\"]\n\"train.seed\" = [1, 2]\n" + body
+		_, err := Parse("f.toml", []byte(text), "", nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
 		}
 	}
 }

@@ -41,6 +41,17 @@ type Objective struct {
 	Direction string `json:"direction"`
 }
 
+// PlotAxes chooses the objective plot's axes (the sweep file's [plot]
+// table); empty fields keep the defaults (the first varied key on x, the
+// second as lines).
+type PlotAxes struct {
+	// X is a varied key or a numeric summary.json field
+	// ("trainable_params"): a group's or run's value of it places it.
+	X string `json:"x,omitempty"`
+	// Lines is a varied key: one line per value.
+	Lines string `json:"lines,omitempty"`
+}
+
 // Better reports whether objective value a beats b.
 func (o Objective) Better(a, b float64) bool {
 	if o.Direction == Maximize {
@@ -71,6 +82,8 @@ type Sweep struct {
 	Extra []string
 	// Objective is the metric the results table ranks runs by.
 	Objective Objective
+	// Axes chooses the axes of the objective plot.
+	Axes PlotAxes
 	// Varied lists the keys that vary, in the order the file writes them.
 	Varied []string
 
@@ -210,7 +223,7 @@ func (p *parser) fail(key, format string, a ...any) {
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // topLevel are the keys a sweep file may hold.
-var topLevel = []string{"name", "base", "root", "set", "objective", "eval", "grid", "random", "runs"}
+var topLevel = []string{"name", "base", "root", "set", "objective", "eval", "plot", "grid", "random", "runs"}
 
 func (p *parser) parse(dir string) {
 	s := p.sweep
@@ -244,6 +257,35 @@ func (p *parser) parse(dir string) {
 		s.origins[set] = "-set " + set
 	}
 	p.parseVaried()
+	p.parsePlot()
+}
+
+// parsePlot reads the [plot] table: x names a varied key or a numeric
+// summary.json field, lines a varied key.
+func (p *parser) parsePlot() {
+	t := p.table("plot", "x", "lines")
+	a := &p.sweep.Axes
+	for key, dst := range map[string]*string{"x": &a.X, "lines": &a.Lines} {
+		v, ok := t[key]
+		if !ok {
+			continue
+		}
+		s, ok := v.(string)
+		switch {
+		case !ok:
+			p.fail("plot."+key, "expected a string, got %s", describe(v))
+		case s == SeedKey && len(p.sweep.Varied) > 1:
+			p.fail("plot."+key, "the plot averages over %s when other keys vary too; name another key", SeedKey)
+		case slices.Contains(p.sweep.Varied, s):
+			*dst = s
+		case key == "x" && slices.Contains(SummaryMetrics(), s):
+			*dst = s
+		case key == "x":
+			p.fail("plot.x", "%q is neither a varied key (%s) nor a numeric summary.json field", s, strings.Join(p.sweep.Varied, ", "))
+		default:
+			p.fail("plot.lines", "%q is not a varied key (%s)", s, strings.Join(p.sweep.Varied, ", "))
+		}
+	}
 }
 
 // str returns the string at a top-level key.
@@ -408,22 +450,24 @@ func (p *parser) parseVaried() {
 			present = append(present, k)
 		}
 	}
-	switch len(present) {
-	case 0:
+	crossed := slices.Equal(present, []string{"grid", "runs"})
+	switch {
+	case len(present) == 0:
 		p.errs = append(p.errs, &configs.FieldError{Origin: p.name, Msg: "nothing to sweep: add a [grid], [random] or [[runs]] table"})
 		return
-	case 1:
-	default:
-		p.fail(present[1], "a sweep has one of [grid], [random] and [[runs]]; this file also has [%s]", present[0])
+	case len(present) > 1 && !crossed:
+		p.fail(present[1], "a sweep has one of [grid], [random] and [[runs]] (or [[runs]] crossed with a [grid]); this file also has [%s]", present[0])
 		return
 	}
 	before := len(p.errs)
-	switch present[0] {
-	case "grid":
+	switch {
+	case crossed:
+		p.parseRunsTimesGrid()
+	case present[0] == "grid":
 		p.parseGrid()
-	case "random":
+	case present[0] == "random":
 		p.parseRandom()
-	case "runs":
+	case present[0] == "runs":
 		p.parseRuns()
 	}
 	if len(p.errs) > before {
@@ -581,6 +625,36 @@ func (p *parser) parseRuns() {
 		}
 	}
 	p.sweep.points = points
+}
+
+// parseRunsTimesGrid crosses every [[runs]] table with every point of the
+// [grid] (the runs outermost: run i of the file is sweep runs
+// i*G .. i*G+G-1 for a grid of G points), e.g. each method of a table
+// under several seeds. A key may not be varied in both.
+func (p *parser) parseRunsTimesGrid() {
+	p.parseRuns()
+	runs, runKeys := p.sweep.points, p.sweep.Varied
+	p.sweep.points, p.sweep.Varied = nil, nil
+	p.parseGrid()
+	grid, gridKeys := p.sweep.points, p.sweep.Varied
+	p.sweep.points, p.sweep.Varied = nil, append(slices.Clone(runKeys), gridKeys...)
+	for _, key := range gridKeys {
+		if slices.Contains(runKeys, key) {
+			p.fail("grid."+key, "%s is varied in both [[runs]] and [grid]; keep one", key)
+		}
+	}
+	if len(p.errs) > 0 {
+		return
+	}
+	if len(runs)*len(grid) > MaxRuns {
+		p.fail("grid", "[[runs]] times the grid has more than %d runs", MaxRuns)
+		return
+	}
+	for _, r := range runs {
+		for _, g := range grid {
+			p.sweep.points = append(p.sweep.points, append(slices.Clone(r), g...))
+		}
+	}
 }
 
 // describe names the TOML type of a decoded value for messages.
