@@ -58,3 +58,16 @@ func checkLen[T any](what string, s []T, n int) {
 		panic("kernels: " + what + ": slice too short")
 	}
 }
+
+// RowGatherer is a Matrix whose rows can be read out whole: the token
+// embedding is a frozen table looked up by row, stored densely in float32 or,
+// for a bf16 checkpoint, as bf16 (bitmap.DenseBF16).
+type RowGatherer[T Float] interface {
+	Matrix[T]
+	// GatherRows writes row ids[r] of W into dst[r*Cols():(r+1)*Cols()] for
+	// every r. It panics on an id outside [0, Rows()).
+	GatherRows(dst []T, ids []int)
+}
+
+// GatherRows implements RowGatherer: EmbeddingForward over W.
+func (d *Dense[T]) GatherRows(dst []T, ids []int) { EmbeddingForward(dst, d.W, ids, d.C) }

@@ -141,3 +141,18 @@ func BaseBytes(m kernels.Matrix[float32]) int64 {
 	}
 	return int64(m.Rows()) * int64(m.Cols()) * 4
 }
+
+// DecodeBase returns the weights of a base as a new row-major float32
+// matrix, whatever its storage (a compressed base decodes its zeros too).
+func DecodeBase(m kernels.Matrix[float32]) []float32 {
+	if d, ok := m.(*kernels.Dense[float32]); ok {
+		return slices.Clone(d.W)
+	}
+	out := make([]float32, m.Rows()*m.Cols())
+	dec, ok := m.(interface{ Decode(dst []float32) })
+	if !ok {
+		panic(fmt.Sprintf("model: DecodeBase: %T cannot be decoded", m))
+	}
+	dec.Decode(out)
+	return out
+}

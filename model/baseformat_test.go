@@ -5,20 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/safetensors"
 )
-
-// decodedBase is the float32 weight a base holds.
-func decodedBase(m kernels.Matrix[float32]) []float32 {
-	if d, ok := m.(*kernels.Dense[float32]); ok {
-		return slices.Clone(d.W)
-	}
-	out := make([]float32, m.Rows()*m.Cols())
-	m.(interface{ Decode(dst []float32) }).Decode(out)
-	return out
-}
 
 // TestBaseFormats: every spelling, canonical or alias, builds the right
 // storage, which BaseFormatName names canonically; unknown names are errors
@@ -52,7 +41,7 @@ func TestBaseFormats(t *testing.T) {
 		if got := BaseFormatName(m); got != string(c.want) {
 			t.Errorf("%s: stored as %s", c.format, got)
 		}
-		if got := decodedBase(m); !slices.Equal(got, c.values) {
+		if got := DecodeBase(m); !slices.Equal(got, c.values) {
 			t.Errorf("%s: holds %v, want %v", c.format, got, c.values)
 		}
 		_, isBitmap := m.(*bitmap.Matrix)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -114,7 +116,7 @@ func TestLoadHFSingleAndSharded(t *testing.T) {
 		}
 		for name, want := range src.Tensors {
 			got := ck.Tensors[name]
-			if got == nil || !slices.Equal(got.Shape, want.Shape) || !slices.Equal(got.Data, bf16Rounded(want.Data)) {
+			if got == nil || !slices.Equal(got.Shape, want.Shape) || !slices.Equal(got.Float32(), bf16Rounded(want.Data)) {
 				t.Fatalf("%d shards: tensor %s differs", shards, name)
 			}
 		}
@@ -225,4 +227,71 @@ func TestLoadHFErrors(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+}
+
+// TestBF16MatricesStayBF16: a BF16 checkpoint's matrices reach the model as
+// bf16 views of the mapped file (embedding, head, projections: no float32
+// copy), its vectors as float32; the model computes what the float32 model
+// of the same rounded weights computes; and a dropped tensor's released
+// pages read back unchanged.
+func TestBF16MatricesStayBF16(t *testing.T) {
+	cfg := tinyQwen2Config(false)
+	src := tinyRandomCheckpoint(cfg, 9)
+	dir := t.TempDir()
+	writeRawHFDir(t, dir, cfg, src.Tensors, 2)
+	ck, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	for name, tensor := range ck.Tensors {
+		if matrix := len(tensor.Shape) == 2; matrix != (tensor.BF16 != nil) || matrix == (tensor.Data != nil) {
+			t.Errorf("%s %v: bf16 %v, float32 %v", name, tensor.Shape, tensor.BF16 != nil, tensor.Data != nil)
+		}
+	}
+	p, err := NewParams(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, m := range map[string]kernels.Matrix[float32]{"embedding": p.Embed, "head": p.Head, "q_proj": p.Layers[1].Proj[QProj].Base} {
+		if _, ok := m.(*bitmap.DenseBF16); !ok {
+			t.Errorf("%s stored as %T, want bf16", what, m)
+		}
+	}
+
+	// The same rounded weights in float32.
+	rounded := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}}
+	for name, tensor := range src.Tensors {
+		rounded.Tensors[name] = &Tensor{Shape: tensor.Shape, Data: bf16Rounded(tensor.Data)}
+	}
+	q, err := NewParams(rounded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := [][]int{{1, 5, 7, 3, 10, 0}}
+	logits := func(p *Params[float32]) []float32 {
+		r := NewRunner(p)
+		out, err := r.Forward(ids, []*Cache{r.NewCache(len(ids[0]))}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	got, want := logits(p), logits(q)
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("logit %d: %v with bf16 storage, %v in float32", i, got[i], want[i])
+		}
+	}
+
+	name := LayerTensorName(1, "mlp.up_proj.weight")
+	view := ck.Tensors[name].BF16
+	before := slices.Clone(view)
+	ck.Drop(name)
+	if _, ok := ck.Tensors[name]; ok {
+		t.Error("Drop kept the tensor")
+	}
+	if !slices.Equal(view, before) {
+		t.Error("a released view reads back different values")
+	}
 }

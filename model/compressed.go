@@ -268,11 +268,11 @@ func paramSources(p *Params[float32]) (map[string]paramSource, error) {
 	if len(p.Layers) != cfg.Layers {
 		return nil, fmt.Errorf("model: parameters have %d layers, the configuration %d", len(p.Layers), cfg.Layers)
 	}
-	if len(p.Embed) != cfg.Vocab*cfg.Hidden {
-		return nil, fmt.Errorf("model: the embedding has %d values, want %d×%d", len(p.Embed), cfg.Vocab, cfg.Hidden)
+	if p.Embed.Rows() != cfg.Vocab || p.Embed.Cols() != cfg.Hidden {
+		return nil, fmt.Errorf("model: the embedding is %d×%d, want %d×%d", p.Embed.Rows(), p.Embed.Cols(), cfg.Vocab, cfg.Hidden)
 	}
 	out := map[string]paramSource{
-		EmbedTokensName: {mat: kernels.NewDense(p.Embed, cfg.Vocab, cfg.Hidden)},
+		EmbedTokensName: {mat: p.Embed},
 		FinalNormName:   {vec: p.Norm},
 	}
 	if !cfg.TieEmbeddings {
@@ -359,6 +359,15 @@ func denseBytes(m kernels.Matrix[float32], dtype safetensors.DType) ([]byte, err
 	w := make([]float32, m.Rows()*m.Cols())
 	dec.Decode(w)
 	return float32Bytes(w, dtype)
+}
+
+// tensorBytes encodes a checkpoint tensor in dtype: bf16 values are stored
+// as they are (a view) when dtype is BF16, and widened otherwise.
+func tensorBytes(t *Tensor, dtype safetensors.DType) ([]byte, error) {
+	if t.BF16 != nil && dtype == safetensors.BF16 {
+		return littleEndianBytes(t.BF16), nil
+	}
+	return float32Bytes(t.Float32(), dtype)
 }
 
 // float32Bytes encodes values in dtype (a view, no copy, for F32).
@@ -528,11 +537,16 @@ func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) 
 		if !slices.Equal(info.Shape, shape) {
 			return nil, fmt.Errorf("%s: tensor %q has shape %v, but the configuration implies %v", path, name, info.Shape, shape)
 		}
-		values, err := f.Float32(name)
+		t := &Tensor{Shape: shape}
+		if info.DType == safetensors.BF16 && len(shape) == 2 {
+			t.BF16, err = f.BF16(name) // a view, as LoadHF keeps it
+		} else {
+			t.Data, err = f.Float32(name)
+		}
 		if err != nil {
 			return nil, err
 		}
-		ck.Tensors[name] = &Tensor{Shape: shape, Data: values}
+		ck.Tensors[name] = t
 	}
 	if raw, ok := metadata[AdaptersMetadataKey]; ok {
 		if ck.Adapters, err = file.adapters(raw, cfg); err != nil {

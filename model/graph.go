@@ -163,9 +163,19 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			}
 		}()
 		c := cfg.Hidden
-		embedName := "model.embed_tokens.weight"
-		embed := param(embedName, p.Embed, cfg.Vocab, c)
-		x := must(b.Apply(gop.Embedding[T]{}, gr.ids, embed))
+		embedName := EmbedTokensName
+		var embed, x *G.Node
+		if trainable(embedName) {
+			// A trained embedding lives in the graph, as a trained weight does.
+			d, ok := p.Embed.(*kernels.Dense[T])
+			if !ok {
+				panic(fmt.Errorf("model: %s is trainable but is not stored densely", embedName))
+			}
+			embed = param(embedName, d.W, cfg.Vocab, c)
+			x = must(b.Apply(gop.Embedding[T]{}, gr.ids, embed))
+		} else {
+			x = must(b.Apply(gop.FrozenEmbedding[T]{ID: embedName, Table: p.Embed}, gr.ids))
+		}
 		attn := gop.SelfAttention[T]{SelfAttention: kernels.SelfAttention{
 			Batch: opt.Batch, Seq: opt.Seq, Heads: cfg.Heads, KVHeads: cfg.KVHeads,
 			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq(), Positions: gr.posT}}

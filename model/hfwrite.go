@@ -56,7 +56,7 @@ func WriteHF(dir string, ck *Checkpoint, dtype safetensors.DType, opts ...WriteO
 	tensors := make([]safetensors.Tensor, 0, len(names))
 	for _, name := range names {
 		t := ck.Tensors[name]
-		data, err := float32Bytes(t.Data, dtype)
+		data, err := tensorBytes(t, dtype)
 		if err != nil {
 			return err
 		}

@@ -79,8 +79,8 @@ func TestWriteHFHalfPrecision(t *testing.T) {
 				} else {
 					rounded = kernels.F16ToFloat32(kernels.Float32ToF16(v))
 				}
-				if back.Tensors[name].Data[i] != rounded {
-					t.Fatalf("%s %s[%d] = %v, want %v", dtype, name, i, back.Tensors[name].Data[i], rounded)
+				if back.Tensors[name].Float32()[i] != rounded {
+					t.Fatalf("%s %s[%d] = %v, want %v", dtype, name, i, back.Tensors[name].Float32()[i], rounded)
 				}
 			}
 		}

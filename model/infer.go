@@ -121,7 +121,7 @@ func (r *Runner) Forward(tokens [][]int, caches []*Cache, all bool) ([][]float32
 			pos = append(pos, caches[i].Len+j)
 		}
 	}
-	kernels.EmbeddingForward(b.x, r.P.Embed, ids, c)
+	r.P.Embed.GatherRows(b.x, ids)
 	eps := cfg.RMSNormEps
 	for l := range r.P.Layers {
 		L := &r.P.Layers[l]

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 // Projection names a linear layer of a decoder layer by its HF module suffix.
@@ -75,10 +76,10 @@ type Layer[T kernels.Float] struct {
 // (RoPE in the half-split convention).
 type Params[T kernels.Float] struct {
 	Config Config
-	Embed  []T // [V, C]
+	Embed  kernels.RowGatherer[T] // [V, C], looked up by row
 	Layers []Layer[T]
 	Norm   []T               // final norm [C]
-	Head   kernels.Matrix[T] // [V, C]; wraps Embed when the head is tied
+	Head   kernels.Matrix[T] // [V, C]; Embed itself when the head is tied
 }
 
 // NewParams arranges a checkpoint's tensors by role without copying them.
@@ -87,7 +88,7 @@ type Params[T kernels.Float] struct {
 // (Checkpoint.Adapters) is attached to its projection.
 func NewParams(ck *Checkpoint) (*Params[float32], error) {
 	cfg := ck.Config
-	get := func(name string, shape ...int) ([]float32, error) {
+	tensor := func(name string, shape ...int) (*Tensor, error) {
 		t, ok := ck.Tensors[name]
 		if !ok {
 			return nil, fmt.Errorf("model: %s: missing tensor %s", ck.Source, name)
@@ -95,7 +96,26 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 		if !sameShape(t.Shape, shape) {
 			return nil, fmt.Errorf("model: %s: tensor %s has shape %v, want %v", ck.Source, name, t.Shape, shape)
 		}
-		return t.Data, nil
+		return t, nil
+	}
+	vec := func(name string, n int) ([]float32, error) {
+		t, err := tensor(name, n)
+		if err != nil {
+			return nil, err
+		}
+		return t.Float32(), nil
+	}
+	// mat wraps a matrix without copying it: float32 values as a
+	// kernels.Dense, bf16 ones as a bitmap.DenseBF16.
+	mat := func(name string, rows, cols int) (kernels.RowGatherer[float32], error) {
+		t, err := tensor(name, rows, cols)
+		if err != nil {
+			return nil, err
+		}
+		if t.BF16 != nil {
+			return bitmap.DenseBF16FromBits(t.BF16, rows, cols)
+		}
+		return kernels.NewDense(t.Data, rows, cols), nil
 	}
 	c, kv := cfg.Hidden, cfg.KVDim()
 	q := cfg.Heads * cfg.HeadDim
@@ -105,26 +125,24 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 	}
 	p := &Params[float32]{Config: cfg, Layers: make([]Layer[float32], cfg.Layers)}
 	var err error
-	if p.Embed, err = get("model.embed_tokens.weight", cfg.Vocab, c); err != nil {
+	if p.Embed, err = mat(EmbedTokensName, cfg.Vocab, c); err != nil {
 		return nil, err
 	}
-	if p.Norm, err = get("model.norm.weight", c); err != nil {
+	if p.Norm, err = vec(FinalNormName, c); err != nil {
 		return nil, err
 	}
-	head := p.Embed
+	p.Head = p.Embed
 	if !cfg.TieEmbeddings {
-		if head, err = get("lm_head.weight", cfg.Vocab, c); err != nil {
+		if p.Head, err = mat(LMHeadName, cfg.Vocab, c); err != nil {
 			return nil, err
 		}
 	}
-	p.Head = kernels.NewDense(head, cfg.Vocab, c)
 	for l := range p.Layers {
 		L := &p.Layers[l]
-		prefix := fmt.Sprintf("model.layers.%d.", l)
-		if L.AttnNorm, err = get(prefix+"input_layernorm.weight", c); err != nil {
+		if L.AttnNorm, err = vec(LayerTensorName(l, "input_layernorm.weight"), c); err != nil {
 			return nil, err
 		}
-		if L.MLPNorm, err = get(prefix+"post_attention_layernorm.weight", c); err != nil {
+		if L.MLPNorm, err = vec(LayerTensorName(l, "post_attention_layernorm.weight"), c); err != nil {
 			return nil, err
 		}
 		for pj := Projection(0); pj < NumProjections; pj++ {
@@ -136,12 +154,8 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 					return nil, fmt.Errorf("model: %s: compressed tensor %s is %d×%d, want %d×%d", ck.Source, name+".weight", m.Rows(), m.Cols(), out, in)
 				}
 				lin.Base = m
-			} else {
-				w, err := get(name+".weight", out, in)
-				if err != nil {
-					return nil, err
-				}
-				lin.Base = kernels.NewDense(w, out, in)
+			} else if lin.Base, err = mat(name+".weight", out, in); err != nil {
+				return nil, err
 			}
 			if a, ok := ck.Adapters[name]; ok {
 				if a.R <= 0 || len(a.A) != a.R*in || len(a.B) != out*a.R || len(a.Scale) != a.R {
@@ -150,7 +164,7 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 				lin.Adapter = a
 			}
 			if cfg.AttentionBias && pj <= VProj {
-				if lin.Bias, err = get(name+".bias", out); err != nil {
+				if lin.Bias, err = vec(name+".bias", out); err != nil {
 					return nil, err
 				}
 			}
@@ -192,9 +206,13 @@ func ConvertParams[T kernels.Float](p *Params[float32]) *Params[T] {
 		}
 		return kernels.NewDense(conv(d.W), d.R, d.C)
 	}
-	q := &Params[T]{Config: p.Config, Embed: conv(p.Embed), Norm: conv(p.Norm), Layers: make([]Layer[T], len(p.Layers))}
+	embed, ok := p.Embed.(*kernels.Dense[float32])
+	if !ok {
+		panic("model: ConvertParams: embedding is not dense")
+	}
+	q := &Params[T]{Config: p.Config, Embed: kernels.NewDense(conv(embed.W), embed.R, embed.C), Norm: conv(p.Norm), Layers: make([]Layer[T], len(p.Layers))}
 	if p.Config.TieEmbeddings {
-		q.Head = kernels.NewDense(q.Embed, p.Config.Vocab, p.Config.Hidden)
+		q.Head = q.Embed
 	} else {
 		q.Head = convDense(p.Head)
 	}

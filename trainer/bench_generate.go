@@ -240,7 +240,7 @@ func paramsBytes(p *model.Params[float32]) (all, projections int64) {
 			projections += model.BaseBytes(lin.Base)
 		}
 	}
-	all += projections + 4*int64(len(p.Embed)+len(p.Norm))
+	all += projections + model.BaseBytes(p.Embed) + 4*int64(len(p.Norm))
 	if !p.Config.TieEmbeddings {
 		all += model.BaseBytes(p.Head)
 	}
@@ -267,9 +267,10 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 	shapes := cfg.TensorShapes()
 	tensor := func(name string) []float32 { return model.RandomTensor(name, shapes[name], seed) }
 	p := &model.Params[float32]{Config: cfg, Layers: make([]model.Layer[float32], cfg.Layers)}
-	p.Embed = tensor(model.EmbedTokensName)
+	embed := tensor(model.EmbedTokensName)
+	p.Embed = kernels.NewDense(embed, cfg.Vocab, c)
 	p.Norm = tensor(model.FinalNormName)
-	head := p.Embed
+	head := embed
 	if !cfg.TieEmbeddings {
 		head = tensor(model.LMHeadName)
 	}

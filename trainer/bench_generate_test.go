@@ -53,8 +53,8 @@ func TestRunGenerateBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := dense.Layers[1].Proj[model.QProj]
-	if !slices.Equal(decodeBase(q.Base), model.RandomTensor(q.Module+".weight", cfg.TensorShapes()[q.Module+".weight"], 1)) ||
-		!slices.Equal(dense.Embed, model.RandomTensor(model.EmbedTokensName, []int{cfg.Vocab, cfg.Hidden}, 1)) {
+	if !slices.Equal(model.DecodeBase(q.Base), model.RandomTensor(q.Module+".weight", cfg.TensorShapes()[q.Module+".weight"], 1)) ||
+		!slices.Equal(model.DecodeBase(dense.Embed), model.RandomTensor(model.EmbedTokensName, []int{cfg.Vocab, cfg.Hidden}, 1)) {
 		t.Error("the weights are not model.RandomTensor's")
 	}
 	f32, err := randomPrunedParams(cfg, 0.5, "dense-fp32", 1)
@@ -67,7 +67,7 @@ func TestRunGenerateBench(t *testing.T) {
 	}
 	for l := range f32.Layers {
 		for p := range f32.Layers[l].Proj {
-			if !slices.Equal(decodeBase(f32.Layers[l].Proj[p].Base), decodeBase(bm.Layers[l].Proj[p].Base)) {
+			if !slices.Equal(model.DecodeBase(f32.Layers[l].Proj[p].Base), model.DecodeBase(bm.Layers[l].Proj[p].Base)) {
 				t.Fatalf("layer %d projection %d differs between formats", l, p)
 			}
 		}

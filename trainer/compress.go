@@ -25,8 +25,15 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 			if !targets.Has(model.Projection(pj).Short()) {
 				continue
 			}
-			dense, ok := lin.Base.(*kernels.Dense[float32])
-			if !ok {
+			var dense *kernels.Dense[float32]
+			switch w := lin.Base.(type) {
+			case *kernels.Dense[float32]:
+				dense = w
+			case *bitmap.DenseBF16:
+				// A bf16 checkpoint's weight is widened for pruning and the
+				// SVD, one projection at a time.
+				dense = kernels.NewDense(model.DecodeBase(w), w.Rows(), w.Cols())
+			default:
 				return fmt.Errorf("trainer: %s is stored as %s, not densely; it cannot be pruned again", lin.Module, model.BaseFormatName(lin.Base))
 			}
 			mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
@@ -61,7 +68,7 @@ func (s *Setup) setPrunedBase(lin *model.Linear[float32], w0, kept []float32) er
 		return fmt.Errorf("trainer: storing the base of %s: %w", lin.Module, err)
 	}
 	lin.Base = base
-	delete(s.Loaded.Checkpoint.Tensors, lin.Module+".weight")
+	s.Loaded.Checkpoint.Drop(lin.Module + ".weight")
 	return nil
 }
 

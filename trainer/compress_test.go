@@ -33,16 +33,6 @@ func roundF16(w []float32) []float32 {
 	return out
 }
 
-// decodeBase returns a base's weights as a dense float32 matrix.
-func decodeBase(m kernels.Matrix[float32]) []float32 {
-	if d, ok := m.(*kernels.Dense[float32]); ok {
-		return slices.Clone(d.W)
-	}
-	out := make([]float32, m.Rows()*m.Cols())
-	m.(interface{ Decode([]float32) }).Decode(out)
-	return out
-}
-
 // TestSetupStoresPrunedBasesInTheConfiguredFormat builds the same SALR setup
 // with every base format: the bases hold W0 ⊙ M in that storage, W0 is
 // released, and the SVD residual adapters (computed from the float32
@@ -78,7 +68,7 @@ func TestSetupStoresPrunedBasesInTheConfiguredFormat(t *testing.T) {
 					t.Errorf("%s: W0 of %s is still held", c.format, lin.Module)
 				}
 				w0 := ref.Params.Layers[l].Proj[p].Base.(*kernels.Dense[float32]).W
-				got := decodeBase(lin.Base)
+				got := model.DecodeBase(lin.Base)
 				want := c.round(w0)
 				zeros := 0
 				for i, v := range got {
@@ -209,7 +199,8 @@ func TestBitmapBaseRunTrainsResumesAndExports(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := setup.Params
-	copy(p.Embed, roundBF16(p.Embed))
+	embed := p.Embed.(*kernels.Dense[float32]).W
+	copy(embed, roundBF16(embed))
 	copy(p.Norm, roundBF16(p.Norm))
 	for _, L := range p.Layers {
 		copy(L.AttnNorm, roundBF16(L.AttnNorm))
@@ -279,7 +270,7 @@ func TestCompressParams(t *testing.T) {
 	for _, L := range p.Layers {
 		for _, lin := range L.Proj {
 			w0 := orig[lin.Module]
-			got := decodeBase(lin.Base)
+			got := model.DecodeBase(lin.Base)
 			// Magnitude pruning per matrix: every kept weight is unchanged
 			// and at least as large as every pruned one.
 			minKept, maxPruned := math.Inf(1), 0.0

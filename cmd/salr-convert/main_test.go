@@ -283,7 +283,7 @@ func TestRunCompressesStories260K(t *testing.T) {
 	for name, m := range want {
 		dec := make([]float32, m.Rows()*m.Cols())
 		m.Decode(dec)
-		if !slices.Equal(ck.Tensors[name].Data, dec) {
+		if !slices.Equal(ck.Tensors[name].Float32(), dec) {
 			t.Fatalf("%s: decompressed weights differ", name)
 		}
 	}

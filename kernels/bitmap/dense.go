@@ -97,3 +97,17 @@ func (m *Matrix) decode(dst []float32, r0, r1 int) { m.kern.bitmapDecode(m, dst,
 func (m *Matrix) dotBatch(yT, xT []float32, nb, r0, r1 int) {
 	m.kern.bitmapDotBatch(m, yT, xT, nb, r0, r1)
 }
+
+// GatherRows implements kernels.RowGatherer: row ids[r] widened to float32
+// into dst[r*Cols():(r+1)*Cols()]. It panics on an id outside [0, Rows()).
+func (d *DenseBF16) GatherRows(dst []float32, ids []int) {
+	if len(dst) < len(ids)*d.cols {
+		panic("bitmap: DenseBF16.GatherRows: dst shorter than len(ids)*Cols")
+	}
+	for r, id := range ids {
+		if id < 0 || id >= d.rows {
+			panic(fmt.Sprintf("bitmap: DenseBF16.GatherRows: id %d of row %d outside [0, %d)", id, r, d.rows))
+		}
+		d.decode(dst[r*d.cols:(r+1)*d.cols], id, id+1)
+	}
+}

@@ -51,6 +51,38 @@ func (Embedding[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 	kernels.EmbeddingBackward(dIn, dOut, in[0].Ints, in[1].Shape[1])
 }
 
+// FrozenEmbedding looks up rows of a frozen table held by the op rather than
+// in the graph (float32 or bf16): input ids (int [N]); output [N,C]. Nothing
+// is differentiable. ID names the table; it makes the op's hash unique.
+type FrozenEmbedding[T kernels.Float] struct {
+	ID    string
+	Table kernels.RowGatherer[T]
+}
+
+// Name implements Kernel.
+func (k FrozenEmbedding[T]) Name() string {
+	return fmt.Sprintf("FrozenEmbedding(%s,%dx%d)", k.ID, k.Table.Rows(), k.Table.Cols())
+}
+
+// OutShape implements Kernel.
+func (k FrozenEmbedding[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(k.Name(), in, 1); err != nil {
+		return nil, err
+	}
+	return tensor.Shape{in[0][0], k.Table.Cols()}, nil
+}
+
+// Forward implements Kernel.
+func (k FrozenEmbedding[T]) Forward(out []T, in []Arg[T]) { k.Table.GatherRows(out, in[0].Ints) }
+
+// Differentiable implements Kernel: the ids have no gradient.
+func (FrozenEmbedding[T]) Differentiable(int) bool { return false }
+
+// Backward implements Kernel; it is never called.
+func (k FrozenEmbedding[T]) Backward(int, []T, []T, []Arg[T]) {
+	panic("gop: " + k.Name() + " has no gradient")
+}
+
 // RMSNorm normalises rows: inputs x [N,C] and weight [C]; output [N,C].
 type RMSNorm[T kernels.Float] struct{ Eps float64 }
 

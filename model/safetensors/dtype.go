@@ -243,3 +243,58 @@ func Float32View(values []float32) []byte {
 	}
 	return unsafe.Slice((*byte)(unsafe.Pointer(&values[0])), 4*len(values))
 }
+
+// BF16View returns little-endian bf16 values as their bit patterns: a view
+// of raw when it is 2-byte aligned on a little-endian host (no copy), a new
+// slice otherwise. A NaN or infinite value is a *NonFiniteError naming the
+// first.
+func BF16View(raw []byte) ([]uint16, error) {
+	if len(raw)%2 != 0 {
+		return nil, fmt.Errorf("%d bytes is not a whole number of BF16 elements", len(raw))
+	}
+	n := len(raw) / 2
+	if n == 0 {
+		return []uint16{}, nil
+	}
+	var out []uint16
+	if hostLittleEndian && uintptr(unsafe.Pointer(&raw[0]))%2 == 0 {
+		out = unsafe.Slice((*uint16)(unsafe.Pointer(&raw[0])), n)
+	} else {
+		out = make([]uint16, n)
+		for i := range out {
+			out[i] = binary.LittleEndian.Uint16(raw[2*i:])
+		}
+	}
+	if i := firstNonFiniteBF16(out); i >= 0 {
+		return nil, &NonFiniteError{Index: i, Value: kernels.BF16ToFloat32(out[i])}
+	}
+	return out, nil
+}
+
+// firstNonFiniteBF16 is the index of the first NaN or infinite bf16 value
+// (exponent bits all ones), or -1. The scan runs four values per 64-bit word
+// and looks for the index only once one is found.
+func firstNonFiniteBF16(v []uint16) int {
+	const mask, carry = 0x7f80_7f80_7f80_7f80, 0x0080_0080_0080_0080
+	var acc uint64
+	i := 0
+	if len(v) >= 4 {
+		words := unsafe.Slice((*uint64)(unsafe.Pointer(&v[0])), len(v)/4)
+		for _, w := range words {
+			acc |= w&mask + carry
+		}
+		i = len(words) * 4
+	}
+	for ; i < len(v); i++ {
+		acc |= uint64(v[i]&0x7f80 + 0x0080)
+	}
+	if acc&0x8000_8000_8000_8000 == 0 {
+		return -1
+	}
+	for i, h := range v {
+		if h&0x7f80 == 0x7f80 {
+			return i
+		}
+	}
+	return -1
+}

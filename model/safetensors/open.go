@@ -176,6 +176,23 @@ func (s *Set) Bytes(name string) ([]byte, error) {
 	return f.Bytes(name)
 }
 
+// BF16 returns a BF16 tensor's bit patterns, as File.BF16 does.
+func (s *Set) BF16(name string) ([]uint16, error) {
+	f, ok := s.owner[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: no tensor %q", s.source, name)
+	}
+	return f.BF16(name)
+}
+
+// Release drops a tensor's mapped pages from resident memory, as
+// File.Release does.
+func (s *Set) Release(name string) {
+	if f, ok := s.owner[name]; ok {
+		f.Release(name)
+	}
+}
+
 // Float32 returns a tensor as float32 values, as File.Float32 does.
 func (s *Set) Float32(name string) ([]float32, error) {
 	f, ok := s.owner[name]

@@ -301,6 +301,37 @@ func (f *File) Bytes(name string) ([]byte, error) {
 	return f.data[t.Begin:t.End:t.End], nil
 }
 
+// BF16 returns a BF16 tensor's values as bit patterns, a view of the file's
+// memory where possible (see BF16View; valid until Close). Another dtype, or
+// a NaN or infinite value, is an error naming the file and the tensor.
+func (f *File) BF16(name string) ([]uint16, error) {
+	raw, err := f.Bytes(name)
+	if err != nil {
+		return nil, err
+	}
+	if dt := f.tensors[name].DType; dt != BF16 {
+		return nil, fmt.Errorf("%s: tensor %q is %s, not BF16", f.name, name, dt)
+	}
+	v, err := BF16View(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.name, name, err)
+	}
+	return v, nil
+}
+
+// Release tells the operating system that the mapped pages of a tensor will
+// not be needed soon: they leave this process's resident memory (the page
+// cache may keep them) and are read again from the file if used. Only
+// tensors never written to may be released (a private mapping's modified
+// pages would be lost). A file not opened from disk ignores it.
+func (f *File) Release(name string) {
+	t, ok := f.tensors[name]
+	if !ok || f.mapping == nil {
+		return
+	}
+	releasePages(f.data[t.Begin:t.End])
+}
+
 // Float32 returns a floating-point tensor as float32 values: F32 data as a
 // view of the file's memory when it is 4-byte aligned (valid until Close),
 // F64/F16/BF16 converted into a new slice. Integer and bool tensors are an
