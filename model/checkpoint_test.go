@@ -279,7 +279,7 @@ func TestBF16MatricesStayBF16(t *testing.T) {
 	}
 	got, want := logits(p), logits(q)
 	for i := range want {
-		if math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
+		if math.Abs(float64(got[i]-want[i])) > 2e-4*(1+math.Abs(float64(want[i]))) { // float32 sums in another order
 			t.Fatalf("logit %d: %v with bf16 storage, %v in float32", i, got[i], want[i])
 		}
 	}

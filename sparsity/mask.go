@@ -134,15 +134,14 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 	if rows <= 0 || cols <= 0 || len(w) != rows*cols {
 		return nil, fmt.Errorf("sparsity: weight of shape [%d %d] has %d values", rows, cols, len(w))
 	}
-	for i, v := range w {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("sparsity: weight [%d %d] is %v", i/cols, i%cols, v)
-		}
-	}
-	var score func(i int) uint32
+	// Scores are computed once, in one pass that also finds non-finite
+	// weights; selection then reads a plain slice several times.
+	score := make([]uint32, len(w))
 	switch s.Method {
 	case Magnitude:
-		score = func(i int) uint32 { return math.Float32bits(w[i]) &^ signBit }
+		for i, v := range w {
+			score[i] = math.Float32bits(v) &^ signBit
+		}
 	case Wanda:
 		if len(featureNorms) != cols {
 			return nil, fmt.Errorf("sparsity: wanda needs %d input-feature norms, got %d", cols, len(featureNorms))
@@ -152,11 +151,16 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 				return nil, fmt.Errorf("sparsity: wanda input-feature norm %d is %v", j, v)
 			}
 		}
-		score = func(i int) uint32 {
-			return math.Float32bits(math.Float32frombits(math.Float32bits(w[i])&^signBit) * featureNorms[i%cols])
+		for i, v := range w {
+			score[i] = math.Float32bits(math.Float32frombits(math.Float32bits(v)&^signBit) * featureNorms[i%cols])
 		}
 	default:
 		return nil, fmt.Errorf("sparsity: unknown pruning method %q", s.Method)
+	}
+	for i, v := range w {
+		if math.Float32bits(v)&^signBit >= 0x7f800000 { // NaN or ±Inf
+			return nil, fmt.Errorf("sparsity: weight [%d %d] is %v", i/cols, i%cols, v)
+		}
 	}
 	if err := p.CheckCols(cols); err != nil {
 		return nil, err

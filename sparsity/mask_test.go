@@ -266,7 +266,10 @@ func TestRadixSelectMatchesSort(t *testing.T) {
 				w[i] = float32(rng.ExpFloat64())
 			}
 		}
-		score := func(i int) uint32 { return math.Float32bits(w[i]) &^ signBit }
+		score := make([]uint32, len(w))
+		for i, v := range w {
+			score[i] = math.Float32bits(v) &^ signBit
+		}
 		for _, k := range []int{0, 1, n / 2, n - 1, n} {
 			a := NewMask(1, n)
 			(&selector{}).sortPrune(a, score, 0, n, k)
@@ -500,10 +503,11 @@ func FuzzSelect(f *testing.F) {
 			return
 		}
 		k := int(k8) % (n + 1)
-		score := func(i int) uint32 { return uint32(data[i]) << (8 * (uint(i) % 4)) } // spread over all bytes
+		score := make([]uint32, n)
 		s := make([]float64, n)
 		for i := range s {
-			s[i] = float64(score(i))
+			score[i] = uint32(data[i]) << (8 * (uint(i) % 4)) // spread over all bytes
+			s[i] = float64(score[i])
 		}
 		want := naivePrune(s, [][]int{rangeOf(n)}, k, 1, n)
 		for _, digits := range []uint{0, 8, 16} {

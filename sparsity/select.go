@@ -27,7 +27,7 @@ type selector struct {
 
 // pruneSmallest prunes, in m, the k weights of [start, start+n) that come
 // first in the (score, index) order.
-func (s *selector) pruneSmallest(m *Mask, score func(int) uint32, start, n, k int) {
+func (s *selector) pruneSmallest(m *Mask, score []uint32, start, n, k int) {
 	switch {
 	case k <= 0:
 	case k >= n:
@@ -46,10 +46,10 @@ func (s *selector) pruneSmallest(m *Mask, score func(int) uint32, start, n, k in
 }
 
 // sortPrune sorts the (score, offset) keys of a short range (n < 2³²).
-func (s *selector) sortPrune(m *Mask, score func(int) uint32, start, n, k int) {
+func (s *selector) sortPrune(m *Mask, score []uint32, start, n, k int) {
 	s.keys = s.keys[:0]
 	for i := 0; i < n; i++ {
-		s.keys = append(s.keys, uint64(score(start+i))<<32|uint64(i))
+		s.keys = append(s.keys, uint64(score[start+i])<<32|uint64(i))
 	}
 	slices.Sort(s.keys)
 	for _, key := range s.keys[:k] {
@@ -62,7 +62,7 @@ func (s *selector) sortPrune(m *Mask, score func(int) uint32, start, n, k int) {
 // the digits found so far. It then prunes every score below t and the first
 // k−#{score < t} scores equal to t in index order: 32/digitBits+1 passes over
 // the range, no sort. digitBits must divide 32.
-func (s *selector) radixPrune(m *Mask, score func(int) uint32, start, n, k int, digitBits uint) {
+func (s *selector) radixPrune(m *Mask, score []uint32, start, n, k int, digitBits uint) {
 	bins := 1 << digitBits
 	if len(s.hist) < bins {
 		s.hist = make([]int, bins)
@@ -74,7 +74,7 @@ func (s *selector) radixPrune(m *Mask, score func(int) uint32, start, n, k int, 
 		clear(hist)
 		above := shift + digitBits // bits already decided; x>>32 is 0 for uint32
 		for i := start; i < start+n; i++ {
-			if v := score(i); v>>above == threshold>>above {
+			if v := score[i]; v>>above == threshold>>above {
 				hist[v>>shift&uint32(bins-1)]++
 			}
 		}
@@ -87,7 +87,7 @@ func (s *selector) radixPrune(m *Mask, score func(int) uint32, start, n, k int, 
 	}
 	// need is now the number of scores equal to t that must go.
 	for i := start; i < start+n; i++ {
-		v := score(i)
+		v := score[i]
 		if v < threshold {
 			m.Prune(i)
 		} else if v == threshold && need > 0 {

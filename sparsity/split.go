@@ -25,14 +25,18 @@ func Split(w []float32, m *Mask) (kept, residual []float32, stats SplitStats) {
 	kept = make([]float32, len(w))
 	residual = make([]float32, len(w))
 	var sumW, sumE float64
-	for i, v := range w {
-		sq := float64(v) * float64(v)
-		sumW += sq
-		if m.Kept(i) {
-			kept[i] = v
-		} else {
-			residual[i] = v
-			sumE += sq
+	for wi, word := range m.keep {
+		base := wi * 64
+		end := min(base+64, len(w))
+		for i, v := range w[base:end] {
+			// Branch-free: keep is all ones for a kept weight, else zero.
+			keep := -uint32(word >> uint(i) & 1)
+			bits := math.Float32bits(v)
+			kept[base+i] = math.Float32frombits(bits & keep)
+			e := math.Float32frombits(bits &^ keep)
+			residual[base+i] = e
+			sumW += float64(v) * float64(v)
+			sumE += float64(e) * float64(e)
 		}
 	}
 	stats = SplitStats{

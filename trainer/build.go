@@ -3,6 +3,7 @@ package trainer
 import (
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/salr-go/salr/adapters"
@@ -40,6 +41,7 @@ type Setup struct {
 	svd     map[string]svdResult // SVD residual adapters of pruned projections
 	kernels map[string]*adapters.FusedKernel[float32]
 	nodes   map[string][2]*G.Node // learnable A and B nodes per module
+	mu      sync.Mutex            // guards the maps while projections are pruned in parallel
 }
 
 // Build loads the model and data of cfg and prepares them for cfg.Method:
@@ -143,20 +145,18 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	start := time.Now()
 	progress := progressLog{logf: logf, what: "pruning", every: 10 * time.Second, start: start}
-	var pruned, total int
-	err = pruneProjections(s.Params, spec, targets, norms, func(l int) { progress.done(l, len(s.Params.Layers)) },
+	err = pruneProjections(s.Params, spec, targets, norms, progress.done,
 		func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
-			kept, _, stats := sparsity.Split(dense.W, mask)
-			if err := s.setPrunedBase(lin, dense.W, kept); err != nil {
-				return err
-			}
-			s.Pruned[lin.Module] = stats
-			pruned += stats.Pruned
-			total += stats.Rows * stats.Cols
-			return nil
+			kept, residual, stats := sparsity.Split(dense.W, mask)
+			return s.setPrunedBase(lin, kept, residual, stats)
 		})
 	if err != nil {
 		return err
+	}
+	var pruned, total int
+	for _, stats := range s.Pruned {
+		pruned += stats.Pruned
+		total += stats.Rows * stats.Cols
 	}
 	if total > 0 {
 		s.Sparsity = float64(pruned) / float64(total)
@@ -189,7 +189,7 @@ func (p *progressLog) done(i, n int) {
 	p.last = now
 	elapsed := now.Sub(p.start)
 	left := time.Duration(float64(elapsed) * float64(n-i) / float64(i))
-	p.logf("%s: %d of %d layers done, %s elapsed, about %s left", p.what, i, n, elapsed.Round(time.Second), left.Round(time.Second))
+	p.logf("%s: %d of %d projections done, %s elapsed, about %s left", p.what, i, n, elapsed.Round(time.Second), left.Round(time.Second))
 }
 
 // calibrate runs the dense model over a few training batches and returns, per
@@ -251,6 +251,7 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 				energy += svd.Energy
 				residual += svd.Residual
 				parts = append(parts, svd.Adapter)
+				delete(s.svd, lin.Module) // Concat copies it: do not hold it twice
 			}
 			if len(parts) == 0 {
 				continue
@@ -284,15 +285,10 @@ type svdResult struct {
 }
 
 // svdAdapter builds the rank-r SVD residual adapter of the pruned projection
-// module (out × in) from E = W0 - W0 ⊙ M, given W0 and W0 ⊙ M (kept).
-func (s *Setup) svdAdapter(module string, w0, kept []float32, out, in int) (svdResult, error) {
+// module (out × in) from the residual E = W0 - W0 ⊙ M, whose Frobenius norm
+// is normE.
+func (s *Setup) svdAdapter(module string, e []float32, normE float64, out, in int) (svdResult, error) {
 	ac := s.Config.Adapters
-	e := make([]float32, len(w0))
-	var norm float64
-	for i, v := range w0 {
-		e[i] = v - kept[i]
-		norm += float64(e[i]) * float64(e[i])
-	}
 	rank := min(ac.SVDRank, out, in)
 	sc := adapters.SVDConfig{Rank: rank, Method: adapters.SVDMethod(ac.SVDMethod), Oversample: ac.SVDOversample,
 		PowerIters: ac.SVDPowerIters, Seed: adapters.SeedFor(uint64(s.Config.Train.Seed), module+".svd")}
@@ -300,7 +296,7 @@ func (s *Setup) svdAdapter(module string, w0, kept []float32, out, in int) (svdR
 	if err != nil {
 		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", module, err)
 	}
-	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: norm}, nil
+	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: normE * normE}, nil
 }
 
 func anyTrue(b []bool) bool {

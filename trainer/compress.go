@@ -2,6 +2,8 @@ package trainer
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
@@ -14,39 +16,78 @@ import (
 // CompressParams: for each projection of p whose short name targets has, it
 // computes spec's mask of the dense base W0 (norms holds Wanda's feature
 // norms by module, nil for magnitude) and calls store, which replaces
-// lin.Base. beforeLayer, when not nil, is called before each layer.
+// lin.Base. A bf16 base is widened into a float32 W0 of its own first.
+//
+// Projections are processed a few at a time (pruneInFlight), so store must
+// be safe for concurrent use; each W0 and its temporaries are garbage once
+// store returns, so the float32 model never exists as a whole. done, when
+// not nil, is called (serially) after each projection with the number
+// finished and the total. The first error stops the loop and is returned.
 func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets sparsity.Targets, norms map[string][]float32,
-	beforeLayer func(l int), store func(lin *model.Linear[float32], w0 *kernels.Dense[float32], mask *sparsity.Mask) error) error {
+	done func(finished, total int), store func(lin *model.Linear[float32], w0 *kernels.Dense[float32], mask *sparsity.Mask) error) error {
+	var jobs []*model.Linear[float32]
 	for l := range p.Layers {
-		if beforeLayer != nil {
-			beforeLayer(l)
-		}
 		for pj, lin := range p.Layers[l].Proj {
-			if !targets.Has(model.Projection(pj).Short()) {
-				continue
-			}
-			var dense *kernels.Dense[float32]
-			switch w := lin.Base.(type) {
-			case *kernels.Dense[float32]:
-				dense = w
-			case *bitmap.DenseBF16:
-				// A bf16 checkpoint's weight is widened for pruning and the
-				// SVD, one projection at a time.
-				dense = kernels.NewDense(model.DecodeBase(w), w.Rows(), w.Cols())
-			default:
-				return fmt.Errorf("trainer: %s is stored as %s, not densely; it cannot be pruned again", lin.Module, model.BaseFormatName(lin.Base))
-			}
-			mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
-			if err != nil {
-				return fmt.Errorf("trainer: pruning %s: %w", lin.Module, err)
-			}
-			if err := store(lin, dense, mask); err != nil {
-				return err
+			if targets.Has(model.Projection(pj).Short()) {
+				jobs = append(jobs, lin)
 			}
 		}
 	}
-	return nil
+	prune := func(lin *model.Linear[float32]) error {
+		var dense *kernels.Dense[float32]
+		switch w := lin.Base.(type) {
+		case *kernels.Dense[float32]:
+			dense = w
+		case *bitmap.DenseBF16:
+			dense = kernels.NewDense(model.DecodeBase(w), w.Rows(), w.Cols())
+		default:
+			return fmt.Errorf("trainer: %s is stored as %s, not densely; it cannot be pruned again", lin.Module, model.BaseFormatName(lin.Base))
+		}
+		mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
+		if err != nil {
+			return fmt.Errorf("trainer: pruning %s: %w", lin.Module, err)
+		}
+		return store(lin, dense, mask)
+	}
+	var (
+		mu       sync.Mutex
+		firstErr error
+		finished int
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for range min(pruneInFlight, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+				mu.Lock()
+				stop := firstErr != nil
+				mu.Unlock()
+				if stop {
+					return
+				}
+				err := prune(jobs[i])
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				finished++
+				if done != nil && err == nil {
+					done(finished, len(jobs))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
+
+// pruneInFlight is how many projections are pruned at once: two overlap
+// one projection's single-threaded work (widening, selection, encoding)
+// with the other's SVD, at about 4 float32 copies of a projection each.
+const pruneInFlight = 2
 
 // setPrunedBase makes kept (W0 ⊙ M of lin, whose dense W0 is w0) the frozen
 // base of lin, stored in the run's output.base_format. The SVD residual
@@ -54,20 +95,26 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 // residual W0 − W0 ⊙ M; then W0 is dropped from the base checkpoint, so that
 // only the stored base stays in memory (the dense copies are garbage once a
 // bitmap base is encoded).
-func (s *Setup) setPrunedBase(lin *model.Linear[float32], w0, kept []float32) error {
+func (s *Setup) setPrunedBase(lin *model.Linear[float32], kept, residual []float32, stats sparsity.SplitStats) error {
 	rows, cols := lin.Base.Rows(), lin.Base.Cols()
+	var svd svdResult
 	if s.Config.HasSVDAdapter() {
-		svd, err := s.svdAdapter(lin.Module, w0, kept, rows, cols)
-		if err != nil {
+		var err error
+		if svd, err = s.svdAdapter(lin.Module, residual, stats.NormE, rows, cols); err != nil {
 			return err
 		}
-		s.svd[lin.Module] = svd
 	}
 	base, err := model.NewBaseMatrix(kept, rows, cols, model.BaseFormat(s.Config.Output.BaseFormat))
 	if err != nil {
 		return fmt.Errorf("trainer: storing the base of %s: %w", lin.Module, err)
 	}
 	lin.Base = base
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if svd.Adapter != nil {
+		s.svd[lin.Module] = svd
+	}
+	s.Pruned[lin.Module] = stats
 	s.Loaded.Checkpoint.Drop(lin.Module + ".weight")
 	return nil
 }
@@ -97,6 +144,7 @@ func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType) (C
 		return CompressStats{}, err
 	}
 	var st CompressStats
+	var mu sync.Mutex
 	err = pruneProjections(p, spec, all, nil, nil, func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
 		mask.Apply(dense.W)
 		m, err := bitmap.Encode(dense.W, dense.R, dense.C, dt)
@@ -104,6 +152,8 @@ func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType) (C
 			return fmt.Errorf("trainer: compressing %s: %w", lin.Module, err)
 		}
 		lin.Base = m
+		mu.Lock()
+		defer mu.Unlock()
 		st.Projections++
 		st.Weights += int64(dense.R) * int64(dense.C)
 		st.Pruned += int64(dense.R)*int64(dense.C) - int64(m.NNZ())
