@@ -15,17 +15,23 @@ func ShardFileName(i, n int) string {
 	return fmt.Sprintf("model-%05d-of-%05d.safetensors", i, n)
 }
 
-// PlanShards splits tensors, in the order given, into shards of at most
-// maxBytes of tensor data each, as transformers' save_pretrained does: a
-// tensor that would overflow the current shard starts the next one, and a
-// tensor larger than maxBytes gets a shard of its own. maxBytes <= 0 means
-// one shard.
+// PlanShards splits tensors, taken in the order given, into shards of at
+// most maxBytes of tensor data each, as transformers' save_pretrained does
+// (huggingface_hub's split_state_dict_into_shards): a tensor that would
+// overflow the current shard closes it and starts the next one; a tensor
+// larger than maxBytes gets a shard of its own, placed before the shard
+// being filled, which goes on collecting the tensors after it. maxBytes <= 0
+// means one shard.
 func PlanShards(tensors []TensorInfo, maxBytes int64) [][]TensorInfo {
 	var shards [][]TensorInfo
 	var cur []TensorInfo
 	var size int64
 	for _, t := range tensors {
 		b := t.Bytes()
+		if maxBytes > 0 && b > maxBytes {
+			shards = append(shards, []TensorInfo{t})
+			continue
+		}
 		if maxBytes > 0 && len(cur) > 0 && size+b > maxBytes {
 			shards = append(shards, cur)
 			cur, size = nil, 0

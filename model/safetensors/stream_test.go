@@ -139,8 +139,10 @@ func TestPlanShards(t *testing.T) {
 	}{
 		{[]int{4, 4, 4}, 0, "abc"},
 		{[]int{4, 4, 4}, 8, "ab|c"},
-		{[]int{4, 5, 3, 9, 1}, 8, "a|bc|d|e"},
+		{[]int{4, 5, 3, 9, 1}, 8, "a|d|bc|e"},
 		{[]int{20, 1}, 8, "a|b"},
+		{[]int{4, 20, 1}, 8, "b|ac"},
+		{[]int{4, 3, 20, 2, 9}, 8, "c|ab|e|d"},
 		{nil, 8, ""},
 	} {
 		var parts []string
