@@ -30,7 +30,7 @@ func runCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&dtype, "dtype", "bf16", "weight dtype: bf16, fp16 or fp32")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed (the weights are model.RandomTensor's for it)")
 	fs.StringVar(&shardSize, "max-shard-size", "5GB", "largest tensor data per safetensors file, as transformers' max_shard_size (5GB = 5e9 bytes, GiB for 2^30)")
-	fs.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer to add: a llama2.c tok*.bin (written as tokenizer.json) or an HF tokenizer.json (copied); without it the directory has none")
+	fs.StringVar(&o.Tokenizer, "tokenizer", "", "tokenizer `path` to add: a llama2.c tok*.bin (written as tokenizer.json) or an HF tokenizer.json (copied); without it the directory has none")
 	fs.IntVar(&o.Vocab, "vocab", 0, "vocabulary size (0: the shape's); at least the tokenizer's")
 	fs.BoolVar(&o.Overwrite, "overwrite", false, "replace an existing -out directory")
 	if err := cli.Parse(fs, args, stdout); err != nil {

@@ -67,6 +67,25 @@ func TestCheckpointLoadsWithTokenizer(t *testing.T) {
 	}
 }
 
+// TestCheckpointCopiesAnHFTokenizer: an HF tokenizer.json is copied as is.
+func TestCheckpointCopiesAnHFTokenizer(t *testing.T) {
+	src := filepath.Join(assets.ForTest(t), "gpt2", "tokenizer.json")
+	dir := filepath.Join(t.TempDir(), "m")
+	if code, _, errOut := runCmd("checkpoint", "-shape", "llama-64x2", "-vocab", "50304", "-tokenizer", src, "-out", dir); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want, _ := os.ReadFile(src)
+	got, err := os.ReadFile(filepath.Join(dir, "tokenizer.json"))
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("tokenizer.json not copied (%v)", err)
+	}
+	l, err := model.Open(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+}
+
 // TestCheckpointSharded: a tiny -max-shard-size gives shards and an index
 // that model.Load reads; without -tokenizer the output says so.
 func TestCheckpointSharded(t *testing.T) {

@@ -83,7 +83,7 @@ func names() []string {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: salr-bench %s [flags]\n\n", strings.Join(names(), "|"))
-	fmt.Fprintln(w, "Measure SALR: kernels, training steps and generation of random-weight models.")
+	fmt.Fprintln(w, "Measure SALR: kernels, training steps and generation of random-weight models; write random-weight\ncheckpoints of named shapes.")
 	fmt.Fprintln(w, "\nsubcommands:")
 	for _, name := range names() {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
