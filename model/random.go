@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 )
 
 // Bench60M is the "bench-60M" training-step benchmark shape: Llama
@@ -17,16 +18,48 @@ func Bench60M() Config {
 	}
 }
 
-// NamedShape returns a benchmark config by name: "bench-60M", or
+// namedShapes are the published architectures NamedShape knows, as their
+// config.json files on the HuggingFace Hub give them (torch_dtype aside).
+var namedShapes = map[string]Config{
+	// meta-llama/Llama-2-7b-hf
+	"llama2-7b": {ModelType: "llama", Hidden: 4096, Intermediate: 11008, Layers: 32, Heads: 32, KVHeads: 32, HeadDim: 128,
+		Vocab: 32000, MaxPositions: 4096, RMSNormEps: 1e-5, RopeTheta: 10000, BOSTokenID: 1, EOSTokenIDs: []int{2}},
+	// meta-llama/Llama-2-13b-hf
+	"llama2-13b": {ModelType: "llama", Hidden: 5120, Intermediate: 13824, Layers: 40, Heads: 40, KVHeads: 40, HeadDim: 128,
+		Vocab: 32000, MaxPositions: 4096, RMSNormEps: 1e-5, RopeTheta: 10000, BOSTokenID: 1, EOSTokenIDs: []int{2}},
+	// mistralai/Mistral-7B-Instruct-v0.2 (v0.2: rope_theta 1e6, no sliding window)
+	"mistral-7b": {ModelType: "mistral", Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128,
+		Vocab: 32000, MaxPositions: 32768, RMSNormEps: 1e-5, RopeTheta: 1e6, BOSTokenID: 1, EOSTokenIDs: []int{2}},
+	// meta-llama/Meta-Llama-3-8B
+	"llama3-8b": {ModelType: "llama", Hidden: 4096, Intermediate: 14336, Layers: 32, Heads: 32, KVHeads: 8, HeadDim: 128,
+		Vocab: 128256, MaxPositions: 8192, RMSNormEps: 1e-5, RopeTheta: 500000, BOSTokenID: 128000, EOSTokenIDs: []int{128001}},
+	// Qwen/Qwen2-7B
+	"qwen2-7b": {ModelType: "qwen2", Hidden: 3584, Intermediate: 18944, Layers: 28, Heads: 28, KVHeads: 4, HeadDim: 128,
+		Vocab: 152064, MaxPositions: 131072, RMSNormEps: 1e-6, RopeTheta: 1e6, AttentionBias: true,
+		BOSTokenID: 151643, EOSTokenIDs: []int{151643}},
+}
+
+// ShapeNames lists the names NamedShape accepts, for help texts and errors.
+const ShapeNames = "bench-60M, llama2-7b, llama2-13b, mistral-7b, llama3-8b, qwen2-7b or llama-<hidden>x<layers>"
+
+// NamedShape returns a model configuration by name: "bench-60M"; a
+// published architecture, "llama2-7b", "llama2-13b", "mistral-7b",
+// "llama3-8b" or "qwen2-7b" (as its config.json has it); or
 // "llama-<hidden>x<layers>" (heads of 64 dims, intermediate 8/3·hidden
-// rounded up to 256, vocabulary 32000), e.g. "llama-2048x16".
+// rounded up to 256, vocabulary 32000), e.g. "llama-2048x16". The
+// configuration's TorchDtype is "float32".
 func NamedShape(name string) (Config, error) {
 	if name == "bench-60M" {
 		return Bench60M(), nil
 	}
+	if c, ok := namedShapes[name]; ok {
+		c.EOSTokenIDs = slices.Clone(c.EOSTokenIDs)
+		c.TorchDtype = "float32"
+		return c, nil
+	}
 	var hidden, layers int
 	if _, err := fmt.Sscanf(name, "llama-%dx%d", &hidden, &layers); err != nil || hidden < 64 || hidden%64 != 0 || layers < 1 {
-		return Config{}, fmt.Errorf("model: unknown shape %q (want bench-60M or llama-<hidden>x<layers>, hidden a multiple of 64)", name)
+		return Config{}, fmt.Errorf("model: unknown shape %q (want %s, hidden a multiple of 64)", name, ShapeNames)
 	}
 	c := Bench60M()
 	c.Hidden, c.Layers = hidden, layers
@@ -59,19 +92,36 @@ func RandomTensor(name string, shape []int, seed uint64) []float32 {
 		n *= d
 	}
 	data := make([]float32, n)
+	newRandomStream(name, shape, seed).fill(data)
+	return data
+}
+
+// randomStream yields the values of RandomTensor in order, a slice at a
+// time, so that a tensor can be produced without holding all of it.
+type randomStream struct {
+	rng *rand.Rand // nil for a norm: all ones
+}
+
+func newRandomStream(name string, shape []int, seed uint64) randomStream {
 	if len(shape) == 1 && !isBias(name) {
-		for i := range data {
-			data[i] = 1
-		}
-		return data
+		return randomStream{}
 	}
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
-	for i := range data {
-		data[i] = float32(rng.NormFloat64() * 0.02)
+	return randomStream{rng: rand.New(rand.NewPCG(seed, h.Sum64()))}
+}
+
+// fill sets dst to the stream's next len(dst) values.
+func (s randomStream) fill(dst []float32) {
+	if s.rng == nil {
+		for i := range dst {
+			dst[i] = 1
+		}
+		return
 	}
-	return data
+	for i := range dst {
+		dst[i] = float32(s.rng.NormFloat64() * 0.02)
+	}
 }
 
 func isBias(name string) bool {

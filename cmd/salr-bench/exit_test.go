@@ -15,11 +15,14 @@ func TestExitCodes(t *testing.T) {
 		code           int
 		stdout, stderr string
 	}{
-		{[]string{"-h"}, 0, "usage: salr-bench generate|kernels|train [flags]", ""},
+		{[]string{"-h"}, 0, "usage: salr-bench checkpoint|generate|kernels|train [flags]", ""},
 		{[]string{"kernels", "-h"}, 0, "usage: salr-bench kernels [flags]", ""},
-		{nil, 2, "", "salr-bench: missing subcommand (generate, kernels, train)\nrun 'salr-bench -h' for usage\n"},
+		{nil, 2, "", "salr-bench: missing subcommand (checkpoint, generate, kernels, train)\nrun 'salr-bench -h' for usage\n"},
 		{[]string{"kernels", "extra", "-reps", "1"}, 2, "", `salr-bench: kernels: unexpected argument "extra"`},
 		{[]string{"kernels", "-shapes", "1x2"}, 1, "", "salr-bench: kernels: "},
+		{[]string{"checkpoint", "-h"}, 0, "usage: salr-bench checkpoint [flags]", ""},
+		{[]string{"checkpoint", "-shape", "nosuch", "-out", "unused"}, 1, "", `salr-bench: checkpoint: -shape: model: unknown shape "nosuch"`},
+		{[]string{"checkpoint", "-shape", "llama2-7b", "-dtype", "q4", "-out", "unused"}, 2, "", `salr-bench: checkpoint: -dtype "q4"`},
 	} {
 		code, stdout, stderr := clitest.Exec(t, "TestExitCodes", c.args...)
 		if code != c.code || !strings.Contains(stdout, c.stdout) || !strings.Contains(stderr, c.stderr) {

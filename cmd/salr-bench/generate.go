@@ -27,7 +27,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var formats string
 	var jsonOut, verbose bool
 	fs := newFlagSet("generate")
-	fs.StringVar(&o.Shape, "shape", "llama-2048x16", "model `shape`: llama-<hidden>x<layers> or bench-60M")
+	fs.StringVar(&o.Shape, "shape", "llama-2048x16", "model `shape`: "+model.ShapeNames)
 	fs.IntVar(&o.Vocab, "vocab", 0, "vocabulary size (0: the shape's, 32000)")
 	fs.Float64Var(&o.Sparsity, "sparsity", 0.5, "fraction of each projection pruned by magnitude")
 	fs.IntVar(&o.PromptTokens, "prompt-tokens", 16, "random prompt length")

@@ -5,6 +5,7 @@
 //	salr-bench kernels [-shapes MxKxN,...] [-sparsity 0.5] [-json] [-reps 20]
 //	salr-bench train -shape bench-60M -method lora,salr [-json]
 //	salr-bench generate -shape llama-2048x16 [-formats dense-bf16,bitmap-bf16] [-in-turns] [-json]
+//	salr-bench checkpoint -shape llama2-7b -out DIR [-dtype bf16] [-max-shard-size 5GB] [-tokenizer PATH]
 //
 // "salr-bench -h" lists the subcommands; "salr-bench NAME -h" their flags.
 package main
@@ -82,7 +83,7 @@ func names() []string {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: salr-bench %s [flags]\n\n", strings.Join(names(), "|"))
-	fmt.Fprintln(w, "Measure SALR: kernels, training steps and generation of random-weight models.")
+	fmt.Fprintln(w, "Measure SALR: kernels, training steps and generation of random-weight models; write random-weight\ncheckpoints of named shapes.")
 	fmt.Fprintln(w, "\nsubcommands:")
 	for _, name := range names() {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)

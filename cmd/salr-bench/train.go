@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
 )
 
@@ -26,7 +27,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var methods string
 	var jsonOut, verbose bool
 	fs := newFlagSet("train")
-	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: bench-60M or llama-<hidden>x<layers>")
+	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: "+model.ShapeNames)
 	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
 	fs.IntVar(&o.Batch, "batch", 4, "sequences per step")
 	fs.IntVar(&o.Seq, "seq", 256, "tokens per sequence")

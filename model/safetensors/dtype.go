@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
@@ -205,10 +206,18 @@ func (e *NonFiniteError) Error() string {
 // (F32, F64, BF16 or F16; BF16 and F16 round to nearest, ties to even). The
 // result is always a new slice.
 func EncodeFloat32(values []float32, dtype DType) ([]byte, error) {
+	return AppendFloat32(make([]byte, 0, len(values)*dtype.Size()), values, dtype)
+}
+
+// AppendFloat32 appends the encoding of values in dtype (as EncodeFloat32)
+// to dst and returns the extended slice.
+func AppendFloat32(dst []byte, values []float32, dtype DType) ([]byte, error) {
 	if !dtype.IsFloat() {
 		return nil, fmt.Errorf("cannot encode float32 values as %s", dtype)
 	}
-	out := make([]byte, len(values)*dtype.Size())
+	start := len(dst)
+	dst = slices.Grow(dst, len(values)*dtype.Size())[:start+len(values)*dtype.Size()]
+	out := dst[start:]
 	switch dtype {
 	case F32:
 		for i, v := range values {
@@ -227,7 +236,7 @@ func EncodeFloat32(values []float32, dtype DType) ([]byte, error) {
 			binary.LittleEndian.PutUint16(out[2*i:], kernels.Float32ToF16(v))
 		}
 	}
-	return out, nil
+	return dst, nil
 }
 
 // Float32View returns the F32 bytes of values for writing. On little-endian
