@@ -156,6 +156,7 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 		Tensors: map[string]compressedTensorMeta{}}
 	var valueDType bitmap.DType
 	var tensors []safetensors.Tensor
+	var lazy []lazyTensor
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		shape := expected[name]
 		src, ok := sources[name]
@@ -175,11 +176,16 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 				meta.Tensors[name] = compressedTensorMeta{Shape: shape, NNZ: bm.NNZ()}
 				continue
 			}
-			data, err := denseBytes(src.mat, o.DType)
-			if err != nil {
-				return fmt.Errorf("model: WriteParams: %s: %w", name, err)
-			}
-			tensors = append(tensors, safetensors.Tensor{Name: name, DType: o.DType, Shape: shape, Data: data})
+			// Converted when the file is written, one at a time: a dense
+			// copy of a 7B model's bases would not fit in memory at once.
+			mat, name := src.mat, name
+			lazy = append(lazy, lazyTensor{safetensors.TensorInfo{Name: name, DType: o.DType, Shape: shape}, func() ([]byte, error) {
+				data, err := denseBytes(mat, o.DType)
+				if err != nil {
+					return nil, fmt.Errorf("model: WriteParams: %s: %w", name, err)
+				}
+				return data, nil
+			}})
 			continue
 		}
 		if len(src.vec) != shape[0] {
@@ -193,6 +199,15 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 	}
 	var metadata map[string]string
 	if o.Compressed {
+		// The checksums in the header need every tensor's data first.
+		for _, t := range lazy {
+			data, err := t.bytes()
+			if err != nil {
+				return err
+			}
+			tensors = append(tensors, safetensors.Tensor{Name: t.info.Name, DType: t.info.DType, Shape: t.info.Shape, Data: data})
+		}
+		lazy = nil
 		if valueDType == 0 {
 			valueDType = bitmapDTypeOf(o.DType)
 		}
@@ -215,7 +230,16 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 		}
 		metadata[CompressionMetadataKey] = string(metaJSON)
 	}
-	return writeModelFiles(dir, cfg, o.DType, tensors, metadata, o.Overwrite)
+	for _, t := range tensors {
+		lazy = append(lazy, lazyTensor{t.Info(), func() ([]byte, error) { return t.Data, nil }})
+	}
+	return writeModelFiles(dir, cfg, o.DType, lazy, metadata, o.Overwrite)
+}
+
+// lazyTensor is a tensor to write whose data is made when it is written.
+type lazyTensor struct {
+	info  safetensors.TensorInfo
+	bytes func() ([]byte, error)
 }
 
 // crc32cTable is the Castagnoli polynomial's table (hardware-accelerated on
@@ -381,7 +405,7 @@ func float32Bytes(values []float32, dtype safetensors.DType) ([]byte, error) {
 // writeModelFiles writes model.safetensors and then config.json into dir
 // (each atomically), refusing to replace an existing model unless overwrite
 // is set, and removes a stale sharded copy afterwards.
-func writeModelFiles(dir string, cfg Config, dtype safetensors.DType, tensors []safetensors.Tensor, metadata map[string]string, overwrite bool) error {
+func writeModelFiles(dir string, cfg Config, dtype safetensors.DType, tensors []lazyTensor, metadata map[string]string, overwrite bool) error {
 	cfg.TorchDtype = dtype.TorchName()
 	configJSON, err := cfg.MarshalHF()
 	if err != nil {
@@ -394,7 +418,25 @@ func writeModelFiles(dir string, cfg Config, dtype safetensors.DType, tensors []
 	if err != nil {
 		return err
 	}
-	if err := safetensors.Write(filepath.Join(dir, safetensors.SingleFileName), tensors, metadata); err != nil {
+	infos := make([]safetensors.TensorInfo, len(tensors))
+	data := make(map[string]func() ([]byte, error), len(tensors))
+	for i, t := range tensors {
+		infos[i] = t.info
+		data[t.info.Name] = t.bytes
+	}
+	layout, err := safetensors.NewLayout(infos, metadata)
+	if err != nil {
+		return err
+	}
+	err = safetensors.WriteStream(filepath.Join(dir, safetensors.SingleFileName), layout, func(t safetensors.TensorInfo, w io.Writer) error {
+		b, err := data[t.Name]()
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	err = atomicfile.Write(filepath.Join(dir, HFConfigFileName), func(w io.Writer) error {

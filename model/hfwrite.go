@@ -53,14 +53,11 @@ func WriteHF(dir string, ck *Checkpoint, dtype safetensors.DType, opts ...WriteO
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	tensors := make([]safetensors.Tensor, 0, len(names))
+	tensors := make([]lazyTensor, 0, len(names))
 	for _, name := range names {
 		t := ck.Tensors[name]
-		data, err := tensorBytes(t, dtype)
-		if err != nil {
-			return err
-		}
-		tensors = append(tensors, safetensors.Tensor{Name: name, DType: dtype, Shape: t.Shape, Data: data})
+		tensors = append(tensors, lazyTensor{safetensors.TensorInfo{Name: name, DType: dtype, Shape: t.Shape},
+			func() ([]byte, error) { return tensorBytes(t, dtype) }})
 	}
 	return writeModelFiles(dir, ck.Config, dtype, tensors, nil, settings.overwrite)
 }
