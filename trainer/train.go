@@ -70,7 +70,7 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 // train prepares the model, trains it and writes the run directory; the
 // training model's memory is released when it returns.
 func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options, rep *reporter) (*Summary, error) {
-	setup, err := Build(cfg, rep.logf)
+	setup, err := build(cfg, rep.logf, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
