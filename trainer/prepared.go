@@ -119,7 +119,7 @@ func settingsFor(cfg *configs.Config, calibration *preparedCalibration) (*prepar
 		return nil, fmt.Errorf("trainer: output.base_format: %w", err)
 	}
 	st := &preparedSettings{Method: preparedPrune, BaseFormat: string(format),
-		Sparsity: preparedSparsity{Score: string(spec.Method), Pattern: spec.Pattern.String(), Ratio: sp.Ratio,
+		Sparsity: preparedSparsity{Score: string(spec.Method), Pattern: sp.Pattern, Ratio: sp.Ratio,
 			TargetModules: targets.Modules(), Calibration: calibration}}
 	if cfg.HasSVDAdapter() {
 		ac := cfg.Adapters
@@ -244,8 +244,8 @@ func checkPrepared(cfg *configs.Config, pr *model.Prepared, data *Data) error {
 		return err
 	}
 	if bad := st.mismatches(want, cfg.Method); len(bad) > 0 {
-		return fmt.Errorf("trainer: model.path %s is a prepared base made with other settings than this config's:\n  %s\nrun salr-prepare again with this config, or change the config to match (model.path %s was the source)",
-			path, strings.Join(bad, "\n  "), st.Source.Path)
+		return fmt.Errorf("trainer: model.path %s is a prepared base (made from %s) with other settings than this config's:\n  %s\nrun salr-prepare again with this config, or change the config to match",
+			path, st.Source.Path, strings.Join(bad, "\n  "))
 	}
 	return nil
 }

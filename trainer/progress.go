@@ -128,7 +128,6 @@ func (p *progressLog) done(i, n int) {
 	p.logf("%s: %d of %d %s done, %s elapsed, about %s left", p.what, i, n, p.unit, elapsed.Round(time.Second), left.Round(time.Second))
 }
 
-
 // prepareLogEvery is the interval of stageProgress's log lines.
 const prepareLogEvery = 10 * time.Second
 
