@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/salr-go/salr/model/safetensors"
@@ -89,6 +91,33 @@ func preparedEntries(p *Params[float32], pr *Prepared) ([]safetensors.Tensor, st
 	}
 	b, err := json.Marshal(meta)
 	return tensors, string(b), err
+}
+
+// ReadPreparedSettings returns the settings of the prepared base at path
+// from the header of its model.safetensors alone (no weights are read), or
+// nil when path is not a prepared base.
+func ReadPreparedSettings(path string) (json.RawMessage, error) {
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		return nil, nil
+	}
+	file := filepath.Join(path, safetensors.SingleFileName)
+	f, err := safetensors.Open(file)
+	if err != nil {
+		return nil, nil // not one readable file, so not a prepared base; Load reports what is wrong
+	}
+	defer f.Close()
+	raw, ok := f.Metadata()[PreparedMetadataKey]
+	if !ok {
+		return nil, nil
+	}
+	var meta preparedMeta
+	if err := json.Unmarshal([]byte(raw), &meta); err != nil {
+		return nil, fmt.Errorf("%s: metadata %q: %v", file, PreparedMetadataKey, err)
+	}
+	if len(meta.Settings) == 0 {
+		return nil, fmt.Errorf("%s: metadata %q has no settings", file, PreparedMetadataKey)
+	}
+	return meta.Settings, nil
 }
 
 // prepared reads the salr_prepared metadata raw and the factors it lists.

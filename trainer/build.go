@@ -65,6 +65,15 @@ func build(cfg *configs.Config, logf func(string, ...any), progress io.Writer) (
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	// A prepared base that does not fit cfg is an error before its weights
+	// are read (wanda's calibration data is compared once it is loaded).
+	if settings, err := model.ReadPreparedSettings(cfg.Model.Path); err != nil {
+		return nil, err
+	} else if settings != nil {
+		if err := checkPrepared(cfg, &model.Prepared{Settings: settings}, nil); err != nil {
+			return nil, err
+		}
+	}
 	loaded, err := model.Open(cfg.Model.Path, cfg.Model.Tokenizer)
 	if err != nil {
 		return nil, err

@@ -131,10 +131,10 @@ func settingsFor(cfg *configs.Config, calibration *preparedCalibration) (*prepar
 }
 
 // calibrationFor describes the wanda calibration data of a run of cfg on
-// data (nil for other scores).
+// data (nil for other scores, and when data is not loaded yet).
 func calibrationFor(cfg *configs.Config, data *Data) *preparedCalibration {
 	spec, err := sparsity.ParseSpec(cfg.Sparsity.Score, cfg.Sparsity.Pattern, cfg.Sparsity.Ratio)
-	if err != nil || spec.Method != sparsity.Wanda {
+	if err != nil || spec.Method != sparsity.Wanda || data == nil {
 		return nil
 	}
 	seqs := calibrationSeqs(cfg, data)
@@ -229,7 +229,8 @@ func readPrepared(cfg *configs.Config, pr *model.Prepared) (*preparedSettings, e
 // checkPrepared reports a run of cfg on data that the prepared base pr was
 // not made for: one that does not prune (lora), or whose sparsity, base
 // format or (for the methods with the SVD adapter) SVD settings differ. It
-// reads no weights.
+// reads no weights; pr needs only its Settings, and with data nil wanda's
+// calibration data is not compared.
 func checkPrepared(cfg *configs.Config, pr *model.Prepared, data *Data) error {
 	path := cfg.Model.Path
 	if !cfg.Prunes() {
