@@ -55,7 +55,8 @@ type Setup struct {
 //
 // Masks are computed once from the frozen W0 before any training. Every
 // random choice (LoRA init, SVD sketch, dropout) derives from train.seed and
-// the module name.
+// the module name. A prepared base (salr-prepare) as model.path supplies the
+// pruned bases and SVD factors, made with its own seed.
 func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 	return build(cfg, logf, nil)
 }
