@@ -30,9 +30,10 @@ type Options struct {
 	Resume string
 	// Overwrite lets a new run replace a previous run's directory.
 	Overwrite bool
-	// Progress receives the progress bar, for a terminal (nil, or an
-	// *os.File that is not a terminal: no bar; Log then gets a status line
-	// every StatusEvery instead).
+	// Progress receives the progress bars (pruning and the SVD, then the
+	// training steps), for a terminal (nil, or an *os.File that is not a
+	// terminal: no bar; Log then gets a status line every StatusEvery
+	// instead).
 	Progress io.Writer
 	// Log receives one-line status messages (nil: discarded).
 	Log io.Writer
