@@ -49,7 +49,9 @@ type Config struct {
 // ModelConfig locates the base checkpoint and its tokenizer.
 type ModelConfig struct {
 	// Base checkpoint: a HuggingFace model directory (config.json plus
-	// safetensors) or a llama2.c .bin file.
+	// safetensors) or a llama2.c .bin file. It may name a prepared base
+	// written by salr-prepare: pruning and the SVD are then skipped, and
+	// its sparsity, base format and SVD settings must match this config's.
 	Path string `toml:"path" env:"expand"`
 	// Tokenizer file or directory (tokenizer.json, a directory holding it, or
 	// a llama2.c tok*.bin). Empty: tokenizer.json from the model directory, or
@@ -183,7 +185,8 @@ type TrainConfig struct {
 	// Clip the global gradient norm to this value; 0 disables clipping.
 	GradClip float64 `toml:"grad_clip"`
 	// Seed of every random choice (adapter init, dropout, data order,
-	// held-out split, randomized SVD).
+	// held-out split, randomized SVD). A prepared base (model.path) keeps
+	// the SVD seed it was made with.
 	Seed int64 `toml:"seed"`
 	// Evaluate the held-out loss every this many steps; 0: only at the end.
 	EvalEvery int `toml:"eval_every"`

@@ -71,6 +71,10 @@ type Checkpoint struct {
 	// Adapters holds the low-rank updates a compressed model directory
 	// stores with its weights, by HF module name.
 	Adapters map[string]*LowRank[float32]
+	// Prepared is set when the directory is a prepared base (salr-prepare):
+	// the settings that made it and the initial SVD factors, which are not
+	// attached to the projections.
+	Prepared *Prepared
 	Source   string // the path loaded
 
 	release     func() error       // unmaps the file(s) Tensors may point into

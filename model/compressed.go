@@ -124,6 +124,9 @@ type ParamsFileOptions struct {
 	// AdapterParts optionally describes the adapter of a module (by HF
 	// module name); the JSON is kept in the metadata as it is.
 	AdapterParts map[string]json.RawMessage
+	// Prepared, when set, also stores a prepared base's settings and
+	// initial SVD factors (compressed only; see PreparedMetadataKey).
+	Prepared *Prepared
 	// Overwrite replaces the model files of a directory that already holds
 	// a model (as ForceOverwrite does for WriteHF).
 	Overwrite bool
@@ -140,8 +143,8 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 	default:
 		return fmt.Errorf("model: WriteParams: dtype %q is not one of F32, BF16, F16", o.DType)
 	}
-	if o.Adapters && !o.Compressed {
-		return errors.New("model: WriteParams: adapters are only stored in compressed model files")
+	if (o.Adapters || o.Prepared != nil) && !o.Compressed {
+		return errors.New("model: WriteParams: adapters and prepared factors are only stored in compressed model files")
 	}
 	cfg := p.Config
 	if err := cfg.Validate(); err != nil {
@@ -220,6 +223,14 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 			}
 			tensors = append(tensors, adapterTensors...)
 			metadata[AdaptersMetadataKey] = adJSON
+		}
+		if o.Prepared != nil {
+			prTensors, prJSON, err := preparedEntries(p, o.Prepared)
+			if err != nil {
+				return err
+			}
+			tensors = append(tensors, prTensors...)
+			metadata[PreparedMetadataKey] = prJSON
 		}
 		tensors = append(tensors, safetensors.Tensor{Name: tailPaddingName, DType: safetensors.U8,
 			Shape: []int{tailPaddingBytes}, Data: make([]byte, tailPaddingBytes)})
@@ -592,6 +603,11 @@ func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) 
 	}
 	if raw, ok := metadata[AdaptersMetadataKey]; ok {
 		if ck.Adapters, err = file.adapters(raw, cfg); err != nil {
+			return nil, err
+		}
+	}
+	if raw, ok := metadata[PreparedMetadataKey]; ok {
+		if ck.Prepared, err = file.prepared(raw, cfg); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"fmt"
+	"io"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -42,6 +43,8 @@ type Setup struct {
 	kernels map[string]*adapters.FusedKernel[float32]
 	nodes   map[string][2]*G.Node // learnable A and B nodes per module
 	mu      sync.Mutex            // guards the maps while projections are pruned in parallel
+	// progress receives the bar of pruning and the SVD (see stageProgress).
+	progress io.Writer
 }
 
 // Build loads the model and data of cfg and prepares them for cfg.Method:
@@ -54,10 +57,25 @@ type Setup struct {
 //
 // Masks are computed once from the frozen W0 before any training. Every
 // random choice (LoRA init, SVD sketch, dropout) derives from train.seed and
-// the module name.
+// the module name. A prepared base (salr-prepare) as model.path supplies the
+// pruned bases and SVD factors, made with its own seed.
 func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
+	return build(cfg, logf, nil)
+}
+
+// build is Build with a progress bar of pruning and the SVD on progress.
+func build(cfg *configs.Config, logf func(string, ...any), progress io.Writer) (*Setup, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
+	}
+	// A prepared base that does not fit cfg is an error before its weights
+	// are read (wanda's calibration data is compared once it is loaded).
+	if settings, err := model.ReadPreparedSettings(cfg.Model.Path); err != nil {
+		return nil, err
+	} else if settings != nil {
+		if err := checkPrepared(cfg, &model.Prepared{Settings: settings}, nil); err != nil {
+			return nil, err
+		}
 	}
 	loaded, err := model.Open(cfg.Model.Path, cfg.Model.Tokenizer)
 	if err != nil {
@@ -75,7 +93,7 @@ func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 		return nil, err
 	}
 	logf("data: first training example, prompt %q, response %q", elide(data.First.Prompt, 400), elide(data.First.Response, 200))
-	s, err := Prepare(cfg, loaded, data, logf)
+	s, err := prepare(cfg, loaded, data, logf, progress)
 	if err != nil {
 		loaded.Close()
 		return nil, err
@@ -85,14 +103,26 @@ func Build(cfg *configs.Config, logf func(string, ...any)) (*Setup, error) {
 
 // Prepare applies cfg.Method to an opened model (pruning, adapters) with its
 // tokenised data; Build is Open + LoadData + Prepare. The Setup takes
-// ownership of loaded.
+// ownership of loaded. When loaded is a prepared base (salr-prepare), its
+// settings are checked against cfg first, and its pruned bases and SVD
+// factors are used instead of pruning.
 func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(string, ...any)) (*Setup, error) {
+	return prepare(cfg, loaded, data, logf, nil)
+}
+
+// prepare is Prepare with a progress bar of pruning and the SVD on progress.
+func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(string, ...any), progress io.Writer) (*Setup, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	if loaded.Checkpoint != nil && loaded.Checkpoint.Prepared != nil {
+		if err := checkPrepared(cfg, loaded.Checkpoint.Prepared, data); err != nil {
+			return nil, err
+		}
+	}
 	s := &Setup{Config: cfg, Loaded: loaded, Tokenizer: loaded.Tokenizer, Params: loaded.Params, Data: data,
 		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
-		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
+		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}, progress: progress}
 	if cfg.Prunes() {
 		if err := s.prune(logf); err != nil {
 			return nil, err
@@ -114,6 +144,9 @@ func (s *Setup) Close() error { return s.Loaded.Close() }
 // prune replaces every targeted projection's base by W0 ⊙ M, stored in
 // output.base_format (see setPrunedBase), and keeps the residual statistics.
 func (s *Setup) prune(logf func(string, ...any)) error {
+	if s.Loaded.Checkpoint != nil && s.Loaded.Checkpoint.Prepared != nil {
+		return s.usePrepared(logf)
+	}
 	cfg := s.Config
 	spec, err := sparsity.ParseSpec(cfg.Sparsity.Score, cfg.Sparsity.Pattern, cfg.Sparsity.Ratio)
 	if err != nil {
@@ -128,9 +161,11 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	// An N:M pattern needs every targeted width to be a multiple of M:
 	// check them all before calibrating or pruning anything.
+	var targeted int
 	for l := range s.Params.Layers {
 		for p, lin := range s.Params.Layers[l].Proj {
 			if targets.Has(model.Projection(p).Short()) {
+				targeted++
 				if err := spec.Pattern.CheckCols(lin.Base.Cols()); err != nil {
 					return fmt.Errorf("trainer: cannot prune %s (%d×%d): %w", lin.Module, lin.Base.Rows(), lin.Base.Cols(), err)
 				}
@@ -139,17 +174,22 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	var norms map[string][]float32
 	if spec.Method == sparsity.Wanda {
-		if norms, err = s.calibrate(cfg.Sparsity.CalibrationBatches); err != nil {
+		if norms, err = s.calibrate(); err != nil {
 			return err
 		}
 	}
 	start := time.Now()
-	progress := progressLog{logf: logf, what: "pruning", every: 10 * time.Second, start: start}
-	err = pruneProjections(s.Params, spec, targets, norms, progress.done,
+	what := "pruning"
+	if cfg.HasSVDAdapter() {
+		what = "pruning+SVD"
+	}
+	progress := newStageProgress(s.progress, logf, what, "projections", targeted)
+	err = pruneProjections(s.Params, spec, targets, norms, func(int, int) { progress.add() },
 		func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
 			kept, residual, stats := sparsity.Split(dense.W, mask)
 			return s.setPrunedBase(lin, kept, residual, stats)
 		})
+	progress.finish(err == nil)
 	if err != nil {
 		return err
 	}
@@ -165,36 +205,10 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	return nil
 }
 
-// progressLog reports a long loop's progress in log lines, at most one per
-// interval (pruning and SVD of a 7B model take minutes before training
-// starts).
-type progressLog struct {
-	logf        func(string, ...any)
-	what        string
-	every       time.Duration
-	start, last time.Time
-}
-
-// done reports that i of n items are finished, if the last report is older
-// than the interval.
-func (p *progressLog) done(i, n int) {
-	now := time.Now()
-	since := p.start
-	if p.last.After(since) {
-		since = p.last
-	}
-	if i == 0 || now.Sub(since) < p.every {
-		return
-	}
-	p.last = now
-	elapsed := now.Sub(p.start)
-	left := time.Duration(float64(elapsed) * float64(n-i) / float64(i))
-	p.logf("%s: %d of %d projections done, %s elapsed, about %s left", p.what, i, n, elapsed.Round(time.Second), left.Round(time.Second))
-}
-
-// calibrate runs the dense model over a few training batches and returns, per
-// projection, the L2 norms of its input features (Wanda's ||X_j||).
-func (s *Setup) calibrate(batches int) (map[string][]float32, error) {
+// calibrate runs the dense model over the calibration sequences
+// (calibrationSeqs) and returns, per projection, the L2 norms of its input
+// features (Wanda's ||X_j||).
+func (s *Setup) calibrate() (map[string][]float32, error) {
 	cal := map[string]*sparsity.Calibration{}
 	r := model.NewRunner(s.Params)
 	r.Observe = func(lin *model.Linear[float32], x []float32, n int) {
@@ -205,9 +219,7 @@ func (s *Setup) calibrate(batches int) (map[string][]float32, error) {
 		}
 		c.AddActivations(x, n)
 	}
-	n := min(max(batches, 1)*s.Config.Train.BatchSize, len(s.Data.Train))
-	for i := 0; i < n; i++ {
-		seq := s.Data.Train[i].Tokens
+	for _, seq := range calibrationSeqs(s.Config, s.Data) {
 		if _, err := r.Forward([][]int{seq}, []*model.Cache{r.NewCache(len(seq))}, false); err != nil {
 			return nil, fmt.Errorf("trainer: wanda calibration: %w", err)
 		}
@@ -217,6 +229,17 @@ func (s *Setup) calibrate(batches int) (map[string][]float32, error) {
 		norms[m] = c.Norms()
 	}
 	return norms, nil
+}
+
+// calibrationSeqs are the token ids of the training sequences wanda's
+// calibration runs: the first sparsity.calibration_batches batches.
+func calibrationSeqs(cfg *configs.Config, data *Data) [][]int {
+	n := min(max(cfg.Sparsity.CalibrationBatches, 1)*cfg.Train.BatchSize, len(data.Train))
+	out := make([][]int, n)
+	for i := range out {
+		out[i] = data.Train[i].Tokens
+	}
+	return out
 }
 
 // attachAdapters builds the LoRA and SVD residual adapters of each projection
@@ -251,7 +274,9 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 				energy += svd.Energy
 				residual += svd.Residual
 				parts = append(parts, svd.Adapter)
-				delete(s.svd, lin.Module) // Concat copies it: do not hold it twice
+				// Concat copies the factors: keep only the figures, so that the
+				// factors are not held twice.
+				s.svd[lin.Module] = svdResult{Energy: svd.Energy, Residual: svd.Residual}
 			}
 			if len(parts) == 0 {
 				continue

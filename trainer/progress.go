@@ -49,7 +49,7 @@ func (r *reporter) begin(step, total int) {
 	r.first, r.total = step, total
 	r.start = time.Now()
 	r.last = r.start
-	if f, ok := r.out.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+	if barWriter(r.out) == nil && r.out != nil {
 		// A file or pipe gets status lines, not a bar redrawn in place.
 		if r.log == nil {
 			r.log = r.out
@@ -99,4 +99,94 @@ func (r *reporter) stop() {
 		r.bar.Exit() // runs the completion hook: a newline
 	}
 	r.bar = nil
+}
+
+// progressLog reports a long loop's progress in log lines, at most one per
+// interval (pruning and SVD of a 7B model take minutes before training
+// starts).
+type progressLog struct {
+	logf        func(string, ...any)
+	what, unit  string // "pruning", "projections"
+	every       time.Duration
+	start, last time.Time
+}
+
+// done reports that i of n items are finished, if the last report is older
+// than the interval.
+func (p *progressLog) done(i, n int) {
+	now := time.Now()
+	since := p.start
+	if p.last.After(since) {
+		since = p.last
+	}
+	if i == 0 || now.Sub(since) < p.every {
+		return
+	}
+	p.last = now
+	elapsed := now.Sub(p.start)
+	left := time.Duration(float64(elapsed) * float64(n-i) / float64(i))
+	p.logf("%s: %d of %d %s done, %s elapsed, about %s left", p.what, i, n, p.unit, elapsed.Round(time.Second), left.Round(time.Second))
+}
+
+// prepareLogEvery is the interval of stageProgress's log lines.
+const prepareLogEvery = 10 * time.Second
+
+// stageProgress shows a preparation stage's progress over n items (pruning
+// and the SVD, counted in projections): a bar with the time left on out when
+// out is a terminal (see barWriter), else progressLog's lines.
+type stageProgress struct {
+	bar  *progressbar.ProgressBar
+	log  progressLog
+	i, n int
+}
+
+// newStageProgress starts showing a stage of n items (in unit) called what.
+func newStageProgress(out io.Writer, logf func(string, ...any), what, unit string, n int) *stageProgress {
+	p := &stageProgress{n: n, log: progressLog{logf: logf, what: what, unit: unit, every: prepareLogEvery, start: time.Now()}}
+	if out = barWriter(out); out != nil && n > 0 {
+		p.bar = progressbar.NewOptions(n,
+			progressbar.OptionSetWriter(out),
+			progressbar.OptionSetDescription(what),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString(unit),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionSetWidth(24),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(out) }))
+	}
+	return p
+}
+
+// add records one more item done.
+func (p *stageProgress) add() {
+	p.i++
+	if p.bar != nil {
+		p.bar.Set(p.i) // the error is the writer's; a progress bar is not worth failing for
+		return
+	}
+	p.log.done(p.i, p.n)
+}
+
+// finish ends the bar: full after a successful stage, where it stopped
+// otherwise (both end its line).
+func (p *stageProgress) finish(ok bool) {
+	if p.bar == nil || p.bar.IsFinished() {
+		return
+	}
+	if ok {
+		p.bar.Finish()
+	} else {
+		p.bar.Exit()
+	}
+}
+
+// barWriter returns out if a progress bar may be drawn on it: not nil, and
+// not a file that is not a terminal (a log file or a pipe).
+func barWriter(out io.Writer) io.Writer {
+	if f, ok := out.(*os.File); ok && !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return out
 }

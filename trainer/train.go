@@ -30,9 +30,10 @@ type Options struct {
 	Resume string
 	// Overwrite lets a new run replace a previous run's directory.
 	Overwrite bool
-	// Progress receives the progress bar, for a terminal (nil, or an
-	// *os.File that is not a terminal: no bar; Log then gets a status line
-	// every StatusEvery instead).
+	// Progress receives the progress bars (pruning and the SVD, then the
+	// training steps), for a terminal (nil, or an *os.File that is not a
+	// terminal: no bar; Log then gets a status line every StatusEvery
+	// instead).
 	Progress io.Writer
 	// Log receives one-line status messages (nil: discarded).
 	Log io.Writer
@@ -70,7 +71,7 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 // train prepares the model, trains it and writes the run directory; the
 // training model's memory is released when it returns.
 func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options, rep *reporter) (*Summary, error) {
-	setup, err := Build(cfg, rep.logf)
+	setup, err := build(cfg, rep.logf, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
