@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/salr-go/salr/kernels"
+	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/gonum/lapack/lapack64"
 	"gonum.org/v1/gonum/mat"
@@ -115,51 +116,72 @@ func (t *TruncatedSVD) Energy() float64 {
 //
 //	Ω ~ N(0,1)^{cols×l};  Q = qr(e Ω)
 //	repeat q times:  Q̃ = qr(eᵀ Q);  Q = qr(e Q̃)
-//	Bs = Qᵀ e (l×cols);  Bs = Ũ Σ Vᵀ;  U = Q Ũ
+//	Bsᵀ = eᵀ Q (cols×l);  Bsᵀ = Q̃ R;  R = P Σ Wᵀ;  U = Q W, V = Q̃ P
 //
-// The large products with e run through kernels.Gemm in float32; the thin QR
-// (LAPACK geqrf/orgqr) and the SVD of the small l×cols matrix run in float64
-// in gonum. The result is deterministic for a given seed and BLAS backend.
+// The products with e, and the orthonormalisations (CholeskyQR2, see
+// orthonormalizer), run through kernels.Gemm in float32; only l×l matrices
+// are factored in float64 in gonum. The result is deterministic for a given
+// seed, BLAS backend and GOMAXPROCS.
 func RandomizedSVD(e []float32, rows, cols int, c SVDConfig) (*TruncatedSVD, error) {
+	t, _, err := randomizedSVD(e, rows, cols, c)
+	return t, err
+}
+
+// randomizedSVD is RandomizedSVD, also returning how many of its
+// orthonormalisations fell back to Householder QR.
+func randomizedSVD(e []float32, rows, cols int, c SVDConfig) (*TruncatedSVD, int, error) {
 	if err := checkSVDArgs(len(e), rows, cols, c.Rank); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if c.Oversample < 0 || c.PowerIters < 0 {
-		return nil, fmt.Errorf("adapters: randomized SVD: oversample %d and power iterations %d must be >= 0", c.Oversample, c.PowerIters)
+		return nil, 0, fmt.Errorf("adapters: randomized SVD: oversample %d and power iterations %d must be >= 0", c.Oversample, c.PowerIters)
 	}
 	l := min(c.Rank+c.Oversample, rows, cols)
 	rng := rand.New(rand.NewPCG(c.Seed, 0x5bd))
-	omega := make([]float32, cols*l)
-	for i := range omega {
-		omega[i] = float32(rng.NormFloat64())
+	yt := make([]float32, cols*l) // Ω, then eᵀ Q
+	for i := range yt {
+		yt[i] = float32(rng.NormFloat64())
 	}
-	var qr thinQR
-	y := make([]float32, rows*l)  // e Ω, then e Q̃
-	yt := make([]float32, cols*l) // eᵀ Q
-	kernels.Gemm(false, false, rows, l, cols, 1, e, cols, omega, l, 0, y, l)
-	q := qr.orthonormalize(y, rows, l)
+	var o orthonormalizer
+	y := make([]float32, rows*l) // e Ω, then e Q̃
+	scratch := make([]float32, max(rows, cols)*l)
+	kernels.Gemm(false, false, rows, l, cols, 1, e, cols, yt, l, 0, y, l)
+	o.orthonormalize(y, scratch, rows, l)
 	for it := 0; it < c.PowerIters; it++ {
-		kernels.Gemm(true, false, cols, l, rows, 1, e, cols, q, l, 0, yt, l)
-		qt := qr.orthonormalize(yt, cols, l)
-		kernels.Gemm(false, false, rows, l, cols, 1, e, cols, qt, l, 0, y, l)
-		q = qr.orthonormalize(y, rows, l)
+		kernels.Gemm(true, false, cols, l, rows, 1, e, cols, y, l, 0, yt, l)
+		o.orthonormalize(yt, scratch, cols, l)
+		kernels.Gemm(false, false, rows, l, cols, 1, e, cols, yt, l, 0, y, l)
+		o.orthonormalize(y, scratch, rows, l)
 	}
-	// Bs = Qᵀ e, l×cols.
-	bs := make([]float32, l*cols)
-	kernels.Gemm(true, false, l, cols, rows, 1, q, l, e, cols, 0, bs, cols)
+	// Bsᵀ = eᵀ Q (cols×l) = Q̃ R with R = Q̃ᵀ Bsᵀ (l×l): the SVD of the small
+	// R gives that of Bs = Qᵀ e.
+	bst := make([]float32, cols*l)
+	kernels.Gemm(true, false, cols, l, rows, 1, e, cols, y, l, 0, bst, l)
+	copy(yt, bst)
+	o.orthonormalize(yt, scratch, cols, l)
+	r := scratch[:l*l]
+	kernels.Gemm(true, false, l, l, cols, 1, yt, l, bst, l, 0, r, l)
 	var svd mat.SVD
-	if !svd.Factorize(mat.NewDense(l, cols, toFloat64(bs)), mat.SVDThin) {
-		return nil, fmt.Errorf("adapters: randomized SVD: the SVD of the %d×%d sketch did not converge", l, cols)
+	if !svd.Factorize(mat.NewDense(l, l, toFloat64(r)), mat.SVDThin) {
+		return nil, 0, fmt.Errorf("adapters: randomized SVD: the SVD of the %d×%d sketch did not converge", l, l)
 	}
-	var uSmall, v mat.Dense
-	svd.UTo(&uSmall) // l×l
-	svd.VTo(&v)      // cols×l
-	s := svd.Values(nil)
-	// U = Q Ũ[:, :Rank], computed in float64 from the float32 Q.
-	qd := mat.NewDense(rows, l, toFloat64(q))
-	var u mat.Dense
-	u.Mul(qd, uSmall.Slice(0, l, 0, c.Rank))
-	return newTruncated(rows, cols, c.Rank, &u, s, &v), nil
+	var p, w mat.Dense
+	svd.UTo(&p) // l×l
+	svd.VTo(&w) // l×l
+	// U = Q W[:, :Rank] (rows×Rank); Vᵀ = P[:, :Rank]ᵀ Q̃ᵀ (Rank×cols).
+	k := c.Rank
+	wk, pkt := make([]float32, l*k), make([]float32, k*l)
+	for i := 0; i < l; i++ {
+		for j := 0; j < k; j++ {
+			wk[i*k+j] = float32(w.At(i, j))
+			pkt[j*l+i] = float32(p.At(i, j))
+		}
+	}
+	t := &TruncatedSVD{Rows: rows, Cols: cols, Rank: k,
+		U: make([]float32, rows*k), S: svd.Values(nil)[:k], Vt: make([]float32, k*cols)}
+	kernels.Gemm(false, false, rows, k, l, 1, y, l, wk, k, 0, t.U, k)
+	kernels.Gemm(false, true, k, cols, l, 1, pkt, l, yt, l, 0, t.Vt, cols)
+	return t, o.fallbacks, nil
 }
 
 // ExactSVD computes the rank-`rank` truncation of the full SVD of e with
@@ -224,16 +246,95 @@ func NewSVDAdapter(t *TruncatedSVD, trainable bool) *LowRank {
 	return l
 }
 
+// orthonormalizer computes orthonormal bases of tall float32 matrices by
+// CholeskyQR2 (Fukaya et al. 2014): Y = Q R with R the Cholesky factor of the
+// Gram matrix YᵀY, then the same again on Q to restore the orthogonality the
+// first pass loses, which it does while κ(Y) stays well below 1/√ε of the
+// float32 Gram matrix. The Gram matrices and the products Y R⁻¹ are GEMMs; the
+// l×l Cholesky factor and its inverse are computed in float64. When the
+// sketch is numerically rank-deficient (a matrix of rank below l, or a
+// spectrum that falls by more than about 10³ within the sketch), the Cholesky
+// factorization breaks down or the first pass is far from orthonormal, and
+// it falls back to Householder QR (thinQR), counted in fallbacks.
+type orthonormalizer struct {
+	gram, rinv []float32 // l×l
+	gram64     []float64 // l×l
+	qr         thinQR
+	fallbacks  int
+}
+
+// orthonormalize overwrites y (m×n, row-major, m >= n) with a matrix whose
+// columns are orthonormal and span the columns of y; scratch holds at least
+// m×n values and is overwritten.
+func (o *orthonormalizer) orthonormalize(y, scratch []float32, m, n int) {
+	y, scratch = y[:m*n], scratch[:m*n]
+	if !o.cholQR(y, scratch, m, n, 0) || !o.cholQR(scratch, y, m, n, 0.5) {
+		o.fallbacks++
+		o.qr.orthonormalize(y, m, n)
+	}
+}
+
+// cholQR is one pass of CholeskyQR: dst = src R⁻¹ with RᵀR = srcᵀ src. When
+// maxDev > 0 it first checks that ||srcᵀ src − I||_F <= maxDev, i.e. that src
+// is already close to orthonormal. It reports false, leaving dst untouched,
+// when the check or the Cholesky factorization fails.
+func (o *orthonormalizer) cholQR(src, dst []float32, m, n int, maxDev float64) bool {
+	if len(o.gram) < n*n {
+		o.gram, o.rinv, o.gram64 = make([]float32, n*n), make([]float32, n*n), make([]float64, n*n)
+	}
+	g, g64, rinv := o.gram[:n*n], o.gram64[:n*n], o.rinv[:n*n]
+	kernels.Gemm(true, false, n, n, m, 1, src, n, src, n, 0, g, n)
+	var dev float64
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			v := (float64(g[i*n+j]) + float64(g[j*n+i])) / 2
+			g64[i*n+j] = v
+			if i == j {
+				dev += (v - 1) * (v - 1)
+			} else {
+				dev += 2 * v * v
+			}
+		}
+	}
+	if maxDev > 0 && !(math.Sqrt(dev) <= maxDev) { // NaN fails too
+		return false
+	}
+	r, ok := lapack64.Potrf(blas64.Symmetric{Uplo: blas.Upper, N: n, Stride: n, Data: g64})
+	if !ok || !lapack64.Trtri(r) {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		for j := 0; j < n; j++ {
+			v := 0.0
+			if j >= i {
+				v = g64[i*n+j]
+			}
+			rinv[i*n+j] = float32(v)
+			if math.IsNaN(v) || math.IsInf(float64(rinv[i*n+j]), 0) {
+				return false
+			}
+		}
+	}
+	kernels.Gemm(false, false, m, n, n, 1, src, n, rinv, n, 0, dst, n)
+	return true
+}
+
 // thinQR computes orthonormal bases with LAPACK's geqrf/orgqr in float64,
 // reusing its scratch buffers.
 type thinQR struct {
-	tau, work []float64
+	a, tau, work []float64
 }
 
-// orthonormalize returns a new m×n float32 matrix Q (m >= n) with
-// orthonormal columns spanning the columns of y (m×n, row-major).
-func (t *thinQR) orthonormalize(y []float32, m, n int) []float32 {
-	a := toFloat64(y[:m*n])
+// orthonormalize overwrites y (m×n, row-major, m >= n) with a matrix whose
+// columns are orthonormal and span the columns of y.
+func (t *thinQR) orthonormalize(y []float32, m, n int) {
+	if len(t.a) < m*n {
+		t.a = make([]float64, m*n)
+	}
+	a := t.a[:m*n]
+	for i, v := range y[:m*n] {
+		a[i] = float64(v)
+	}
 	g := blas64.General{Rows: m, Cols: n, Stride: n, Data: a}
 	if len(t.tau) < n {
 		t.tau = make([]float64, n)
@@ -249,11 +350,9 @@ func (t *thinQR) orthonormalize(y []float32, m, n int) []float32 {
 	}
 	lapack64.Geqrf(g, tau, t.work, lwork)
 	lapack64.Orgqr(g, tau, t.work, lwork)
-	out := make([]float32, m*n)
 	for i, v := range a {
-		out[i] = float32(v)
+		y[i] = float32(v)
 	}
-	return out
 }
 
 func toFloat64(x []float32) []float64 {
