@@ -519,51 +519,102 @@ func TestOrthonormalizer(t *testing.T) {
 }
 
 // TestRandomizedSVDRankDeficient: a matrix of rank 5 has a rank-deficient
-// sketch (l = 72 columns); the randomized SVD falls back to Householder QR
-// and still returns its exact truncation: all the energy at rank >= 5, and
-// orthonormal singular vectors. A pruning residual never falls back.
+// sketch (l = 72 columns); the randomized SVD, in both forms, falls back to
+// Householder QR and still returns its exact truncation: all the energy at
+// rank >= 5, and orthonormal singular vectors. A pruning residual never falls
+// back.
 func TestRandomizedSVDRankDeficient(t *testing.T) {
-	const rows, cols = 200, 160
-	e := gaussianColumns(rows, cols, 5, 4)
-	exact, err := ExactSVD(e, rows, cols, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, fallbacks, err := randomizedSVD(e, rows, cols, DefaultSVDConfig(8, 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fallbacks == 0 {
-		t.Error("no fallback to Householder QR on a rank-5 matrix")
-	}
-	for i := range 5 {
-		if math.Abs(got.S[i]-exact.S[i]) > 1e-5*exact.S[0] {
-			t.Errorf("σ%d = %g, exact %g", i, got.S[i], exact.S[i])
+	for _, shape := range [][2]int{{200, 160}, {160, 200}} {
+		rows, cols := shape[0], shape[1]
+		e := gaussianColumns(rows, cols, 5, 4)
+		exact, err := ExactSVD(e, rows, cols, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gram := range []bool{false, true} {
+			name := fmt.Sprintf("%d×%d gram %v", rows, cols, gram)
+			got, fallbacks, err := randomizedSVD(e, rows, cols, DefaultSVDConfig(8, 1), gram)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fallbacks == 0 {
+				t.Errorf("%s: no fallback to Householder QR on a rank-5 matrix", name)
+			}
+			for i := range 5 {
+				if math.Abs(got.S[i]-exact.S[i]) > 1e-5*exact.S[0] {
+					t.Errorf("%s: σ%d = %g, exact %g", name, i, got.S[i], exact.S[i])
+				}
+			}
+			for i := 5; i < 8; i++ {
+				if got.S[i] > 1e-5*exact.S[0] {
+					t.Errorf("%s: σ%d = %g of a rank-5 matrix", name, i, got.S[i])
+				}
+			}
+			u5 := make([]float32, rows*5)
+			for i := 0; i < rows; i++ {
+				copy(u5[i*5:], got.U[i*8:i*8+5])
+			}
+			v5 := make([]float32, cols*5)
+			for j := 0; j < cols; j++ {
+				for l := 0; l < 5; l++ {
+					v5[j*5+l] = got.Vt[l*cols+j]
+				}
+			}
+			checkOrthonormalBasis(t, name+" U", u5, u5, rows, 5)
+			checkOrthonormalBasis(t, name+" V", v5, v5, cols, 5)
+			if mse, total := reconstructionMSE(e, got)*float64(rows*cols), exact.Energy(); mse > 1e-8*total {
+				t.Errorf("%s: reconstruction error %g of %g", name, mse, total)
+			}
 		}
 	}
-	for i := 5; i < 8; i++ {
-		if got.S[i] > 1e-5*exact.S[0] {
-			t.Errorf("σ%d = %g of a rank-5 matrix", i, got.S[i])
-		}
-	}
-	u5 := make([]float32, rows*5)
-	for i := 0; i < rows; i++ {
-		copy(u5[i*5:], got.U[i*8:i*8+5])
-	}
-	v5 := make([]float32, cols*5)
-	for j := 0; j < cols; j++ {
-		for l := 0; l < 5; l++ {
-			v5[j*5+l] = got.Vt[l*cols+j]
-		}
-	}
-	checkOrthonormalBasis(t, "U", u5, u5, rows, 5)
-	checkOrthonormalBasis(t, "V", v5, v5, cols, 5)
-	if mse, total := reconstructionMSE(e, got)*rows*cols, exact.Energy(); mse > 1e-8*total {
-		t.Errorf("reconstruction error %g of %g", mse, total)
-	}
-
 	res, _ := prunedResidual(t, 300, 200, 6)
-	if _, fallbacks, err := randomizedSVD(res, 300, 200, DefaultSVDConfig(16, 1)); err != nil || fallbacks != 0 {
-		t.Errorf("pruning residual: %d fallbacks to Householder QR (err %v), want 0", fallbacks, err)
+	for _, gram := range []bool{false, true} {
+		if _, fallbacks, err := randomizedSVD(res, 300, 200, DefaultSVDConfig(16, 1), gram); err != nil || fallbacks != 0 {
+			t.Errorf("pruning residual, gram %v: %d fallbacks to Householder QR (err %v), want 0", gram, fallbacks, err)
+		}
+	}
+}
+
+// TestRandomizedSVDForms: the Gram form and the form on e both capture the
+// optimal energy of tall and wide pruning residuals, with the factorization
+// delivering it (reconstruction error = total − captured); RandomizedSVD
+// picks the Gram form only where it saves multiply-adds.
+func TestRandomizedSVDForms(t *testing.T) {
+	for _, shape := range [][2]int{{640, 240}, {240, 640}} {
+		rows, cols := shape[0], shape[1]
+		e, _ := prunedResidual(t, rows, cols, uint64(rows))
+		const rank = 16
+		best := optimalEnergy(t, e, rows, cols, rank)
+		var total float64
+		for _, v := range e {
+			total += float64(v) * float64(v)
+		}
+		for _, gram := range []bool{false, true} {
+			got, _, err := randomizedSVD(e, rows, cols, DefaultSVDConfig(rank, 2), gram)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ratio := capturedEnergy(e, NewSVDAdapter(got, true)) / best
+			if ratio < 0.995 || ratio > 1+1e-4 {
+				t.Errorf("%d×%d gram %v: captured/optimal %.5f", rows, cols, gram, ratio)
+			}
+			mse := reconstructionMSE(e, got) * float64(rows*cols)
+			if math.Abs(mse-(total-got.Energy())) > 1e-4*total {
+				t.Errorf("%d×%d gram %v: reconstruction error %.6g, want total−captured %.6g", rows, cols, gram, mse, total-got.Energy())
+			}
+		}
+	}
+	for _, c := range []struct {
+		rows, cols, l, q int
+		want             bool
+	}{
+		{4096, 4096, 128, 16, false},
+		{11008, 4096, 128, 16, true},
+		{4096, 11008, 128, 16, true},
+		{11008, 4096, 128, 0, false},
+	} {
+		if got := gramCheaper(c.rows, c.cols, c.l, c.q); got != c.want {
+			t.Errorf("gramCheaper(%d, %d, %d, %d) = %v, want %v", c.rows, c.cols, c.l, c.q, got, c.want)
+		}
 	}
 }
