@@ -149,13 +149,13 @@ func gramCheaper(rows, cols, l, q int) bool {
 }
 
 // randomizedSVD is RandomizedSVD in the Gram form or the form on e, also
-// returning how many of its orthonormalisations fell back to Householder QR.
-func randomizedSVD(e []float32, rows, cols int, c SVDConfig, gram bool) (*TruncatedSVD, int, error) {
+// returning how many of its orthonormalisations left float32 CholeskyQR2.
+func randomizedSVD(e []float32, rows, cols int, c SVDConfig, gram bool) (*TruncatedSVD, orthoCounts, error) {
 	if err := checkSVDArgs(len(e), rows, cols, c.Rank); err != nil {
-		return nil, 0, err
+		return nil, orthoCounts{}, err
 	}
 	if c.Oversample < 0 || c.PowerIters < 0 {
-		return nil, 0, fmt.Errorf("adapters: randomized SVD: oversample %d and power iterations %d must be >= 0", c.Oversample, c.PowerIters)
+		return nil, orthoCounts{}, fmt.Errorf("adapters: randomized SVD: oversample %d and power iterations %d must be >= 0", c.Oversample, c.PowerIters)
 	}
 	l := min(c.Rank+c.Oversample, rows, cols)
 	n, long := min(rows, cols), max(rows, cols)
@@ -206,7 +206,7 @@ func randomizedSVD(e []float32, rows, cols int, c SVDConfig, gram bool) (*Trunca
 		u, v, s, err = o.finishSVD(y, rows, yt, cols, l, c.Rank, scratch)
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, orthoCounts{}, err
 	}
 	t := &TruncatedSVD{Rows: rows, Cols: cols, Rank: c.Rank, U: u, S: s, Vt: make([]float32, c.Rank*cols)}
 	for i := 0; i < cols; i++ {
@@ -214,7 +214,7 @@ func randomizedSVD(e []float32, rows, cols int, c SVDConfig, gram bool) (*Trunca
 			t.Vt[j*cols+i] = v[i*c.Rank+j]
 		}
 	}
-	return t, o.fallbacks, nil
+	return t, o.orthoCounts, nil
 }
 
 // finishSVD factors a matrix X ≈ Z Yᵀ given the nz×l orthonormal basis Z of
@@ -313,18 +313,29 @@ func NewSVDAdapter(t *TruncatedSVD, trainable bool) *LowRank {
 // orthonormalizer computes orthonormal bases of tall float32 matrices by
 // CholeskyQR2 (Fukaya et al. 2014): Y = Q R with R the Cholesky factor of the
 // Gram matrix YᵀY, then the same again on Q to restore the orthogonality the
-// first pass loses, which it does while κ(Y) stays well below 1/√ε of the
-// float32 Gram matrix. The Gram matrices and the products Y R⁻¹ are GEMMs; the
-// l×l Cholesky factor and its inverse are computed in float64. When the
-// sketch is numerically rank-deficient (a matrix of rank below l, or a
-// spectrum that falls by more than about 10³ within the sketch), the Cholesky
-// factorization breaks down or the first pass is far from orthonormal, and
-// it falls back to Householder QR (thinQR), counted in fallbacks.
+// first pass loses. The Gram matrices and the products Y R⁻¹ are GEMMs; the
+// l×l Cholesky factor and its inverse are computed in float64.
+//
+// In float32 this holds while the condition number κ(Y) stays below about
+// 10²–10³. Above that (a steeply decaying spectrum within the sketch; the
+// Gram form squares it) the Cholesky factorization breaks down or its first
+// pass is far from orthonormal, and it repeats CholeskyQR2 in float64
+// (counted in float64Passes), good to κ of about 10⁷, beyond the float32
+// values' precision. When that fails too (a numerically rank-deficient
+// sketch: e of rank below l, or a zero matrix) it falls back to Householder
+// QR (thinQR, counted in fallbacks).
 type orthonormalizer struct {
-	gram, rinv []float32 // l×l
-	gram64     []float64 // l×l
+	f32        cholQR[float32]
+	f64        cholQR[float64]
+	y64, tmp64 []float64
 	qr         thinQR
-	fallbacks  int
+	orthoCounts
+}
+
+// orthoCounts counts the orthonormalisations that left float32 CholeskyQR2.
+type orthoCounts struct {
+	float64Passes int // CholeskyQR2 in float64
+	fallbacks     int // Householder QR
 }
 
 // orthonormalize overwrites y (m×n, row-major, m >= n) with a matrix whose
@@ -332,27 +343,48 @@ type orthonormalizer struct {
 // m×n values and is overwritten.
 func (o *orthonormalizer) orthonormalize(y, scratch []float32, m, n int) {
 	y, scratch = y[:m*n], scratch[:m*n]
-	if !o.cholQR(y, scratch, m, n, 0) || !o.cholQR(scratch, y, m, n, 0.5) {
-		o.fallbacks++
-		o.qr.orthonormalize(y, m, n)
+	if o.f32.pass(y, scratch, m, n, 0) && o.f32.pass(scratch, y, m, n, 0.5) {
+		return
 	}
+	o.float64Passes++
+	if len(o.y64) < m*n {
+		o.y64, o.tmp64 = make([]float64, m*n), make([]float64, m*n)
+	}
+	y64, tmp64 := o.y64[:m*n], o.tmp64[:m*n]
+	for i, v := range y {
+		y64[i] = float64(v)
+	}
+	if o.f64.pass(y64, tmp64, m, n, 0) && o.f64.pass(tmp64, y64, m, n, 0.5) {
+		for i, v := range y64 {
+			y[i] = float32(v)
+		}
+		return
+	}
+	o.fallbacks++
+	o.qr.orthonormalize(y, m, n)
 }
 
-// cholQR is one pass of CholeskyQR: dst = src R⁻¹ with RᵀR = srcᵀ src. When
+// cholQR holds the l×l scratch matrices of one CholeskyQR pass in T.
+type cholQR[T kernels.Float] struct {
+	gram, rinv []T       // l×l
+	r          []float64 // l×l
+}
+
+// pass is one pass of CholeskyQR: dst = src R⁻¹ with RᵀR = srcᵀ src. When
 // maxDev > 0 it first checks that ||srcᵀ src − I||_F <= maxDev, i.e. that src
 // is already close to orthonormal. It reports false, leaving dst untouched,
-// when the check or the Cholesky factorization fails.
-func (o *orthonormalizer) cholQR(src, dst []float32, m, n int, maxDev float64) bool {
-	if len(o.gram) < n*n {
-		o.gram, o.rinv, o.gram64 = make([]float32, n*n), make([]float32, n*n), make([]float64, n*n)
+// when the check or the Cholesky factorization fails or R⁻¹ overflows T.
+func (c *cholQR[T]) pass(src, dst []T, m, n int, maxDev float64) bool {
+	if len(c.gram) < n*n {
+		c.gram, c.rinv, c.r = make([]T, n*n), make([]T, n*n), make([]float64, n*n)
 	}
-	g, g64, rinv := o.gram[:n*n], o.gram64[:n*n], o.rinv[:n*n]
+	g, r, rinv := c.gram[:n*n], c.r[:n*n], c.rinv[:n*n]
 	kernels.Gemm(true, false, n, n, m, 1, src, n, src, n, 0, g, n)
 	var dev float64
 	for i := 0; i < n; i++ {
 		for j := i; j < n; j++ {
 			v := (float64(g[i*n+j]) + float64(g[j*n+i])) / 2
-			g64[i*n+j] = v
+			r[i*n+j] = v
 			if i == j {
 				dev += (v - 1) * (v - 1)
 			} else {
@@ -363,20 +395,20 @@ func (o *orthonormalizer) cholQR(src, dst []float32, m, n int, maxDev float64) b
 	if maxDev > 0 && !(math.Sqrt(dev) <= maxDev) { // NaN fails too
 		return false
 	}
-	r, ok := lapack64.Potrf(blas64.Symmetric{Uplo: blas.Upper, N: n, Stride: n, Data: g64})
-	if !ok || !lapack64.Trtri(r) {
+	tri, ok := lapack64.Potrf(blas64.Symmetric{Uplo: blas.Upper, N: n, Stride: n, Data: r})
+	if !ok || !lapack64.Trtri(tri) {
 		return false
 	}
 	for i := 0; i < n; i++ {
 		for j := 0; j < n; j++ {
-			v := 0.0
+			var v T
 			if j >= i {
-				v = g64[i*n+j]
+				v = T(r[i*n+j])
 			}
-			rinv[i*n+j] = float32(v)
-			if math.IsNaN(v) || math.IsInf(float64(rinv[i*n+j]), 0) {
+			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
 				return false
 			}
+			rinv[i*n+j] = v
 		}
 	}
 	kernels.Gemm(false, false, m, n, n, 1, src, n, rinv, n, 0, dst, n)

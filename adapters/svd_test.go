@@ -158,6 +158,15 @@ func TestRandomizedSVDIsDeterministic(t *testing.T) {
 			t.Fatal("same seed, different Vt")
 		}
 	}
+	// Both forms, on a residual large enough for Gemm and Gram to split.
+	e, _ = prunedResidual(t, 600, 300, 6)
+	for _, gram := range []bool{false, true} {
+		a, _, _ := randomizedSVD(e, 600, 300, DefaultSVDConfig(8, 7), gram)
+		b, _, _ := randomizedSVD(e, 600, 300, DefaultSVDConfig(8, 7), gram)
+		if !slices.Equal(a.U, b.U) || !slices.Equal(a.Vt, b.Vt) || !slices.Equal(a.S, b.S) {
+			t.Fatalf("gram %v: same seed, different factors", gram)
+		}
+	}
 }
 
 func TestExactSVDTailClosedFormAndBound(t *testing.T) {
@@ -465,10 +474,10 @@ func checkOrthonormalBasis(t *testing.T, name string, q, y []float32, m, n int) 
 	}
 }
 
-// TestOrthonormalizer: CholeskyQR2 orthonormalises a full-rank sketch
-// without falling back, and equals Householder QR up to column signs; a
-// rank-deficient or badly conditioned sketch falls back to Householder QR and
-// still gets an orthonormal basis of its columns.
+// TestOrthonormalizer: float32 CholeskyQR2 orthonormalises a well
+// conditioned sketch, and equals Householder QR up to column signs; a badly
+// conditioned one takes CholeskyQR2 in float64, a rank-deficient one
+// Householder QR; all get an orthonormal basis of their columns.
 func TestOrthonormalizer(t *testing.T) {
 	const m, n = 300, 40
 	full := gaussianColumns(m, n, n, 1)
@@ -485,22 +494,27 @@ func TestOrthonormalizer(t *testing.T) {
 			graded[i*n+j] = float32(s)
 		}
 	}
+	dup := slices.Clone(full) // column 7 repeated in column 8
+	for i := 0; i < m; i++ {
+		dup[i*n+8] = dup[i*n+7]
+	}
 	cases := []struct {
-		name      string
-		y         []float32
-		fallbacks int
+		name                     string
+		y                        []float32
+		float64Passes, fallbacks int
 	}{
-		{"full rank", full, 0},
-		{"rank 10 of 40", gaussianColumns(m, n, 10, 2), 1},
-		{"κ about 1e6", graded, 1},
-		{"zero", make([]float32, m*n), 1},
+		{"full rank", full, 0, 0},
+		{"κ about 1e6", graded, 1, 0},
+		{"rank 10 of 40", gaussianColumns(m, n, 10, 2), 1, 1},
+		{"a repeated column", dup, 1, 1},
+		{"zero", make([]float32, m*n), 1, 1},
 	}
 	for _, c := range cases {
 		var o orthonormalizer
 		q := slices.Clone(c.y)
 		o.orthonormalize(q, make([]float32, m*n), m, n)
-		if o.fallbacks != c.fallbacks {
-			t.Errorf("%s: %d fallbacks to Householder QR, want %d", c.name, o.fallbacks, c.fallbacks)
+		if o.float64Passes != c.float64Passes || o.fallbacks != c.fallbacks {
+			t.Errorf("%s: %d float64 passes and %d fallbacks to Householder QR, want %d and %d", c.name, o.float64Passes, o.fallbacks, c.float64Passes, c.fallbacks)
 		}
 		checkOrthonormalBasis(t, c.name, q, c.y, m, n)
 		if c.fallbacks == 0 {
@@ -523,10 +537,10 @@ func TestOrthonormalizer(t *testing.T) {
 }
 
 // TestRandomizedSVDRankDeficient: a matrix of rank 5 has a rank-deficient
-// sketch (l = 72 columns); the randomized SVD, in both forms, falls back to
-// Householder QR and still returns its exact truncation: all the energy at
-// rank >= 5, and orthonormal singular vectors. A pruning residual never falls
-// back.
+// sketch (l = 72 columns); the randomized SVD, in both forms, leaves float32
+// CholeskyQR2 and still returns its exact truncation: all the energy at rank
+// >= 5, and orthonormal singular vectors. A pruning residual stays on float32
+// CholeskyQR2.
 func TestRandomizedSVDRankDeficient(t *testing.T) {
 	for _, shape := range [][2]int{{200, 160}, {160, 200}} {
 		rows, cols := shape[0], shape[1]
@@ -537,12 +551,12 @@ func TestRandomizedSVDRankDeficient(t *testing.T) {
 		}
 		for _, gram := range []bool{false, true} {
 			name := fmt.Sprintf("%d×%d gram %v", rows, cols, gram)
-			got, fallbacks, err := randomizedSVD(e, rows, cols, DefaultSVDConfig(8, 1), gram)
+			got, counts, err := randomizedSVD(e, rows, cols, DefaultSVDConfig(8, 1), gram)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fallbacks == 0 {
-				t.Errorf("%s: no fallback to Householder QR on a rank-5 matrix", name)
+			if counts.float64Passes == 0 {
+				t.Errorf("%s: float32 CholeskyQR2 throughout on a rank-5 matrix", name)
 			}
 			for i := range 5 {
 				if math.Abs(got.S[i]-exact.S[i]) > 1e-5*exact.S[0] {
@@ -573,8 +587,8 @@ func TestRandomizedSVDRankDeficient(t *testing.T) {
 	}
 	res, _ := prunedResidual(t, 300, 200, 6)
 	for _, gram := range []bool{false, true} {
-		if _, fallbacks, err := randomizedSVD(res, 300, 200, DefaultSVDConfig(16, 1), gram); err != nil || fallbacks != 0 {
-			t.Errorf("pruning residual, gram %v: %d fallbacks to Householder QR (err %v), want 0", gram, fallbacks, err)
+		if _, counts, err := randomizedSVD(res, 300, 200, DefaultSVDConfig(16, 1), gram); err != nil || counts != (orthoCounts{}) {
+			t.Errorf("pruning residual, gram %v: %+v (err %v), want float32 CholeskyQR2 throughout", gram, counts, err)
 		}
 	}
 }
