@@ -114,15 +114,18 @@ func (t *TruncatedSVD) Energy() float64 {
 // e (row-major) by randomized subspace iteration (Halko, Martinsson & Tropp
 // 2011, Algorithms 4.4 and 5.1) with l = Rank+Oversample columns and q =
 // PowerIters, in one of two equivalent forms, whichever takes fewer
-// multiply-adds for the shape:
+// multiply-adds for the shape (the Gram form at a tie; see gramCheaper):
 //
 //   - on e: Q = qr(e Ω), then q times Q̃ = qr(eᵀ Q), Q = qr(e Q̃); the basis
 //     Q spans (e eᵀ)^q e Ω. 2q+2 products with e.
 //   - on the Gram matrix G of e's shorter side (eᵀe or e eᵀ, n×n): Z = Ω,
-//     then q+1 times Z = qr(G Z). One SYRK and one product with e; cheaper
-//     when e is far from square (11008×4096: about 30% of the multiply-adds).
-//     The basis spans G^{q+1} Ω, and projecting e onto it is at least as
-//     close as projecting onto the first form's Q.
+//     then q+1 times Z = qr(G Z). One SYRK and one product with e; the
+//     cheaper the smaller the shorter side and the farther e is from square
+//     (at the defaults and rank 64: every projection of a 7B Llama, 4096×4096
+//     at a tie and 11008×4096 with about 30% fewer multiply-adds).
+//     The basis spans G^{q+1} Ω; for a tall e (G = eᵀe) that is the span of
+//     eᵀ Q for the first form's Q with the same Ω, so projecting e onto it
+//     is at least as close as projecting onto Q.
 //
 // Either way the factorization ends with the thin SVD of the l×l matrix R of
 // Y = Q R, Y the product of e with the final basis (see finishSVD). The
