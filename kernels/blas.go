@@ -121,6 +121,59 @@ func gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	}
 }
 
+// Gram computes the n×n Gram matrix C = A Aᵀ of the row-major n×k matrix A
+// (transA false) or C = Aᵀ A of the k×n matrix A (transA true), both triangles
+// of C, with the backend's SYRK at about half the multiply-adds of Gemm. lda
+// and ldc are the row strides of A and C. Large products are split along k,
+// one goroutine per block up to GOMAXPROCS, each summing into its own n×n
+// buffer; the split and the order of the sums depend only on the shape and
+// GOMAXPROCS.
+func Gram[T Float](transA bool, n, k int, a []T, lda int, c []T, ldc int) {
+	if n == 0 {
+		return
+	}
+	workers := max(1, min(runtime.GOMAXPROCS(0), n*n*k/2/gemmMinWork))
+	parts := splitAligned(k, workers, gemmRowBlock)
+	partial := make([][]T, len(parts)-1) // worker w > 0 sums into partial[w], n×n
+	fanOut(len(parts)-1, func(w int) {
+		lo, hi := parts[w], parts[w+1]
+		aOff := lo // columns [lo, hi) of A
+		if transA {
+			aOff = lo * lda // rows [lo, hi) of A
+		}
+		dst, ldd := c, ldc
+		if w > 0 {
+			partial[w] = make([]T, n*n)
+			dst, ldd = partial[w], n
+		}
+		syrk(transA, n, hi-lo, a[aOff:], lda, dst, ldd)
+	})
+	for i := 0; i < n; i++ {
+		row := c[i*ldc : i*ldc+n]
+		for _, p := range partial[1:] {
+			for j, v := range p[i*n+i : i*n+n] {
+				row[i+j] += v
+			}
+		}
+		for j := 0; j < i; j++ {
+			row[j] = c[j*ldc+i]
+		}
+	}
+}
+
+// syrk is one single-threaded backend call of Gram: the upper triangle of C
+// (k may be 0).
+func syrk[T Float](transA bool, n, k int, a []T, lda int, c []T, ldc int) {
+	switch av := any(a).(type) {
+	case []float32:
+		backend.Ssyrk(blas.Upper, trans(transA), n, k, 1, av, lda, 0, any(c).([]float32), ldc)
+	case []float64:
+		backend.Dsyrk(blas.Upper, trans(transA), n, k, 1, av, lda, 0, any(c).([]float64), ldc)
+	default:
+		panic("kernels: Gram: unsupported element type")
+	}
+}
+
 // Blocking of Gemm's goroutine split: row blocks are multiples of
 // gemmRowBlock rows and column blocks of gemmColBlock columns (the register
 // tile sizes of OpenBLAS's AVX-512 sgemm), and a product gets one goroutine
