@@ -92,6 +92,7 @@ func Prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
 		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}}
 	if cfg.Prunes() {
+		defer restoreMemoryLimit(limitPruning(s.Params, logf))
 		if err := s.prune(logf); err != nil {
 			return nil, err
 		}
@@ -263,9 +264,11 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 			s.modules = append(s.modules, lin.Module)
 			lin.Adapter = &model.LowRank[float32]{A: f.A, B: f.B, Scale: f.Scale, R: f.Rank}
 			if anyTrue(f.TrainableRanks()) && cfg.Trains() {
+				// Grad stays nil until ReadGrads points it at the graph's
+				// accumulated gradient: no copy of its own is held.
 				s.Trainables = append(s.Trainables,
-					Param{Name: lin.Module + ".A", Data: f.A, Grad: make([]float32, len(f.A)), Trainable: maskOrNil(f.TrainableA())},
-					Param{Name: lin.Module + ".B", Data: f.B, Grad: make([]float32, len(f.B)), Trainable: maskOrNil(f.TrainableB())})
+					Param{Name: lin.Module + ".A", Data: f.A, Trainable: maskOrNil(f.TrainableA())},
+					Param{Name: lin.Module + ".B", Data: f.B, Trainable: maskOrNil(f.TrainableB())})
 			}
 		}
 	}

@@ -25,7 +25,7 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 			if !targets.Has(model.Projection(pj).Short()) {
 				continue
 			}
-			dense, ok := lin.Base.(*kernels.Dense[float32])
+			dense, ok := denseBase(lin.Base)
 			if !ok {
 				return fmt.Errorf("trainer: %s is stored as %s, not densely; it cannot be pruned again", lin.Module, model.BaseFormatName(lin.Base))
 			}
@@ -39,6 +39,24 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 		}
 	}
 	return nil
+}
+
+// denseBase is a base as the dense float32 matrix pruning reads: a
+// *kernels.Dense as it is, or the weights of a generator (the train bench's
+// random projections, never held whole).
+func denseBase(m kernels.Matrix[float32]) (*kernels.Dense[float32], bool) {
+	switch m := m.(type) {
+	case *kernels.Dense[float32]:
+		return m, true
+	case generator:
+		return m.Dense(), true
+	}
+	return nil, false
+}
+
+// generator is a base whose dense weights are made when read.
+type generator interface {
+	Dense() *kernels.Dense[float32]
 }
 
 // setPrunedBase makes kept (W0 ⊙ M of lin, whose dense W0 is w0) the frozen
