@@ -147,8 +147,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	var pruned, total int
 	err = pruneProjections(s.Params, spec, targets, norms, func(l int) { progress.done(l, len(s.Params.Layers)) },
 		func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
-			kept, _, stats := sparsity.Split(dense.W, mask)
-			if err := s.setPrunedBase(lin, dense.W, kept); err != nil {
+			kept, residual, stats := sparsity.Split(dense.W, mask)
+			if err := s.setPrunedBase(lin, kept, residual); err != nil {
 				return err
 			}
 			s.Pruned[lin.Module] = stats
@@ -287,14 +287,12 @@ type svdResult struct {
 }
 
 // svdAdapter builds the rank-r SVD residual adapter of the pruned projection
-// module (out × in) from E = W0 - W0 ⊙ M, given W0 and W0 ⊙ M (kept).
-func (s *Setup) svdAdapter(module string, w0, kept []float32, out, in int) (svdResult, error) {
+// module (out × in) from its residual E = W0 - W0 ⊙ M (sparsity.Split's).
+func (s *Setup) svdAdapter(module string, e []float32, out, in int) (svdResult, error) {
 	ac := s.Config.Adapters
-	e := make([]float32, len(w0))
 	var norm float64
-	for i, v := range w0 {
-		e[i] = v - kept[i]
-		norm += float64(e[i]) * float64(e[i])
+	for _, v := range e {
+		norm += float64(v) * float64(v)
 	}
 	rank := min(ac.SVDRank, out, in)
 	sc := adapters.SVDConfig{Rank: rank, Method: adapters.SVDMethod(ac.SVDMethod), Oversample: ac.SVDOversample,

@@ -59,16 +59,15 @@ type generator interface {
 	Dense() *kernels.Dense[float32]
 }
 
-// setPrunedBase makes kept (W0 ⊙ M of lin, whose dense W0 is w0) the frozen
-// base of lin, stored in the run's output.base_format. The SVD residual
-// adapter, when the method has one, is computed first from the float32
-// residual W0 − W0 ⊙ M; then W0 is dropped from the base checkpoint, so that
-// only the stored base stays in memory (the dense copies are garbage once a
-// bitmap base is encoded).
-func (s *Setup) setPrunedBase(lin *model.Linear[float32], w0, kept []float32) error {
+// setPrunedBase makes kept (W0 ⊙ M of lin) the frozen base of lin, stored in
+// the run's output.base_format. The SVD residual adapter, when the method has
+// one, is computed first from the float32 residual W0 − W0 ⊙ M; then W0 is
+// dropped from the base checkpoint, so that only the stored base stays in
+// memory (the dense copies are garbage once a bitmap base is encoded).
+func (s *Setup) setPrunedBase(lin *model.Linear[float32], kept, residual []float32) error {
 	rows, cols := lin.Base.Rows(), lin.Base.Cols()
 	if s.Config.HasSVDAdapter() {
-		svd, err := s.svdAdapter(lin.Module, w0, kept, rows, cols)
+		svd, err := s.svdAdapter(lin.Module, residual, rows, cols)
 		if err != nil {
 			return err
 		}

@@ -185,8 +185,8 @@ func describeLimit(limit int64, source, what string) string {
 // limitPruning sets the Go memory limit for pruning p (unless GOMEMLIMIT
 // is set) and returns the limit it replaced. Pruning holds the model as
 // loaded, shrinking projection by projection, plus one projection's
-// float32 temporaries: the dense source, W0 ⊙ M, the residual twice (split
-// and SVD input) and the mask and encoding, bounded by five copies.
+// float32 temporaries: the dense source, W0 ⊙ M, the residual, the mask,
+// the encoding and the SVD's sketches, bounded by five copies.
 func limitPruning(p *model.Params[float32], logf func(string, ...any)) (previous int64) {
 	var largest int64
 	for _, L := range p.Layers {
