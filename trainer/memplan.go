@@ -143,8 +143,10 @@ func (mp MemoryPlan) Heap() int64 { return mp.Total - mp.Mapped }
 
 // memoryLimitMargin is the allowance above the planned heap when the memory
 // limit is set from a plan: the runtime's own metadata and fragmentation,
-// the tape machine's small values and the pools' slack. Training steps of
-// llama-1024x8 peaked 50-70 MiB above the planned heap with the limit set.
+// the tape machine's small values, the pools' slack and the C heap of
+// OpenBLAS (outside the Go heap but in RSS). Training steps at the
+// llama-1024x8 bench shape end 30-85 MiB above the plan with the limit set,
+// and collect no more often than without it.
 func memoryLimitMargin(heap int64) int64 { return 128<<20 + heap/16 }
 
 // envMemoryLimit reports whether the environment sets the Go runtime's
