@@ -145,8 +145,9 @@ func (mp MemoryPlan) Heap() int64 { return mp.Total - mp.Mapped }
 // limit is set from a plan: the runtime's own metadata and fragmentation,
 // the tape machine's small values, the pools' slack and the C heap of
 // OpenBLAS (outside the Go heap but in RSS). Training steps at the
-// llama-1024x8 bench shape end 30-85 MiB above the plan with the limit set,
-// and collect no more often than without it.
+// llama-1024x8 bench shape end 30-85 MiB above the plan with the limit set
+// and collect no more often than without it; pruning collects about once
+// per projection (a few ms each).
 func memoryLimitMargin(heap int64) int64 { return 128<<20 + heap/16 }
 
 // envMemoryLimit reports whether the environment sets the Go runtime's
