@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"runtime"
 )
 
 // Attn is causal grouped-query attention over ONE sequence, with shapes
@@ -455,4 +456,14 @@ func gemmLoops[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda in
 			}
 		}
 	}
+}
+
+// ScratchBytes bounds the pooled scratch, in bytes, of one forward or
+// backward pass of s with elements of elemSize bytes: the rotated copy of
+// qkv and, per worker, the score and score-gradient blocks.
+func (s SelfAttention) ScratchBytes(elemSize int) int64 {
+	n := s.Batch * s.Seq
+	workers := int64(min(runtime.GOMAXPROCS(0), max(1, s.Batch*s.Heads)))
+	rows := min(attnRowBlock, s.Seq)
+	return int64(elemSize) * (pooledElems(n*s.width()) + workers*pooledElems(2*rows*s.Seq))
 }

@@ -1,6 +1,10 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"math/bits"
+	"unsafe"
+)
 
 // The language-model head fused with the cross-entropy loss. The logits of a
 // training batch are N×V (1024×32000 floats, 131 MB, at the bench-60M shape,
@@ -275,3 +279,31 @@ func (h *headPass[T]) denseBlock(w *Dense[T], rows []int, xb, grad []T) {
 		}
 	})
 }
+
+// HeadScratchBytes bounds the pooled scratch, in bytes, of one fused head
+// pass (HeadCrossEntropy) over n rows against w, with the input gradient when
+// grad is set: the gathered rows of x and dx, the block's logits (a
+// vocabulary chunk of a dense head, all of them otherwise) and the per-row
+// state, each rounded up to its pool's power-of-two size class.
+func HeadScratchBytes[T Float](w Matrix[T], n int, grad bool) int64 {
+	c, v := w.Cols(), w.Rows()
+	_, dense := w.(*Dense[T])
+	blockRows := headRowBlock
+	if !dense {
+		blockRows = headChunkElems / max(v, 1)
+	}
+	blockRows = max(1, min(n, blockRows))
+	elem := int64(unsafe.Sizeof(T(0)))
+	rows := pooledElems(blockRows * c)
+	if grad {
+		rows *= 2
+	}
+	logits := pooledElems(blockRows * v)
+	if dense {
+		logits = pooledElems(blockRows * min(v, max(headMinVocabChunk, headChunkElems/blockRows)))
+	}
+	return elem*(rows+logits) + 8*(pooledElems(n)+pooledElems(3*blockRows))
+}
+
+// pooledElems is the capacity getScratch gives a request for n elements.
+func pooledElems(n int) int64 { return int64(1) << bits.Len(uint(max(n, 1)-1)) }

@@ -224,9 +224,10 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	if gr.logits != nil {
 		outputs = append(outputs, gr.logits)
 	}
+	var grads G.Nodes
 	if len(b.learnables) > 0 {
-		grads, err := G.Grad(gr.loss, b.learnables...)
-		if err != nil {
+		var err error
+		if grads, err = G.Grad(gr.loss, b.learnables...); err != nil {
 			return nil, fmt.Errorf("model: BuildGraph: differentiating: %w", err)
 		}
 		outputs = append(outputs, grads...)
@@ -235,7 +236,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	if err != nil {
 		return nil, fmt.Errorf("model: BuildGraph: compiling: %w", err)
 	}
-	if gr.plan, err = gop.NewPlan[T](b.g, outputs); err != nil {
+	// The gradients accumulate in the learnables' dual values (see Grad):
+	// their own buffers are free once added there.
+	if gr.plan, err = gop.NewPlan[T](b.g, outputs, grads...); err != nil {
 		return nil, fmt.Errorf("model: BuildGraph: %w", err)
 	}
 	gr.vm = G.NewTapeMachine(b.g, G.WithPrecompiled(prog, locs), G.BindDualValues(b.learnables...))

@@ -1,19 +1,17 @@
 package trainer
 
 import (
-	"bufio"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/sparsity"
 )
 
 // TrainBenchResult is one "salr-bench train" result (one JSON object per
@@ -31,6 +29,9 @@ type TrainBenchResult struct {
 	TrainableParams int     `json:"trainable_params"`
 	PeakRSSMB       float64 `json:"peak_rss_mb"`
 	SetupSeconds    float64 `json:"setup_seconds"`
+	// Memory is the run's memory plan beside its peak RSS (as in
+	// summary.json).
+	Memory Memory `json:"memory"`
 }
 
 // TrainBenchOptions configures RunTrainBench.
@@ -75,11 +76,15 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 		return nil, fmt.Errorf("trainer: bench: method %q does not train", o.Method)
 	}
 	start := time.Now()
-	ck, err := model.RandomCheckpoint(mc, o.Seed)
-	if err != nil {
-		return nil, err
+	lazy := func(string) bool { return false }
+	if cfg.Prunes() {
+		targets, err := sparsity.ParseTargets(cfg.Sparsity.TargetModules)
+		if err != nil {
+			return nil, err
+		}
+		lazy = targets.Has
 	}
-	p, err := model.NewParams(ck)
+	ck, p, err := benchModel(mc, o.Seed, lazy)
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +113,18 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	defer graph.Close()
 	buf := graph.Buffers()
 	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared); peak RSS so far %.0f MiB",
-		buf.Buffers, buf.Nodes, float64(buf.Bytes)/(1<<20), float64(buf.UnsharedBytes)/(1<<20), peakRSSMB())
+		buf.Buffers, buf.Nodes, mib(buf.Bytes), mib(buf.UnsharedBytes), mib(peakRSS()))
 	tc := cfg.Train
 	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
 		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
+	mp := NewMemoryPlan(setup, graph, stp.opt)
+	limit, source, previous := setMemoryLimit(mp.Heap())
+	defer restoreMemoryLimit(previous)
+	logf("%s", mp)
+	logf("%s", describeLimit(limit, source, "the plan's heap part and a margin"))
 	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
-		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds()}
+		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds(),
+		Memory: Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source}}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		t0 := time.Now()
@@ -123,32 +134,82 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 		if i >= o.Warmup {
 			times = append(times, float64(time.Since(t0).Microseconds())/1000)
 		}
-		logf("step %d: %.0f ms, peak RSS %.0f MiB", i+1, float64(time.Since(t0).Microseconds())/1000, peakRSSMB())
+		logf("step %d: %.0f ms, peak RSS %.0f MiB", i+1, float64(time.Since(t0).Microseconds())/1000, mib(peakRSS()))
 	}
 	slices.Sort(times)
 	res.MedianMsPerStep = bitmap.Median(times)
 	res.MinMsPerStep = times[0]
 	res.TokensPerSecond = float64(o.Batch*o.Seq) / (res.MedianMsPerStep / 1000)
-	res.PeakRSSMB = peakRSSMB()
+	res.Memory.PeakRSSBytes = peakRSS()
+	res.PeakRSSMB = mib(res.Memory.PeakRSSBytes)
 	return res, nil
 }
 
-// peakRSSMB is the process's peak resident set size (VmHWM) in MiB, or 0
-// where /proc is not available.
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
+// benchModel is the random-weight model of the train bench, with
+// model.RandomCheckpoint's weights. The projections whose short name lazy
+// accepts (those the method prunes) are not held: their bases are
+// randomBases, generated when pruning reads them, so that the bench holds
+// one dense projection at a time rather than the whole float32 model.
+func benchModel(cfg model.Config, seed uint64, lazy func(short string) bool) (*model.Checkpoint, *model.Params[float32], error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			if err == nil {
-				return kb / 1024
+	shapes := cfg.TensorShapes()
+	generated := map[string]bool{}
+	largest := 0
+	for l := range cfg.Layers {
+		for pj := model.Projection(0); pj < model.NumProjections; pj++ {
+			if name := model.ModuleName(l, pj) + ".weight"; lazy(pj.Short()) {
+				generated[name] = true
+				largest = max(largest, shapes[name][0]*shapes[name][1])
 			}
 		}
 	}
-	return 0
+	// NewParams wants every weight: the generated ones get a view of one
+	// shared zero buffer until their bases are replaced below.
+	placeholder := make([]float32, largest)
+	ck := &model.Checkpoint{Config: cfg, Tensors: map[string]*model.Tensor{}, Source: fmt.Sprintf("random(seed=%d)", seed)}
+	for name, shape := range shapes {
+		if generated[name] {
+			ck.Tensors[name] = &model.Tensor{Shape: shape, Data: placeholder[:shape[0]*shape[1]]}
+		} else {
+			ck.Tensors[name] = &model.Tensor{Shape: shape, Data: model.RandomTensor(name, shape, seed)}
+		}
+	}
+	p, err := model.NewParams(ck)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, L := range p.Layers {
+		for _, lin := range L.Proj {
+			if name := lin.Module + ".weight"; generated[name] {
+				lin.Base = &randomBase{name: name, rows: lin.Base.Rows(), cols: lin.Base.Cols(), seed: seed}
+				delete(ck.Tensors, name)
+			}
+		}
+	}
+	return ck, p, nil
 }
+
+// randomBase is a frozen projection of a random-weight model that is not
+// held in memory: its weights, model.RandomTensor's for its tensor name, are
+// generated each time they are read (see denseBase).
+type randomBase struct {
+	name       string
+	rows, cols int
+	seed       uint64
+}
+
+func (r *randomBase) Rows() int { return r.rows }
+func (r *randomBase) Cols() int { return r.cols }
+
+// Dense generates the weights.
+func (r *randomBase) Dense() *kernels.Dense[float32] {
+	return kernels.NewDense(model.RandomTensor(r.name, []int{r.rows, r.cols}, r.seed), r.rows, r.cols)
+}
+
+// MulT implements kernels.Matrix (slowly: for Wanda's calibration only).
+func (r *randomBase) MulT(y, x []float32, n int) { r.Dense().MulT(y, x, n) }
+
+// Mul implements kernels.Matrix.
+func (r *randomBase) Mul(dx, dy []float32, n int) { r.Dense().Mul(dx, dy, n) }

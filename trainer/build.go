@@ -124,6 +124,7 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
 		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}, progress: progress}
 	if cfg.Prunes() {
+		defer restoreMemoryLimit(limitPruning(s.Params, logf))
 		if err := s.prune(logf); err != nil {
 			return nil, err
 		}
@@ -289,9 +290,11 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 			s.modules = append(s.modules, lin.Module)
 			lin.Adapter = &model.LowRank[float32]{A: f.A, B: f.B, Scale: f.Scale, R: f.Rank}
 			if anyTrue(f.TrainableRanks()) && cfg.Trains() {
+				// Grad stays nil until ReadGrads points it at the graph's
+				// accumulated gradient: no copy of its own is held.
 				s.Trainables = append(s.Trainables,
-					Param{Name: lin.Module + ".A", Data: f.A, Grad: make([]float32, len(f.A)), Trainable: maskOrNil(f.TrainableA())},
-					Param{Name: lin.Module + ".B", Data: f.B, Grad: make([]float32, len(f.B)), Trainable: maskOrNil(f.TrainableB())})
+					Param{Name: lin.Module + ".A", Data: f.A, Trainable: maskOrNil(f.TrainableA())},
+					Param{Name: lin.Module + ".B", Data: f.B, Trainable: maskOrNil(f.TrainableB())})
 			}
 		}
 	}
@@ -310,10 +313,13 @@ type svdResult struct {
 }
 
 // svdAdapter builds the rank-r SVD residual adapter of the pruned projection
-// module (out × in) from the residual E = W0 - W0 ⊙ M, whose Frobenius norm
-// is normE.
-func (s *Setup) svdAdapter(module string, e []float32, normE float64, out, in int) (svdResult, error) {
+// module (out × in) from its residual E = W0 - W0 ⊙ M (sparsity.Split's).
+func (s *Setup) svdAdapter(module string, e []float32, out, in int) (svdResult, error) {
 	ac := s.Config.Adapters
+	var norm float64
+	for _, v := range e {
+		norm += float64(v) * float64(v)
+	}
 	rank := min(ac.SVDRank, out, in)
 	sc := adapters.SVDConfig{Rank: rank, Method: adapters.SVDMethod(ac.SVDMethod), Oversample: ac.SVDOversample,
 		PowerIters: ac.SVDPowerIters, Seed: adapters.SeedFor(uint64(s.Config.Train.Seed), module+".svd")}
@@ -321,7 +327,7 @@ func (s *Setup) svdAdapter(module string, e []float32, normE float64, out, in in
 	if err != nil {
 		return svdResult{}, fmt.Errorf("trainer: SVD of %s's residual: %w", module, err)
 	}
-	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: normE * normE}, nil
+	return svdResult{Adapter: adapters.NewSVDAdapter(t, ac.SVDTrainable), Energy: t.Energy(), Residual: norm}, nil
 }
 
 func anyTrue(b []bool) bool {

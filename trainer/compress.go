@@ -34,13 +34,8 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 		}
 	}
 	prune := func(lin *model.Linear[float32]) error {
-		var dense *kernels.Dense[float32]
-		switch w := lin.Base.(type) {
-		case *kernels.Dense[float32]:
-			dense = w
-		case *bitmap.DenseBF16:
-			dense = kernels.NewDense(model.DecodeBase(w), w.Rows(), w.Cols())
-		default:
+		dense, ok := denseBase(lin.Base)
+		if !ok {
 			return fmt.Errorf("trainer: %s is stored as %s, not densely; it cannot be pruned again", lin.Module, model.BaseFormatName(lin.Base))
 		}
 		mask, err := spec.Mask(dense.W, dense.R, dense.C, norms[lin.Module])
@@ -89,6 +84,27 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 // with the other's SVD, at about 4 float32 copies of a projection each.
 const pruneInFlight = 2
 
+// denseBase is a base as the dense float32 matrix pruning reads: a
+// *kernels.Dense as it is, a bf16 checkpoint's weight widened into a copy of
+// its own, or the weights of a generator (the train bench's random
+// projections, never held whole).
+func denseBase(m kernels.Matrix[float32]) (*kernels.Dense[float32], bool) {
+	switch m := m.(type) {
+	case *kernels.Dense[float32]:
+		return m, true
+	case *bitmap.DenseBF16:
+		return kernels.NewDense(model.DecodeBase(m), m.Rows(), m.Cols()), true
+	case generator:
+		return m.Dense(), true
+	}
+	return nil, false
+}
+
+// generator is a base whose dense weights are made when read.
+type generator interface {
+	Dense() *kernels.Dense[float32]
+}
+
 // setPrunedBase makes kept (W0 ⊙ M of lin, whose dense W0 is w0) the frozen
 // base of lin, stored in the run's output.base_format. The SVD residual
 // adapter, when the method has one, is computed first from the float32
@@ -100,7 +116,7 @@ func (s *Setup) setPrunedBase(lin *model.Linear[float32], kept, residual []float
 	var svd svdResult
 	if s.Config.HasSVDAdapter() {
 		var err error
-		if svd, err = s.svdAdapter(lin.Module, residual, stats.NormE, rows, cols); err != nil {
+		if svd, err = s.svdAdapter(lin.Module, residual, rows, cols); err != nil {
 			return err
 		}
 	}

@@ -54,6 +54,8 @@ type Summary struct {
 	// Eval is the headline of eval/results.json, once the evaluation the
 	// config's [eval] asks for is done (omitted otherwise).
 	Eval *EvalSummary `json:"eval,omitempty"`
+	// Memory is the run's memory plan beside its peak RSS.
+	Memory *Memory `json:"memory,omitempty"`
 
 	// noHeldOut marks a run without a held-out set (data.eval_examples = 0).
 	noHeldOut bool

@@ -81,6 +81,7 @@ func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options,
 		return nil, err
 	}
 	defer r.close()
+	defer restoreMemoryLimit(r.planMemory())
 	err = r.loop(ctx, opt.StopAfter)
 	rep.stop()
 	if err != nil {
@@ -216,6 +217,22 @@ func (r *training) close() {
 	}
 }
 
+// planMemory computes the run's memory plan, logs it, sets the Go runtime's
+// memory limit from it (unless GOMEMLIMIT is set) and returns the limit it
+// replaced.
+func (r *training) planMemory() (previous int64) {
+	var opt *AdamW
+	if r.graph != nil {
+		opt = r.adam
+	}
+	mp := NewMemoryPlan(r.setup, r.graph, opt)
+	limit, source, previous := setMemoryLimit(mp.Heap())
+	r.sum.Memory = &Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source}
+	r.rep.logf("%s", mp)
+	r.rep.logf("%s", describeLimit(limit, source, "the plan's heap part and a margin"))
+	return previous
+}
+
 // evalLoss is the held-out loss of the model as it is now.
 func (r *training) evalLoss() (float64, error) {
 	return HeldOutLoss(r.runner, r.heldOut, r.cfg.Train.BatchSize)
@@ -326,6 +343,10 @@ func (r *training) finish() (*Summary, error) {
 		}
 	}
 	sum.Finished = true
+	if sum.Memory != nil {
+		sum.Memory.PeakRSSBytes = peakRSS()
+		r.rep.logf("peak RSS %.0f MiB (plan %.0f MiB)", mib(sum.Memory.PeakRSSBytes), mib(sum.Memory.Plan.Total))
+	}
 	if err := writeJSON(filepath.Join(r.runDir, SummaryFile), sum); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
 	if !jsonOut {
-		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "peak MB")
+		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "plan MB", "peak MB")
 	}
 	list := strings.Split(methods, ",")
 	for _, m := range list {
@@ -70,7 +70,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintln(stdout, string(b))
 			continue
 		}
-		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, r.PeakRSSMB)
+		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, float64(r.Memory.Plan.Total)/(1<<20), r.PeakRSSMB)
 	}
 	return nil
 }

@@ -34,11 +34,15 @@ func TestTrainSeveralMethods(t *testing.T) {
 			Bench, Method string
 			Trainable     int     `json:"trainable_params"`
 			RSS           float64 `json:"peak_rss_mb"`
+			Memory        struct {
+				Plan    struct{ Total int64 }
+				PeakRSS int64 `json:"peak_rss_bytes"`
+			}
 		}
 		if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Bench != "train" || r.Method != want || r.Trainable <= 0 || r.RSS <= 0 {
+		if r.Bench != "train" || r.Method != want || r.Trainable <= 0 || r.RSS <= 0 || r.Memory.Plan.Total <= 0 || r.Memory.PeakRSS <= 0 {
 			t.Errorf("line %d: %+v, want a %s train result", i, r, want)
 		}
 	}

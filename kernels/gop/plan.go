@@ -51,11 +51,14 @@ func (op *bwdOp[T]) setPlan(p *Plan, seq int)               { op.plan, op.seq = 
 // compiles from g for outputs: the nodes are taken in the order the compiler
 // executes them (the stabilised topological sort of the outputs' subgraph),
 // and a node's buffer is free for another node once every node that reads it
-// has run. Program outputs stay live to the end. A node of gorgonia's own
+// has run. Program outputs stay live to the end, except the kernel nodes in
+// transient: outputs read only as they are produced (the gradients of
+// learnables bound as dual values, which the tape machine adds to the dual
+// value right after the node runs). A node of gorgonia's own
 // (a gradient sum, say) that may overwrite an input in place or return a
 // view of its inputs keeps those inputs' buffers alive as long as its own
 // value. Call Begin before every run.
-func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes) (*Plan, error) {
+func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, transient ...*G.Node) (*Plan, error) {
 	sub := g.ExactSubgraphRoots(outputs...)
 	order, err := G.Sort(sub)
 	if err != nil {
@@ -79,7 +82,8 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes) (*Plan, error) {
 		last[i] = i
 	}
 	for _, n := range outputs {
-		if i, ok := pos[n]; ok {
+		_, kernel := n.Op().(planned[T])
+		if i, ok := pos[n]; ok && !(kernel && slices.Contains(transient, n)) {
 			last[i] = len(order)
 		}
 	}

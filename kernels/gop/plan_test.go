@@ -23,6 +23,13 @@ type residualChain struct {
 
 func newResidualChain(t *testing.T, planned bool) *residualChain {
 	t.Helper()
+	return newResidualChainGrads(t, planned, false)
+}
+
+// newResidualChainGrads is newResidualChain whose plan, with transientGrads,
+// frees the gradient outputs once they are added to the dual values.
+func newResidualChainGrads(t *testing.T, planned, transientGrads bool) *residualChain {
+	t.Helper()
 	const layers, n, c = 5, 3, 4
 	g := G.NewGraph()
 	mk := func(name string, data []float64, shape ...int) *G.Node {
@@ -74,7 +81,11 @@ func newResidualChain(t *testing.T, planned bool) *residualChain {
 	}
 	r := &residualChain{loss: loss, ws: ws}
 	if planned {
-		if r.plan, err = NewPlan[float64](g, outputs); err != nil {
+		var transient G.Nodes
+		if transientGrads {
+			transient = grads
+		}
+		if r.plan, err = NewPlan[float64](g, outputs, transient...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -116,6 +127,30 @@ func TestPlanSharesBuffersWithoutChangingResults(t *testing.T) {
 	for run := 1; run <= 2; run++ { // the second run accumulates gradients
 		wantLoss, wantGrads := plain.run(t)
 		gotLoss, gotGrads := planned.run(t)
+		if gotLoss != wantLoss {
+			t.Fatalf("run %d: loss %v, without the plan %v", run, gotLoss, wantLoss)
+		}
+		for i := range wantGrads {
+			for j := range wantGrads[i] {
+				if gotGrads[i][j] != wantGrads[i][j] {
+					t.Fatalf("run %d: dw%d[%d] = %v, without the plan %v", run, i, j, gotGrads[i][j], wantGrads[i][j])
+				}
+			}
+		}
+	}
+}
+
+// TestPlanFreesTransientGradients: gradients read only into the dual values
+// share buffers with other nodes, and the accumulated gradients stay those
+// of the unplanned graph.
+func TestPlanFreesTransientGradients(t *testing.T) {
+	plain, kept, freed := newResidualChain(t, false), newResidualChain(t, true), newResidualChainGrads(t, true, true)
+	if freed.plan.Bytes >= kept.plan.Bytes {
+		t.Fatalf("transient gradients: %d bytes of buffers, %d when they stay live", freed.plan.Bytes, kept.plan.Bytes)
+	}
+	for run := 1; run <= 2; run++ {
+		wantLoss, wantGrads := plain.run(t)
+		gotLoss, gotGrads := freed.run(t)
 		if gotLoss != wantLoss {
 			t.Fatalf("run %d: loss %v, without the plan %v", run, gotLoss, wantLoss)
 		}
