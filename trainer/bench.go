@@ -31,6 +31,11 @@ type TrainBenchResult struct {
 	TrainableParams int     `json:"trainable_params"`
 	PeakRSSMB       float64 `json:"peak_rss_mb"`
 	SetupSeconds    float64 `json:"setup_seconds"`
+
+	// ActivationMB is the size of the graph's shared activation buffers
+	// (model.Graph.Buffers), with or without gradient checkpointing.
+	ActivationMB          float64 `json:"activation_mb"`
+	GradientCheckpointing bool    `json:"gradient_checkpointing"`
 }
 
 // TrainBenchOptions configures RunTrainBench.
@@ -101,19 +106,21 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	if err != nil {
 		return nil, err
 	}
-	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter})
+	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter,
+		GradientCheckpointing: cfg.Train.GradientCheckpointing})
 	if err != nil {
 		return nil, err
 	}
 	defer graph.Close()
 	buf := graph.Buffers()
-	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared); peak RSS so far %.0f MiB",
-		buf.Buffers, buf.Nodes, float64(buf.Bytes)/(1<<20), float64(buf.UnsharedBytes)/(1<<20), peakRSSMB())
+	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared, %d nodes recomputed); peak RSS so far %.0f MiB",
+		buf.Buffers, buf.Nodes, float64(buf.Bytes)/(1<<20), float64(buf.UnsharedBytes)/(1<<20), buf.Recomputed, peakRSSMB())
 	tc := cfg.Train
 	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
 		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
 	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
-		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds()}
+		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds(),
+		ActivationMB: float64(buf.Bytes) / (1 << 20), GradientCheckpointing: cfg.Train.GradientCheckpointing}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		t0 := time.Now()
