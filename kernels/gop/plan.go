@@ -182,14 +182,15 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, segments ...G.Nod
 		if shape.IsScalar() {
 			continue
 		}
+		now := ck.time[i]
 		inUse = slices.DeleteFunc(inUse, func(b busy) bool {
-			if b.until < i {
+			if b.until < now {
 				free = append(free, b.buf)
 				return true
 			}
 			return false
 		})
-		spans := []span{{i, last[i]}}
+		spans := []span{{now, ck.time[last[i]]}}
 		if again, ok := ck.again[i]; ok {
 			spans = append(spans, again)
 		}
@@ -221,7 +222,7 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, segments ...G.Nod
 		bufs[b].size = max(bufs[b].size, size)
 		bufs[b].members = append(bufs[b].members, op)
 		bufs[b].reserved = append(bufs[b].reserved, spans[1:]...)
-		inUse = append(inUse, busy{b, last[i]})
+		inUse = append(inUse, busy{b, spans[0].until})
 		p.Nodes++
 		p.UnsharedBytes += int64(size) * int64(unsafe.Sizeof(T(0)))
 	}
@@ -243,8 +244,13 @@ type checkpoints struct {
 	// at lists, by the position of the node they run before, the positions
 	// of the nodes to recompute, in forward order.
 	at map[int][]int
-	// again is, by position, the span a recomputed value is live in the
-	// backward pass.
+	// time maps each position of the execution order, and len(order) for
+	// the end of the run, to a time step of the run, in which each
+	// recomputation has a step of its own just before the node it runs
+	// before. Without recomputations time[i] is i.
+	time []int
+	// again is, by position, the time span a recomputed value is live in
+	// from its recomputation on.
 	again map[int]span
 }
 
@@ -286,12 +292,11 @@ func checkpoint[T kernels.Float](order G.Nodes, children func(*G.Node) []int, re
 		members = append(members, in)
 	}
 	kernel := func(i int) bool { _, ok := order[i].Op().(planned[T]); return ok }
+	// segAt[s] is the position segment s is recomputed before, or -1: the
+	// first node outside the forward pass (not a forward kernel node) that
+	// reads a value of the segment.
+	segAt := make([]int, len(members))
 	for s, in := range members {
-		if len(in) == 0 {
-			continue
-		}
-		// The recompute point: the first node outside the forward pass
-		// (not a forward kernel node) that reads a value of the segment.
 		at := -1
 		for _, i := range in {
 			for _, r := range readers[i] {
@@ -308,26 +313,50 @@ func checkpoint[T kernels.Float](order G.Nodes, children func(*G.Node) []int, re
 				}
 			}
 		}
+		segAt[s] = at
 		if at < 0 {
 			continue // no backward pass reads it
 		}
 		if end := in[len(in)-1]; at <= end {
 			return ck, fmt.Errorf("gop: %v reads checkpointed values before %v, the end of their segment, has run", order[at], order[end])
 		}
+		ck.at[at] = append(ck.at[at], in...)
+	}
+
+	ck.time = make([]int, len(order)+1)
+	again := map[int]int{} // the time step of each recomputation
+	t := 0
+	for i := range ck.time {
+		for _, j := range ck.at[i] {
+			again[j] = t
+			t++
+		}
+		ck.time[i] = t
+		t++
+	}
+	for s, in := range members {
+		at := segAt[s]
+		if at < 0 {
+			continue
+		}
 		for _, i := range in {
-			fwd, again := i, span{at, at}
+			fwd, live := i, span{again[i], again[i]}
 			for _, r := range readers[i] {
-				if r < at {
+				switch {
+				case seg[r] == s+1: // read in the forward pass and in the recomputation
 					fwd = max(fwd, r)
-				} else {
-					again.until = max(again.until, r)
+					live.until = max(live.until, again[r])
+				case r < at:
+					fwd = max(fwd, r)
+				default:
+					live.until = max(live.until, ck.time[r])
 				}
 			}
 			if last[i] == len(order) { // a program output
-				again.until = len(order)
+				live.until = ck.time[len(order)]
 			}
 			last[i] = fwd
-			ck.again[i] = again
+			ck.again[i] = live
 			order[i].Op().(*fwdOp[T]).keep = true
 			for _, c := range children(order[i]) {
 				if seg[c] == s+1 {
@@ -339,7 +368,6 @@ func checkpoint[T kernels.Float](order G.Nodes, children func(*G.Node) []int, re
 				last[c] = max(last[c], at)
 			}
 		}
-		ck.at[at] = in
 	}
 	return ck, nil
 }
