@@ -148,18 +148,10 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, segments ...G.Nod
 		}
 	}
 
-	// Assign buffers in execution order, best fit among the free ones. A
-	// checkpointed value is busy in its buffer twice: in the forward pass
-	// (now) and from its recomputation on (a reservation of the buffer).
-	type buffer struct {
-		size     int
-		members  []planned[T]
-		reserved []span
-	}
-	type busy struct{ buf, until int }
-	var bufs []*buffer
-	var free []int
-	var inUse []busy
+	// The values to place: each kernel node's output with the time spans it
+	// is live in, in execution order.
+	var vals []value
+	var ops []planned[T]
 	p := &Plan{}
 	seq := 0
 	for i, n := range order {
@@ -182,7 +174,74 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, segments ...G.Nod
 		if shape.IsScalar() {
 			continue
 		}
-		now := ck.time[i]
+		v := value{size: shape.TotalSize(), spans: []span{{ck.time[i], ck.time[last[i]]}}}
+		if again, ok := ck.again[i]; ok {
+			v.spans = append(v.spans, again)
+		}
+		vals = append(vals, v)
+		ops = append(ops, op)
+		p.Nodes++
+		p.UnsharedBytes += int64(v.size) * int64(unsafe.Sizeof(T(0)))
+	}
+	// Two heuristics; the plan keeps the one needing less memory.
+	sizes, buf := assignInOrder(vals)
+	if s2, b2 := assignBySize(vals); total(s2) < total(sizes) {
+		sizes, buf = s2, b2
+	}
+	backing := make([][]T, len(sizes))
+	for b, size := range sizes {
+		backing[b] = make([]T, size)
+		p.Bytes += int64(size) * int64(unsafe.Sizeof(T(0)))
+	}
+	for k, op := range ops {
+		c, shape := op.cache()
+		c.data = backing[buf[k]][:shape.TotalSize()]
+		c.v = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(c.data))
+	}
+	p.Buffers = len(sizes)
+	return p, nil
+}
+
+// value is a kernel node's output as the buffer assignment sees it: its
+// size in elements and the time spans it is live in (two for a recomputed
+// value), in execution order.
+type value struct {
+	size  int
+	spans []span
+}
+
+// conflicts reports whether v is live at some time in spans.
+func (v value) conflicts(spans []span) bool {
+	for _, s := range v.spans {
+		for _, t := range spans {
+			if s.overlaps(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func total(sizes []int) int {
+	n := 0
+	for _, s := range sizes {
+		n += s
+	}
+	return n
+}
+
+// assignInOrder gives each value a buffer in execution order: the best fit
+// (see serves) among the buffers free when it is written that no later span
+// of a recomputed value has reserved at a time it is live. It returns the
+// buffers' sizes and each value's buffer.
+func assignInOrder(vals []value) (sizes, buf []int) {
+	type busy struct{ buf, until int }
+	var reserved [][]span // by buffer
+	var free []int
+	var inUse []busy
+	buf = make([]int, len(vals))
+	for k, v := range vals {
+		now := v.spans[0].from
 		inUse = slices.DeleteFunc(inUse, func(b busy) bool {
 			if b.until < now {
 				free = append(free, b.buf)
@@ -190,53 +249,63 @@ func NewPlan[T kernels.Float](g *G.ExprGraph, outputs G.Nodes, segments ...G.Nod
 			}
 			return false
 		})
-		spans := []span{{now, ck.time[last[i]]}}
-		if again, ok := ck.again[i]; ok {
-			spans = append(spans, again)
-		}
-		fits := func(b *buffer) bool {
-			for _, r := range b.reserved {
-				for _, s := range spans {
-					if r.overlaps(s) {
-						return false
-					}
-				}
-			}
-			return true
-		}
-		size := shape.TotalSize()
+		fits := func(b int) bool { return !(value{spans: reserved[b]}).conflicts(v.spans) }
 		pick := -1
 		for j, b := range free {
-			if fits(bufs[b]) && (pick < 0 || serves(bufs[b].size, bufs[free[pick]].size, size)) {
+			if fits(b) && (pick < 0 || serves(sizes[b], sizes[free[pick]], v.size)) {
 				pick = j
 			}
 		}
 		var b int
 		if pick < 0 {
-			b = len(bufs)
-			bufs = append(bufs, &buffer{})
+			b = len(sizes)
+			sizes, reserved = append(sizes, 0), append(reserved, nil)
 		} else {
 			b = free[pick]
 			free = slices.Delete(free, pick, pick+1)
 		}
-		bufs[b].size = max(bufs[b].size, size)
-		bufs[b].members = append(bufs[b].members, op)
-		bufs[b].reserved = append(bufs[b].reserved, spans[1:]...)
-		inUse = append(inUse, busy{b, spans[0].until})
-		p.Nodes++
-		p.UnsharedBytes += int64(size) * int64(unsafe.Sizeof(T(0)))
+		sizes[b] = max(sizes[b], v.size)
+		reserved[b] = append(reserved[b], v.spans[1:]...)
+		inUse = append(inUse, busy{b, v.spans[0].until})
+		buf[k] = b
 	}
-	for _, b := range bufs {
-		backing := make([]T, b.size)
-		for _, op := range b.members {
-			c, shape := op.cache()
-			c.data = backing[:shape.TotalSize()]
-			c.v = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(c.data))
+	return sizes, buf
+}
+
+// assignBySize gives each value a buffer from the largest value to the
+// smallest: the smallest buffer holding no value live at the same time, or
+// a new one. Recomputed values, live twice, leave gaps that smaller values
+// fill this way.
+func assignBySize(vals []value) (sizes, buf []int) {
+	idx := make([]int, len(vals))
+	for k := range idx {
+		idx[k] = k
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return vals[b].size - vals[a].size })
+	var members [][]int // by buffer
+	buf = make([]int, len(vals))
+	for _, k := range idx {
+		pick := -1
+	buffers:
+		for b, ms := range members {
+			if pick >= 0 && sizes[b] >= sizes[pick] {
+				continue
+			}
+			for _, m := range ms {
+				if vals[m].conflicts(vals[k].spans) {
+					continue buffers
+				}
+			}
+			pick = b
 		}
-		p.Bytes += int64(b.size) * int64(unsafe.Sizeof(T(0)))
+		if pick < 0 {
+			pick = len(sizes)
+			sizes, members = append(sizes, vals[k].size), append(members, nil)
+		}
+		members[pick] = append(members[pick], k)
+		buf[k] = pick
 	}
-	p.Buffers = len(bufs)
-	return p, nil
+	return sizes, buf
 }
 
 // checkpoints is where a plan recomputes its segments.

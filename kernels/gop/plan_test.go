@@ -3,6 +3,7 @@ package gop
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -303,6 +304,37 @@ func TestPlanRejectsSegmentsItCannotRecompute(t *testing.T) {
 	} {
 		if _, err := NewPlan[float64](g, outputs, tc.segment); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("segment %v: error %v, want one saying %q", tc.segment, err, tc.want)
+		}
+	}
+}
+
+// TestBufferAssignmentsNeverShareLiveValues checks both heuristics on
+// random values, some live twice: no buffer holds two values live at the
+// same time, and every buffer is as large as its largest value.
+func TestBufferAssignmentsNeverShareLiveValues(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for trial := range 200 {
+		var vals []value
+		for from := range 40 {
+			v := value{size: 1 + rng.IntN(50), spans: []span{{from, from + rng.IntN(10)}}}
+			if rng.IntN(3) == 0 {
+				again := 45 + rng.IntN(30)
+				v.spans = append(v.spans, span{again, again + rng.IntN(10)})
+			}
+			vals = append(vals, v)
+		}
+		for name, assign := range map[string]func([]value) ([]int, []int){"in order": assignInOrder, "by size": assignBySize} {
+			sizes, buf := assign(vals)
+			for a := range vals {
+				if sizes[buf[a]] < vals[a].size {
+					t.Fatalf("trial %d, %s: value %d of size %d in a buffer of %d", trial, name, a, vals[a].size, sizes[buf[a]])
+				}
+				for b := a + 1; b < len(vals); b++ {
+					if buf[a] == buf[b] && vals[a].conflicts(vals[b].spans) {
+						t.Fatalf("trial %d, %s: values %d %v and %d %v share buffer %d", trial, name, a, vals[a].spans, b, vals[b].spans, buf[a])
+					}
+				}
+			}
 		}
 	}
 }
