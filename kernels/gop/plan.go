@@ -63,8 +63,8 @@ func (op *bwdOp[T]) cache() (*outputCache[T], tensor.Shape) { return &op.out, op
 func (op *fwdOp[T]) setPlan(p *Plan, seq int)               { op.plan, op.seq = p, seq }
 func (op *bwdOp[T]) setPlan(p *Plan, seq int)               { op.plan, op.seq = p, seq }
 
-// span is an interval of positions in the execution order, both ends
-// included.
+// span is an interval of time steps of a run (see checkpoints.time), both
+// ends included.
 type span struct{ from, until int }
 
 func (s span) overlaps(t span) bool { return s.from <= t.until && t.from <= s.until }
@@ -393,11 +393,11 @@ func checkpoint[T kernels.Float](order G.Nodes, children func(*G.Node) []int, re
 	}
 
 	ck.time = make([]int, len(order)+1)
-	again := map[int]int{} // the time step of each recomputation
+	redo := map[int]int{} // the time step of each recomputation, by position
 	t := 0
 	for i := range ck.time {
 		for _, j := range ck.at[i] {
-			again[j] = t
+			redo[j] = t
 			t++
 		}
 		ck.time[i] = t
@@ -409,12 +409,12 @@ func checkpoint[T kernels.Float](order G.Nodes, children func(*G.Node) []int, re
 			continue
 		}
 		for _, i := range in {
-			fwd, live := i, span{again[i], again[i]}
+			fwd, live := i, span{redo[i], redo[i]}
 			for _, r := range readers[i] {
 				switch {
 				case seg[r] == s+1: // read in the forward pass and in the recomputation
 					fwd = max(fwd, r)
-					live.until = max(live.until, again[r])
+					live.until = max(live.until, redo[r])
 				case r < at:
 					fwd = max(fwd, r)
 				default:
