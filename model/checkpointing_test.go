@@ -15,14 +15,20 @@ import (
 // TestGradientCheckpointingIsBitwiseIdentical trains a small GQA model with
 // LoRA (dropout 0.2) and SVD adapters on every projection and trainable
 // norms for three SGD steps, with and without gradient checkpointing, packed
-// and unpacked: losses, gradients and weights must agree bit for bit, and
-// checkpointing must hold fewer activation bytes.
+// and unpacked, and with a trained embedding and head (no fused loss):
+// losses, gradients and weights must agree bit for bit, and checkpointing
+// must hold fewer activation bytes.
 func TestGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 	cfg := tinyQwen2Config(false)
 	cfg.Layers = 3
 	base := tinyRandomCheckpoint(cfg, 21) // (its values vary from call to call)
-	for _, packed := range []bool{false, true} {
-		t.Run(fmt.Sprintf("packed=%v", packed), func(t *testing.T) {
+	for _, v := range []struct{ packed, headTrains bool }{{false, false}, {true, false}, {false, true}} {
+		packed := v.packed
+		trainable := func(name string) bool {
+			return strings.HasSuffix(name, "layernorm.weight") ||
+				(v.headTrains && (name == "model.embed_tokens.weight" || name == "lm_head.weight"))
+		}
+		t.Run(fmt.Sprintf("packed=%v,head=%v", packed, v.headTrains), func(t *testing.T) {
 			type result struct {
 				losses  []float32
 				grads   [][]float32 // of the last step
@@ -61,7 +67,7 @@ func TestGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 				const batch, seq = 2, 7
 				g, err := BuildGraph(p, GraphOptions[float32]{Batch: batch, Seq: seq, Adapter: hook, Packed: packed,
 					GradientCheckpointing: checkpointing,
-					Trainable:             func(name string) bool { return strings.HasSuffix(name, "layernorm.weight") }})
+					Trainable:             trainable})
 				if err != nil {
 					t.Fatal(err)
 				}
