@@ -184,6 +184,12 @@ type TrainConfig struct {
 	MinLRRatio float64 `toml:"min_lr_ratio"`
 	// Clip the global gradient norm to this value; 0 disables clipping.
 	GradClip float64 `toml:"grad_clip"`
+	// Keep only each decoder layer's input through the forward pass and
+	// recompute the layer when the backward pass reaches it (HF's
+	// gradient_checkpointing): the activations of all layers but one are
+	// not held, for one extra forward pass per step. Results are bitwise the
+	// same.
+	GradientCheckpointing bool `toml:"gradient_checkpointing"`
 	// Seed of every random choice (adapter init, dropout, data order,
 	// held-out split, randomized SVD). A prepared base (model.path) keeps
 	// the SVD seed it was made with.

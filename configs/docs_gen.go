@@ -55,6 +55,7 @@ var fieldDocs = map[string]string{
 	"train.eval_every":             "Evaluate the held-out loss every this many steps; 0: only at the end.",
 	"train.grad_accum":             "Micro-batches accumulated per optimiser step (effective batch = batch_size * grad_accum).",
 	"train.grad_clip":              "Clip the global gradient norm to this value; 0 disables clipping.",
+	"train.gradient_checkpointing": "Keep only each decoder layer's input through the forward pass and recompute the layer when the backward pass reaches it (HF's gradient_checkpointing): the activations of all layers but one are not held, for one extra forward pass per step. Results are bitwise the same.",
 	"train.log_every":              "Log metrics every this many steps.",
 	"train.lr":                     "Peak AdamW learning rate, reached after warmup.",
 	"train.max_steps":              "Optimiser steps. 0 is valid: prune, initialise the adapters and write the run directory without training.",

@@ -73,6 +73,8 @@ var rules = map[string]rule{
 	"train.checkpoint_every": intAtLeast(0),
 	"train.threads":          intAtLeast(0),
 
+	"train.gradient_checkpointing": anyValue("true, false"),
+
 	"eval.task":           oneOf(evalTasks),
 	"eval.template":       oneOf(evalTemplates),
 	"eval.shots":          intAtLeast(-1),

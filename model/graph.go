@@ -28,6 +28,12 @@ type GraphOptions[T kernels.Float] struct {
 	// (see Logits). By default a frozen head is fused with the loss and the
 	// logits are never materialised at once, which saves two N×V buffers.
 	KeepLogits bool
+	// GradientCheckpointing keeps only each decoder layer's input through
+	// the forward pass and recomputes the layer's other activations when
+	// the backward pass reaches it (see gop.NewPlan): one extra forward pass
+	// of every layer buys the memory of all layers' activations but one.
+	// Results are bitwise the same.
+	GradientCheckpointing bool
 }
 
 // Builder is the graph under construction, handed to the Adapter hook.
@@ -152,6 +158,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	}
 
 	var buildErr error
+	var segments []G.Nodes // per decoder layer, when checkpointing
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -181,6 +188,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq(), Positions: gr.posT}}
 		norm := gop.RMSNorm[T]{Eps: cfg.RMSNormEps}
 		for l := range p.Layers {
+			first := len(b.g.AllNodes())
 			L := &p.Layers[l]
 			prefix := fmt.Sprintf("model.layers.%d.", l)
 			h := must(b.Apply(norm, x, param(prefix+"input_layernorm.weight", L.AttnNorm, c)))
@@ -195,6 +203,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			up := proj(L.Proj[UpProj], h)
 			m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
 			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
+			if opt.GradientCheckpointing {
+				segments = append(segments, layerNodes(b.g.AllNodes()[first:], x))
+			}
 		}
 		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
 		headTrains := (cfg.TieEmbeddings && trainable(embedName)) || (!cfg.TieEmbeddings && trainable("lm_head.weight"))
@@ -238,11 +249,24 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	}
 	// The gradients accumulate in the learnables' dual values (see Grad):
 	// their own buffers are free once added there.
-	if gr.plan, err = gop.NewPlan[T](b.g, outputs, grads...); err != nil {
+	if gr.plan, err = gop.NewPlan[T](b.g, outputs, grads, segments...); err != nil {
 		return nil, fmt.Errorf("model: BuildGraph: %w", err)
 	}
 	gr.vm = G.NewTapeMachine(b.g, G.WithPrecompiled(prog, locs), G.BindDualValues(b.learnables...))
 	return gr, nil
+}
+
+// layerNodes returns the nodes a decoder layer added to the graph that it
+// recomputes under gradient checkpointing: all but its inputs (parameters)
+// and its output.
+func layerNodes(added G.Nodes, out *G.Node) G.Nodes {
+	var seg G.Nodes
+	for _, n := range added {
+		if n != out && n.Op() != nil {
+			seg = append(seg, n)
+		}
+	}
+	return seg
 }
 
 // Step runs the forward and backward pass on one batch: inputs and targets

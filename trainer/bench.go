@@ -32,6 +32,11 @@ type TrainBenchResult struct {
 	// Memory is the run's memory plan beside its peak RSS (as in
 	// summary.json).
 	Memory Memory `json:"memory"`
+
+	// ActivationMB is the size of the graph's shared activation buffers
+	// (model.Graph.Buffers), with or without gradient checkpointing.
+	ActivationMB          float64 `json:"activation_mb"`
+	GradientCheckpointing bool    `json:"gradient_checkpointing"`
 }
 
 // TrainBenchOptions configures RunTrainBench.
@@ -106,14 +111,15 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	if err != nil {
 		return nil, err
 	}
-	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter})
+	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter,
+		GradientCheckpointing: cfg.Train.GradientCheckpointing})
 	if err != nil {
 		return nil, err
 	}
 	defer graph.Close()
 	buf := graph.Buffers()
-	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared); peak RSS so far %.0f MiB",
-		buf.Buffers, buf.Nodes, mib(buf.Bytes), mib(buf.UnsharedBytes), mib(peakRSS()))
+	logf("graph: %d activation buffers for %d nodes, %.0f MiB (%.0f MiB unshared, %d nodes recomputed); peak RSS so far %.0f MiB",
+		buf.Buffers, buf.Nodes, mib(buf.Bytes), mib(buf.UnsharedBytes), buf.Recomputed, mib(peakRSS()))
 	tc := cfg.Train
 	stp := &stepper{setup: setup, graph: graph, accum: 1, clip: tc.GradClip,
 		opt: NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay)}
@@ -124,7 +130,8 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	logf("%s", describeLimit(limit, source, "the plan's heap part and a margin"))
 	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
 		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds(),
-		Memory: Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source}}
+		Memory:       Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source},
+		ActivationMB: mib(buf.Bytes), GradientCheckpointing: cfg.Train.GradientCheckpointing}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		t0 := time.Now()

@@ -156,7 +156,8 @@ func (r *training) open(resume bool) error {
 			return err
 		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
-			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing}); err != nil {
+			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
+			GradientCheckpointing: tc.GradientCheckpointing}); err != nil {
 			return err
 		}
 		if resume {

@@ -25,7 +25,7 @@ func init() {
 func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o trainer.TrainBenchOptions
 	var methods string
-	var jsonOut, verbose bool
+	var jsonOut, verbose, checkpointing bool
 	fs := newFlagSet("train")
 	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: "+model.ShapeNames)
 	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
@@ -34,17 +34,21 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Steps, "steps", 5, "timed steps (the median is reported)")
 	fs.IntVar(&o.Warmup, "warmup", 1, "untimed steps first")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and data")
+	fs.BoolVar(&checkpointing, "gradient-checkpointing", false, "recompute each layer in the backward pass (train.gradient_checkpointing)")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "print setup and per-step lines to stderr")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return err
+	}
+	if checkpointing {
+		o.Sets = append(o.Sets, "train.gradient_checkpointing=true")
 	}
 	logf := func(string, ...any) {}
 	if verbose {
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
 	if !jsonOut {
-		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "plan MB", "peak MB")
+		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s %10s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "plan MB", "peak MB", "act MB")
 	}
 	list := strings.Split(methods, ",")
 	for _, m := range list {
@@ -70,7 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintln(stdout, string(b))
 			continue
 		}
-		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, float64(r.Memory.Plan.Total)/(1<<20), r.PeakRSSMB)
+		fmt.Fprintf(stdout, "%-10s %-10s %5d %5d %12.1f %12.0f %12d %10.0f %10.0f %10.0f\n", r.Method, r.Shape, r.Batch, r.Seq, r.MedianMsPerStep, r.TokensPerSecond, r.TrainableParams, float64(r.Memory.Plan.Total)/(1<<20), r.PeakRSSMB, r.ActivationMB)
 	}
 	return nil
 }

@@ -204,6 +204,10 @@ type fwdOp[T kernels.Float] struct {
 	out      outputCache[T]
 	plan     *Plan // nil unless NewPlan planned this node
 	seq      int   // its place in the plan's execution order
+	// inputs holds the input values of the last run of a node the plan
+	// checkpoints (see recompute); nil for other nodes.
+	inputs []G.Value
+	keep   bool
 }
 
 func (op *fwdOp[T]) Arity() int { return len(op.inTypes) }
@@ -225,12 +229,29 @@ func (op *fwdOp[T]) Do(vals ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	if op.keep {
+		op.inputs = append(op.inputs[:0], vals...)
+	}
 	v, out := op.out.get(op.outShape)
 	op.k.Forward(out, in)
 	if v == nil {
 		return scalarValue(out[0]), nil
 	}
 	return v, nil
+}
+
+// recompute runs the kernel again on the inputs of its last forward run,
+// into its own buffer (a checkpointed node's value is not a scalar).
+func (op *fwdOp[T]) recompute() error {
+	if op.inputs == nil {
+		return fmt.Errorf("gop: %s is recomputed before it has run", op.k.Name())
+	}
+	in, err := args[T](op.k.Name(), op.inputs)
+	if err != nil {
+		return err
+	}
+	op.k.Forward(op.out.data, in)
+	return nil
 }
 
 func (op *fwdOp[T]) ReturnsPtr() bool      { return false }
