@@ -43,6 +43,8 @@ type Setup struct {
 	kernels map[string]*adapters.FusedKernel[float32]
 	nodes   map[string][2]*G.Node // learnable A and B nodes per module
 	mu      sync.Mutex            // guards the maps while projections are pruned in parallel
+	// pruneLimit is the Go memory limit while pruning, raised as bases are stored.
+	pruneLimit *pruningLimit
 	// progress receives the bar of pruning and the SVD (see stageProgress).
 	progress io.Writer
 }
@@ -124,7 +126,8 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
 		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}, progress: progress}
 	if cfg.Prunes() {
-		defer restoreMemoryLimit(limitPruning(s.Params, logf))
+		s.pruneLimit = limitPruning(s.Params, logf)
+		defer s.pruneLimit.restore()
 		if err := s.prune(logf); err != nil {
 			return nil, err
 		}

@@ -125,6 +125,11 @@ func (s *Setup) setPrunedBase(lin *model.Linear[float32], kept, residual []float
 		return fmt.Errorf("trainer: storing the base of %s: %w", lin.Module, err)
 	}
 	lin.Base = base
+	stored := model.BaseBytes(base)
+	if svd.Adapter != nil {
+		stored += 4 * int64(len(svd.Adapter.A)+len(svd.Adapter.B))
+	}
+	s.pruneLimit.add(stored)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if svd.Adapter != nil {

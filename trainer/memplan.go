@@ -10,6 +10,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
@@ -188,22 +189,48 @@ func describeLimit(limit int64, source, what string) string {
 	return fmt.Sprintf("Go memory limit: %.0f MiB (%s; set GOMEMLIMIT to choose another)", mib(limit), what)
 }
 
-// limitPruning sets the Go memory limit for pruning p (unless GOMEMLIMIT
-// is set) and returns the limit it replaced. Pruning holds the model as
-// loaded, shrinking projection by projection, plus one projection's
-// float32 temporaries: the dense source, W0 ⊙ M, the residual, the mask,
-// the encoding and the SVD's sketches, bounded by five copies.
-func limitPruning(p *model.Params[float32], logf func(string, ...any)) (previous int64) {
+// pruningLimit is the Go memory limit while pruning (unless GOMEMLIMIT is
+// set): the live heap before pruning, the temporaries of the projections in
+// flight (the dense source, W0 ⊙ M, the residual, the scores and the SVD's
+// sketches: five float32 copies of the largest projection each), and what
+// pruning has stored so far, which grows projection by projection (a
+// streamed bf16 checkpoint starts as mapped file pages, outside the heap,
+// and ends as compressed bases and SVD factors inside it).
+type pruningLimit struct {
+	mu       sync.Mutex
+	fixed    int64 // live heap and in-flight temporaries
+	stored   int64
+	previous int64 // the limit before pruning
+}
+
+// limitPruning sets the Go memory limit for pruning p and logs it.
+func limitPruning(p *model.Params[float32], logf func(string, ...any)) *pruningLimit {
 	var largest int64
 	for _, L := range p.Layers {
 		for _, lin := range L.Proj {
 			largest = max(largest, int64(lin.Base.Rows())*int64(lin.Base.Cols()))
 		}
 	}
-	limit, source, previous := setMemoryLimit(liveHeap() + 5*4*largest)
-	logf("%s", describeLimit(limit, source, "while pruning: the live heap and five copies of the largest projection"))
-	return previous
+	l := &pruningLimit{fixed: liveHeap() + pruneInFlight*5*4*largest}
+	limit, source, previous := setMemoryLimit(l.fixed)
+	l.previous = previous
+	logf("%s", describeLimit(limit, source, fmt.Sprintf("while pruning: the live heap, five copies of the largest projection per each of %d in flight, and what pruning stores", pruneInFlight)))
+	return l
 }
+
+// add raises the limit by n bytes that pruning has stored.
+func (l *pruningLimit) add(n int64) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stored += n
+	setMemoryLimit(l.fixed + l.stored)
+}
+
+// restore puts back the limit that pruning replaced.
+func (l *pruningLimit) restore() { restoreMemoryLimit(l.previous) }
 
 // liveHeap is the Go heap's live bytes after a full collection.
 func liveHeap() int64 {
