@@ -126,8 +126,6 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		Adapters: map[string]*adapters.Fused{}, Pruned: map[string]sparsity.SplitStats{}, svd: map[string]svdResult{},
 		kernels: map[string]*adapters.FusedKernel[float32]{}, nodes: map[string][2]*G.Node{}, progress: progress}
 	if cfg.Prunes() {
-		s.pruneLimit = limitPruning(s.Params, logf)
-		defer s.pruneLimit.restore()
 		if err := s.prune(logf); err != nil {
 			return nil, err
 		}
@@ -151,6 +149,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	if s.Loaded.Checkpoint != nil && s.Loaded.Checkpoint.Prepared != nil {
 		return s.usePrepared(logf)
 	}
+	s.pruneLimit = limitPruning(s.Params, logf)
+	defer s.pruneLimit.restore()
 	cfg := s.Config
 	spec, err := sparsity.ParseSpec(cfg.Sparsity.Score, cfg.Sparsity.Pattern, cfg.Sparsity.Ratio)
 	if err != nil {
