@@ -516,7 +516,7 @@ func loadCompressed(dir string, cfg Config) (*Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck, err := parseCompressed(m.Data, path, cfg)
+	ck, err := parseCompressed(m.Data, path, cfg, true)
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -530,7 +530,7 @@ func loadCompressed(dir string, cfg Config) (*Checkpoint, error) {
 // model.safetensors (named path in errors). Every array is validated before
 // a kernel can see it: a corrupted file is an error naming the file and the
 // tensor.
-func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) {
+func parseCompressed(data []byte, path string, cfg Config, mapped bool) (*Checkpoint, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -551,7 +551,7 @@ func parseCompressed(data []byte, path string, cfg Config) (*Checkpoint, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%s: metadata %q: %v", path, CompressionMetadataKey, err)
 	}
-	file := compressedFile{f: f, raw: data, dataStart: 8 + int(binary.LittleEndian.Uint64(data)), path: path}
+	file := compressedFile{f: f, raw: data, dataStart: 8 + int(binary.LittleEndian.Uint64(data)), path: path, mapped: mapped}
 
 	expected := cfg.TensorShapes()
 	projections := projectionWeights(cfg)
@@ -632,6 +632,7 @@ type compressedFile struct {
 	raw       []byte // the whole file
 	dataStart int    // offset of the data section in raw
 	path      string
+	mapped    bool // raw is a file mapping (see safetensors.MapFile), not memory of the heap
 }
 
 // bitmapMatrix builds the compressed weight name (rows × cols, nnz values of

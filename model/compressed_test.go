@@ -676,7 +676,7 @@ func FuzzCompressedFile(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ck, err := parseCompressed(data, "fuzz.safetensors", cfg)
+		ck, err := parseCompressed(data, "fuzz.safetensors", cfg, false)
 		if err != nil {
 			if !strings.Contains(err.Error(), "fuzz.safetensors") {
 				t.Fatalf("error does not name the file: %v", err)

@@ -158,11 +158,17 @@ func (c compressedFile) prepared(raw string, cfg Config) (*Prepared, error) {
 }
 
 // float32Copy returns a copy of the F32 tensor name after checking its
-// dtype and shape.
+// dtype and shape, and releases the mapped pages it was copied from (read
+// once, they would otherwise stay resident for the whole run).
 func (c compressedFile) float32Copy(name string, shape ...int) ([]float32, error) {
 	v, err := view[float32](c, name, safetensors.F32, shape...)
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(v), nil
+	out := slices.Clone(v)
+	if c.mapped {
+		info, _ := c.f.Info(name)
+		safetensors.ReleasePages(c.raw[c.dataStart+int(info.Begin) : c.dataStart+int(info.End)])
+	}
+	return out, nil
 }

@@ -293,6 +293,8 @@ func (s *Setup) usePrepared(logf func(string, ...any)) error {
 				A: f.A, B: f.B, Scale: f.Scale, Trainable: cfg.Adapters.SVDTrainable}, Energy: p.SVDEnergy, Residual: p.SVDResidual}
 		}
 	}
+	// attachAdapters copies the factors into the concatenated adapters.
+	pr.Factors = nil
 	if len(s.Pruned) != len(st.Result.Projections) {
 		return fmt.Errorf("trainer: model.path %s: the prepared statistics name %d projections, the model has %d of them", cfg.Model.Path, len(st.Result.Projections), len(s.Pruned))
 	}

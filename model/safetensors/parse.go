@@ -332,6 +332,11 @@ func (f *File) Release(name string) {
 	releasePages(f.data[t.Begin:t.End])
 }
 
+// ReleasePages tells the operating system that the whole pages inside b, a
+// range of a file mapping (see MapFile) never written to, will not be
+// needed soon, as File.Release does for a tensor.
+func ReleasePages(b []byte) { releasePages(b) }
+
 // Float32 returns a floating-point tensor as float32 values: F32 data as a
 // view of the file's memory when it is 4-byte aligned (valid until Close),
 // F64/F16/BF16 converted into a new slice. Integer and bool tensors are an
