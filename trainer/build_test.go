@@ -11,7 +11,7 @@ func TestProgressLogRateLimited(t *testing.T) {
 	var lines []string
 	start := time.Now().Add(-30 * time.Second)
 	p := progressLog{logf: func(f string, a ...any) { lines = append(lines, fmt.Sprintf(f, a...)) },
-		what: "pruning", unit: "layers", every: 10 * time.Second, start: start}
+		what: "pruning", unit: "projections", every: 10 * time.Second, start: start}
 	p.done(0, 4) // nothing done yet: no estimate
 	p.done(1, 4) // 30 s for 1 of 4: about 1m30s left
 	p.done(2, 4) // within 10 s of the last line: quiet
