@@ -128,7 +128,14 @@ func TestPlanSharesBuffersWithoutChangingResults(t *testing.T) {
 		t.Fatalf("plan shares nothing: %d buffers for %d nodes, %d of %d bytes", p.Buffers, p.Nodes, p.Bytes, p.UnsharedBytes)
 	}
 	t.Logf("%d buffers for %d nodes, %d of %d bytes", p.Buffers, p.Nodes, p.Bytes, p.UnsharedBytes)
-	for run := 1; run <= 2; run++ { // the second run accumulates gradients
+	runsAgree(t, plain, planned)
+}
+
+// runsAgree runs both chains twice (the second run accumulates gradients)
+// and fails unless losses and gradients are bitwise equal.
+func runsAgree(t *testing.T, plain, planned *residualChain) {
+	t.Helper()
+	for run := 1; run <= 2; run++ {
 		wantLoss, wantGrads := plain.run(t)
 		gotLoss, gotGrads := planned.run(t)
 		if gotLoss != wantLoss {
@@ -152,20 +159,7 @@ func TestPlanFreesTransientGradients(t *testing.T) {
 	if freed.plan.Bytes >= kept.plan.Bytes {
 		t.Fatalf("transient gradients: %d bytes of buffers, %d when they stay live", freed.plan.Bytes, kept.plan.Bytes)
 	}
-	for run := 1; run <= 2; run++ {
-		wantLoss, wantGrads := plain.run(t)
-		gotLoss, gotGrads := freed.run(t)
-		if gotLoss != wantLoss {
-			t.Fatalf("run %d: loss %v, without the plan %v", run, gotLoss, wantLoss)
-		}
-		for i := range wantGrads {
-			for j := range wantGrads[i] {
-				if gotGrads[i][j] != wantGrads[i][j] {
-					t.Fatalf("run %d: dw%d[%d] = %v, without the plan %v", run, i, j, gotGrads[i][j], wantGrads[i][j])
-				}
-			}
-		}
-	}
+	runsAgree(t, plain, freed)
 }
 
 func TestPlanRejectsARunItWasNotToldAbout(t *testing.T) {
