@@ -77,7 +77,7 @@ type Checkpoint struct {
 	Prepared *Prepared
 	Source   string // the path loaded
 
-	release     func() error       // unmaps the file(s) Tensors may point into
+	release     func() error      // unmaps the file(s) Tensors may point into
 	releaseView func(name string) // drops a BF16 view's pages from memory
 }
 
