@@ -152,10 +152,14 @@ type CompressStats struct {
 
 // CompressParams prunes every projection of p by weight magnitude at the
 // given ratio per matrix (the paper's recipe) and replaces its base by the
-// bitmap encoding with values of type dt. The pruning zeroes the dense
-// weights in place (the checkpoint behind p is modified); every base must be
-// a *kernels.Dense.
-func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType) (CompressStats, error) {
+// bitmap encoding with values of type dt. The pruning zeroes float32 dense
+// weights in place (the checkpoint behind p is modified); a bf16 base is
+// widened into a copy first. Every base must be dense.
+//
+// drop, when not nil, is called with each projection's tensor name once its
+// compressed form is stored (Checkpoint.Drop: a bf16 checkpoint's source
+// pages then leave resident memory projection by projection).
+func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType, drop func(tensor string)) (CompressStats, error) {
 	spec, err := sparsity.ParseSpec(string(sparsity.Magnitude), configs.PatternMatrix, ratio)
 	if err != nil {
 		return CompressStats{}, err
@@ -175,6 +179,9 @@ func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType) (C
 		lin.Base = m
 		mu.Lock()
 		defer mu.Unlock()
+		if drop != nil {
+			drop(lin.Module + ".weight")
+		}
 		st.Projections++
 		st.Weights += int64(dense.R) * int64(dense.C)
 		st.Pruned += int64(dense.R)*int64(dense.C) - int64(m.NNZ())

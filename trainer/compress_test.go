@@ -250,7 +250,7 @@ func TestCompressParams(t *testing.T) {
 			orig[lin.Module] = slices.Clone(lin.Base.(*kernels.Dense[float32]).W)
 		}
 	}
-	st, err := CompressParams(p, 0.5, bitmap.F32)
+	st, err := CompressParams(p, 0.5, bitmap.F32, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestCompressParams(t *testing.T) {
 			}
 		}
 	}
-	if _, err := CompressParams(p, 0.5, bitmap.F32); err == nil {
+	if _, err := CompressParams(p, 0.5, bitmap.F32, nil); err == nil {
 		t.Error("compressed twice")
 	}
 }

@@ -143,7 +143,7 @@ func run(opts options, stdout io.Writer) error {
 	}
 	var stats trainer.CompressStats
 	if opts.compress {
-		if stats, err = trainer.CompressParams(p, opts.sparsity, opts.compressDType); err != nil {
+		if stats, err = trainer.CompressParams(p, opts.sparsity, opts.compressDType, ck.Drop); err != nil {
 			return err
 		}
 	}
