@@ -10,6 +10,7 @@ import (
 
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 // Number is a score that may be undefined (NaN, e.g. the standard error of a
@@ -121,6 +122,7 @@ type Results struct {
 	Truncation Truncation     `json:"truncation"`
 	Timing     Timing         `json:"timing"`
 	Date       string         `json:"date"`
+	bitmap.Paths
 }
 
 // Metric names as lm-eval writes them.
