@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/salr-go/salr/kernels"
 )
+
+// startArgs are the process's arguments as it started (a test harness may
+// rewrite os.Args before calling Main).
+var startArgs = slices.Clone(os.Args)
 
 // fixBLASCore makes sure OpenBLAS does not run a generic core on a CPU that
 // has AVX2 or AVX-512 (an OpenBLAS too old to recognise the CPU falls back to
@@ -32,7 +37,7 @@ func fixBLASCore(name string, stderr io.Writer) {
 	}
 	exe, err := os.Executable()
 	if err == nil {
-		err = syscall.Exec(exe, os.Args, coreEnv(os.Environ(), better)) // returns only on failure
+		err = syscall.Exec(exe, startArgs, coreEnv(os.Environ(), better)) // returns only on failure
 	}
 	fmt.Fprintf(stderr, "%s: warning: OpenBLAS runs its generic %s core; running again with %s=%s failed: %v\n",
 		name, kernels.BLASCore(), kernels.CoreTypeEnv, better, err)
