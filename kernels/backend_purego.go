@@ -9,3 +9,7 @@ import "gonum.org/v1/gonum/blas/gonum"
 var backend BLAS = gonum.Implementation{}
 
 const backendName = "gonum"
+
+// BLASCore names the core OpenBLAS runs on this CPU; this build has no
+// OpenBLAS.
+func BLASCore() string { return "purego" }

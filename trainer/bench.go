@@ -37,6 +37,7 @@ type TrainBenchResult struct {
 	// (model.Graph.Buffers), with or without gradient checkpointing.
 	ActivationMB          float64 `json:"activation_mb"`
 	GradientCheckpointing bool    `json:"gradient_checkpointing"`
+	bitmap.Paths
 }
 
 // TrainBenchOptions configures RunTrainBench.
@@ -131,7 +132,8 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
 		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds(),
 		Memory:       Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source},
-		ActivationMB: mib(buf.Bytes), GradientCheckpointing: cfg.Train.GradientCheckpointing}
+		ActivationMB: mib(buf.Bytes), GradientCheckpointing: cfg.Train.GradientCheckpointing,
+		Paths: bitmap.CurrentPaths()}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		t0 := time.Now()

@@ -48,6 +48,7 @@ type GenerateBenchResult struct {
 	// equal, from the start, those of the first format benchmarked.
 	MatchingTokens int     `json:"matching_tokens_vs_first_format"`
 	BuildSeconds   float64 `json:"build_seconds"`
+	bitmap.Paths
 }
 
 // GenerateBenchOptions configures RunGenerateBench.
@@ -115,7 +116,8 @@ func RunGenerateBench(ctx context.Context, o GenerateBenchOptions, logf func(str
 		}
 		c := &generateCase{runner: model.NewRunner(p), res: GenerateBenchResult{Bench: "generate", Shape: o.Shape, Format: string(formats[i]),
 			Sparsity: o.Sparsity, PromptTokens: o.PromptTokens, NewTokens: o.NewTokens, Reps: o.Reps,
-			Threads: runtime.GOMAXPROCS(0), BuildSeconds: time.Since(start).Seconds()}}
+			Threads: runtime.GOMAXPROCS(0), BuildSeconds: time.Since(start).Seconds(),
+			Paths: bitmap.CurrentPaths()}}
 		c.res.ModelBytes, c.res.ProjectionBytes = paramsBytes(p)
 		c.res.ProjectionBytesRatio = float64(c.res.ProjectionBytes) / float64(projectionWeights(cfg)*2)
 		logf("%s: built in %.1fs, %.0f MB of weights", c.res.Format, c.res.BuildSeconds, float64(c.res.ModelBytes)/(1<<20))

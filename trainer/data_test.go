@@ -11,6 +11,7 @@ import (
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/tokenizer"
 )
 
@@ -57,6 +58,9 @@ func TestGSM8KPresetTrainsOnMetaMathQA(t *testing.T) {
 	}
 	if !sum.Finished || sum.TrainExamples != 10 || sum.EvalExamples != 2 {
 		t.Errorf("summary %+v", sum)
+	}
+	if want := "kernels: " + bitmap.CurrentPaths().String() + "\n"; !strings.Contains(log.String(), want) {
+		t.Errorf("run log lacks %q:\n%s", want, log.String())
 	}
 	if e := sum.Eval; e == nil || e.Task != "gsm8k" || e.Template != "metamath" || e.Shots != 0 || e.Docs != 2 || e.Metric != "exact_match,metamath" {
 		t.Errorf("evaluation after training: %+v", e)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/salr-go/salr/internal/atomicfile"
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 // The files of a run directory (see README, "Run directories").
@@ -56,6 +57,8 @@ type Summary struct {
 	Eval *EvalSummary `json:"eval,omitempty"`
 	// Memory is the run's memory plan beside its peak RSS.
 	Memory *Memory `json:"memory,omitempty"`
+	// Paths are the BLAS core and kernel path the (last) invocation ran.
+	bitmap.Paths
 
 	// noHeldOut marks a run without a held-out set (data.eval_examples = 0).
 	noHeldOut bool

@@ -14,6 +14,7 @@ import (
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 )
 
@@ -122,12 +123,14 @@ func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*tr
 	tc := cfg.Train
 	data := setup.Data
 	st := data.Stats
+	rep.logf("kernels: %s", bitmap.CurrentPaths())
 	rep.logf("data: %d training sequences (%d truncated, %d dropped, %d with no answer tokens left after truncation), %d held out",
 		len(data.Train), st.Truncated, st.Dropped, st.NoTarget, len(data.Eval))
 	r := &training{cfg: cfg, runDir: runDir, setup: setup, rep: rep,
 		sum: &Summary{Method: cfg.Method, Steps: cfg.Steps(), Sparsity: setup.Sparsity, TrainableParams: setup.TrainableCount(),
 			TrainExamples: len(data.Train), EvalExamples: len(data.Eval), TruncatedExample: st.Truncated,
-			DroppedExamples: st.Dropped, DroppedNoAnswer: st.NoTarget, ConfigHash: cfg.Hash()},
+			DroppedExamples: st.Dropped, DroppedNoAnswer: st.NoTarget, ConfigHash: cfg.Hash(),
+			Paths: bitmap.CurrentPaths()},
 		heldOut: heldOutSeqs(cfg, data),
 		runner:  model.NewRunner(setup.Params),
 		adam:    NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay),

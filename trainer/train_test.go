@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/salr-go/salr/datasets/assets"
+	"github.com/salr-go/salr/kernels/bitmap"
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
@@ -58,6 +59,9 @@ func TestTrainWritesAFinishedRunAndLearns(t *testing.T) {
 	}
 	if sum.Sparsity != 0.5 || sum.TrainableParams == 0 {
 		t.Errorf("summary %+v", sum)
+	}
+	if onDisk, err := ReadSummary(dir); err != nil || onDisk.Paths != bitmap.CurrentPaths() || onDisk.BLASCore == "" {
+		t.Errorf("summary.json paths %+v (%v), want %+v", onDisk, err, bitmap.CurrentPaths())
 	}
 	for _, f := range []string{ConfigFile, MetricsFile, SummaryFile, LossPlot,
 		filepath.Join(AdapterDir, adapters.PEFTConfigFile), filepath.Join(AdapterDir, adapters.PEFTWeightsFile),

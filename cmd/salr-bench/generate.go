@@ -66,8 +66,8 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if o.InTurns {
 		order = "formats in turns"
 	}
-	fmt.Fprintf(stdout, "# %s, sparsity %.2f, prompt %d + %d new tokens, median of %d, %s; kernels %s, BLAS %s, %d threads\n",
-		o.Shape, o.Sparsity, o.PromptTokens, o.NewTokens, o.Reps, order, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "# %s, sparsity %.2f, prompt %d + %d new tokens, median of %d, %s; %s, BLAS %s, %d threads\n",
+		o.Shape, o.Sparsity, o.PromptTokens, o.NewTokens, o.Reps, order, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-12s %12s %10s %12s %9s %12s %10s\n", "format", "decode tok/s", "ms/token", "prefill tok/s", "vs bf16", "model MB", "proj bytes")
 	for _, r := range results {
 		speedup := "-"

@@ -21,7 +21,7 @@ func TestGenerateJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
-		for _, key := range []string{"bench", "shape", "format", "sparsity", "tokens_per_second", "model_bytes", "speedup_vs_dense_bf16"} {
+		for _, key := range []string{"bench", "shape", "format", "sparsity", "tokens_per_second", "model_bytes", "speedup_vs_dense_bf16", "blas_core", "kernel_path"} {
 			if _, ok := r[key]; !ok {
 				t.Fatalf("line %q lacks %q", l, key)
 			}

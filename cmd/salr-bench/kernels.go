@@ -107,8 +107,8 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if o.sequential {
 			order = "cases one after the other"
 		}
-		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d, %s; kernels %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
-			op, o.sparsity, o.coldMB, o.reps, order, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
+		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d, %s; %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
+			op, o.sparsity, o.coldMB, o.reps, order, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
 		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
 			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
 	}

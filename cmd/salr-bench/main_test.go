@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -64,7 +65,7 @@ func TestKernelsJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
-		for _, key := range []string{"bench", "m", "k", "n", "dtype", "format", "sparsity", "median_ms", "gb_per_s", "gflop_per_s"} {
+		for _, key := range []string{"bench", "m", "k", "n", "dtype", "format", "sparsity", "median_ms", "gb_per_s", "gflop_per_s", "blas_core", "kernel_path"} {
 			if _, ok := r[key]; !ok {
 				t.Fatalf("line %q lacks %q", l, key)
 			}
@@ -86,7 +87,7 @@ func TestKernelsTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "vs bf16") || !strings.Contains(out, "bitmap-bf16") || !strings.Contains(out, "Mul (dx") {
+	if !strings.Contains(out, "vs bf16") || !strings.Contains(out, "bitmap-bf16") || !strings.Contains(out, "Mul (dx") || !strings.Contains(out, bitmap.CurrentPaths().String()) {
 		t.Fatalf("table:\n%s", out)
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/trainer"
 )
@@ -48,6 +51,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
 	if !jsonOut {
+		fmt.Fprintf(stdout, "# %s, BLAS %s, %d threads\n", bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0))
 		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s %10s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "plan MB", "peak MB", "act MB")
 	}
 	list := strings.Split(methods, ",")

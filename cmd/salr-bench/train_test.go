@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 // TestMain lets the test binary act as salr-bench for the child processes
@@ -38,11 +40,12 @@ func TestTrainSeveralMethods(t *testing.T) {
 				Plan    struct{ Total int64 }
 				PeakRSS int64 `json:"peak_rss_bytes"`
 			}
+			bitmap.Paths
 		}
 		if err := json.Unmarshal([]byte(lines[i]), &r); err != nil {
 			t.Fatal(err)
 		}
-		if r.Bench != "train" || r.Method != want || r.Trainable <= 0 || r.RSS <= 0 || r.Memory.Plan.Total <= 0 || r.Memory.PeakRSS <= 0 {
+		if r.Bench != "train" || r.Method != want || r.Trainable <= 0 || r.RSS <= 0 || r.Memory.Plan.Total <= 0 || r.Memory.PeakRSS <= 0 || r.Paths != bitmap.CurrentPaths() {
 			t.Errorf("line %d: %+v, want a %s train result", i, r, want)
 		}
 	}

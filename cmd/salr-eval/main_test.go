@@ -13,6 +13,7 @@ import (
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets/assets"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/trainer"
 
 	"github.com/salr-go/salr/model"
@@ -138,6 +139,9 @@ func TestRunWritesResultsAndSamples(t *testing.T) {
 	}
 	if res["task"] != "mmlu" || res["model"] != modelPath || res["adapters"] != nil || res["n_docs"] != 3.0 {
 		t.Errorf("results %v", res)
+	}
+	if p := bitmap.CurrentPaths(); res["blas_core"] != p.BLASCore || res["kernel_path"] != p.KernelPath || !strings.Contains(stdout.String(), p.String()) {
+		t.Errorf("results blas_core %v, kernel_path %v, want %+v, also in stdout:\n%s", res["blas_core"], res["kernel_path"], p, stdout.String())
 	}
 	samples, err := os.ReadFile(o.logSamples)
 	if err != nil {

@@ -123,6 +123,7 @@ type KernelResult struct {
 	Reps       int     `json:"reps"`
 	Kernels    string  `json:"kernels"` // "avx512" or "go" (this package), BLAS backend for dense fp32
 	Threads    int     `json:"threads"`
+	Paths
 }
 
 func (c *KernelBenchConfig) defaults() {
@@ -315,6 +316,7 @@ func (r *caseRun) result(cfg KernelBenchConfig) KernelResult {
 		GFLOPPerS: 2 * float64(s.M) * float64(s.K) * float64(s.N) / med / 1e6,
 		Bytes:     r.bytes, BytesRatio: float64(r.bytes) / (float64(s.K) * float64(s.N) * 2),
 		Copies: r.copies, Reps: len(times), Kernels: impl, Threads: runtime.GOMAXPROCS(0),
+		Paths: CurrentPaths(),
 	}
 }
 

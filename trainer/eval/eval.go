@@ -11,6 +11,7 @@ import (
 
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/datasets/assets"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 )
 
@@ -196,6 +197,7 @@ func Run(ctx context.Context, m *model.Loaded, opt Options) (*Results, error) {
 			Metrics:    map[string]Number{},
 			Truncation: Truncation{DocsByShots: map[int]int{}},
 			Date:       time.Now().UTC().Format(time.RFC3339),
+			Paths:      bitmap.CurrentPaths(),
 		},
 	}
 	if opt.Limit > 0 {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
+	"github.com/salr-go/salr/kernels/bitmap"
 )
 
 // Number is a score that may be undefined (NaN, e.g. the standard error of a
@@ -121,6 +122,7 @@ type Results struct {
 	Truncation Truncation     `json:"truncation"`
 	Timing     Timing         `json:"timing"`
 	Date       string         `json:"date"`
+	bitmap.Paths
 }
 
 // Metric names as lm-eval writes them.
@@ -199,7 +201,11 @@ func (r *Results) Markdown() string {
 	if t.GenerationsCapped > 0 {
 		fmt.Fprintf(&b, ", %d generations capped", t.GenerationsCapped)
 	}
-	fmt.Fprintf(&b, "; %.1f docs/s (%.1f s).\n", r.Timing.DocsPerSecond, r.Timing.WallSeconds)
+	fmt.Fprintf(&b, "; %.1f docs/s (%.1f s)", r.Timing.DocsPerSecond, r.Timing.WallSeconds)
+	if r.BLASCore != "" { // results.json written before the field
+		fmt.Fprintf(&b, "; %s", r.Paths)
+	}
+	b.WriteString(".\n")
 	if len(r.FewerShots) > 0 {
 		names := slices.Sorted(maps.Keys(r.FewerShots))
 		parts := make([]string, len(names))

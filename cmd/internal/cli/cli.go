@@ -1,5 +1,5 @@
 // Package cli holds what the salr-* commands share on their command line:
-// Main (signal context and exit status), the flag set with its help text,
+// Main (signal context, exit status and the OpenBLAS core), the flag set with its help text,
 // the repeatable string flag and the usage error.
 package cli
 
@@ -32,7 +32,10 @@ const (
 type Command func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // Main runs cmd with the process's arguments and exits with Run's status.
+// First, on a CPU with AVX2 or AVX-512 where OpenBLAS chose a generic core,
+// it runs the process again on a better one (see fixBLASCore).
 func Main(name string, cmd Command) {
+	fixBLASCore(name, os.Stderr)
 	os.Exit(Run(name, cmd, os.Args[1:], os.Stdout, os.Stderr))
 }
 
