@@ -1,0 +1,146 @@
+package bitmap
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DefaultLLCBytes is the last-level cache size assumed when sysfs does not
+// give one: 32 MB, the L3 of one Zen 3 CCD.
+const DefaultLLCBytes = 32 << 20
+
+// LastLevelCache returns the size of CPU 0's highest-level cache as listed in
+// /sys/devices/system/cpu/cpu0/cache/index*/{level,size}, and ok = false with
+// DefaultLLCBytes when sysfs does not list one.
+func LastLevelCache() (bytes int64, ok bool) {
+	return lastLevelCache(os.DirFS("/sys/devices/system/cpu/cpu0/cache"))
+}
+
+// lastLevelCache reads the cache levels and sizes of index*/ in fsys.
+func lastLevelCache(fsys fs.FS) (bytes int64, ok bool) {
+	dirs, _ := fs.Glob(fsys, "index*")
+	best := 0
+	for _, d := range dirs {
+		level, err1 := readSysfsInt(fsys, d+"/level")
+		size, err2 := readSysfsSize(fsys, d+"/size")
+		if err1 != nil || err2 != nil || size <= 0 {
+			continue
+		}
+		if level > best || (level == best && size > bytes) {
+			best, bytes = level, size
+		}
+	}
+	if best == 0 {
+		return DefaultLLCBytes, false
+	}
+	return bytes, true
+}
+
+func readSysfsInt(fsys fs.FS, name string) (int, error) {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// readSysfsSize parses a sysfs cache size such as "32768K" (K, M or G are
+// powers of 1024; no suffix is bytes).
+func readSysfsSize(fsys fs.FS, name string) (int64, error) {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(string(b))
+	shift := 0
+	switch {
+	case strings.HasSuffix(s, "K"):
+		shift = 10
+	case strings.HasSuffix(s, "M"):
+		shift = 20
+	case strings.HasSuffix(s, "G"):
+		shift = 30
+	}
+	if shift > 0 {
+		s = s[:len(s)-1]
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v << shift, err
+}
+
+// ColdBytesFor is the total size of the weight copies a cold-cache sweep
+// cycles through for a last-level cache of llc bytes: 4× the cache.
+func ColdBytesFor(llc int64) int64 { return 4 * llc }
+
+// StreamBandwidth measures the machine's streaming read bandwidth: passes
+// reads of a buffer of about bytes bytes (make it several times the
+// last-level cache), split across GOMAXPROCS goroutines that each sum their
+// part. The result is a KernelResult with Case "bandwidth" and Op "read", its
+// GBPS (and GBPerS) the buffer bytes over the median pass time. Cancelling
+// ctx stops it between passes.
+func StreamBandwidth(ctx context.Context, bytes int64, passes int) (KernelResult, error) {
+	passes = max(1, passes)
+	threads := runtime.GOMAXPROCS(0)
+	n := max(int(bytes/8), threads*8)
+	buf := make([]uint64, n)
+	for i := range buf {
+		buf[i] = uint64(i)
+	}
+	sums := make([]uint64, threads)
+	pass := func() {
+		var wg sync.WaitGroup
+		for t := range threads {
+			lo, hi := n*t/threads, n*(t+1)/threads
+			wg.Go(func() { sums[t] = sumWords(buf[lo:hi]) })
+		}
+		wg.Wait() // sums is on the heap: the loads cannot be dropped
+	}
+	pass() // warm-up: page faults, goroutine start
+	times := make([]float64, 0, passes)
+	for range passes {
+		if err := ctx.Err(); err != nil {
+			return KernelResult{}, err
+		}
+		t0 := time.Now()
+		pass()
+		times = append(times, float64(time.Since(t0).Nanoseconds())/1e6)
+	}
+	slices.Sort(times)
+	med := Median(times)
+	gbps := float64(n*8) / med / 1e6
+	return KernelResult{
+		Bench: "kernel", Case: "bandwidth", Op: "read",
+		MedianMS: med, MinMS: times[0], MaxMS: times[len(times)-1],
+		GBPerS: gbps, GBPS: gbps, Bytes: int64(n) * 8,
+		Copies: 1, Reps: passes, Kernels: "go", Threads: threads,
+	}, nil
+}
+
+// sumWords sums v with eight independent accumulators, so that the loop is
+// bound by loads rather than by one chain of additions.
+func sumWords(v []uint64) uint64 {
+	var s0, s1, s2, s3, s4, s5, s6, s7 uint64
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := v[i : i+8 : i+8]
+		s0 += w[0]
+		s1 += w[1]
+		s2 += w[2]
+		s3 += w[3]
+		s4 += w[4]
+		s5 += w[5]
+		s6 += w[6]
+		s7 += w[7]
+	}
+	for ; i < len(v); i++ {
+		s0 += v[i]
+	}
+	return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+}
