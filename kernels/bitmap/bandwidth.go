@@ -123,24 +123,29 @@ func StreamBandwidth(ctx context.Context, bytes int64, passes int) (KernelResult
 	}, nil
 }
 
-// sumWords sums v with eight independent accumulators, so that the loop is
-// bound by loads rather than by one chain of additions.
+// readStreams is the number of interleaved sequential streams sumWords reads
+// at once: one stream per core does not keep enough cache-line fetches in
+// flight to saturate DRAM (on Zen 3 about 15 GB/s per core with one stream,
+// over 20 with eight).
+const readStreams = 8
+
+// sumWords sums v, reading it as readStreams equal parts in parallel, 64 bytes
+// of each part per step.
 func sumWords(v []uint64) uint64 {
-	var s0, s1, s2, s3, s4, s5, s6, s7 uint64
-	i := 0
-	for ; i+8 <= len(v); i += 8 {
-		w := v[i : i+8 : i+8]
-		s0 += w[0]
-		s1 += w[1]
-		s2 += w[2]
-		s3 += w[3]
-		s4 += w[4]
-		s5 += w[5]
-		s6 += w[6]
-		s7 += w[7]
+	n := len(v) / readStreams / 8 * 8 // words per stream
+	var acc [readStreams]uint64
+	for i := 0; i < n; i += 8 {
+		for j := range readStreams {
+			w := v[j*n+i : j*n+i+8 : j*n+i+8]
+			acc[j] += w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7]
+		}
 	}
-	for ; i < len(v); i++ {
-		s0 += v[i]
+	var s uint64
+	for _, a := range acc {
+		s += a
 	}
-	return s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7
+	for _, x := range v[readStreams*n:] {
+		s += x
+	}
+	return s
 }

@@ -34,7 +34,7 @@ func TestLastLevelCache(t *testing.T) {
 }
 
 func TestSumWords(t *testing.T) {
-	for _, n := range []int{0, 1, 7, 8, 9, 1001} {
+	for _, n := range []int{0, 1, 7, 8, 9, 63, 64, 65, 1001, 4096 + 77} {
 		v := make([]uint64, n)
 		for i := range v {
 			v[i] = uint64(i + 1)
