@@ -104,7 +104,7 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		if r.Case == "bandwidth" {
 			fmt.Fprintf(stdout, "%-16s %-12s %10.3f %10.3f %8.1f %9s %7s %9s %7d\n",
-				fmt.Sprintf("%d MB", r.Bytes>>20), r.Case, r.MedianMS, r.MinMS, r.GBPS, "-", "-", "-", r.Copies)
+				fmt.Sprintf("%d MB %s", r.Bytes>>20, r.Kernels), r.Case, r.MedianMS, r.MinMS, r.GBPS, "-", "-", "-", r.Copies)
 			return
 		}
 		speedup := "-"
@@ -126,7 +126,7 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies; %s), median of %d, %s; kernels %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
 			op, o.sparsity, coldBytes>>20, llcNote, o.reps, order, bitmap.Implementation(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
-		fmt.Fprintln(stdout, "# GB/s: bytes read (weights as stored + activations) / median time; bandwidth: a streaming read of that many MB on all threads, the bound")
+		fmt.Fprintln(stdout, "# GB/s: bytes read (weights as stored + activations) / median time; bandwidth: the faster of a Go loop and a BLAS GEMV streaming that many MB on all threads, the bound")
 		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
 			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
 	}
