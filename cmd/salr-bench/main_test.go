@@ -43,6 +43,9 @@ func TestUsageErrors(t *testing.T) {
 	if code, _, errOut := runCmd("kernels", "-shapes", "1x2"); code != 1 || !strings.Contains(errOut, "MxKxN") {
 		t.Errorf("bad -shapes: exit %d, stderr %q", code, errOut)
 	}
+	if code, _, errOut := runCmd("kernels", "-cold-mb", "-1"); code != 1 || !strings.Contains(errOut, "-cold-mb -1") {
+		t.Errorf("negative -cold-mb: exit %d, stderr %q", code, errOut)
+	}
 	for _, name := range []string{"checkpoint", "kernels", "generate", "train"} {
 		code, out, _ := runCmd(name, "-h")
 		if want := "usage: salr-bench " + name + " [flags]\n\n"; code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "flags:\n  -") {
