@@ -49,7 +49,7 @@ func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
 		"comma-separated `cases` among dense-fp32 (BLAS), dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32")
 	fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of zero weights (unstructured)")
 	fs.IntVar(&o.reps, "reps", 20, "timed calls per case (the median is reported)")
-	fs.Int64Var(&o.coldMB, "cold-mb", 128, "the weight copies cycled through exceed this many `MB` (4× the 32 MB LLC)")
+	fs.Int64Var(&o.coldMB, "cold-mb", 0, "the weight copies cycled through, and the bandwidth row's buffer, exceed this many `MB` (0: 4× the last-level cache read from sysfs, 32 MB if unknown)")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed of weights and activations")
 	fs.BoolVar(&o.jsonOut, "json", false, "print one JSON object per line instead of a table")
 	fs.BoolVar(&o.transposed, "backward", false, "time Mul (dX = dY·W, the frozen base's backward) instead of MulT")
@@ -79,15 +79,32 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if o.panelElems < 1 || o.depth < 0 {
 		return fmt.Errorf("-panel-elems %d, -pipeline-depth %d: want >= 1 and >= 0", o.panelElems, o.depth)
 	}
+	if o.coldMB < 0 {
+		return fmt.Errorf("-cold-mb %d: want >= 0 (0: 4× the last-level cache)", o.coldMB)
+	}
 	bitmap.PanelElems, bitmap.PipelineDepth = o.panelElems, o.depth
+	llc, llcKnown := bitmap.LastLevelCache()
+	llcNote := fmt.Sprintf("LLC %d MB (sysfs)", llc>>20)
+	if !llcKnown {
+		llcNote = fmt.Sprintf("LLC unknown, assumed %d MB", llc>>20)
+	}
+	coldBytes := o.coldMB << 20
+	if coldBytes == 0 {
+		coldBytes = bitmap.ColdBytesFor(llc)
+	}
 	cfg := bitmap.KernelBenchConfig{
 		Shapes: shapes, Cases: cases, Sparsity: o.sparsity, Reps: o.reps,
-		ColdBytes: o.coldMB << 20, Seed: o.seed, Transposed: o.transposed, Sequential: o.sequential,
+		ColdBytes: coldBytes, Seed: o.seed, Transposed: o.transposed, Sequential: o.sequential,
 	}
 	enc := json.NewEncoder(stdout)
 	report := func(r bitmap.KernelResult) {
 		if o.jsonOut {
 			_ = enc.Encode(r)
+			return
+		}
+		if r.Case == "bandwidth" {
+			fmt.Fprintf(stdout, "%-16s %-12s %10.3f %10.3f %8.1f %9s %7s %9s %7d\n",
+				fmt.Sprintf("%d MB %s", r.Bytes>>20, r.Kernels), r.Case, r.MedianMS, r.MinMS, r.GBPS, "-", "-", "-", r.Copies)
 			return
 		}
 		speedup := "-"
@@ -96,7 +113,7 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintf(stdout, "%-16s %-12s %10.3f %10.3f %8.1f %9.1f %7.3f %9s %7d\n",
 			fmt.Sprintf("%dx%dx%d", r.M, r.K, r.N), r.Format+"-"+r.DType,
-			r.MedianMS, r.MinMS, r.GBPerS, r.GFLOPPerS, r.BytesRatio, speedup, r.Copies)
+			r.MedianMS, r.MinMS, r.GBPS, r.GFLOPPerS, r.BytesRatio, speedup, r.Copies)
 	}
 	if !o.jsonOut {
 		op := "MulT (y = x·Wᵀ)"
@@ -107,10 +124,17 @@ func runKernels(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if o.sequential {
 			order = "cases one after the other"
 		}
-		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies), median of %d, %s; %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
-			op, o.sparsity, o.coldMB, o.reps, order, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
+		fmt.Fprintf(stdout, "# %s, sparsity %.2f, cold cache (> %d MB of copies; %s), median of %d, %s; %s, BLAS %s, %d threads; batches: %d-value panels, ring of %d\n",
+			op, o.sparsity, coldBytes>>20, llcNote, o.reps, order, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0), o.panelElems, o.depth)
+		fmt.Fprintln(stdout, "# GB/s: bytes read (weights as stored + activations) / median time; bandwidth: the faster of a Go loop and a BLAS GEMV streaming that many MB on all threads, the bound")
 		fmt.Fprintf(stdout, "%-16s %-12s %10s %10s %8s %9s %7s %9s %7s\n",
 			"shape MxKxN", "case", "median ms", "min ms", "GB/s", "GFLOP/s", "bytes", "vs bf16", "copies")
 	}
+	bw, err := bitmap.StreamBandwidth(ctx, coldBytes, o.reps)
+	if err != nil {
+		return err
+	}
+	bw.LLCBytes = llc
+	report(bw)
 	return bitmap.RunKernelBench(ctx, cfg, report)
 }

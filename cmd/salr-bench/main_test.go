@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -42,6 +44,9 @@ func TestUsageErrors(t *testing.T) {
 	if code, _, errOut := runCmd("kernels", "-shapes", "1x2"); code != 1 || !strings.Contains(errOut, "MxKxN") {
 		t.Errorf("bad -shapes: exit %d, stderr %q", code, errOut)
 	}
+	if code, _, errOut := runCmd("kernels", "-cold-mb", "-1"); code != 1 || !strings.Contains(errOut, "-cold-mb -1") {
+		t.Errorf("negative -cold-mb: exit %d, stderr %q", code, errOut)
+	}
 	for _, name := range []string{"checkpoint", "kernels", "generate", "train"} {
 		code, out, _ := runCmd(name, "-h")
 		if want := "usage: salr-bench " + name + " [flags]\n\n"; code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "flags:\n  -") {
@@ -56,22 +61,34 @@ func TestKernelsJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 8 {
-		t.Fatalf("%d JSON lines, want 8 (2 shapes × 4 cases):\n%s", len(lines), out)
+	if len(lines) != 9 {
+		t.Fatalf("%d JSON lines, want 9 (bandwidth, then 2 shapes × 4 cases):\n%s", len(lines), out)
+	}
+	var bw map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &bw); err != nil {
+		t.Fatalf("line %q: %v", lines[0], err)
+	}
+	if bw["case"] != "bandwidth" || bw["bench"] != "kernel" || !(bw["gbps"].(float64) > 0) || bw["weight_bytes"] != float64(1<<20) || !(bw["llc_bytes"].(float64) > 0) {
+		t.Fatalf("first line %q: want the bandwidth row over 1 MB", lines[0])
 	}
 	formats := map[string]bool{}
-	for _, l := range lines {
+	for _, l := range lines[1:] {
 		var r map[string]any
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("line %q: %v", l, err)
 		}
-		for _, key := range []string{"bench", "m", "k", "n", "dtype", "format", "sparsity", "median_ms", "gb_per_s", "gflop_per_s", "blas_core", "kernel_path"} {
+		for _, key := range []string{"bench", "case", "m", "k", "n", "dtype", "format", "sparsity", "median_ms", "gb_per_s", "gbps", "gflop_per_s", "blas_core", "kernel_path"} {
 			if _, ok := r[key]; !ok {
 				t.Fatalf("line %q lacks %q", l, key)
 			}
 		}
-		if r["bench"] != "kernel" || r["sparsity"] != 0.5 {
+		if r["bench"] != "kernel" || r["sparsity"] != 0.5 || r["case"] != r["format"].(string)+"-"+r["dtype"].(string) {
 			t.Fatalf("line %q", l)
+		}
+		// gbps counts the activations read on top of the weights.
+		m, k, w := r["m"].(float64), r["k"].(float64), r["weight_bytes"].(float64)
+		if want := r["gb_per_s"].(float64) * (w + 4*m*k) / w; math.Abs(r["gbps"].(float64)-want) > 1e-9*want {
+			t.Fatalf("line %q: gbps, want %v", l, want)
 		}
 		formats[r["format"].(string)+"-"+r["dtype"].(string)] = true
 	}
@@ -87,7 +104,8 @@ func TestKernelsTable(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(out, "vs bf16") || !strings.Contains(out, "bitmap-bf16") || !strings.Contains(out, "Mul (dx") || !strings.Contains(out, bitmap.CurrentPaths().String()) {
+	if !strings.Contains(out, "vs bf16") || !strings.Contains(out, "bitmap-bf16") || !strings.Contains(out, "Mul (dx") || !strings.Contains(out, bitmap.CurrentPaths().String()) ||
+		!regexp.MustCompile(`\n1 MB \w+ +bandwidth +\d`).MatchString(out) || !strings.Contains(out, "MB (sysfs)") && !strings.Contains(out, "LLC unknown, assumed 32 MB") {
 		t.Fatalf("table:\n%s", out)
 	}
 }

@@ -87,7 +87,8 @@ type KernelBenchConfig struct {
 	Sparsity float64       // fraction of zero weights (unstructured, Bernoulli)
 	Reps     int           // timed calls per case, median reported (default 20)
 	// ColdBytes: the copies of the weight cycled through together exceed it
-	// (default 4 × 32 MB LLC), so every call streams its weight from DRAM.
+	// (default ColdBytesFor(LastLevelCache())), so every call streams its
+	// weight from DRAM.
 	ColdBytes int64
 	// MaxBytes bounds the memory of one case's copies (default 1 GB); a case
 	// that cannot be cold within it is reported with fewer copies.
@@ -104,7 +105,8 @@ type KernelBenchConfig struct {
 // kernels -json (one per line).
 type KernelResult struct {
 	Bench      string  `json:"bench"` // "kernel"
-	Op         string  `json:"op"`    // "mult" (y = x Wᵀ) or "mul" (dx = dy W)
+	Case       string  `json:"case"`  // format-dtype, e.g. "bitmap-bf16", or "bandwidth"
+	Op         string  `json:"op"`    // "mult" (y = x Wᵀ), "mul" (dx = dy W) or "read" (bandwidth)
 	M          int     `json:"m"`
 	K          int     `json:"k"`
 	N          int     `json:"n"`
@@ -115,6 +117,7 @@ type KernelResult struct {
 	MinMS      float64 `json:"min_ms"`
 	MaxMS      float64 `json:"max_ms"`
 	GBPerS     float64 `json:"gb_per_s"`    // weight bytes streamed / median time
+	GBPS       float64 `json:"gbps"`        // bytes read (weights as stored + activations) / median time
 	GFLOPPerS  float64 `json:"gflop_per_s"` // 2·M·K·N / median time (dense-equivalent)
 	Bytes      int64   `json:"weight_bytes"`
 	BytesRatio float64 `json:"bytes_vs_dense_bf16"` // weight bytes / dense bf16 bytes
@@ -123,6 +126,7 @@ type KernelResult struct {
 	Reps       int     `json:"reps"`
 	Kernels    string  `json:"kernels"` // "avx512" or "go" (this package), BLAS backend for dense fp32
 	Threads    int     `json:"threads"`
+	LLCBytes   int64   `json:"llc_bytes,omitempty"` // bandwidth row: the last-level cache size assumed
 	Paths
 }
 
@@ -137,7 +141,8 @@ func (c *KernelBenchConfig) defaults() {
 		c.Reps = 20
 	}
 	if c.ColdBytes <= 0 {
-		c.ColdBytes = 4 * 32 << 20
+		llc, _ := LastLevelCache()
+		c.ColdBytes = ColdBytesFor(llc)
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = 1 << 30
@@ -308,11 +313,16 @@ func (r *caseRun) result(cfg KernelBenchConfig) KernelResult {
 	if r.back {
 		op = "mul"
 	}
+	act := int64(s.M) * int64(s.K) * 4 // x read by MulT
+	if r.back {
+		act = int64(s.M) * int64(s.N) * 4 // dy read by Mul
+	}
 	return KernelResult{
-		Bench: "kernel", Op: op, M: s.M, K: s.K, N: s.N,
+		Bench: "kernel", Case: r.c.String(), Op: op, M: s.M, K: s.K, N: s.N,
 		DType: r.c.DType.String(), Format: r.c.Format, Sparsity: cfg.Sparsity,
 		MedianMS: med, MinMS: times[0], MaxMS: times[len(times)-1],
 		GBPerS:    float64(r.bytes) / med / 1e6,
+		GBPS:      float64(r.bytes+act) / med / 1e6,
 		GFLOPPerS: 2 * float64(s.M) * float64(s.K) * float64(s.N) / med / 1e6,
 		Bytes:     r.bytes, BytesRatio: float64(r.bytes) / (float64(s.K) * float64(s.N) * 2),
 		Copies: r.copies, Reps: len(times), Kernels: impl, Threads: runtime.GOMAXPROCS(0),

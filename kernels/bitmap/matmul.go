@@ -62,6 +62,11 @@ var PanelElems = 1 << 23
 // multiplied (kept for comparison in benchmarks).
 var PipelineDepth = 2
 
+// pipelinePanels counts the panels consumed by pipeline, [0] decoded then
+// multiplied (no overlap), [1] through the producer ring, so that tests can
+// check which path a product took.
+var pipelinePanels [2]atomic.Int64
+
 // mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the
 // small-batch kernels up to maxBatch, the panel pipeline into kernels.Gemm
 // beyond.
@@ -222,6 +227,7 @@ func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 			r1 := min(r0+pr, rows)
 			decodeRange(op, buf[:(r1-r0)*cols], r0, r1)
 			consume(buf[:(r1-r0)*cols], r0, r1)
+			pipelinePanels[0].Add(1)
 		}
 		putBuffer(&panels, buf)
 		return
@@ -247,6 +253,7 @@ func pipeline(op rowOps, consume func(panel []float32, r0, r1 int)) {
 	}()
 	for p := range ready {
 		consume(p.buf, p.r0, p.r1)
+		pipelinePanels[1].Add(1)
 		free <- p.buf
 	}
 	for range depth {

@@ -365,3 +365,42 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelineOverlap runs MulT and Mul through the panel pipeline with
+// several panels in flight: batches above maxBatch (so the small-batch
+// kernels are not taken, which the panel counters confirm), rows not a
+// multiple of the panel (tails of 3 and 19 rows), ring depths 0, 1, 2 and at
+// least the number of panels, every format, against the float64 reference
+// within the fp32 accumulation bound of compare.
+func TestPipelineOverlap(t *testing.T) {
+	defer func(e, d int) { PanelElems, PipelineDepth = e, d }(PanelElems, PipelineDepth)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 83, 40 // 40 columns: a partial last chunk in every row
+	for _, panel := range []int{16, 32} {
+		panels := (rows + panel - 1) / panel // 6 panels (tail 3) or 3 (tail 19)
+		for _, depth := range []int{0, 1, 2, panels, panels + 4} {
+			PanelElems, PipelineDepth = panel*cols, depth
+			if got := panelRows(rows, cols); got != panel {
+				t.Fatalf("panelRows(%d, %d) = %d with PanelElems %d, want %d", rows, cols, got, PanelElems, panel)
+			}
+			path := 1 // through the ring
+			if depth == 0 {
+				path = 0
+			}
+			for _, ks := range kernelSets {
+				w := randomSparse(rng, rows, cols, 0.5)
+				for _, tm := range formatsUnder(t, ks, w, rows, cols) {
+					for _, n := range []int{maxBatch + 1, 2*maxBatch + 3} {
+						before := pipelinePanels[path].Load()
+						checkMulT(t, rng, tm, n)
+						checkMul(t, rng, tm, n)
+						if got := pipelinePanels[path].Load() - before; got != int64(2*panels) {
+							t.Fatalf("%s %s n=%d panel %d depth %d: %d panels through pipeline path %d, want %d",
+								ks.name, tm.name, n, panel, depth, got, path, 2*panels)
+						}
+					}
+				}
+			}
+		}
+	}
+}
