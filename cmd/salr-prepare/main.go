@@ -24,12 +24,10 @@ import (
 )
 
 type options struct {
-	config      string
-	sets        cli.StringList
-	out         string
-	printConfig bool
-	overwrite   bool
-	quiet       bool
+	cli.ConfigFlags
+	out       string
+	overwrite bool
+	quiet     bool
 }
 
 func main() { cli.Main("salr-prepare", command) }
@@ -49,19 +47,17 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-prepare",
 		"salr-prepare -config NAME|FILE [-set KEY=VALUE ...] -out DIR [-overwrite] [-quiet]\nsalr-prepare -config NAME|FILE [-set KEY=VALUE ...] -print-config",
 		"Prune the model of a config (and compute the SVD residual adapters' initial factors) once, and\nwrite a prepared base to DIR for salr-train -set model.path=DIR. Presets: "+strings.Join(configs.Presets(), ", ")+".")
-	fs.StringVar(&o.config, "config", "", "config file or embedded preset (required)")
-	fs.Var(&o.sets, "set", "override a config key, KEY=VALUE (repeatable), e.g. -set sparsity.ratio=0.6")
+	o.Register(fs, "required", "sparsity.ratio=0.6")
 	fs.StringVar(&o.out, "out", "", "write the prepared base to this `directory` (required unless -print-config)")
-	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective config and exit")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "replace an existing output directory's model")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or log lines")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
-	if o.config == "" {
+	if o.Path == "" {
 		return o, cli.UsageError("-config is required")
 	}
-	if o.out == "" && !o.printConfig {
+	if o.out == "" && !o.Print {
 		return o, cli.UsageError("-out is required")
 	}
 	return o, nil
@@ -70,23 +66,8 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 // run prepares the base (or prints the config) as o says; the summary goes
 // to stdout, the log and progress to stderr.
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
-	load := configs.Load
-	if o.printConfig {
-		load = configs.LoadPrintable // ${VAR} of unset variables shown as written
-	}
-	cfg, err := load(o.config, o.sets)
-	if err != nil {
-		return err
-	}
-	for _, note := range cfg.Notes {
-		fmt.Fprintln(stderr, "salr-prepare: note:", note)
-	}
-	if o.printConfig {
-		b, err := cfg.MarshalTOML()
-		if err != nil {
-			return err
-		}
-		_, err = stdout.Write(b)
+	cfg, err := o.Load("salr-prepare", stdout, stderr)
+	if cfg == nil || err != nil {
 		return err
 	}
 	kernels.SetThreads(cfg.Train.Threads)

@@ -26,13 +26,11 @@ import (
 )
 
 type options struct {
-	config      string
-	sets        cli.StringList
-	printConfig bool
-	resume      string
-	overwrite   bool
-	quiet       bool
-	cpuProfile  string
+	cli.ConfigFlags
+	resume     string
+	overwrite  bool
+	quiet      bool
+	cpuProfile string
 }
 
 func main() { cli.Main("salr-train", command) }
@@ -52,9 +50,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-train",
 		"salr-train -config NAME|FILE [-set KEY=VALUE ...] [-print-config] [-overwrite] [-quiet]\nsalr-train -resume RUN_DIR [-quiet]",
 		"Fine-tune a model as a TOML config says, or continue an unfinished run. One of -config and\n-resume is required. Presets: "+strings.Join(configs.Presets(), ", ")+".")
-	fs.StringVar(&o.config, "config", "", "config file or embedded preset (required unless -resume)")
-	fs.Var(&o.sets, "set", "override a config key, KEY=VALUE (repeatable), e.g. -set train.lr=1e-4")
-	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective config and exit")
+	o.Register(fs, "required unless -resume", "train.lr=1e-4")
 	fs.StringVar(&o.resume, "resume", "", "continue the unfinished run (or its unfinished evaluation) in this run `directory` with its own config (required unless -config)")
 	fs.BoolVar(&o.overwrite, "overwrite", false, "replace an existing run directory")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar or status lines")
@@ -62,13 +58,13 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
-	if (o.config == "") == (o.resume == "") {
+	if (o.Path == "") == (o.resume == "") {
 		return o, cli.UsageError("give exactly one of -config and -resume")
 	}
-	if o.resume != "" && o.printConfig {
+	if o.resume != "" && o.Print {
 		return o, cli.UsageError("-print-config needs -config (a run directory keeps its config in " + trainer.ConfigFile + ")")
 	}
-	if o.resume != "" && (len(o.sets) > 0 || o.overwrite) {
+	if o.resume != "" && (len(o.Sets) > 0 || o.overwrite) {
 		// A run continues with the config it started with: flags that would
 		// change or replace it are refused rather than ignored.
 		return o, cli.UsageError("-set and -overwrite cannot be used with -resume: a run's config cannot change on resume (start a new run with -config, or use a new output.dir)")
@@ -81,24 +77,9 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 	opt := trainer.Options{Resume: o.resume, Overwrite: o.overwrite}
 	var threads int
-	if o.config != "" {
-		load := configs.Load
-		if o.printConfig {
-			load = configs.LoadPrintable // ${VAR} of unset variables shown as written
-		}
-		cfg, err := load(o.config, o.sets)
-		if err != nil {
-			return err
-		}
-		for _, note := range cfg.Notes {
-			fmt.Fprintln(stderr, "salr-train: note:", note)
-		}
-		if o.printConfig {
-			b, err := cfg.MarshalTOML()
-			if err != nil {
-				return err
-			}
-			_, err = stdout.Write(b)
+	if o.Path != "" {
+		cfg, err := o.Load("salr-train", stdout, stderr)
+		if cfg == nil || err != nil {
 			return err
 		}
 		opt.Config = cfg

@@ -34,7 +34,7 @@ func TestConfigErrors(t *testing.T) {
 		{"out of range", "[sparsity]\nratio = 1.5\n", "bad.toml:2: sparsity.ratio"},
 	}
 	for _, c := range cases {
-		o := options{config: writeConfig(t, c.text+"[output]\ndir = \""+out+"\"\n"), quiet: true}
+		o := options{ConfigFlags: cli.ConfigFlags{Path: writeConfig(t, c.text+"[output]\ndir = \""+out+"\"\n")}, quiet: true}
 		err := run(context.Background(), o, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
@@ -77,7 +77,7 @@ func TestParseArgs(t *testing.T) {
 func TestPrintConfig(t *testing.T) {
 	t.Setenv("SALR_ASSETS", "/assets")
 	var out bytes.Buffer
-	o := options{config: "quickstart.toml", sets: cli.StringList{"train.lr=1e-4"}, printConfig: true}
+	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"train.lr=1e-4"}, Print: true}}
 	if err := run(context.Background(), o, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +92,7 @@ func TestPrintConfig(t *testing.T) {
 func TestCPUProfile(t *testing.T) {
 	assets.ForTest(t)
 	dir := t.TempDir()
-	o := options{config: "quickstart.toml", quiet: true, cpuProfile: filepath.Join(dir, "cpu.pprof"),
-		sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=0", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=2"}}
+	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=0", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=2"}}, quiet: true, cpuProfile: filepath.Join(dir, "cpu.pprof")}
 	if err := run(context.Background(), o, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +113,7 @@ func TestPrintConfigWithoutVariables(t *testing.T) {
 		os.Unsetenv(name)
 	}
 	var out, errs bytes.Buffer
-	o := options{config: "gsm8k.toml", sets: cli.StringList{"output.base_format=dense-f32"}, printConfig: true}
+	o := options{ConfigFlags: cli.ConfigFlags{Path: "gsm8k.toml", Sets: cli.StringList{"output.base_format=dense-f32"}, Print: true}}
 	if err := run(context.Background(), o, &out, &errs); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +133,7 @@ func TestSummaryLineWithoutHeldOutSet(t *testing.T) {
 	assets.ForTest(t)
 	dir := t.TempDir()
 	var out bytes.Buffer
-	o := options{config: "quickstart.toml", quiet: true,
-		sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=2", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=0"}}
+	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=2", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=0"}}, quiet: true}
 	if err := run(context.Background(), o, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
