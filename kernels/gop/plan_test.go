@@ -74,6 +74,24 @@ func newResidualChainGrads(t *testing.T, planned, transientGrads bool) *residual
 		}
 	}
 	loss := must(Apply[float64](sumAll[float64]{}, h))
+	var plan func(outputs, grads G.Nodes) (*Plan, error)
+	if planned {
+		plan = func(outputs, grads G.Nodes) (*Plan, error) {
+			var transient G.Nodes
+			if transientGrads {
+				transient = grads
+			}
+			return NewPlan[float64](g, outputs, transient)
+		}
+	}
+	return compileChain(t, g, inputs, ws, loss, plan)
+}
+
+// compileChain differentiates loss with respect to ws, compiles the program
+// for the loss and the gradients and returns it as a residualChain whose
+// buffers plan plans (nil: no plan).
+func compileChain(t *testing.T, g *G.ExprGraph, inputs, ws G.Nodes, loss *G.Node, plan func(outputs, grads G.Nodes) (*Plan, error)) *residualChain {
+	t.Helper()
 	grads, err := G.Grad(loss, ws...)
 	if err != nil {
 		t.Fatal(err)
@@ -84,12 +102,8 @@ func newResidualChainGrads(t *testing.T, planned, transientGrads bool) *residual
 		t.Fatal(err)
 	}
 	r := &residualChain{loss: loss, ws: ws}
-	if planned {
-		var transient G.Nodes
-		if transientGrads {
-			transient = grads
-		}
-		if r.plan, err = NewPlan[float64](g, outputs, transient); err != nil {
+	if plan != nil {
+		if r.plan, err = plan(outputs, grads); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -231,24 +245,12 @@ func newLayerChain(t *testing.T, checkpoint bool) (*residualChain, *atomic.Int64
 	wOut := weight("w_out", chainLayers)
 	ws = append(ws, wOut)
 	loss := must(Apply[float64](sumAll[float64]{}, must(Apply[float64](sqScale[float64]{tag: "out"}, h, wOut))))
-	grads, err := G.Grad(loss, ws...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outputs := append(G.Nodes{loss}, grads...)
-	prog, locs, err := G.CompileFunction(g, append(inputs, ws...), outputs)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !checkpoint {
 		segments = nil
 	}
-	r := &residualChain{loss: loss, ws: ws}
-	if r.plan, err = NewPlan[float64](g, outputs, nil, segments...); err != nil {
-		t.Fatal(err)
-	}
-	r.vm = G.NewTapeMachine(g, G.WithPrecompiled(prog, locs), G.BindDualValues(ws...))
-	t.Cleanup(func() { r.vm.Close() })
+	r := compileChain(t, g, inputs, ws, loss, func(outputs, _ G.Nodes) (*Plan, error) {
+		return NewPlan[float64](g, outputs, nil, segments...)
+	})
 	return r, forwards
 }
 
