@@ -274,36 +274,29 @@ func BF16View(raw []byte) ([]uint16, error) {
 			out[i] = binary.LittleEndian.Uint16(raw[2*i:])
 		}
 	}
-	if i := firstNonFiniteBF16(out); i >= 0 {
-		return nil, &NonFiniteError{Index: i, Value: kernels.BF16ToFloat32(out[i])}
+	if anyNonFiniteBF16(raw) {
+		for i, h := range out {
+			if h&0x7f80 == 0x7f80 {
+				return nil, &NonFiniteError{Index: i, Value: kernels.BF16ToFloat32(h)}
+			}
+		}
 	}
 	return out, nil
 }
 
-// firstNonFiniteBF16 is the index of the first NaN or infinite bf16 value
-// (exponent bits all ones), or -1. The scan runs four values per 64-bit word
-// and looks for the index only once one is found.
-func firstNonFiniteBF16(v []uint16) int {
+// anyNonFiniteBF16 reports whether the little-endian bf16 values of raw
+// include a NaN or an infinity, four values per 64-bit word as
+// anyNonFiniteF32 does two.
+func anyNonFiniteBF16(raw []byte) bool {
 	const mask, carry = 0x7f80_7f80_7f80_7f80, 0x0080_0080_0080_0080
-	var acc uint64
+	var a, b uint64
 	i := 0
-	if len(v) >= 4 {
-		words := unsafe.Slice((*uint64)(unsafe.Pointer(&v[0])), len(v)/4)
-		for _, w := range words {
-			acc |= w&mask + carry
-		}
-		i = len(words) * 4
+	for ; i+16 <= len(raw); i += 16 {
+		a |= binary.LittleEndian.Uint64(raw[i:])&mask + carry
+		b |= binary.LittleEndian.Uint64(raw[i+8:])&mask + carry
 	}
-	for ; i < len(v); i++ {
-		acc |= uint64(v[i]&0x7f80 + 0x0080)
+	for ; i+2 <= len(raw); i += 2 {
+		a |= uint64(binary.LittleEndian.Uint16(raw[i:])&0x7f80 + 0x0080)
 	}
-	if acc&0x8000_8000_8000_8000 == 0 {
-		return -1
-	}
-	for i, h := range v {
-		if h&0x7f80 == 0x7f80 {
-			return i
-		}
-	}
-	return -1
+	return (a|b)&0x8000_8000_8000_8000 != 0
 }

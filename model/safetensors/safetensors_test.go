@@ -527,3 +527,29 @@ func mustEncode(t *testing.T, values []float32, dtype DType) []byte {
 	}
 	return raw
 }
+
+// TestBF16View: finite values come back as their bit patterns (unaligned
+// input too); the first NaN or infinity is named wherever it sits, in the
+// word loop or in the tail.
+func TestBF16View(t *testing.T) {
+	const n = 37 // 18 words of 4 values in 16-byte steps, then a tail
+	for _, bad := range []int{-1, 0, 5, 31, 32, 36} {
+		for _, value := range []uint16{0x7fc0, 0x7f80, 0xff80} { // NaN, +Inf, -Inf
+			raw := make([]byte, 1+2*n)[1:] // unaligned
+			for i := range n {
+				binary.LittleEndian.PutUint16(raw[2*i:], uint16(0x3f80+i)) // 1.0 and up
+			}
+			if bad >= 0 {
+				binary.LittleEndian.PutUint16(raw[2*bad:], value)
+			}
+			got, err := BF16View(raw)
+			var nf *NonFiniteError
+			switch {
+			case bad < 0 && (err != nil || len(got) != n || got[n-1] != 0x3f80+n-1):
+				t.Fatalf("finite values: %v, %d values", err, len(got))
+			case bad >= 0 && (!errors.As(err, &nf) || nf.Index != bad):
+				t.Fatalf("%#04x at %d: %v", value, bad, err)
+			}
+		}
+	}
+}
