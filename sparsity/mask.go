@@ -134,14 +134,19 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 	if rows <= 0 || cols <= 0 || len(w) != rows*cols {
 		return nil, fmt.Errorf("sparsity: weight of shape [%d %d] has %d values", rows, cols, len(w))
 	}
-	// Scores are computed once, in one pass that also finds non-finite
-	// weights; selection then reads a plain slice several times.
+	// Scores are computed once: |w| in the pass that also finds non-finite
+	// weights (times the feature norm for Wanda); selection then reads a
+	// plain slice several times.
 	score := make([]uint32, len(w))
+	for i, v := range w {
+		a := math.Float32bits(v) &^ signBit
+		if a >= 0x7f800000 { // NaN or ±Inf
+			return nil, fmt.Errorf("sparsity: weight [%d %d] is %v", i/cols, i%cols, v)
+		}
+		score[i] = a
+	}
 	switch s.Method {
 	case Magnitude:
-		for i, v := range w {
-			score[i] = math.Float32bits(v) &^ signBit
-		}
 	case Wanda:
 		if len(featureNorms) != cols {
 			return nil, fmt.Errorf("sparsity: wanda needs %d input-feature norms, got %d", cols, len(featureNorms))
@@ -151,16 +156,11 @@ func (s Spec) Mask(w []float32, rows, cols int, featureNorms []float32) (*Mask, 
 				return nil, fmt.Errorf("sparsity: wanda input-feature norm %d is %v", j, v)
 			}
 		}
-		for i, v := range w {
-			score[i] = math.Float32bits(math.Float32frombits(math.Float32bits(v)&^signBit) * featureNorms[i%cols])
+		for i, a := range score {
+			score[i] = math.Float32bits(math.Float32frombits(a) * featureNorms[i%cols])
 		}
 	default:
 		return nil, fmt.Errorf("sparsity: unknown pruning method %q", s.Method)
-	}
-	for i, v := range w {
-		if math.Float32bits(v)&^signBit >= 0x7f800000 { // NaN or ±Inf
-			return nil, fmt.Errorf("sparsity: weight [%d %d] is %v", i/cols, i%cols, v)
-		}
 	}
 	if err := p.CheckCols(cols); err != nil {
 		return nil, err
