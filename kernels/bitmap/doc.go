@@ -79,8 +79,9 @@
 // of a row with 32 values of x, adding the exact products in pairs into 16
 // fp32 sums. The bitmap kernel takes two chunk masks (32 columns) at a time
 // into a k register and places the packed bf16 values with vpexpandw, with no
-// widening to fp32. The results differ from the fp32 paths by the rounding of
-// x, at most 2⁻⁸ Σ|w||x|, the tolerance the suite tests them with. Go's
+// widening to fp32; larger batches keep the fp32 panel pipeline. The results
+// differ from the fp32 paths by the rounding of x, at most 2⁻⁸ Σ|w||x|, the
+// tolerance the suite tests them with. Go's
 // assembler has no mnemonics for the BF16 instructions, so they are written
 // as bytes. Because such code may run first on a machine nobody tested it
 // on, the set checks itself against the avx512 set on small random matrices
