@@ -71,4 +71,19 @@
 // the purego build tag, AVX-512 versions (F + BW, plus POPCNT) written in Go
 // assembly are used when golang.org/x/sys/cpu reports them; otherwise the
 // pure-Go ones run. Both are run by one shared test suite.
+//
+// Where the CPU also has AVX-512 BW and BF16, the avx512bf16 set replaces the
+// dot products of bf16 weights (dense and, with VBMI2, bitmap; batch 1 and the
+// small batches) by VDPBF16PS kernels: x is rounded to bf16 once per call
+// (VCVTNE2PS2BF16, nearest even), and each instruction multiplies 32 weights of
+// a row with 32 values of x, adding the exact products in pairs into 16 fp32
+// sums. The bitmap kernel takes two chunk masks (32 columns) at a time into a k
+// register and places the packed bf16 values with vpexpandw, with no widening
+// to fp32; larger batches keep the fp32 panel pipeline. The results differ from
+// the fp32 paths by the rounding of x, at most 2⁻⁸ Σ|w||x|, the tolerance the
+// suite tests them with. Go's assembler has no mnemonics for the BF16
+// instructions, so they are written as bytes. Because such code may run first
+// on a machine nobody tested it on, the set checks itself against the avx512
+// set on small random matrices when it would become the default, and on a
+// mismatch the process warns on stderr and runs the avx512 set.
 package bitmap

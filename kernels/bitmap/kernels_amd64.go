@@ -149,6 +149,9 @@ var kernelSets = availableKernelSets()
 var defaultKernels = kernelSets[len(kernelSets)-1]
 
 func availableKernelSets() []*kernelSet {
+	if avx512BF16Kernels != nil {
+		return []*kernelSet{goKernels, avx512Kernels, avx512BF16Kernels}
+	}
 	if hasAVX512() {
 		return []*kernelSet{goKernels, avx512Kernels}
 	}

@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "kernels_amd64.h"
 
 // AVX-512 (F) kernels of the bitmap format and of dense bf16; the layout and
 // the algorithm are in doc.go, the Go references in kernels_generic.go.
@@ -26,26 +27,6 @@
 #define EXPAND_BF16(src, k, z) VPMOVZXWD src, z; VPSLLD $16, z, z; VEXPANDPS.Z z, k, z
 #define EXPAND_F16(src, k, z) VCVTPH2PS src, z; VEXPANDPS.Z z, k, z
 #define EXPAND_F32(src, k, z) VEXPANDPS.Z src, k, z
-
-// REDUCE4: X0[0] = sum of all lanes of Z0..Z3 (clobbers Z1..Z3).
-#define REDUCE4 \
-	VADDPS Z1, Z0, Z0; \
-	VADDPS Z3, Z2, Z2; \
-	VADDPS Z2, Z0, Z0; \
-	VEXTRACTF64X4 $1, Z0, Y1; \
-	VADDPS Y1, Y0, Y0; \
-	VEXTRACTF128 $1, Y0, X1; \
-	VADDPS X1, X0, X0; \
-	VMOVHLPS X0, X0, X1; \
-	VADDPS X1, X0, X0; \
-	VMOVSHDUP X0, X1; \
-	VADDSS X1, X0, X0
-
-#define ZERO_ACC4 \
-	VPXORD Z0, Z0, Z0; \
-	VPXORD Z1, Z1, Z1; \
-	VPXORD Z2, Z2, Z2; \
-	VPXORD Z3, Z3, Z3
 
 // ---------------------------------------------------------------------------
 // The bitmap kernels share one loop over the chunks of a row: SI masks, DX

@@ -28,6 +28,16 @@ type kernelSet struct {
 	denseDotBatch func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int)
 	denseAxpy     func(d *DenseBF16, dx, dy []float32, r0, r1 int)
 	denseDecode   func(d *DenseBF16, dst []float32, r0, r1 int)
+
+	// denseBF16X and bitmapBF16X say that denseDot/denseDotBatch and, for
+	// bf16 values, bitmapDot/bitmapDotBatch round x to bf16 (nearest even,
+	// subnormals to zero) and accumulate the exact products in fp32, as
+	// VDPBF16PS does: their error bound grows by 2⁻⁸ Σ|w||x|.
+	denseBF16X, bitmapBF16X bool
+
+	// fallback, when set, is the set used instead of this one if this one
+	// fails its self-check against it (selfcheck.go).
+	fallback *kernelSet
 }
 
 // goKernels is the pure-Go reference implementation. Every kernel goes

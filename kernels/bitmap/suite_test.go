@@ -57,6 +57,9 @@ type testMatrix struct {
 	mat        kernels.Matrix[float32]
 	ref        []float64
 	rows, cols int
+	// relX is the rounding of x by the set's dot products of this format
+	// (bf16RoundX when it rounds x to bf16, see productBound).
+	relX float64
 }
 
 // formatsUnder builds every format of w, all running the kernels ks.
@@ -68,7 +71,7 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 			t.Fatal(err)
 		}
 		m.kern = ks
-		out = append(out, testMatrix{"bitmap-" + dt.String(), m, refDecode(m.Parts()), rows, cols})
+		out = append(out, testMatrix{"bitmap-" + dt.String(), m, refDecode(m.Parts()), rows, cols, relXOf(ks, dt)})
 	}
 	d := NewDenseBF16(w, rows, cols)
 	d.kern = ks
@@ -76,7 +79,16 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 	for i, v := range w {
 		ref[i] = float64(kernels.BF16ToFloat32(kernels.Float32ToBF16(v)))
 	}
-	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols})
+	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols, relXOf(ks, 0)})
+}
+
+// relXOf is the rounding of x by the dot products of ks on bitmap matrices
+// of dt, or on dense bf16 ones for dt 0.
+func relXOf(ks *kernelSet, dt DType) float64 {
+	if dt == 0 && ks.denseBF16X || dt == BF16 && ks.bitmapBF16X {
+		return bf16RoundX
+	}
+	return 0
 }
 
 const guardLen = 21
@@ -125,8 +137,17 @@ func randomInput(rng *rand.Rand, n, width int) []float32 {
 // for results in the subnormal range, where rounding is absolute.
 func compare(t *testing.T, what string, got []float32, ref, absRef []float64, k int) {
 	t.Helper()
+	compareX(t, what, got, ref, absRef, k, 0)
+}
+
+// compareX is compare for a product that rounds x by relX first: the bound is
+// productBound's, which adds relX·Σ|terms| (2⁻⁸ for bf16: the relative error
+// of rounding to 8 significant bits; the products of bf16 values are exact in
+// fp32, only the sums round) and an absolute term for flushed subnormals.
+func compareX(t *testing.T, what string, got []float32, ref, absRef []float64, k int, relX float64) {
+	t.Helper()
 	for i := range ref {
-		tol := float64(k+4) * (0x1p-24*absRef[i] + 0x1p-149)
+		tol := productBound(absRef[i], k, relX)
 		if d := math.Abs(float64(got[i]) - ref[i]); !(d <= tol) {
 			t.Fatalf("%s: element %d = %v, want %v (|diff| %g > tol %g)", what, i, got[i], ref[i], d, tol)
 		}
@@ -151,7 +172,11 @@ func checkMulT(t *testing.T, rng *rand.Rand, tm testMatrix, n int) {
 			}
 		}
 	}
-	compare(t, what, y, ref, abs, tm.cols)
+	relX := tm.relX
+	if n > maxBatch { // the panel pipeline: decoded weights, fp32 GEMM
+		relX = 0
+	}
+	compareX(t, what, y, ref, abs, tm.cols, relX)
 }
 
 // checkMul runs dx = dy W for n rows of dy and compares with the reference.
@@ -312,7 +337,7 @@ func TestRowKernels(t *testing.T) {
 						}
 					}
 				}
-				compare(t, what+" dot", y, refY, absY, cols)
+				compareX(t, what+" dot", y, refY, absY, cols, tm.relX)
 				compare(t, what+" axpy", dx, refDX, absDX, r1-r0+1)
 
 				for _, nb := range []int{4, 8, 12, 16} {
@@ -330,7 +355,7 @@ func TestRowKernels(t *testing.T) {
 							}
 						}
 					}
-					compare(t, fmt.Sprintf("%s dotBatch nb=%d", what, nb), yT, ref, abs, cols)
+					compareX(t, fmt.Sprintf("%s dotBatch nb=%d", what, nb), yT, ref, abs, cols, tm.relX)
 				}
 			}
 		}

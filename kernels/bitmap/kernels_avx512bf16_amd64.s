@@ -1,0 +1,513 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "kernels_amd64.h"
+
+// AVX512-BF16 kernels: products of bf16 weights with x rounded to bf16,
+// accumulated in fp32 by VDPBF16PS (per fp32 lane i: acc[i] += w[2i]·x[2i] +
+// w[2i+1]·x[2i+1], 32 bf16 pairs of a row per instruction). x is converted
+// once per call (packBF16, packBF16Batch) into a scratch vector of whole
+// groups of 32 columns, zero past the last column, so that every x load is a
+// whole 64-byte group. The dense kernels load the weights' partial last
+// group under a mask, the bitmap kernels expand each group's packed values
+// with VPEXPANDW under the group's 32-bit mask (two chunk masks), which reads
+// only the values it places.
+//
+// Go's assembler has no mnemonics for VDPBF16PS and VCVTNE2PS2BF16: the macros
+// below are their EVEX encodings for the fixed registers the kernels use
+// (assembled with GNU as; the comment gives each in Intel operand order,
+// destination first).
+
+#define PF_VALUES 2048
+#define PF_MASKS 512
+#define PF_DENSE 2048
+
+// VDPBF16PS zmm0, zmm4, zmm8 ... zmm3, zmm7, zmm11: the single-row kernels.
+#define DP_Z0_Z4_Z8 BYTE $0x62; BYTE $0xd2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc0
+#define DP_Z1_Z5_Z9 BYTE $0x62; BYTE $0xd2; BYTE $0x56; BYTE $0x48; BYTE $0x52; BYTE $0xc9
+#define DP_Z2_Z6_Z10 BYTE $0x62; BYTE $0xd2; BYTE $0x4e; BYTE $0x48; BYTE $0x52; BYTE $0xd2
+#define DP_Z3_Z7_Z11 BYTE $0x62; BYTE $0xd2; BYTE $0x46; BYTE $0x48; BYTE $0x52; BYTE $0xdb
+
+// VDPBF16PS zmm(12+b), zmm4, zmm5 for b = 0..15: the batch kernels (weights
+// in Z4, row b of x in Z5, its accumulator Z12+b).
+#define DPB0 BYTE $0x62; BYTE $0x72; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+#define DPB1 BYTE $0x62; BYTE $0x72; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+#define DPB2 BYTE $0x62; BYTE $0x72; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xf5
+#define DPB3 BYTE $0x62; BYTE $0x72; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+#define DPB4 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+#define DPB5 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+#define DPB6 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+#define DPB7 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+#define DPB8 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xe5
+#define DPB9 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xed
+#define DPB10 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xf5
+#define DPB11 BYTE $0x62; BYTE $0xe2; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xfd
+#define DPB12 BYTE $0x62; BYTE $0x62; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xc5
+#define DPB13 BYTE $0x62; BYTE $0x62; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xcd
+#define DPB14 BYTE $0x62; BYTE $0x62; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xd5
+#define DPB15 BYTE $0x62; BYTE $0x62; BYTE $0x5e; BYTE $0x48; BYTE $0x52; BYTE $0xdd
+
+// VCVTNE2PS2BF16 zmm2, zmm1, zmm0: words 0..15 of Z2 = Z0 rounded to bf16
+// (nearest even), words 16..31 = Z1 rounded.
+#define CVT_Z2_Z1_Z0 BYTE $0x62; BYTE $0xf2; BYTE $0x77; BYTE $0x48; BYTE $0x72; BYTE $0xd0
+
+// ---------------------------------------------------------------------------
+// Batch kernels for nb = 4, 8, 12, 16 rows of x in the group-major layout of
+// packBF16Batch (nb*64 bytes per group, R11): each group of W is loaded or
+// expanded once into Z4 and multiplied with every row of x (loaded into Z5)
+// into the row's accumulator Z12+b; yT gets nb values per row of W.
+
+#define XDP(off, DPM) VMOVDQU16 off(R11), Z5; DPM
+
+#define BATCH_DP4 XDP(0, DPB0); XDP(64, DPB1); XDP(128, DPB2); XDP(192, DPB3)
+#define BATCH_DP8 BATCH_DP4; XDP(256, DPB4); XDP(320, DPB5); XDP(384, DPB6); XDP(448, DPB7)
+#define BATCH_DP12 BATCH_DP8; XDP(512, DPB8); XDP(576, DPB9); XDP(640, DPB10); XDP(704, DPB11)
+#define BATCH_DP16 BATCH_DP12; XDP(768, DPB12); XDP(832, DPB13); XDP(896, DPB14); XDP(960, DPB15)
+
+#define ZERO4(a, b, c, d) VPXORD a, a, a; VPXORD b, b, b; VPXORD c, c, c; VPXORD d, d, d
+#define BATCH_ZERO4 ZERO4(Z12, Z13, Z14, Z15)
+#define BATCH_ZERO8 BATCH_ZERO4; ZERO4(Z16, Z17, Z18, Z19)
+#define BATCH_ZERO12 BATCH_ZERO8; ZERO4(Z20, Z21, Z22, Z23)
+#define BATCH_ZERO16 BATCH_ZERO12; ZERO4(Z24, Z25, Z26, Z27)
+
+// STORE1: off(DI) = sum of the lanes of z (clobbers Z0, X1; only z itself is
+// named as a zmm, so no AVX512VL form is needed for Z16..Z27).
+#define STORE1(z, off) \
+	VEXTRACTF64X4 $1, z, Y0; \
+	VADDPS z, Z0, Z0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VMOVHLPS X0, X0, X1; \
+	VADDPS X1, X0, X0; \
+	VMOVSHDUP X0, X1; \
+	VADDSS X1, X0, X0; \
+	VMOVSS X0, off(DI)
+
+#define BATCH_STORE4 STORE1(Z12, 0); STORE1(Z13, 4); STORE1(Z14, 8); STORE1(Z15, 12)
+#define BATCH_STORE8 BATCH_STORE4; STORE1(Z16, 16); STORE1(Z17, 20); STORE1(Z18, 24); STORE1(Z19, 28)
+#define BATCH_STORE12 BATCH_STORE8; STORE1(Z20, 32); STORE1(Z21, 36); STORE1(Z22, 40); STORE1(Z23, 44)
+#define BATCH_STORE16 BATCH_STORE12; STORE1(Z24, 48); STORE1(Z25, 52); STORE1(Z26, 56); STORE1(Z27, 60)
+
+// Bitmap batch: R9 rows of R10 chunks; groups of two chunks, then an odd last
+// chunk. XSTEP = nb*64, YSTEP = nb*4; arguments as loaded by each kernel.
+#define BITMAP_BATCH(ZERO, DPS, STORE, XSTEP, YSTEP) \
+row: \
+	ZERO; \
+	MOVQ R8, R11; \
+	MOVQ R10, CX; \
+	SUBQ $2, CX; \
+	JL   last; \
+pair: \
+	PREFETCHT0 PF_VALUES(DX); \
+	PREFETCHT0 PF_MASKS(SI); \
+	MOVL    (SI), AX; \
+	KMOVD   AX, K1; \
+	POPCNTL AX, AX; \
+	VPEXPANDW.Z (DX), K1, Z4; \
+	DPS; \
+	LEAQ (DX)(AX*2), DX; \
+	ADDQ $4, SI; \
+	ADDQ $XSTEP, R11; \
+	SUBQ $2, CX; \
+	JGE  pair; \
+last: \
+	ADDQ    $2, CX; \
+	JZ      store; \
+	MOVWLZX (SI), AX; \
+	KMOVD   AX, K1; \
+	POPCNTL AX, AX; \
+	VPEXPANDW.Z (DX), K1, Z4; \
+	DPS; \
+	LEAQ (DX)(AX*2), DX; \
+	ADDQ $2, SI; \
+store: \
+	STORE; \
+	ADDQ $YSTEP, DI; \
+	DECQ R9; \
+	JNZ  row; \
+	VZEROUPPER; \
+	RET
+
+// Dense batch: R9 rows of cols weights; whole groups, then the partial last
+// group (R13 bytes) under K1; arguments as loaded by each kernel.
+#define DENSE_BATCH(ZERO, DPS, STORE, XSTEP, YSTEP) \
+	MOVQ R10, R12; \
+	SHRQ $5, R12; \
+	MOVQ R10, CX; \
+	ANDQ $31, CX; \
+	LEAQ (CX*2), R13; \
+	MOVL $1, AX; \
+	SHLL CX, AX; \
+	DECL AX; \
+	KMOVD AX, K1; \
+row: \
+	ZERO; \
+	MOVQ  R8, R11; \
+	MOVQ  R12, CX; \
+	TESTQ CX, CX; \
+	JZ    tail; \
+group: \
+	PREFETCHT0 PF_DENSE(SI); \
+	VMOVDQU16 (SI), Z4; \
+	DPS; \
+	ADDQ $64, SI; \
+	ADDQ $XSTEP, R11; \
+	DECQ CX; \
+	JNZ  group; \
+tail: \
+	TESTQ R13, R13; \
+	JZ    store; \
+	VMOVDQU16.Z (SI), K1, Z4; \
+	DPS; \
+	ADDQ R13, SI; \
+store: \
+	STORE; \
+	ADDQ $YSTEP, DI; \
+	DECQ R9; \
+	JNZ  row; \
+	VZEROUPPER; \
+	RET
+
+// func packBF16(dst []uint16, src []float32)
+// dst = src rounded to bf16, then zeros up to the next multiple of 32 values
+// (len(dst) must be at least that).
+TEXT ·packBF16(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+	MOVQ CX, R8
+	SHRQ $5, R8
+	ANDQ $31, CX
+	TESTQ R8, R8
+	JZ   tail
+
+group:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	CVT_Z2_Z1_Z0
+	VMOVDQU16 Z2, (DI)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	DECQ R8
+	JNZ  group
+
+tail:
+	// CX < 32 values left: K1 selects the first min(CX, 16), K2 the rest.
+	TESTQ CX, CX
+	JZ    done
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVW AX, K1
+	SHRL  $16, AX
+	KMOVW AX, K2
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	CVT_Z2_Z1_Z0
+	VMOVDQU16 Z2, (DI)
+
+done:
+	VZEROUPPER
+	RET
+
+// func packBF16Batch(dst []uint16, src []float32, chunks, nb int)
+// src is nb rows of x chunk-major (packBatch: chunks × nb × 16 fp32); dst gets
+// them group-major: for each group g of 32 columns, row b's 32 values rounded
+// to bf16 at (g*nb+b)*32, zero in the upper half of an odd last chunk's group.
+TEXT ·packBF16Batch(SB), NOSPLIT, $0-64
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ chunks+48(FP), R10
+	MOVQ nb+56(FP), R9
+	MOVQ R9, R12
+	SHLQ $6, R12 // bytes from a chunk of row b to the next chunk of row b
+
+pairs:
+	CMPQ R10, $2
+	JL   last
+	MOVQ R9, CX
+	MOVQ SI, R11
+
+pairrow:
+	VMOVUPS (R11), Z0
+	VMOVUPS (R11)(R12*1), Z1
+	CVT_Z2_Z1_Z0
+	VMOVDQU16 Z2, (DI)
+	ADDQ $64, R11
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  pairrow
+	LEAQ (SI)(R12*2), SI
+	SUBQ $2, R10
+	JMP  pairs
+
+last:
+	TESTQ  R10, R10
+	JZ     done
+	VPXORD Z1, Z1, Z1
+	MOVQ   R9, CX
+
+lastrow:
+	VMOVUPS (SI), Z0
+	CVT_Z2_Z1_Z0
+	VMOVDQU16 Z2, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ  lastrow
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotDenseBF16DP(y []float32, w []uint16, xb []uint16, cols int)
+// For each of len(y) rows of cols bf16 weights at w: y = row · xb. Groups of
+// 32 columns go four at a time (Z0..Z3 accumulate), then one at a time; the
+// partial last group (R13 bytes, K1 its columns) is loaded under K1.
+TEXT ·dotDenseBF16DP(SB), NOSPLIT, $0-80
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ w_base+24(FP), SI
+	MOVQ xb_base+48(FP), R8
+	MOVQ cols+72(FP), R10
+	MOVQ R10, R12
+	SHRQ $7, R12 // runs of four groups
+	MOVQ R10, CX
+	ANDQ $31, CX
+	LEAQ (CX*2), R13
+	MOVL $1, AX
+	SHLL CX, AX
+	DECL AX
+	KMOVD AX, K1
+	SHRQ $5, R10
+	ANDQ $3, R10 // single groups after the runs of four
+
+rowloop:
+	ZERO_ACC4
+	MOVQ  R8, R11
+	MOVQ  R12, CX
+	TESTQ CX, CX
+	JZ    groups
+
+quad:
+	PREFETCHT0 PF_DENSE(SI)
+	PREFETCHT0 (PF_DENSE+64)(SI)
+	PREFETCHT0 (PF_DENSE+128)(SI)
+	PREFETCHT0 (PF_DENSE+192)(SI)
+	VMOVDQU16 (SI), Z4
+	VMOVDQU16 64(SI), Z5
+	VMOVDQU16 128(SI), Z6
+	VMOVDQU16 192(SI), Z7
+	VMOVDQU16 (R11), Z8
+	VMOVDQU16 64(R11), Z9
+	VMOVDQU16 128(R11), Z10
+	VMOVDQU16 192(R11), Z11
+	DP_Z0_Z4_Z8
+	DP_Z1_Z5_Z9
+	DP_Z2_Z6_Z10
+	DP_Z3_Z7_Z11
+	ADDQ $256, SI
+	ADDQ $256, R11
+	DECQ CX
+	JNZ  quad
+
+groups:
+	MOVQ  R10, CX
+	TESTQ CX, CX
+	JZ    tail
+
+group:
+	VMOVDQU16 (SI), Z4
+	VMOVDQU16 (R11), Z8
+	DP_Z0_Z4_Z8
+	ADDQ $64, SI
+	ADDQ $64, R11
+	DECQ CX
+	JNZ  group
+
+tail:
+	TESTQ R13, R13
+	JZ    reduce
+	VMOVDQU16.Z (SI), K1, Z4
+	VMOVDQU16 (R11), Z8
+	DP_Z0_Z4_Z8
+	ADDQ R13, SI
+
+reduce:
+	REDUCE4
+	VMOVSS X0, (DI)
+	ADDQ   $4, DI
+	DECQ   R9
+	JNZ    rowloop
+	VZEROUPPER
+	RET
+
+// func dotBitmapBF16DP(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks int)
+// For each of len(y) rows of chunks masks: y = row · xb. Groups of 32 columns
+// (two chunk masks, one 32-bit load) go four at a time: two 64-bit loads of
+// their masks give, by popcounts of their low 32 bits and of all of them,
+// where each group's values start and how far DX moves. Then single groups,
+// then an odd last chunk (its mask's upper 16 bits zero).
+TEXT ·dotBitmapBF16DP(SB), NOSPLIT, $0-104
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ xb_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+
+rowloop:
+	ZERO_ACC4
+	MOVQ R8, R11
+	MOVQ R10, CX
+	SUBQ $8, CX
+	JL   pairs
+
+octet:
+	PREFETCHT0 PF_VALUES(DX)
+	PREFETCHT0 (PF_VALUES+64)(DX)
+	PREFETCHT0 PF_MASKS(SI)
+	MOVQ    (SI), BX
+	MOVQ    8(SI), R12
+	POPCNTL BX, AX    // values of group 0 = offset of group 1
+	POPCNTQ BX, BX    // groups 0, 1 = offset of group 2
+	POPCNTL R12, R13  // group 2
+	POPCNTQ R12, R12  // groups 2, 3
+	ADDQ    BX, R13   // offset of group 3
+	ADDQ    BX, R12   // all four
+	KMOVD   (SI), K1
+	KMOVD   4(SI), K2
+	KMOVD   8(SI), K3
+	KMOVD   12(SI), K4
+	VPEXPANDW.Z (DX), K1, Z4
+	VPEXPANDW.Z (DX)(AX*2), K2, Z5
+	VPEXPANDW.Z (DX)(BX*2), K3, Z6
+	VPEXPANDW.Z (DX)(R13*2), K4, Z7
+	VMOVDQU16 (R11), Z8
+	VMOVDQU16 64(R11), Z9
+	VMOVDQU16 128(R11), Z10
+	VMOVDQU16 192(R11), Z11
+	DP_Z0_Z4_Z8
+	DP_Z1_Z5_Z9
+	DP_Z2_Z6_Z10
+	DP_Z3_Z7_Z11
+	LEAQ (DX)(R12*2), DX
+	ADDQ $16, SI
+	ADDQ $256, R11
+	SUBQ $8, CX
+	JGE  octet
+
+pairs:
+	ADDQ $8, CX // chunks left, 0..7
+
+pair:
+	CMPQ    CX, $2
+	JL      single
+	MOVL    (SI), AX
+	KMOVD   AX, K1
+	POPCNTL AX, AX
+	VPEXPANDW.Z (DX), K1, Z4
+	VMOVDQU16 (R11), Z8
+	DP_Z0_Z4_Z8
+	LEAQ (DX)(AX*2), DX
+	ADDQ $4, SI
+	ADDQ $64, R11
+	SUBQ $2, CX
+	JMP  pair
+
+single:
+	TESTQ   CX, CX
+	JZ      reduce
+	MOVWLZX (SI), AX
+	KMOVD   AX, K1
+	POPCNTL AX, AX
+	VPEXPANDW.Z (DX), K1, Z4
+	VMOVDQU16 (R11), Z8
+	DP_Z0_Z4_Z8
+	LEAQ (DX)(AX*2), DX
+	ADDQ $2, SI
+
+reduce:
+	REDUCE4
+	VMOVSS X0, (DI)
+	ADDQ   $4, DI
+	DECQ   R9
+	JNZ    rowloop
+	VZEROUPPER
+	RET
+
+// func dotBitmapBF16DPx4(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int)
+TEXT ·dotBitmapBF16DPx4(SB), NOSPLIT, $0-112
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ xb_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	MOVQ rows+104(FP), R9
+	BITMAP_BATCH(BATCH_ZERO4, BATCH_DP4, BATCH_STORE4, 256, 16)
+
+// func dotBitmapBF16DPx8(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int)
+TEXT ·dotBitmapBF16DPx8(SB), NOSPLIT, $0-112
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ xb_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	MOVQ rows+104(FP), R9
+	BITMAP_BATCH(BATCH_ZERO8, BATCH_DP8, BATCH_STORE8, 512, 32)
+
+// func dotBitmapBF16DPx12(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int)
+TEXT ·dotBitmapBF16DPx12(SB), NOSPLIT, $0-112
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ xb_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	MOVQ rows+104(FP), R9
+	BITMAP_BATCH(BATCH_ZERO12, BATCH_DP12, BATCH_STORE12, 768, 48)
+
+// func dotBitmapBF16DPx16(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int)
+TEXT ·dotBitmapBF16DPx16(SB), NOSPLIT, $0-112
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ xb_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	MOVQ rows+104(FP), R9
+	BITMAP_BATCH(BATCH_ZERO16, BATCH_DP16, BATCH_STORE16, 1024, 64)
+
+// func dotDenseBF16DPx4(y []float32, w []uint16, xb []uint16, cols, rows int)
+TEXT ·dotDenseBF16DPx4(SB), NOSPLIT, $0-88
+	MOVQ y_base+0(FP), DI
+	MOVQ w_base+24(FP), SI
+	MOVQ xb_base+48(FP), R8
+	MOVQ cols+72(FP), R10
+	MOVQ rows+80(FP), R9
+	DENSE_BATCH(BATCH_ZERO4, BATCH_DP4, BATCH_STORE4, 256, 16)
+
+// func dotDenseBF16DPx8(y []float32, w []uint16, xb []uint16, cols, rows int)
+TEXT ·dotDenseBF16DPx8(SB), NOSPLIT, $0-88
+	MOVQ y_base+0(FP), DI
+	MOVQ w_base+24(FP), SI
+	MOVQ xb_base+48(FP), R8
+	MOVQ cols+72(FP), R10
+	MOVQ rows+80(FP), R9
+	DENSE_BATCH(BATCH_ZERO8, BATCH_DP8, BATCH_STORE8, 512, 32)
+
+// func dotDenseBF16DPx12(y []float32, w []uint16, xb []uint16, cols, rows int)
+TEXT ·dotDenseBF16DPx12(SB), NOSPLIT, $0-88
+	MOVQ y_base+0(FP), DI
+	MOVQ w_base+24(FP), SI
+	MOVQ xb_base+48(FP), R8
+	MOVQ cols+72(FP), R10
+	MOVQ rows+80(FP), R9
+	DENSE_BATCH(BATCH_ZERO12, BATCH_DP12, BATCH_STORE12, 768, 48)
+
+// func dotDenseBF16DPx16(y []float32, w []uint16, xb []uint16, cols, rows int)
+TEXT ·dotDenseBF16DPx16(SB), NOSPLIT, $0-88
+	MOVQ y_base+0(FP), DI
+	MOVQ w_base+24(FP), SI
+	MOVQ xb_base+48(FP), R8
+	MOVQ cols+72(FP), R10
+	MOVQ rows+80(FP), R9
+	DENSE_BATCH(BATCH_ZERO16, BATCH_DP16, BATCH_STORE16, 1024, 64)

@@ -1,0 +1,226 @@
+package bitmap
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+)
+
+// A kernel set with a fallback (one whose instructions may never have run on
+// a machine before this one) is checked against its fallback the first time
+// it would become the default: a few products of small random matrices in
+// every format, microseconds of work. On a mismatch the process warns once
+// on stderr and runs the fallback instead.
+func init() {
+	defaultKernels = verifiedKernels(defaultKernels, os.Stderr)
+}
+
+// verifiedKernels returns ks, or ks.fallback when ks has one and fails
+// selfCheck against it; then it writes one line to warn naming the kernel.
+func verifiedKernels(ks *kernelSet, warn io.Writer) *kernelSet {
+	if ks.fallback == nil {
+		return ks
+	}
+	if err := selfCheck(ks, ks.fallback); err != nil {
+		fmt.Fprintf(warn, "salr: warning: the %s kernels failed their self-check (%v); using the %s kernels\n",
+			ks.name, err, ks.fallback.name)
+		return ks.fallback
+	}
+	return ks
+}
+
+// bf16RoundX is the relative error of rounding a value to bf16 (8
+// significant bits, nearest even): 2⁻⁸.
+const bf16RoundX = 0x1p-8
+
+// productBound bounds the error of a product of k terms computed in fp32
+// whose exact Σ|terms| is abs: the fp32 accumulation bound (k+4)·2⁻²⁴·abs,
+// and when x is rounded to bf16 first (relX = bf16RoundX) relX·abs more, with
+// 2⁻¹¹⁸ per term for the subnormal inputs and partial sums VDPBF16PS flushes
+// to zero (for |w|, |x| up to 16).
+func productBound(abs float64, k int, relX float64) float64 {
+	if relX == 0 {
+		return float64(k+4) * (0x1p-24*abs + 0x1p-149)
+	}
+	return relX*abs + float64(k+4)*(0x1p-24*(1+relX)*abs+0x1p-118)
+}
+
+// The shape of the self-check's matrices: several row blocks of the kernels
+// (37 = 9·4 + 1 rows) and column counts that leave partial chunks and groups.
+const selfCheckRows, selfCheckCols = 37, 300
+
+// selfCheck runs every kernel of ks on random matrices of each format
+// (bitmap bf16, fp16 and fp32 at 50% density, dense bf16) over a range of
+// 32 rows and compares with ref: products within twice productBound (both
+// sets round), decodes exactly, nothing written outside the output. It
+// returns an error naming the first kernel that disagrees.
+func selfCheck(ks, ref *kernelSet) error {
+	rng := rand.New(rand.NewPCG(selfCheckRows, selfCheckCols))
+	rows, cols := selfCheckRows, selfCheckCols
+	w := make([]float32, rows*cols)
+	for i := range w {
+		if rng.IntN(2) == 0 {
+			w[i] = float32(rng.NormFloat64())
+		}
+	}
+	for _, dt := range []DType{BF16, F16, F32, 0} {
+		var a, b rowOps
+		var relX float64
+		if dt == 0 {
+			d := NewDenseBF16(w, rows, cols)
+			d2 := *d
+			d.kern, d2.kern = ks, ref
+			a, b = d, &d2
+			if ks.denseBF16X {
+				relX = bf16RoundX
+			}
+		} else {
+			m, err := Encode(w, rows, cols, dt)
+			if err != nil {
+				return err
+			}
+			m2 := *m
+			m.kern, m2.kern = ks, ref
+			a, b = m, &m2
+			if dt == BF16 && ks.bitmapBF16X {
+				relX = bf16RoundX
+			}
+		}
+		name := "dense-bf16"
+		if dt != 0 {
+			name = "bitmap-" + dt.String()
+		}
+		// Rows from 3 to rows-2: the kernels see sliced rows, not offsets.
+		if err := checkRowOps(rng, a, b, 3, rows-2, relX); err != nil {
+			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, cols, rows-2, err)
+		}
+	}
+	return nil
+}
+
+// kernelError is a disagreement of one kernel of a set with the reference.
+type kernelError struct {
+	kernel string // the kernelSet field: "bitmapDot", "denseDotBatch", ...
+	what   string
+}
+
+func (e *kernelError) Error() string { return e.what }
+
+// checkRowOps compares the row kernels of a (the set under test) with those of
+// b (the reference) on rows [r0, r1); relX is a's rounding of x in dot products.
+func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelError {
+	rows, cols := a.dims()
+	n := r1 - r0
+	kind := "bitmap"
+	if _, ok := a.(*DenseBF16); ok {
+		kind = "dense"
+	}
+	fail := func(kernel, format string, args ...any) *kernelError {
+		return &kernelError{kind + kernel, fmt.Sprintf(format, args...)}
+	}
+	wt := make([]float32, rows*cols) // the reference's decoded weights, for Σ|terms|
+	b.decode(wt[r0*cols:r1*cols], r0, r1)
+
+	// Decode: exact.
+	got, want := guardedOut(n*cols), guardedOut(n*cols)
+	a.decode(got[:n*cols], r0, r1)
+	b.decode(want[:n*cols], r0, r1)
+	if i := firstMismatch(got, want, n*cols, func(i int) float64 { return 0 }); i >= 0 {
+		return fail("Decode", "element %d = %v, want %v", i, got[i], want[i])
+	}
+
+	// Dot and the small-batch dot for every batch size.
+	x := randomVector(rng, cols)
+	got, want = guardedOut(n), guardedOut(n)
+	a.dot(got[:n], x, r0, r1)
+	b.dot(want[:n], x, r0, r1)
+	if i := firstMismatch(got, want, n, func(i int) float64 {
+		return 2 * productBound(absDot(wt[(r0+i)*cols:], x, 1), cols, relX)
+	}); i >= 0 {
+		return fail("Dot", "y[%d] = %v, want %v", i, got[i], want[i])
+	}
+	chunks := ChunksPerRow(cols)
+	for nb := 4; nb <= maxBatch; nb += 4 {
+		xs := randomVector(rng, nb*cols)
+		xT := make([]float32, chunks*nb*ChunkCols)
+		packBatch(xT, xs, nb, nb, cols)
+		got, want = guardedOut(n*nb), guardedOut(n*nb)
+		a.dotBatch(got[:n*nb], xT, nb, r0, r1)
+		b.dotBatch(want[:n*nb], xT, nb, r0, r1)
+		if i := firstMismatch(got, want, n*nb, func(i int) float64 {
+			r, k := r0+i/nb, i%nb
+			return 2 * productBound(absDot(wt[r*cols:], xs[k*cols:(k+1)*cols], 1), cols, relX)
+		}); i >= 0 {
+			return fail("DotBatch", "nb=%d: yT[%d] = %v, want %v", nb, i, got[i], want[i])
+		}
+	}
+
+	// Axpy accumulates into what dx holds.
+	dy := randomVector(rng, n)
+	init := randomVector(rng, cols)
+	got, want = guardedOut(cols), guardedOut(cols)
+	copy(got, init)
+	copy(want, init)
+	a.axpy(got[:cols], dy, r0, r1)
+	b.axpy(want[:cols], dy, r0, r1)
+	if i := firstMismatch(got, want, cols, func(j int) float64 {
+		return 2 * productBound(math.Abs(float64(init[j]))+absDot(wt[r0*cols+j:], dy, cols), n+1, 0)
+	}); i >= 0 {
+		return fail("Axpy", "dx[%d] = %v, want %v", i, got[i], want[i])
+	}
+	return nil
+}
+
+// guardLanes is the number of sentinel values after a self-check output.
+const guardLanes = 16
+
+// guardedOut returns n NaNs (a kernel that does not write an output is
+// caught) followed by guardLanes sentinels.
+func guardedOut(n int) []float32 {
+	s := make([]float32, n+guardLanes)
+	for i := range s {
+		s[i] = float32(math.NaN())
+	}
+	for i := n; i < len(s); i++ {
+		s[i] = -7777.25
+	}
+	return s
+}
+
+// firstMismatch returns the first index i < n where |got[i] - want[i]| exceeds
+// tol(i) (or either is NaN), the first guard index after n that got changed,
+// or -1.
+func firstMismatch(got, want []float32, n int, tol func(i int) float64) int {
+	for i := 0; i < n; i++ {
+		if d := math.Abs(float64(got[i]) - float64(want[i])); !(d <= tol(i)) {
+			return i
+		}
+	}
+	for i := n; i < len(got); i++ {
+		if got[i] != -7777.25 {
+			return i
+		}
+	}
+	return -1
+}
+
+// absDot is Σ_i |w[i·stride]·x[i]| over the len(x) terms, in float64 (stride
+// 1: a row of a row-major matrix, stride cols: a column).
+func absDot(w, x []float32, stride int) float64 {
+	s := 0.0
+	for i, v := range x {
+		s += math.Abs(float64(w[i*stride]) * float64(v))
+	}
+	return s
+}
+
+// randomVector returns n normal values.
+func randomVector(rng *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(rng.NormFloat64())
+	}
+	return v
+}

@@ -1,0 +1,523 @@
+#!/usr/bin/env python3
+"""Executes the avx512bf16 kernels of kernels/bitmap on a machine without
+AVX512-BF16, by emulating the real machine code: GNU objdump's disassembly of
+the built test binary (so the hand-written instruction bytes are what is
+run), each instruction's semantics taken from the Intel SDM, every buffer a
+tight memory region (a read or write outside raises). The kernels are called
+as kernels_avx512bf16_amd64.go calls them, on random matrices of many shapes,
+and checked against float64 references: within the fp32 accumulation bound
+of the product with x rounded to bf16, and within 2^-8 sum|w||x| of the
+exact one. Run from the repository root:
+
+    go test -c -o /tmp/bitmap.test ./kernels/bitmap
+    objdump -d --no-show-raw-insn /tmp/bitmap.test > /tmp/bitmap.dis
+    python3 kernels/bitmap/testdata/emulate/emulate_avx512bf16.py /tmp/bitmap.dis [seed]
+
+This checks the kernels' logic (loops, offsets, masks, layouts) and the
+encodings as objdump decodes them; it cannot check the SDM semantics it
+implements against silicon.
+"""
+
+import re, struct, math, random, sys
+
+DIS = sys.argv[1] if len(sys.argv) > 1 else '/tmp/bitmap.dis'
+
+def f32(x):
+    return struct.unpack('<f', struct.pack('<f', x))[0]
+
+def bits_to_f32(b):
+    return struct.unpack('<f', struct.pack('<I', b & 0xffffffff))[0]
+
+def f32_to_bits(x):
+    return struct.unpack('<I', struct.pack('<f', x))[0]
+
+def is_denorm_bits(b):
+    return (b & 0x7f800000) == 0 and (b & 0x7fffffff) != 0
+
+def daz(b):
+    return b & 0x80000000 if is_denorm_bits(b) else b
+
+def ftz(x):
+    b = f32_to_bits(x)
+    return bits_to_f32(daz(b))
+
+def cvt_bf16(b):
+    if (b & 0x7fffffff) > 0x7f800000:
+        return ((b >> 16) | 0x40) & 0xffff
+    if is_denorm_bits(b) or (b & 0x7fffffff) == 0:
+        return (b >> 16) & 0x8000
+    return ((b + 0x7fff + ((b >> 16) & 1)) >> 16) & 0xffff
+
+def rne_bf16_go(v):  # kernels.Float32ToBF16
+    b = f32_to_bits(v)
+    if b & 0x7fffffff > 0x7f800000:
+        return (b >> 16) | 0x40
+    return ((b + 0x7fff + ((b >> 16) & 1)) >> 16) & 0xffff
+
+class OOB(Exception):
+    pass
+
+class Mem:
+    def __init__(self):
+        self.regions = []
+        self.next = 0x10000
+    def alloc(self, n, name, fill=0):
+        base = self.next
+        self.next += (n + 64 + 4096) // 64 * 64 + 64 * 7  # gaps between regions
+        self.regions.append((base, bytearray([fill]) * n if n else bytearray(), name))
+        return base
+    def find(self, addr, n):
+        for base, buf, name in self.regions:
+            if base <= addr and addr + n <= base + len(buf):
+                return buf, addr - base
+        raise OOB('access [%#x, +%d) outside every buffer' % (addr, n))
+    def read(self, addr, n):
+        buf, off = self.find(addr, n)
+        return bytes(buf[off:off + n])
+    def write(self, addr, data):
+        buf, off = self.find(addr, len(data))
+        buf[off:off + len(data)] = data
+    def region(self, name):
+        for base, buf, n in self.regions:
+            if n == name:
+                return base, buf
+        raise KeyError(name)
+
+GPR64 = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rbp', 'rsp'] + ['r%d' % i for i in range(8, 16)]
+R32 = {'eax': 'rax', 'ebx': 'rbx', 'ecx': 'rcx', 'edx': 'rdx', 'esi': 'rsi', 'edi': 'rdi'}
+R32.update({'r%dd' % i: 'r%d' % i for i in range(8, 16)})
+
+def parse_functions():
+    funcs = {}
+    cur = None
+    for line in open(DIS):
+        m = re.match(r'^[0-9a-f]+ <(.*)>:', line)
+        if m:
+            m = re.match(r'github.com/salr-go/salr/kernels/bitmap\.(\w+)\.abi0$', m.group(1))
+            cur = m.group(1) if m else None
+            if cur:
+                funcs[cur] = []
+            continue
+        m = re.match(r'^\s*([0-9a-f]+):\t(\S+)\s*(.*)$', line.rstrip('\n'))
+        if m and cur:
+            ops = m.group(3)
+            ops = re.sub(r'\s*<[^>]*>', '', ops)
+            funcs[cur].append((int(m.group(1), 16), m.group(2), ops))
+    return funcs
+
+def split_ops(s):
+    out, depth, cur = [], 0, ''
+    for ch in s:
+        if ch == '(':
+            depth += 1
+        elif ch == ')':
+            depth -= 1
+        if ch == ',' and depth == 0:
+            out.append(cur.strip()); cur = ''
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+class CPU:
+    def __init__(self, mem):
+        self.mem = mem
+        self.r = {n: 0 for n in GPR64}
+        self.z = [[0] * 16 for _ in range(32)]  # dword lanes
+        self.k = [0] * 8
+        self.ZF = self.SF = self.OF = self.CF = 0
+        self.count = {}
+
+    # --- operands
+    def gpr_name(self, s):
+        s = s.lstrip('%')
+        if s in self.r:
+            return s, 64
+        if s in R32:
+            return R32[s], 32
+        if s == 'cl':
+            return 'rcx', 8
+        raise ValueError('reg ' + s)
+
+    def addr(self, s):
+        m = re.match(r'^(-?0x[0-9a-f]+|-?\d+)?\((%\w+)?(?:,(%\w+),(\d))?\)$', s)
+        if not m:
+            raise ValueError('mem ' + s)
+        disp = int(m.group(1), 0) if m.group(1) else 0
+        a = disp
+        if m.group(2):
+            a += self.r[self.gpr_name(m.group(2))[0]]
+        if m.group(3):
+            a += self.r[self.gpr_name(m.group(3))[0]] * int(m.group(4))
+        return a & 0xffffffffffffffff
+
+    def get(self, s, size=None):
+        if s.startswith('$'):
+            return int(s[1:], 0)
+        if s.startswith('%'):
+            n, w = self.gpr_name(s)
+            return self.r[n] & ((1 << w) - 1)
+        n = size // 8
+        return int.from_bytes(self.mem.read(self.addr(s), n), 'little')
+
+    def set(self, s, v, size):
+        n, w = self.gpr_name(s)
+        if w == 64:
+            self.r[n] = v & 0xffffffffffffffff
+        elif w == 32:
+            self.r[n] = v & 0xffffffff
+        else:
+            raise ValueError(s)
+
+    def size_of(self, s):
+        return self.gpr_name(s)[1]
+
+    def flags_logic(self, v, w):
+        v &= (1 << w) - 1
+        self.ZF = int(v == 0); self.SF = v >> (w - 1) & 1; self.OF = 0; self.CF = 0
+
+    def flags_sub(self, a, b, w, cf=True):
+        mask = (1 << w) - 1
+        res = (a - b) & mask
+        sa, sb, sr = a >> (w - 1) & 1, b >> (w - 1) & 1, res >> (w - 1) & 1
+        self.ZF = int(res == 0); self.SF = sr; self.OF = int(sa != sb and sr != sa)
+        if cf:
+            self.CF = int((a & mask) < (b & mask))
+        return res
+
+    def flags_add(self, a, b, w, cf=True):
+        mask = (1 << w) - 1
+        res = (a + b) & mask
+        sa, sb, sr = a >> (w - 1) & 1, b >> (w - 1) & 1, res >> (w - 1) & 1
+        self.ZF = int(res == 0); self.SF = sr; self.OF = int(sa == sb and sr != sa)
+        if cf:
+            self.CF = int(a + b > mask)
+        return res
+
+    # --- vectors
+    def vreg(self, s):
+        m = re.match(r'%([xyz])mm(\d+)$', s)
+        return int(m.group(2)), {'x': 4, 'y': 8, 'z': 16}[m.group(1)]
+
+    def vdest(self, s):
+        """returns reg, lanes, mask reg or None, zeroing"""
+        m = re.match(r'^(%[xyz]mm\d+)(?:\{%k(\d)\})?(\{z\})?$', s)
+        r, lanes = self.vreg(m.group(1))
+        return r, lanes, (int(m.group(2)) if m.group(2) else None), bool(m.group(3))
+
+    def words(self, r):
+        out = []
+        for d in self.z[r]:
+            out += [d & 0xffff, d >> 16]
+        return out
+
+    def set_words(self, r, ws):
+        self.z[r] = [ws[2 * i] | ws[2 * i + 1] << 16 for i in range(16)]
+
+    def run(self, code, args):
+        # stack: return address then args (8 bytes each)
+        frame = bytearray(8 + 8 * len(args))
+        for i, a in enumerate(args):
+            frame[8 + 8 * i:16 + 8 * i] = (a & 0xffffffffffffffff).to_bytes(8, 'little')
+        sp = self.mem.alloc(len(frame), 'stack')
+        self.mem.write(sp, bytes(frame))
+        self.r['rsp'] = sp
+        idx = {a: i for i, (a, _, _) in enumerate(code)}
+        pc = 0
+        steps = 0
+        while True:
+            steps += 1
+            if steps > 5_000_000:
+                raise RuntimeError('runaway')
+            addr, op, ops = code[pc]
+            o = split_ops(ops) if ops else []
+            pc += 1
+            self.count[op] = self.count.get(op, 0) + 1
+            if op == 'ret':
+                return
+            if op == 'int3':
+                raise RuntimeError('fell into int3')
+            if op in ('je', 'jne', 'jl', 'jge', 'jmp', 'jb', 'jae'):
+                target = int(o[0], 16)
+                take = {'je': self.ZF == 1, 'jne': self.ZF == 0, 'jl': self.SF != self.OF,
+                        'jge': self.SF == self.OF, 'jmp': True, 'jb': self.CF == 1, 'jae': self.CF == 0}[op]
+                if take:
+                    pc = idx[target]
+                continue
+            if op == 'mov':
+                w = self.size_of(o[1])
+                self.set(o[1], self.get(o[0], w), w)
+            elif op == 'movzwl':
+                self.set(o[1], self.get(o[0], 16), 32)
+            elif op == 'lea':
+                self.set(o[1], self.addr(o[0]), self.size_of(o[1]))
+            elif op in ('add', 'sub', 'cmp', 'and', 'test'):
+                w = self.size_of(o[1])
+                a, b = self.get(o[1]), self.get(o[0], w)
+                if op == 'add':
+                    self.set(o[1], self.flags_add(a, b, w), w)
+                elif op == 'sub':
+                    self.set(o[1], self.flags_sub(a, b, w), w)
+                elif op == 'cmp':
+                    self.flags_sub(a, b, w)
+                elif op == 'and':
+                    v = a & b; self.flags_logic(v, w); self.set(o[1], v, w)
+                else:
+                    self.flags_logic(a & b, w)
+            elif op == 'dec':
+                w = self.size_of(o[0])
+                self.set(o[0], self.flags_sub(self.get(o[0]), 1, w, cf=False), w)
+            elif op in ('shr', 'shl'):
+                w = self.size_of(o[1])
+                cnt = (self.r['rcx'] & 0xff if o[0] == '%cl' else int(o[0][1:], 0)) & (63 if w == 64 else 31)
+                a = self.get(o[1])
+                v = (a >> cnt) if op == 'shr' else (a << cnt) & ((1 << w) - 1)
+                if cnt:
+                    self.flags_logic(v, w)
+                self.set(o[1], v, w)
+            elif op == 'popcnt':
+                w = self.size_of(o[1])
+                v = bin(self.get(o[0], w)).count('1')
+                self.set(o[1], v, w)
+                self.ZF = int(v == 0)
+            elif op in ('kmovd', 'kmovw'):
+                w = 32 if op == 'kmovd' else 16
+                src = o[0]
+                v = self.get(src, w) & ((1 << w) - 1)
+                self.k[int(o[1][2:])] = v
+            elif op == 'prefetcht0':
+                pass
+            elif op == 'vzeroupper':
+                pass
+            elif op == 'vpxord':
+                a, _ = self.vreg(o[0]); b, _ = self.vreg(o[1]); d, _ = self.vreg(o[2])
+                self.z[d] = [x ^ y for x, y in zip(self.z[a], self.z[b])]
+            elif op in ('vmovups', 'vmovdqu16'):
+                if o[0].startswith('%'):  # store
+                    s, lanes = self.vreg(o[0])
+                    assert lanes == 16 and '{' not in o[1]
+                    self.mem.write(self.addr(o[1]), b''.join(d.to_bytes(4, 'little') for d in self.z[s]))
+                else:
+                    d, lanes, k, zero = self.vdest(o[1])
+                    assert lanes == 16
+                    base = self.addr(o[0])
+                    if op == 'vmovups':
+                        out = []
+                        for i in range(16):
+                            if k is None or self.k[k] >> i & 1:
+                                out.append(int.from_bytes(self.mem.read(base + 4 * i, 4), 'little'))
+                            else:
+                                assert zero; out.append(0)
+                        self.z[d] = out
+                    else:
+                        ws = []
+                        for i in range(32):
+                            if k is None or self.k[k] >> i & 1:
+                                ws.append(int.from_bytes(self.mem.read(base + 2 * i, 2), 'little'))
+                            else:
+                                assert zero; ws.append(0)
+                        self.set_words(d, ws)
+            elif op == 'vpexpandw':
+                d, lanes, k, zero = self.vdest(o[1])
+                assert lanes == 16 and k is not None and zero
+                base = self.addr(o[0])
+                j, ws = 0, []
+                for i in range(32):
+                    if self.k[k] >> i & 1:
+                        ws.append(int.from_bytes(self.mem.read(base + 2 * j, 2), 'little')); j += 1
+                    else:
+                        ws.append(0)
+                self.set_words(d, ws)
+            elif op == 'vcvtne2ps2bf16':
+                src2, _ = self.vreg(o[0]); src1, _ = self.vreg(o[1]); d, _ = self.vreg(o[2])
+                ws = [cvt_bf16(self.z[src2][i]) for i in range(16)] + [cvt_bf16(self.z[src1][i]) for i in range(16)]
+                self.set_words(d, ws)
+            elif op == 'vdpbf16ps':
+                src2, _ = self.vreg(o[0]); src1, _ = self.vreg(o[1]); d, _ = self.vreg(o[2])
+                a, b = self.words(src1), self.words(src2)
+                out = []
+                for i in range(16):
+                    acc = bits_to_f32(daz(self.z[d][i]))
+                    for j in (2 * i + 1, 2 * i):
+                        p = bits_to_f32(daz(a[j] << 16)) * bits_to_f32(daz(b[j] << 16))  # exact in double
+                        acc = ftz(f32(acc + p))
+                    out.append(f32_to_bits(acc))
+                self.z[d] = out
+            elif op == 'vaddps':
+                a, _ = self.vreg(o[0]); b, _ = self.vreg(o[1]); d, lanes = self.vreg(o[2])
+                res = [f32_to_bits(f32(bits_to_f32(self.z[b][i]) + bits_to_f32(self.z[a][i]))) for i in range(lanes)]
+                self.z[d] = res + [0] * (16 - lanes)
+            elif op == 'vaddss':
+                a, _ = self.vreg(o[0]); b, _ = self.vreg(o[1]); d, _ = self.vreg(o[2])
+                v = f32_to_bits(f32(bits_to_f32(self.z[b][0]) + bits_to_f32(self.z[a][0])))
+                self.z[d] = [v] + self.z[b][1:4] + [0] * 12
+            elif op == 'vextractf64x4':
+                s, _ = self.vreg(o[1]); d, lanes = self.vreg(o[2])
+                assert o[0] == '$0x1' and lanes == 8
+                self.z[d] = self.z[s][8:16] + [0] * 8
+            elif op == 'vextractf128':
+                s, _ = self.vreg(o[1]); d, lanes = self.vreg(o[2])
+                assert o[0] == '$0x1' and lanes == 4
+                self.z[d] = self.z[s][4:8] + [0] * 12
+            elif op == 'vmovhlps':
+                src2, _ = self.vreg(o[0]); src1, _ = self.vreg(o[1]); d, _ = self.vreg(o[2])
+                self.z[d] = [self.z[src2][2], self.z[src2][3], self.z[src1][2], self.z[src1][3]] + [0] * 12
+            elif op == 'vmovshdup':
+                s, _ = self.vreg(o[0]); d, _ = self.vreg(o[1])
+                v = self.z[s]
+                self.z[d] = [v[1], v[1], v[3], v[3]] + [0] * 12
+            elif op == 'vmovss':
+                s, _ = self.vreg(o[0])
+                self.mem.write(self.addr(o[1]), self.z[s][0].to_bytes(4, 'little'))
+            else:
+                raise NotImplementedError(op + ' ' + ops)
+
+
+FUNCS = parse_functions()
+
+def f32s(vals):
+    return b''.join(struct.pack('<f', v) for v in vals)
+
+def u16s(vals):
+    return b''.join(struct.pack('<H', v) for v in vals)
+
+def read_f32(mem, addr, n):
+    return list(struct.unpack('<%df' % n, mem.read(addr, 4 * n)))
+
+def bf(h):
+    return bits_to_f32(h << 16)
+
+def run(mem, name, args):
+    cpu = CPU(mem)
+    cpu.run(FUNCS[name], args)
+    return cpu
+
+def slice_args(base, length, cap=None):
+    return [base, length, length if cap is None else cap]
+
+def check(what, got, wrow, xs, k):
+    """got vs Σ w·x (float64) and vs Σ w·bf16(x) within the fp32 bound."""
+    exact = sum(w * x for w, x in zip(wrow, xs))
+    absum = sum(abs(w * x) for w, x in zip(wrow, xs))
+    xr = [bits_to_f32(daz(cvt_bf16(f32_to_bits(x)) << 16)) for x in xs]
+    rounded = sum(w * x for w, x in zip(wrow, xr))
+    tol32 = (k + 4) * (2 ** -24 * absum * (1 + 2 ** -8) + 2 ** -118)
+    tolx = 2 ** -8 * absum + tol32
+    if not (abs(got - rounded) <= tol32 and abs(got - exact) <= tolx):
+        raise AssertionError('%s: got %r, exact %r, with x in bf16 %r (tol %g, %g)' % (what, got, exact, rounded, tol32, tolx))
+
+def rand_matrix(rng, rows, cols, sparsity):
+    w = []
+    for _ in range(rows * cols):
+        w.append(0.0 if rng.random() < sparsity else f32(rng.gauss(0, 1)))
+    return w
+
+def encode_bitmap(w, rows, cols):
+    chunks = (cols + 15) // 16
+    masks = [0] * (rows * chunks)
+    vals, rowptr = [], [0]
+    for r in range(rows):
+        for j in range(cols):
+            v = w[r * cols + j]
+            if v != 0:
+                masks[r * chunks + j // 16] |= 1 << (j % 16)
+                h = rne_bf16_go(v)
+                if h & 0x7fff == 0:
+                    h = 0x8001 if v < 0 else 1
+                vals.append(h)
+        rowptr.append(len(vals))
+    return chunks, masks, vals, rowptr
+
+def dense_ref(w, rows, cols, bitmap):
+    return [bf(rne_bf16_go(v)) if v != 0 else 0.0 for v in w]
+
+def gemv(rng, rows, cols, sparsity, r0, r1, bitmap):
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    x = [f32(rng.gauss(0, 1)) for _ in range(cols)]
+    xa = mem.alloc(4 * cols, 'x'); mem.write(xa, f32s(x))
+    n32 = (cols + 31) // 32 * 32
+    xb = mem.alloc(2 * n32, 'xb', fill=0xAB)
+    run(mem, 'packBF16', slice_args(xb, n32) + slice_args(xa, cols))
+    # the packed x: rounded values then zeros
+    got = struct.unpack('<%dH' % n32, mem.read(xb, 2 * n32))
+    for j in range(n32):
+        want = cvt_bf16(f32_to_bits(x[j])) if j < cols else 0
+        assert got[j] == want, ('packBF16', cols, j, got[j], want)
+    n = r1 - r0
+    ya = mem.alloc(4 * n, 'y')
+    if bitmap:
+        chunks, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+        ma = mem.alloc(2 * len(masks), 'masks'); mem.write(ma, u16s(masks))
+        va = mem.alloc(2 * (len(vals) + 16), 'vals'); mem.write(va, u16s(vals + [0x7fc0] * 16))
+        vbase, vlen = va + 2 * rowptr[r0], rowptr[r1] - rowptr[r0]
+        run(mem, 'dotBitmapBF16DP', slice_args(ya, n) + slice_args(ma + 2 * r0 * chunks, n * chunks) +
+            slice_args(vbase, vlen, len(vals) + 16 - rowptr[r0]) + slice_args(xb, n32) + [chunks])
+    else:
+        wa = mem.alloc(2 * rows * cols, 'w'); mem.write(wa, u16s([rne_bf16_go(v) for v in w]))
+        run(mem, 'dotDenseBF16DP', slice_args(ya, n) + slice_args(wa + 2 * r0 * cols, n * cols) +
+            slice_args(xb, n32) + [cols])
+    y = read_f32(mem, ya, n)
+    for i in range(n):
+        r = r0 + i
+        check('%s gemv %dx%d rows [%d,%d) row %d' % ('bitmap' if bitmap else 'dense', rows, cols, r0, r1, r),
+              y[i], wr[r * cols:(r + 1) * cols], x, cols)
+
+def batch(rng, rows, cols, sparsity, r0, r1, nb, bitmap):
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    chunks = (cols + 15) // 16
+    # xT chunk-major, random everywhere (as TestRowKernels), x_b[j] = xT[(j/16*nb+b)*16 + j%16]
+    xT = [f32(rng.gauss(0, 1)) for _ in range(chunks * nb * 16)]
+    xa = mem.alloc(4 * len(xT), 'xT'); mem.write(xa, f32s(xT))
+    nx = (chunks + 1) // 2 * nb * 32
+    xb = mem.alloc(2 * nx, 'xb', fill=0xAB)
+    run(mem, 'packBF16Batch', slice_args(xb, nx) + slice_args(xa, len(xT)) + [chunks, nb])
+    got = struct.unpack('<%dH' % nx, mem.read(xb, 2 * nx))
+    for g in range((chunks + 1) // 2):
+        for b in range(nb):
+            for i in range(32):
+                j = 32 * g + i
+                c = j // 16
+                want = cvt_bf16(f32_to_bits(xT[(c * nb + b) * 16 + j % 16])) if c < chunks else 0
+                assert got[(g * nb + b) * 32 + i] == want, ('packBF16Batch', cols, nb, g, b, i)
+    n = r1 - r0
+    ya = mem.alloc(4 * n * nb, 'yT')
+    if bitmap:
+        chunks_, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+        ma = mem.alloc(2 * len(masks), 'masks'); mem.write(ma, u16s(masks))
+        va = mem.alloc(2 * (len(vals) + 16), 'vals'); mem.write(va, u16s(vals + [0x7fc0] * 16))
+        run(mem, 'dotBitmapBF16DPx%d' % nb, slice_args(ya, n * nb) + slice_args(ma + 2 * r0 * chunks, n * chunks) +
+            slice_args(va + 2 * rowptr[r0], rowptr[r1] - rowptr[r0], len(vals) + 16 - rowptr[r0]) +
+            slice_args(xb, nx) + [chunks, n])
+    else:
+        wa = mem.alloc(2 * rows * cols, 'w'); mem.write(wa, u16s([rne_bf16_go(v) for v in w]))
+        run(mem, 'dotDenseBF16DPx%d' % nb, slice_args(ya, n * nb) + slice_args(wa + 2 * r0 * cols, n * cols) +
+            slice_args(xb, nx) + [cols, n])
+    y = read_f32(mem, ya, n * nb)
+    for i in range(n):
+        r = r0 + i
+        for b in range(nb):
+            xs = [xT[(j // 16 * nb + b) * 16 + j % 16] for j in range(cols)]
+            check('%s batch nb=%d %dx%d rows [%d,%d) row %d x %d' % ('bitmap' if bitmap else 'dense', nb, rows, cols, r0, r1, r, b),
+                  y[i * nb + b], wr[r * cols:(r + 1) * cols], xs, cols)
+
+def main():
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    colss = [1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 130, 144, 255, 256, 257, 300]
+    n = 0
+    for cols in colss:
+        for sp in (0.0, 0.5, 1.0, rng.random()):
+            rows = rng.randint(1, 5)
+            r0 = rng.randrange(rows); r1 = rng.randint(r0 + 1, rows)
+            for bitmap in (False, True):
+                gemv(rng, rows, cols, sp, r0, r1, bitmap); n += 1
+                nb = rng.choice([4, 8, 12, 16])
+                batch(rng, rows, cols, sp, r0, r1, nb, bitmap); n += 1
+    print('ok: %d kernel calls emulated' % n)
+
+if __name__ == '__main__':
+    main()
