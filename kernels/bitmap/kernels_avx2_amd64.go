@@ -24,6 +24,19 @@ func dotBitmapF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, c
 //go:noescape
 func dotBitmapF32AVX2(y []float32, masks []uint16, vals []float32, x []float32, chunks int)
 
+// dot2Bitmap*AVX2 do rows A_i = i-th row of masks/vals and B_i = i-th row of
+// masksB/valsB together, y[i] = A_i · x and the float32 yb bytes after it =
+// B_i · x, for y[i] up to the address yend.
+
+//go:noescape
+func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+
+//go:noescape
+func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+
+//go:noescape
+func dot2BitmapF32AVX2(y []float32, masks, masksB []uint16, vals, valsB []float32, x []float32, yend, yb uintptr, chunks int)
+
 //go:noescape
 func axpyBitmapBF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
 
@@ -189,7 +202,28 @@ var avx2Kernels = &kernelSet{
 			return
 		}
 		x, buf := chunkPadded(x, m.cols)
-		y, masks := y[:r1-r0], m.rowMasks(r0, r1)
+		y = y[:r1-r0]
+		// Rows in pairs from the two halves of the range; the last row of
+		// an odd count alone.
+		if h := (r1 - r0) / 2; h > 0 {
+			ya := unsafe.Pointer(unsafe.SliceData(y))
+			yend, yb := uintptr(ya)+uintptr(4*h), uintptr(4*h)
+			ma, mb := m.rowMasks(r0, r0+h), m.rowMasks(r0+h, r1)
+			switch m.dtype {
+			case BF16:
+				dot2BitmapBF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
+			case F16:
+				dot2BitmapF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
+			case F32:
+				dot2BitmapF32AVX2(y, ma, mb, m.rowValues32(r0, r0+h), m.rowValues32(r0+h, r1), x, yend, yb, m.chunks)
+			}
+			if (r1-r0)%2 == 0 {
+				putPadded(buf)
+				return
+			}
+			y, r0 = y[2*h:], r1-1
+		}
+		masks := m.rowMasks(r0, r1)
 		switch m.dtype {
 		case BF16:
 			dotBitmapBF16AVX2(y, masks, m.rowValues16(r0, r1), x, m.chunks)

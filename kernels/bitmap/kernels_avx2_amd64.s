@@ -19,35 +19,45 @@
 // the wrappers pass rows of x and dx padded to whole chunks and decode the
 // last row of a range with a partial chunk into a scratch row.
 
-#define PF_VALUES 1024
-#define PF_MASKS 256
+#ifndef PF2_VALUES
+#define PF2_VALUES 1024
+#endif
+#define PF2_MASKS 256
+#ifndef PF2_DENSE
+#define PF2_DENSE 1024
+#endif
 
 // Table offsets inside avx2Tables.
 #define TAB_BF16 0
 #define TAB_F16 8192
 #define TAB_F32 12288
 
-// EXP_*(idx, y, x, t): y = 8 fp32 lanes of the packed values at DX for the
-// mask byte whose table offset is in idx (t, x scratch).
-#define EXP_BF16(idx, y, x, t) VBROADCASTI128 (DX), y; VPSHUFB (R14)(idx*1), y, y
-#define EXP_F16(idx, y, x, t) VMOVDQU (DX), x; VPSHUFB (R14)(idx*1), x, x; VCVTPH2PS x, y
-#define EXP_F32(idx, y, x, t) VMOVDQU (R14)(idx*1), t; VPERMPS (DX), t, y; VANDPS 8192(R14)(idx*1), y, y
+// EXP_*(idx, src, y, x, t): y = 8 fp32 lanes of the packed values at src
+// for the mask byte whose table offset is in idx (t, x scratch).
+#define EXP_BF16(idx, src, y, x, t) VBROADCASTI128 src, y; VPSHUFB (R14)(idx*1), y, y
+#define EXP_F16(idx, src, y, x, t) VMOVDQU src, x; VPSHUFB (R14)(idx*1), x, x; VCVTPH2PS x, y
+#define EXP_F32(idx, src, y, x, t) VMOVDQU (R14)(idx*1), t; VPERMPS src, t, y; VANDPS 8192(R14)(idx*1), y, y
 
-// CHUNK(EXP, SH, S, moff): Y4, Y5 = the chunk whose mask is at moff(SI),
-// columns 0-7 and 8-15; DX moves past its values (S bytes each). SH is
-// log2 of the table entry size.
-#define CHUNK(EXP, SH, S, moff) \
-	MOVWLZX moff(SI), AX; \
+// CHUNKP(EXP, SH, S, moff, MP, VP, ya, xa, yb, xb, ta, tb): ya, yb = the
+// chunk whose mask is at moff(MP), columns 0-7 and 8-15; VP moves past its
+// values (S bytes each). SH is log2 of the table entry size. Clobbers AX, BX,
+// R12, R13.
+#define CHUNKP(EXP, SH, S, moff, MP, VP, ya, xa, yb, xb, ta, tb) \
+	MOVWLZX moff(MP), AX; \
 	MOVBLZX AX, BX; \
 	SHRL $8, AX; \
 	POPCNTL BX, R12; \
 	POPCNTL AX, R13; \
 	SHLL $SH, BX; \
 	SHLL $SH, AX; \
-	EXP(BX, Y4, X4, Y6); \
-	LEAQ (DX)(R12*S), DX; \
-	EXP(AX, Y5, X5, Y7); \
-	LEAQ (DX)(R13*S), DX
+	EXP(BX, (VP), ya, xa, ta); \
+	LEAQ (VP)(R12*S), VP; \
+	EXP(AX, (VP), yb, xb, tb); \
+	LEAQ (VP)(R13*S), VP
+
+// CHUNK(EXP, SH, S, moff): Y4, Y5 = the chunk whose mask is at moff(SI);
+// DX moves past its values.
+#define CHUNK(EXP, SH, S, moff) CHUNKP(EXP, SH, S, moff, SI, DX, Y4, X4, Y5, X5, Y6, Y7)
 
 // HSUM: X0[0] = sum of the 8 lanes of Y0 (clobbers Y1).
 #define HSUM \
@@ -75,8 +85,8 @@ rowloop: \
 	SUBQ $2, CX; \
 	JL   tail; \
 pair: \
-	PREFETCHT0 PF_VALUES(DX); \
-	PREFETCHT0 PF_MASKS(SI); \
+	PREFETCHT0 PF2_VALUES(DX); \
+	PREFETCHT0 PF2_MASKS(SI); \
 	CHUNK(EXP, SH, S, 0); \
 	VFMADD231PS (R11), Y4, Y0; \
 	VFMADD231PS 32(R11), Y5, Y1; \
@@ -107,6 +117,53 @@ done: \
 	VZEROUPPER; \
 	RET
 
+// Bitmap dot of two rows at a time, one from each of two row ranges (two
+// streams in flight, x loaded once for both): (DI)[i] = row A_i · x and
+// (DI)(yb)[i] = row B_i · x until DI reaches yend; SI, DX the masks and
+// values of A, R9, R8 those of B, R10 chunks per row.
+#define DOT2_BITMAP(EXP, SH, S, TAB) \
+	MOVQ ·avx2Tables(SB), R14; \
+	ADDQ $TAB, R14; \
+	CMPQ DI, yend+144(FP); \
+	JEQ  done; \
+rowloop: \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	MOVQ x_base+120(FP), R11; \
+	MOVQ R10, CX; \
+chunk: \
+	PREFETCHT0 PF2_VALUES(DX); \
+	PREFETCHT0 PF2_VALUES(R8); \
+	VMOVUPS (R11), Y8; \
+	VMOVUPS 32(R11), Y9; \
+	CHUNKP(EXP, SH, S, 0, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 0, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	ADDQ $2, SI; \
+	ADDQ $2, R9; \
+	ADDQ $64, R11; \
+	DECQ CX; \
+	JNZ  chunk; \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y7; \
+	HSUM; \
+	VMOVSS X0, (DI); \
+	VMOVAPS Y7, Y0; \
+	HSUM; \
+	MOVQ yb+152(FP), AX; \
+	VMOVSS X0, (DI)(AX*1); \
+	ADDQ $4, DI; \
+	CMPQ DI, yend+144(FP); \
+	JNE  rowloop; \
+done: \
+	VZEROUPPER; \
+	RET
+
 // Bitmap axpy: for each of R9 rows, dx (DI) += (R8)[row] · row; R10 chunks
 // per row, Y15 the broadcast dy[row]. Every lane of dx is read and written
 // (unselected lanes add dy·0).
@@ -121,7 +178,7 @@ rowloop: \
 	MOVQ DI, R11; \
 	MOVQ R10, CX; \
 chunk: \
-	PREFETCHT0 PF_VALUES(DX); \
+	PREFETCHT0 PF2_VALUES(DX); \
 	CHUNK(EXP, SH, S, 0); \
 	VFMADD213PS (R11), Y15, Y4; \
 	VFMADD213PS 32(R11), Y15, Y5; \
@@ -148,7 +205,7 @@ rowloop: \
 	MOVQ DI, R11; \
 	MOVQ R10, CX; \
 chunk: \
-	PREFETCHT0 PF_VALUES(DX); \
+	PREFETCHT0 PF2_VALUES(DX); \
 	CHUNK(EXP, SH, S, 0); \
 	VMOVUPS Y4, (R11); \
 	VMOVUPS Y5, 32(R11); \
@@ -192,6 +249,36 @@ TEXT ·dotBitmapF32AVX2(SB), NOSPLIT, $0-104
 	MOVQ x_base+72(FP), R8
 	MOVQ chunks+96(FP), R10
 	DOT_BITMAP(EXP_F32, 5, 4, TAB_F32)
+
+// func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapBF16AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
+
+// func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapF16AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_F16, 4, 2, TAB_F16)
+
+// func dot2BitmapF32AVX2(y []float32, masks, masksB []uint16, vals, valsB []float32, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapF32AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_F32, 5, 4, TAB_F32)
 
 // func axpyBitmapBF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
 TEXT ·axpyBitmapBF16AVX2(SB), NOSPLIT, $0-104
@@ -302,7 +389,8 @@ rowloop:
 	JL   tail
 
 quad:
-	PREFETCHT0 PF_VALUES(AX)
+	PREFETCHT0 PF2_DENSE(AX)
+	PREFETCHT0 PF2_DENSE+64(AX)
 	SPLIT(0, Y8, Y9)
 	VFMADD231PS (DX), Y8, Y0
 	VFMADD231PS 32(DX), Y9, Y1
@@ -375,7 +463,7 @@ rowloop:
 	MOVQ R10, CX
 
 block:
-	PREFETCHT0 PF_VALUES(AX)
+	PREFETCHT0 PF2_VALUES(AX)
 	SPLIT(0, Y8, Y9)
 	VFMADD213PS (DX), Y14, Y8
 	VFMADD213PS 32(DX), Y14, Y9
@@ -404,7 +492,7 @@ TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-48
 	JL   tail
 
 quad:
-	PREFETCHT0 PF_VALUES(SI)
+	PREFETCHT0 PF2_VALUES(SI)
 	VPMOVZXWD (SI), Y0
 	VPMOVZXWD 16(SI), Y1
 	VPMOVZXWD 32(SI), Y2
