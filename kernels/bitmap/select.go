@@ -56,7 +56,7 @@ func chooseDefault(paths []kernelPath, env string, warn io.Writer) *kernelSet {
 		if p.ok {
 			return p.set
 		}
-		fmt.Fprintf(warn, "bitmap: %s=%s: this CPU lacks %s; using kernel path %s\n", KernelPathEnv, env, p.needs, best.name)
+		fmt.Fprintf(warn, "bitmap: %s=%s: this CPU cannot run it (needs %s); using kernel path %s\n", KernelPathEnv, env, p.needs, best.name)
 		return best
 	}
 	fmt.Fprintf(warn, "bitmap: %s=%q is not a kernel path of this build (%s); using %s\n",

@@ -16,7 +16,7 @@ func TestChooseDefault(t *testing.T) {
 		{"", "fast", ""},
 		{"go", "go", ""},
 		{"fast", "fast", ""},
-		{"faster", "fast", "SALR_KERNEL_PATH=faster: this CPU lacks Y and Z; using kernel path fast"},
+		{"faster", "fast", "SALR_KERNEL_PATH=faster: this CPU cannot run it (needs Y and Z); using kernel path fast"},
 		{"avx9", "fast", `SALR_KERNEL_PATH="avx9" is not a kernel path of this build (go, fast, faster); using fast`},
 	} {
 		var warn strings.Builder

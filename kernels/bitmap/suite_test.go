@@ -224,7 +224,7 @@ func TestKernelSuite(t *testing.T) {
 	t.Logf("kernel paths run: %s; skipped (no CPU feature): %s", pathNames(kernelSets), orNone(skippedPaths(kernelPaths)))
 	for _, p := range kernelPaths {
 		if !p.ok {
-			t.Run(p.set.name, func(t *testing.T) { t.Skipf("this CPU lacks %s", p.needs) })
+			t.Run(p.set.name, func(t *testing.T) { t.Skipf("this CPU cannot run it (needs %s)", p.needs) })
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
