@@ -191,6 +191,14 @@ func widenTail(dst []float32, src []uint16) {
 	}
 }
 
+// checkBatch panics unless nb is a batch size of batchSize (a positive
+// multiple of 4 up to maxBatch), the only ones dotBatchF32AVX2 handles.
+func checkBatch(nb int) {
+	if nb <= 0 || nb%4 != 0 || nb > maxBatch {
+		panic("bitmap: small-batch kernel called with nb not a multiple of 4 in [4, 16]")
+	}
+}
+
 // batchRows is the number of rows the small-batch kernels decode at a time.
 const batchRows = 4
 
@@ -271,6 +279,7 @@ var avx2Kernels = &kernelSet{
 		putBuffer(&vectors, buf)
 	},
 	bitmapDotBatch: func(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
+		checkBatch(nb)
 		stride := m.chunks * ChunkCols
 		rows, buf := aligned(batchRows * stride)
 		xT = xT[:m.chunks*nb*ChunkCols]
@@ -303,6 +312,7 @@ var avx2Kernels = &kernelSet{
 		putBuffer(&vectors, buf)
 	},
 	denseDotBatch: func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
+		checkBatch(nb)
 		chunks := ChunksPerRow(d.cols)
 		stride := chunks * ChunkCols
 		rows, buf := aligned(batchRows * stride)
