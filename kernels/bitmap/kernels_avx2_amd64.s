@@ -133,9 +133,33 @@ rowloop: \
 	VXORPS Y3, Y3, Y3; \
 	MOVQ x_base+120(FP), R11; \
 	MOVQ R10, CX; \
-chunk: \
-	PREFETCHT0 PF2_VALUES(DX); \
-	PREFETCHT0 PF2_VALUES(R8); \
+	SUBQ $2, CX; \
+	JL   one; \
+pair: \
+	VMOVUPS (R11), Y8; \
+	VMOVUPS 32(R11), Y9; \
+	CHUNKP(EXP, SH, S, 0, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 0, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	VMOVUPS 64(R11), Y8; \
+	VMOVUPS 96(R11), Y9; \
+	CHUNKP(EXP, SH, S, 2, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 2, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	ADDQ $4, SI; \
+	ADDQ $4, R9; \
+	ADDQ $128, R11; \
+	SUBQ $2, CX; \
+	JGE  pair; \
+one: \
+	ADDQ $2, CX; \
+	JZ   sum; \
 	VMOVUPS (R11), Y8; \
 	VMOVUPS 32(R11), Y9; \
 	CHUNKP(EXP, SH, S, 0, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
@@ -146,9 +170,7 @@ chunk: \
 	VFMADD231PS Y9, Y11, Y3; \
 	ADDQ $2, SI; \
 	ADDQ $2, R9; \
-	ADDQ $64, R11; \
-	DECQ CX; \
-	JNZ  chunk; \
+sum: \
 	VADDPS Y1, Y0, Y0; \
 	VADDPS Y3, Y2, Y7; \
 	HSUM; \
