@@ -124,7 +124,7 @@ type KernelResult struct {
 	Speedup    float64 `json:"speedup_vs_dense_bf16,omitempty"`
 	Copies     int     `json:"copies"`
 	Reps       int     `json:"reps"`
-	Kernels    string  `json:"kernels"` // "avx512" or "go" (this package), BLAS backend for dense fp32
+	Kernels    string  `json:"kernels"` // "go", "avx2", "avx512" or "avx512bf16" (this package), BLAS backend for dense fp32
 	Threads    int     `json:"threads"`
 	LLCBytes   int64   `json:"llc_bytes,omitempty"` // bandwidth row: the last-level cache size assumed
 	Paths
@@ -150,7 +150,7 @@ func (c *KernelBenchConfig) defaults() {
 }
 
 // Implementation names the kernels this package runs on this machine:
-// "avx512" or "go".
+// "go", "avx2", "avx512" or "avx512bf16".
 func Implementation() string { return defaultKernels.name }
 
 // RunKernelBench times every case on every shape with a cold cache: each

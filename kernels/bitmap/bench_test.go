@@ -61,6 +61,66 @@ func BenchmarkRowKernels(b *testing.B) {
 	}
 }
 
+// BenchmarkRowKernelsCold times the batch-1 dot of each implementation on
+// one goroutine streaming 14336 × 4096 weights from DRAM (copies cycled
+// through exceed 128 MB): one core's share of a cold GEMV, which is what the
+// prefetch distance and the streams in flight decide. cpu-GB/s divides the
+// weight bytes by the thread's CPU time, so other processes on a shared
+// machine do not count.
+func BenchmarkRowKernelsCold(b *testing.B) {
+	if testing.Short() {
+		b.Skip("large shapes")
+	}
+	rows, cols := 14336, 4096
+	rng := rand.New(rand.NewPCG(3, 3))
+	w := randomSparse(rng, rows, cols, 0.5)
+	x := make([]float32, cols)
+	copy(x, randomInput(rng, 1, cols))
+	y := make([]float32, rows)
+	for _, ks := range kernelSets {
+		if ks == goKernels {
+			continue
+		}
+		for _, f := range []struct {
+			name  string
+			build func() (rowOps, int64)
+		}{
+			{"bitmap-bf16", func() (rowOps, int64) {
+				m, err := Encode(w, rows, cols, BF16)
+				if err != nil {
+					b.Fatal(err)
+				}
+				m.kern = ks
+				return m, m.Bytes()
+			}},
+			{"dense-bf16", func() (rowOps, int64) {
+				d := NewDenseBF16(w, rows, cols)
+				d.kern = ks
+				return d, d.Bytes()
+			}},
+		} {
+			b.Run(ks.name+"/"+f.name, func(b *testing.B) {
+				var copies []rowOps
+				var bytes, total int64
+				for total < 128<<20 {
+					op, n := f.build()
+					copies, bytes, total = append(copies, op), n, total+n
+				}
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				i := 0
+				c0 := threadCPU()
+				for b.Loop() {
+					copies[i%len(copies)].dot(y, x, 0, rows)
+					i++
+				}
+				cpu := threadCPU() - c0
+				b.ReportMetric(float64(bytes)*float64(b.N)/float64(cpu.Nanoseconds()), "cpu-GB/s")
+			})
+		}
+	}
+}
+
 // BenchmarkMulT runs the public products at the protocol's 4096 × 4096 shape
 // with batch 1, 16 and 512, weight hot (one copy; the cold-cache figures come
 // from salr-bench kernels).

@@ -7,7 +7,7 @@ import (
 )
 
 // DenseBF16 is an uncompressed row-major Rows × Cols matrix of bf16 values: the
-// dense baseline run by the same engine as Matrix (own AVX-512 GEMV, same
+// dense baseline run by the same engine as Matrix (own vector GEMV, same
 // panel pipeline for batches). It implements kernels.Matrix[float32].
 type DenseBF16 struct {
 	rows, cols int

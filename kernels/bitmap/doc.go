@@ -45,6 +45,26 @@
 // weights; the CPU this was tuned on (Cascade Lake) has no AVX-512 VBMI2, so
 // there is no vpexpandw to expand bf16 before widening.
 //
+// With AVX2 (no mask registers, no vexpandps) a chunk is done as two halves
+// of 8 columns. The half's mask byte m indexes a table built once with one
+// entry per byte value: for bf16, vbroadcasti128 puts the next 16 bytes of
+// values in both 128-bit lanes and one vpshufb with the 32-byte entry moves
+// value k (k = bits of m below bit i) into the high half of fp32 lane i and
+// zeros every other byte, so shuffling and widening are one instruction; fp16
+// shuffles 8 halves the same way and widens them with vcvtph2ps; fp32
+// permutes with vpermps and zeros the unselected lanes with an AND. The value
+// pointer moves by popcount(m). The batch-1 dot takes two rows at a time, one
+// from each half of its range (two streams in flight, x loaded once for
+// both). x, dx and dst are accessed in whole chunks (unselected lanes
+// multiply x by zero); rows whose columns end inside a chunk get a
+// zero-padded copy of x or dx, and the last row of a decoded range goes
+// through a scratch row. Dense bf16 loads 16 weights at once and splits them
+// into the even ones (vpslld 16) and the odd ones (vpand 0xffff0000), so its
+// kernels run on x and dx permuted per block of 16 (even columns, then odd);
+// the columns after the last whole block are done in Go. The AVX2 small-batch
+// kernels decode 4 rows at a time into an L1-resident fp32 buffer and
+// multiply it with the chunk-major x, four rows of x per pass.
+//
 // Small batches (1 < n <= 16, e.g. batched decoding) run kernels that decode
 // each chunk once and multiply it with all rows of x (padded to 4, 8, 12 or
 // 16 rows, laid out chunk-major so that the n vectors of a chunk are
@@ -68,9 +88,16 @@
 // # Implementations
 //
 // Every kernel has a pure-Go reference (kernels_generic.go). On amd64 without
-// the purego build tag, AVX-512 versions (F + BW, plus POPCNT) written in Go
-// assembly are used when golang.org/x/sys/cpu reports them; otherwise the
-// pure-Go ones run. Both are run by one shared test suite.
+// the purego build tag there are three assembly sets, chosen at run time from
+// what golang.org/x/sys/cpu reports: "avx2" (AVX2, FMA, F16C and POPCNT;
+// every x86 CPU since Haswell and Zen 1), "avx512" (AVX-512 F, plus POPCNT)
+// and "avx512bf16" (below). New matrices use the last set the CPU runs in the
+// order go, avx2, avx512, avx512bf16. The environment variable
+// SALR_KERNEL_PATH=go|avx2|avx512|avx512bf16 picks another one to compare
+// paths on one machine; a value that names no set of this build, or one the
+// CPU cannot run, prints a warning on stderr when the package initialises and
+// keeps the default. One shared test suite runs every set the CPU supports
+// and prints which ones it ran and which it skipped for lack of a CPU feature.
 //
 // Where the CPU also has AVX-512 BW and BF16, the avx512bf16 set replaces the
 // dot products of bf16 weights (dense and, with VBMI2, bitmap; batch 1 and the

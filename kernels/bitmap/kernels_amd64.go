@@ -142,18 +142,11 @@ var avx512Kernels = &kernelSet{
 	},
 }
 
-// kernelSets lists every implementation this CPU can run (for the tests).
-var kernelSets = availableKernelSets()
-
-// defaultKernels is the fastest implementation this CPU can run.
-var defaultKernels = kernelSets[len(kernelSets)-1]
-
-func availableKernelSets() []*kernelSet {
-	if avx512BF16Kernels != nil {
-		return []*kernelSet{goKernels, avx512Kernels, avx512BF16Kernels}
-	}
-	if hasAVX512() {
-		return []*kernelSet{goKernels, avx512Kernels}
-	}
-	return []*kernelSet{goKernels}
+// kernelPaths lists every implementation of this build, slowest first, with
+// whether this CPU runs it.
+var kernelPaths = []kernelPath{
+	{goKernels, true, ""},
+	{avx2Kernels, hasAVX2(), "AVX2, FMA, F16C and POPCNT"},
+	{avx512Kernels, hasAVX512(), "AVX512F and POPCNT"},
+	{avx512BF16Kernels, hasAVX512BF16(), "AVX512F, AVX512BW, AVX512_BF16 and POPCNT"},
 }

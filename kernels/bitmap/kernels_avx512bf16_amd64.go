@@ -117,14 +117,9 @@ func newAVX512BF16Kernels(vbmi2 bool) *kernelSet {
 	return &ks
 }
 
-// avx512BF16Kernels is the avx512bf16 set for this CPU (nil without
-// AVX512-BF16).
-var avx512BF16Kernels = func() *kernelSet {
-	if !hasAVX512BF16() {
-		return nil
-	}
-	return newAVX512BF16Kernels(cpu.X86.HasAVX512VBMI2)
-}()
+// avx512BF16Kernels is the avx512bf16 set for this CPU (its bitmap kernels
+// only with VBMI2); kernelPaths offers it only where hasAVX512BF16.
+var avx512BF16Kernels = newAVX512BF16Kernels(cpu.X86.HasAVX512VBMI2)
 
 // bf16Vector returns x rounded to bf16 in a 64-byte aligned scratch vector of
 // whole groups of 32 values (zero past len(x)), inside buf, to hand back with

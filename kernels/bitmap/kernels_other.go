@@ -2,8 +2,5 @@
 
 package bitmap
 
-// kernelSets lists every implementation available here (for the tests).
-var kernelSets = []*kernelSet{goKernels}
-
-// defaultKernels is the pure-Go implementation on this build.
-var defaultKernels = goKernels
+// kernelPaths lists every implementation of this build: pure Go only.
+var kernelPaths = []kernelPath{{goKernels, true, ""}}

@@ -16,7 +16,7 @@ type Paths struct {
 	// OpenBLAS).
 	BLASCore string `json:"blas_core"`
 	// KernelPath is the implementation of this package's kernels
-	// (Implementation: "avx512" or "go").
+	// (Implementation: "go", "avx2", "avx512" or "avx512bf16").
 	KernelPath string `json:"kernel_path"`
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
@@ -220,7 +222,36 @@ var suiteShapes = [][2]int{
 	{1, 1}, {1, 7}, {3, 16}, {5, 17}, {2, 31}, {7, 33}, {16, 64}, {9, 65}, {19, 100}, {33, 257}, {70, 1000},
 }
 
+// TestMain prints which kernel paths the suite ran and which it could not
+// run on this CPU, so that a skipped path is never mistaken for a passed one.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fmt.Printf("kernel paths run: %s; skipped (no CPU feature): %s\n", pathNames(kernelSets), orNone(skippedPaths(kernelPaths)))
+	os.Exit(code)
+}
+
+func pathNames(sets []*kernelSet) string {
+	var names []string
+	for _, ks := range sets {
+		names = append(names, ks.name)
+	}
+	return strings.Join(names, " ")
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
 func TestKernelSuite(t *testing.T) {
+	t.Logf("kernel paths run: %s; skipped (no CPU feature): %s", pathNames(kernelSets), orNone(skippedPaths(kernelPaths)))
+	for _, p := range kernelPaths {
+		if !p.ok {
+			t.Run(p.set.name, func(t *testing.T) { t.Skipf("this CPU cannot run it (needs %s)", p.needs) })
+		}
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, ks := range kernelSets {
 		for _, shape := range suiteShapes {

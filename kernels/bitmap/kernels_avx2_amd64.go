@@ -1,0 +1,359 @@
+//go:build amd64 && !purego
+
+package bitmap
+
+import (
+	"math/bits"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/salr-go/salr/kernels"
+)
+
+// The AVX2 kernels (kernels_avx2_amd64.s). They access x, dx and dst in
+// whole chunks of 16 columns (dense: blocks of 16, permuted, see
+// permuteBlocks); the wrappers below pad and finish partial ones.
+
+//go:noescape
+func dotBitmapBF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
+
+//go:noescape
+func dotBitmapF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
+
+//go:noescape
+func dotBitmapF32AVX2(y []float32, masks []uint16, vals []float32, x []float32, chunks int)
+
+// dot2Bitmap*AVX2 do rows A_i = i-th row of masks/vals and B_i = i-th row of
+// masksB/valsB together, y[i] = A_i · x and the float32 yb bytes after it =
+// B_i · x, for y[i] up to the address yend.
+
+//go:noescape
+func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+
+//go:noescape
+func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+
+//go:noescape
+func dot2BitmapF32AVX2(y []float32, masks, masksB []uint16, vals, valsB []float32, x []float32, yend, yb uintptr, chunks int)
+
+//go:noescape
+func axpyBitmapBF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
+
+//go:noescape
+func axpyBitmapF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
+
+//go:noescape
+func axpyBitmapF32AVX2(dx []float32, masks []uint16, vals []float32, dy []float32, chunks int)
+
+//go:noescape
+func decodeBitmapBF16AVX2(dst []float32, masks []uint16, vals []uint16, rows, chunks, stride int)
+
+//go:noescape
+func decodeBitmapF16AVX2(dst []float32, masks []uint16, vals []uint16, rows, chunks, stride int)
+
+//go:noescape
+func decodeBitmapF32AVX2(dst []float32, masks []uint16, vals []float32, rows, chunks, stride int)
+
+//go:noescape
+func dotDenseBF16AVX2(y []float32, w []uint16, xp []float32, blocks, stride int)
+
+//go:noescape
+func axpyDenseBF16AVX2(dxp []float32, w []uint16, dy []float32, blocks, stride int)
+
+//go:noescape
+func widenBF16AVX2(dst []float32, src []uint16)
+
+//go:noescape
+func dotBatchF32AVX2(yT []float32, w []float32, xT []float32, chunks, nb, rows int)
+
+// hasAVX2 reports whether the CPU (and OS) support the instructions the AVX2
+// kernels use.
+func hasAVX2() bool {
+	return cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasPOPCNT && cpu.X86.HasF16C
+}
+
+// The shuffle tables of the AVX2 kernels, one entry per mask byte m (the 8
+// columns of half a chunk); in each, k is the number of bits of m below bit i:
+//
+//	bytes     0..8191: bf16, 32 bytes: lane i takes bytes 2k, 2k+1 into its
+//	                   high half if bit i of m is set; 0x80 (zero) elsewhere
+//	bytes  8192..12287: fp16, 16 bytes: half i takes bytes 2k, 2k+1, or zero
+//	bytes 12288..20479: fp32, 8 int32: the VPERMPS index of lane i (k, or 0)
+//	bytes 20480..28671: fp32, 8 int32: all ones in the lanes m selects
+const (
+	tabBF16      = 0
+	tabF16       = 8192
+	tabF32       = 12288
+	tabF32Mask   = tabF32 + 8192
+	avx2TabBytes = tabF32Mask + 8192
+)
+
+// avx2Tables points to the tables, 64-byte aligned (read by the assembly).
+var avx2Tables = buildAVX2Tables()
+
+func buildAVX2Tables() *[avx2TabBytes]byte {
+	buf := make([]byte, avx2TabBytes+64)
+	skip := int(-uintptr(unsafe.Pointer(unsafe.SliceData(buf))) % 64)
+	t := (*[avx2TabBytes]byte)(buf[skip:])
+	for m := range 256 {
+		bf, hf := t[tabBF16+32*m:][:32], t[tabF16+16*m:][:16]
+		perm, mask := t[tabF32+32*m:][:32], t[tabF32Mask+32*m:][:32]
+		for i := range 8 {
+			k := byte(bits.OnesCount8(uint8(m) & (1<<i - 1)))
+			bf[4*i], bf[4*i+1], bf[4*i+2], bf[4*i+3] = 0x80, 0x80, 0x80, 0x80
+			hf[2*i], hf[2*i+1] = 0x80, 0x80
+			if m>>i&1 == 0 {
+				continue
+			}
+			bf[4*i+2], bf[4*i+3] = 2*k, 2*k+1
+			hf[2*i], hf[2*i+1] = 2*k, 2*k+1
+			perm[4*i] = k
+			mask[4*i], mask[4*i+1], mask[4*i+2], mask[4*i+3] = 0xff, 0xff, 0xff, 0xff
+		}
+	}
+	return t
+}
+
+// chunkPadded returns s[:n] when that is whole chunks, else a zero-padded copy
+// of whole chunks in a vectors-pool buffer (buf, nil when s is used itself).
+func chunkPadded(s []float32, n int) (p, buf []float32) {
+	chunks := ChunksPerRow(n)
+	if n%ChunkCols == 0 {
+		return s[:n], nil
+	}
+	p, buf = aligned(chunks * ChunkCols)
+	copy(p, s[:n])
+	clear(p[n:])
+	return p, buf
+}
+
+// putPadded hands back a buffer of chunkPadded.
+func putPadded(buf []float32) {
+	if buf != nil {
+		putBuffer(&vectors, buf)
+	}
+}
+
+// avx2BitmapDecode writes rows [r0, r1) of m into dst, row r at
+// (r-r0)*stride; each row is written as whole chunks, so stride must be at
+// least chunks*16 or the rows written in order (the spill of a row's last
+// chunk is overwritten by the next row).
+func avx2BitmapDecode(m *Matrix, dst []float32, r0, r1, stride int) {
+	masks := m.rowMasks(r0, r1)
+	switch m.dtype {
+	case BF16:
+		decodeBitmapBF16AVX2(dst, masks, m.rowValues16(r0, r1), r1-r0, m.chunks, stride)
+	case F16:
+		decodeBitmapF16AVX2(dst, masks, m.rowValues16(r0, r1), r1-r0, m.chunks, stride)
+	case F32:
+		decodeBitmapF32AVX2(dst, masks, m.rowValues32(r0, r1), r1-r0, m.chunks, stride)
+	}
+}
+
+// permuteBlocks writes each whole block of 16 values of x as its 8 even
+// then its 8 odd values (the order the dense kernels widen bf16 in) into xp,
+// and returns the number of blocks.
+func permuteBlocks(xp, x []float32) int {
+	blocks := len(x) / ChunkCols
+	for b := range blocks {
+		src, dst := x[b*ChunkCols:][:ChunkCols], xp[b*ChunkCols:][:ChunkCols]
+		for i := range ChunkCols / 2 {
+			dst[i], dst[ChunkCols/2+i] = src[2*i], src[2*i+1]
+		}
+	}
+	return blocks
+}
+
+// widenRows writes rows [r0, r1) of d as fp32 into dst, row r at
+// (r-r0)*stride, zeroing each row's stride-cols padding.
+func widenRows(d *DenseBF16, dst []float32, r0, r1, stride int) {
+	if stride == d.cols {
+		n := (r1 - r0) * d.cols
+		widenTail(dst[:n], d.w[r0*d.cols:r1*d.cols])
+		return
+	}
+	for r := r0; r < r1; r++ {
+		row := dst[(r-r0)*stride:][:stride]
+		widenTail(row[:d.cols], d.w[r*d.cols:(r+1)*d.cols])
+		clear(row[d.cols:])
+	}
+}
+
+// widenTail widens src into dst: whole groups of 8 in assembly, the rest here.
+func widenTail(dst []float32, src []uint16) {
+	n := len(src) / 8 * 8
+	if n > 0 {
+		widenBF16AVX2(dst[:n], src[:n])
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = kernels.BF16ToFloat32(src[i])
+	}
+}
+
+// checkBatch panics unless nb is a batch size of batchSize (a positive
+// multiple of 4 up to maxBatch), the only ones dotBatchF32AVX2 handles.
+func checkBatch(nb int) {
+	if nb <= 0 || nb%4 != 0 || nb > maxBatch {
+		panic("bitmap: small-batch kernel called with nb not a multiple of 4 in [4, 16]")
+	}
+}
+
+// batchRows is the number of rows the small-batch kernels decode at a time.
+const batchRows = 4
+
+// avx2Kernels wraps the AVX2 assembly in the kernelSet signatures.
+var avx2Kernels = &kernelSet{
+	name: "avx2",
+	bitmapDot: func(m *Matrix, y, x []float32, r0, r1 int) {
+		if r1 <= r0 {
+			return
+		}
+		x, buf := chunkPadded(x, m.cols)
+		y = y[:r1-r0]
+		// Rows in pairs from the two halves of the range; the last row of
+		// an odd count alone.
+		if h := (r1 - r0) / 2; h > 0 {
+			ya := unsafe.Pointer(unsafe.SliceData(y))
+			yend, yb := uintptr(ya)+uintptr(4*h), uintptr(4*h)
+			ma, mb := m.rowMasks(r0, r0+h), m.rowMasks(r0+h, r1)
+			switch m.dtype {
+			case BF16:
+				dot2BitmapBF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
+			case F16:
+				dot2BitmapF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
+			case F32:
+				dot2BitmapF32AVX2(y, ma, mb, m.rowValues32(r0, r0+h), m.rowValues32(r0+h, r1), x, yend, yb, m.chunks)
+			}
+			if (r1-r0)%2 == 0 {
+				putPadded(buf)
+				return
+			}
+			y, r0 = y[2*h:], r1-1
+		}
+		masks := m.rowMasks(r0, r1)
+		switch m.dtype {
+		case BF16:
+			dotBitmapBF16AVX2(y, masks, m.rowValues16(r0, r1), x, m.chunks)
+		case F16:
+			dotBitmapF16AVX2(y, masks, m.rowValues16(r0, r1), x, m.chunks)
+		case F32:
+			dotBitmapF32AVX2(y, masks, m.rowValues32(r0, r1), x, m.chunks)
+		}
+		putPadded(buf)
+	},
+	bitmapAxpy: func(m *Matrix, dx, dy []float32, r0, r1 int) {
+		if r1 <= r0 {
+			return
+		}
+		p, buf := chunkPadded(dx, m.cols)
+		dy, masks := dy[:r1-r0], m.rowMasks(r0, r1)
+		switch m.dtype {
+		case BF16:
+			axpyBitmapBF16AVX2(p, masks, m.rowValues16(r0, r1), dy, m.chunks)
+		case F16:
+			axpyBitmapF16AVX2(p, masks, m.rowValues16(r0, r1), dy, m.chunks)
+		case F32:
+			axpyBitmapF32AVX2(p, masks, m.rowValues32(r0, r1), dy, m.chunks)
+		}
+		if buf != nil {
+			copy(dx[:m.cols], p)
+			putPadded(buf)
+		}
+	},
+	bitmapDecode: func(m *Matrix, dst []float32, r0, r1 int) {
+		if r1 <= r0 {
+			return
+		}
+		dst = dst[:(r1-r0)*m.cols]
+		if m.cols%ChunkCols == 0 {
+			avx2BitmapDecode(m, dst, r0, r1, m.cols)
+			return
+		}
+		// The last row's last chunk would spill past dst: decode it into a
+		// scratch row.
+		avx2BitmapDecode(m, dst, r0, r1-1, m.cols)
+		row, buf := aligned(m.chunks * ChunkCols)
+		avx2BitmapDecode(m, row, r1-1, r1, m.cols)
+		copy(dst[(r1-1-r0)*m.cols:], row[:m.cols])
+		putBuffer(&vectors, buf)
+	},
+	bitmapDotBatch: func(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
+		checkBatch(nb)
+		stride := m.chunks * ChunkCols
+		rows, buf := aligned(batchRows * stride)
+		xT = xT[:m.chunks*nb*ChunkCols]
+		for r := r0; r < r1; r += batchRows {
+			n := min(batchRows, r1-r)
+			avx2BitmapDecode(m, rows, r, r+n, stride)
+			dotBatchF32AVX2(yT[(r-r0)*nb:(r-r0+n)*nb], rows[:n*stride], xT, m.chunks, nb, n)
+		}
+		putBuffer(&vectors, buf)
+	},
+	denseDot: func(d *DenseBF16, y, x []float32, r0, r1 int) {
+		if r1 <= r0 {
+			return
+		}
+		cols := d.cols
+		x = x[:cols]
+		xp, buf := aligned(cols)
+		blocks := permuteBlocks(xp, x)
+		w := d.w[r0*cols : r1*cols]
+		if blocks > 0 {
+			dotDenseBF16AVX2(y[:r1-r0], w, xp, blocks, cols)
+		} else {
+			clear(y[:r1-r0])
+		}
+		for j := blocks * ChunkCols; j < cols; j++ {
+			for i := range r1 - r0 {
+				y[i] += kernels.BF16ToFloat32(w[i*cols+j]) * x[j]
+			}
+		}
+		putBuffer(&vectors, buf)
+	},
+	denseDotBatch: func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
+		checkBatch(nb)
+		chunks := ChunksPerRow(d.cols)
+		stride := chunks * ChunkCols
+		rows, buf := aligned(batchRows * stride)
+		xT = xT[:chunks*nb*ChunkCols]
+		for r := r0; r < r1; r += batchRows {
+			n := min(batchRows, r1-r)
+			widenRows(d, rows, r, r+n, stride)
+			dotBatchF32AVX2(yT[(r-r0)*nb:(r-r0+n)*nb], rows[:n*stride], xT, chunks, nb, n)
+		}
+		putBuffer(&vectors, buf)
+	},
+	denseAxpy: func(d *DenseBF16, dx, dy []float32, r0, r1 int) {
+		if r1 <= r0 {
+			return
+		}
+		cols := d.cols
+		dx, dy = dx[:cols], dy[:r1-r0]
+		w := d.w[r0*cols : r1*cols]
+		blocks := cols / ChunkCols
+		if blocks > 0 {
+			// Accumulate in the permuted order, then add back in place.
+			dxp, buf := aligned(blocks * ChunkCols)
+			permuteBlocks(dxp, dx[:blocks*ChunkCols])
+			axpyDenseBF16AVX2(dxp, w, dy, blocks, cols)
+			for b := range blocks {
+				src, dst := dxp[b*ChunkCols:][:ChunkCols], dx[b*ChunkCols:][:ChunkCols]
+				for i := range ChunkCols / 2 {
+					dst[2*i], dst[2*i+1] = src[i], src[ChunkCols/2+i]
+				}
+			}
+			putBuffer(&vectors, buf)
+		}
+		for j := blocks * ChunkCols; j < cols; j++ {
+			for i, a := range dy {
+				dx[j] += a * kernels.BF16ToFloat32(w[i*cols+j])
+			}
+		}
+	},
+	denseDecode: func(d *DenseBF16, dst []float32, r0, r1 int) {
+		if r1 > r0 {
+			widenRows(d, dst, r0, r1, d.cols)
+		}
+	},
+}

@@ -1,0 +1,629 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// AVX2 (+ FMA, F16C, POPCNT) kernels of the bitmap format and of dense bf16;
+// the layout is in doc.go, the Go references in kernels_generic.go, the
+// wrappers that pad tails and the shuffle tables in kernels_avx2_amd64.go.
+//
+// A chunk of 16 columns is done as two halves of 8 (one ymm of fp32 each).
+// For a half, the mask byte m selects a 32-byte (bf16, fp32) or 16-byte
+// (fp16) entry of a table built once (avx2Tables): bf16 broadcasts the next
+// 16 bytes of packed values to both 128-bit lanes and one VPSHUFB moves
+// value k to the high half of lane i, zeros elsewhere (k = the number of
+// bits of m below bit i); fp16 shuffles 8 halves the same way and widens
+// them with VCVTPH2PS; fp32 permutes 8 values with VPERMPS and ANDs the
+// unselected lanes to zero. The value pointer then moves by popcount(m).
+// Loads of values may reach 16 values past the last one (the value slices
+// keep valuePad spare values). x, dx and dst are accessed as whole chunks:
+// the wrappers pass rows of x and dx padded to whole chunks and decode the
+// last row of a range with a partial chunk into a scratch row.
+
+#ifndef PF2_VALUES
+#define PF2_VALUES 1024
+#endif
+#define PF2_MASKS 256
+#ifndef PF2_DENSE
+#define PF2_DENSE 1024
+#endif
+
+// Table offsets inside avx2Tables.
+#define TAB_BF16 0
+#define TAB_F16 8192
+#define TAB_F32 12288
+
+// EXP_*(idx, src, y, x, t): y = 8 fp32 lanes of the packed values at src
+// for the mask byte whose table offset is in idx (t, x scratch).
+#define EXP_BF16(idx, src, y, x, t) VBROADCASTI128 src, y; VPSHUFB (R14)(idx*1), y, y
+#define EXP_F16(idx, src, y, x, t) VMOVDQU src, x; VPSHUFB (R14)(idx*1), x, x; VCVTPH2PS x, y
+#define EXP_F32(idx, src, y, x, t) VMOVDQU (R14)(idx*1), t; VPERMPS src, t, y; VANDPS 8192(R14)(idx*1), y, y
+
+// CHUNKP(EXP, SH, S, moff, MP, VP, ya, xa, yb, xb, ta, tb): ya, yb = the
+// chunk whose mask is at moff(MP), columns 0-7 and 8-15; VP moves past its
+// values (S bytes each). SH is log2 of the table entry size. Clobbers AX, BX,
+// R12, R13.
+#define CHUNKP(EXP, SH, S, moff, MP, VP, ya, xa, yb, xb, ta, tb) \
+	MOVWLZX moff(MP), AX; \
+	MOVBLZX AX, BX; \
+	SHRL $8, AX; \
+	POPCNTL BX, R12; \
+	POPCNTL AX, R13; \
+	SHLL $SH, BX; \
+	SHLL $SH, AX; \
+	EXP(BX, (VP), ya, xa, ta); \
+	LEAQ (VP)(R12*S), VP; \
+	EXP(AX, (VP), yb, xb, tb); \
+	LEAQ (VP)(R13*S), VP
+
+// CHUNK(EXP, SH, S, moff): Y4, Y5 = the chunk whose mask is at moff(SI);
+// DX moves past its values.
+#define CHUNK(EXP, SH, S, moff) CHUNKP(EXP, SH, S, moff, SI, DX, Y4, X4, Y5, X5, Y6, Y7)
+
+// HSUM: X0[0] = sum of the 8 lanes of Y0 (clobbers Y1).
+#define HSUM \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VMOVHLPS X0, X0, X1; \
+	VADDPS X1, X0, X0; \
+	VMOVSHDUP X0, X1; \
+	VADDSS X1, X0, X0
+
+// Bitmap dot: for each of R9 rows, (DI) = row · x; R8 x, R10 chunks per row.
+// Chunks go in pairs with four accumulators.
+#define DOT_BITMAP(EXP, SH, S, TAB) \
+	MOVQ ·avx2Tables(SB), R14; \
+	ADDQ $TAB, R14; \
+	TESTQ R9, R9; \
+	JZ   done; \
+rowloop: \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	MOVQ R8, R11; \
+	MOVQ R10, CX; \
+	SUBQ $2, CX; \
+	JL   tail; \
+pair: \
+	PREFETCHT0 PF2_VALUES(DX); \
+	PREFETCHT0 PF2_MASKS(SI); \
+	CHUNK(EXP, SH, S, 0); \
+	VFMADD231PS (R11), Y4, Y0; \
+	VFMADD231PS 32(R11), Y5, Y1; \
+	CHUNK(EXP, SH, S, 2); \
+	VFMADD231PS 64(R11), Y4, Y2; \
+	VFMADD231PS 96(R11), Y5, Y3; \
+	ADDQ $4, SI; \
+	ADDQ $128, R11; \
+	SUBQ $2, CX; \
+	JGE  pair; \
+tail: \
+	ADDQ $2, CX; \
+	JZ   reduce; \
+	CHUNK(EXP, SH, S, 0); \
+	VFMADD231PS (R11), Y4, Y0; \
+	VFMADD231PS 32(R11), Y5, Y1; \
+	ADDQ $2, SI; \
+reduce: \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2; \
+	VADDPS Y2, Y0, Y0; \
+	HSUM; \
+	VMOVSS X0, (DI); \
+	ADDQ $4, DI; \
+	DECQ R9; \
+	JNZ  rowloop; \
+done: \
+	VZEROUPPER; \
+	RET
+
+// Bitmap dot of two rows at a time, one from each of two row ranges (two
+// streams in flight, x loaded once for both): (DI)[i] = row A_i · x and
+// (DI)(yb)[i] = row B_i · x until DI reaches yend; SI, DX the masks and
+// values of A, R9, R8 those of B, R10 chunks per row.
+#define DOT2_BITMAP(EXP, SH, S, TAB) \
+	MOVQ ·avx2Tables(SB), R14; \
+	ADDQ $TAB, R14; \
+	CMPQ DI, yend+144(FP); \
+	JEQ  done; \
+rowloop: \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	MOVQ x_base+120(FP), R11; \
+	MOVQ R10, CX; \
+	SUBQ $2, CX; \
+	JL   one; \
+pair: \
+	VMOVUPS (R11), Y8; \
+	VMOVUPS 32(R11), Y9; \
+	CHUNKP(EXP, SH, S, 0, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 0, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	VMOVUPS 64(R11), Y8; \
+	VMOVUPS 96(R11), Y9; \
+	CHUNKP(EXP, SH, S, 2, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 2, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	ADDQ $4, SI; \
+	ADDQ $4, R9; \
+	ADDQ $128, R11; \
+	SUBQ $2, CX; \
+	JGE  pair; \
+one: \
+	ADDQ $2, CX; \
+	JZ   sum; \
+	VMOVUPS (R11), Y8; \
+	VMOVUPS 32(R11), Y9; \
+	CHUNKP(EXP, SH, S, 0, SI, DX, Y4, X4, Y5, X5, Y6, Y7); \
+	VFMADD231PS Y8, Y4, Y0; \
+	VFMADD231PS Y9, Y5, Y1; \
+	CHUNKP(EXP, SH, S, 0, R9, R8, Y10, X10, Y11, X11, Y12, Y13); \
+	VFMADD231PS Y8, Y10, Y2; \
+	VFMADD231PS Y9, Y11, Y3; \
+	ADDQ $2, SI; \
+	ADDQ $2, R9; \
+sum: \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y7; \
+	HSUM; \
+	VMOVSS X0, (DI); \
+	VMOVAPS Y7, Y0; \
+	HSUM; \
+	MOVQ yb+152(FP), AX; \
+	VMOVSS X0, (DI)(AX*1); \
+	ADDQ $4, DI; \
+	CMPQ DI, yend+144(FP); \
+	JNE  rowloop; \
+done: \
+	VZEROUPPER; \
+	RET
+
+// Bitmap axpy: for each of R9 rows, dx (DI) += (R8)[row] · row; R10 chunks
+// per row, Y15 the broadcast dy[row]. Every lane of dx is read and written
+// (unselected lanes add dy·0).
+#define AXPY_BITMAP(EXP, SH, S, TAB) \
+	MOVQ ·avx2Tables(SB), R14; \
+	ADDQ $TAB, R14; \
+	TESTQ R9, R9; \
+	JZ   done; \
+rowloop: \
+	VBROADCASTSS (R8), Y15; \
+	ADDQ $4, R8; \
+	MOVQ DI, R11; \
+	MOVQ R10, CX; \
+chunk: \
+	PREFETCHT0 PF2_VALUES(DX); \
+	CHUNK(EXP, SH, S, 0); \
+	VFMADD213PS (R11), Y15, Y4; \
+	VFMADD213PS 32(R11), Y15, Y5; \
+	VMOVUPS Y4, (R11); \
+	VMOVUPS Y5, 32(R11); \
+	ADDQ $2, SI; \
+	ADDQ $64, R11; \
+	DECQ CX; \
+	JNZ  chunk; \
+	DECQ R9; \
+	JNZ  rowloop; \
+done: \
+	VZEROUPPER; \
+	RET
+
+// Bitmap decode: R9 rows of R10 whole chunks into rows of dst (DI) R8 bytes
+// apart.
+#define DECODE_BITMAP(EXP, SH, S, TAB) \
+	MOVQ ·avx2Tables(SB), R14; \
+	ADDQ $TAB, R14; \
+	TESTQ R9, R9; \
+	JZ   done; \
+rowloop: \
+	MOVQ DI, R11; \
+	MOVQ R10, CX; \
+chunk: \
+	PREFETCHT0 PF2_VALUES(DX); \
+	CHUNK(EXP, SH, S, 0); \
+	VMOVUPS Y4, (R11); \
+	VMOVUPS Y5, 32(R11); \
+	ADDQ $2, SI; \
+	ADDQ $64, R11; \
+	DECQ CX; \
+	JNZ  chunk; \
+	ADDQ R8, DI; \
+	DECQ R9; \
+	JNZ  rowloop; \
+done: \
+	VZEROUPPER; \
+	RET
+
+// func dotBitmapBF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
+TEXT ·dotBitmapBF16AVX2(SB), NOSPLIT, $0-104
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ x_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	DOT_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
+
+// func dotBitmapF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
+TEXT ·dotBitmapF16AVX2(SB), NOSPLIT, $0-104
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ x_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	DOT_BITMAP(EXP_F16, 4, 2, TAB_F16)
+
+// func dotBitmapF32AVX2(y []float32, masks []uint16, vals []float32, x []float32, chunks int)
+TEXT ·dotBitmapF32AVX2(SB), NOSPLIT, $0-104
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ x_base+72(FP), R8
+	MOVQ chunks+96(FP), R10
+	DOT_BITMAP(EXP_F32, 5, 4, TAB_F32)
+
+// func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapBF16AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
+
+// func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapF16AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_F16, 4, 2, TAB_F16)
+
+// func dot2BitmapF32AVX2(y []float32, masks, masksB []uint16, vals, valsB []float32, x []float32, yend, yb uintptr, chunks int)
+TEXT ·dot2BitmapF32AVX2(SB), NOSPLIT, $0-168
+	MOVQ y_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ masksB_base+48(FP), R9
+	MOVQ vals_base+72(FP), DX
+	MOVQ valsB_base+96(FP), R8
+	MOVQ chunks+160(FP), R10
+	DOT2_BITMAP(EXP_F32, 5, 4, TAB_F32)
+
+// func axpyBitmapBF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
+TEXT ·axpyBitmapBF16AVX2(SB), NOSPLIT, $0-104
+	MOVQ dx_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ dy_base+72(FP), R8
+	MOVQ dy_len+80(FP), R9
+	MOVQ chunks+96(FP), R10
+	AXPY_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
+
+// func axpyBitmapF16AVX2(dx []float32, masks []uint16, vals []uint16, dy []float32, chunks int)
+TEXT ·axpyBitmapF16AVX2(SB), NOSPLIT, $0-104
+	MOVQ dx_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ dy_base+72(FP), R8
+	MOVQ dy_len+80(FP), R9
+	MOVQ chunks+96(FP), R10
+	AXPY_BITMAP(EXP_F16, 4, 2, TAB_F16)
+
+// func axpyBitmapF32AVX2(dx []float32, masks []uint16, vals []float32, dy []float32, chunks int)
+TEXT ·axpyBitmapF32AVX2(SB), NOSPLIT, $0-104
+	MOVQ dx_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ dy_base+72(FP), R8
+	MOVQ dy_len+80(FP), R9
+	MOVQ chunks+96(FP), R10
+	AXPY_BITMAP(EXP_F32, 5, 4, TAB_F32)
+
+// func decodeBitmapBF16AVX2(dst []float32, masks []uint16, vals []uint16, rows, chunks, stride int)
+TEXT ·decodeBitmapBF16AVX2(SB), NOSPLIT, $0-96
+	MOVQ dst_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ rows+72(FP), R9
+	MOVQ chunks+80(FP), R10
+	MOVQ stride+88(FP), R8
+	SHLQ $2, R8
+	DECODE_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
+
+// func decodeBitmapF16AVX2(dst []float32, masks []uint16, vals []uint16, rows, chunks, stride int)
+TEXT ·decodeBitmapF16AVX2(SB), NOSPLIT, $0-96
+	MOVQ dst_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ rows+72(FP), R9
+	MOVQ chunks+80(FP), R10
+	MOVQ stride+88(FP), R8
+	SHLQ $2, R8
+	DECODE_BITMAP(EXP_F16, 4, 2, TAB_F16)
+
+// func decodeBitmapF32AVX2(dst []float32, masks []uint16, vals []float32, rows, chunks, stride int)
+TEXT ·decodeBitmapF32AVX2(SB), NOSPLIT, $0-96
+	MOVQ dst_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ rows+72(FP), R9
+	MOVQ chunks+80(FP), R10
+	MOVQ stride+88(FP), R8
+	SHLQ $2, R8
+	DECODE_BITMAP(EXP_F32, 5, 4, TAB_F32)
+
+// ---------------------------------------------------------------------------
+// Dense bf16. 16 bf16 weights are one 32-byte load; VPSLLD $16 gives the
+// even ones as fp32 and VPAND with 0xffff0000 the odd ones, so the kernels
+// work on x and dx permuted per block of 16 (the 8 even columns, then the 8
+// odd ones; the wrappers permute). Rows are R8 bytes apart; R10 whole blocks
+// per row (the wrappers do the partial block).
+
+#define SPLIT(woff, e, o) \
+	VMOVDQU woff(AX), o; \
+	VPSLLD  $16, o, e; \
+	VPAND   Y15, o, o
+
+#define ODD_MASK \
+	MOVL $0xffff0000, BX; \
+	MOVQ BX, X15; \
+	VPBROADCASTD X15, Y15
+
+// func dotDenseBF16AVX2(y []float32, w []uint16, xp []float32, blocks, stride int)
+TEXT ·dotDenseBF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ y_base+0(FP), DI
+	MOVQ y_len+8(FP), R9
+	MOVQ w_base+24(FP), SI
+	MOVQ xp_base+48(FP), R11
+	MOVQ blocks+72(FP), R10
+	MOVQ stride+80(FP), R8
+	SHLQ $1, R8
+	ODD_MASK
+	TESTQ R9, R9
+	JZ    done
+
+rowloop:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ SI, AX
+	MOVQ R11, DX
+	MOVQ R10, CX
+	SUBQ $4, CX
+	JL   tail
+
+quad:
+	PREFETCHT0 PF2_DENSE(AX)
+	PREFETCHT0 PF2_DENSE+64(AX)
+	SPLIT(0, Y8, Y9)
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y9, Y1
+	SPLIT(32, Y10, Y11)
+	VFMADD231PS 64(DX), Y10, Y2
+	VFMADD231PS 96(DX), Y11, Y3
+	SPLIT(64, Y12, Y13)
+	VFMADD231PS 128(DX), Y12, Y4
+	VFMADD231PS 160(DX), Y13, Y5
+	SPLIT(96, Y8, Y9)
+	VFMADD231PS 192(DX), Y8, Y6
+	VFMADD231PS 224(DX), Y9, Y7
+	ADDQ $128, AX
+	ADDQ $256, DX
+	SUBQ $4, CX
+	JGE  quad
+
+tail:
+	ADDQ $4, CX
+	JZ   reduce
+
+single:
+	SPLIT(0, Y8, Y9)
+	VFMADD231PS (DX), Y8, Y0
+	VFMADD231PS 32(DX), Y9, Y1
+	ADDQ $32, AX
+	ADDQ $64, DX
+	DECQ CX
+	JNZ  single
+
+reduce:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y5, Y4, Y4
+	VADDPS Y7, Y6, Y6
+	VADDPS Y2, Y0, Y0
+	VADDPS Y6, Y4, Y4
+	VADDPS Y4, Y0, Y0
+	HSUM
+	VMOVSS X0, (DI)
+	ADDQ $4, DI
+	ADDQ R8, SI
+	DECQ R9
+	JNZ  rowloop
+
+done:
+	VZEROUPPER
+	RET
+
+// func axpyDenseBF16AVX2(dxp []float32, w []uint16, dy []float32, blocks, stride int)
+TEXT ·axpyDenseBF16AVX2(SB), NOSPLIT, $0-88
+	MOVQ dxp_base+0(FP), R11
+	MOVQ w_base+24(FP), SI
+	MOVQ dy_base+48(FP), DI
+	MOVQ dy_len+56(FP), R9
+	MOVQ blocks+72(FP), R10
+	MOVQ stride+80(FP), R8
+	SHLQ $1, R8
+	ODD_MASK
+	TESTQ R9, R9
+	JZ    done
+	TESTQ R10, R10
+	JZ    done
+
+rowloop:
+	VBROADCASTSS (DI), Y14
+	ADDQ $4, DI
+	MOVQ SI, AX
+	MOVQ R11, DX
+	MOVQ R10, CX
+
+block:
+	PREFETCHT0 PF2_VALUES(AX)
+	SPLIT(0, Y8, Y9)
+	VFMADD213PS (DX), Y14, Y8
+	VFMADD213PS 32(DX), Y14, Y9
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, 32(DX)
+	ADDQ $32, AX
+	ADDQ $64, DX
+	DECQ CX
+	JNZ  block
+	ADDQ R8, SI
+	DECQ R9
+	JNZ  rowloop
+
+done:
+	VZEROUPPER
+	RET
+
+// func widenBF16AVX2(dst []float32, src []uint16)
+// Widens the first len(src)/8*8 values; the wrapper does the rest.
+TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst_base+0(FP), DI
+	MOVQ src_base+24(FP), SI
+	MOVQ src_len+32(FP), CX
+	SHRQ $3, CX
+	SUBQ $4, CX
+	JL   tail
+
+quad:
+	PREFETCHT0 PF2_VALUES(SI)
+	VPMOVZXWD (SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPMOVZXWD 32(SI), Y2
+	VPMOVZXWD 48(SI), Y3
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VPSLLD    $16, Y2, Y2
+	VPSLLD    $16, Y3, Y3
+	VMOVUPS   Y0, (DI)
+	VMOVUPS   Y1, 32(DI)
+	VMOVUPS   Y2, 64(DI)
+	VMOVUPS   Y3, 96(DI)
+	ADDQ      $64, SI
+	ADDQ      $128, DI
+	SUBQ      $4, CX
+	JGE       quad
+
+tail:
+	ADDQ $4, CX
+	JZ   done
+
+single:
+	VPMOVZXWD (SI), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	DECQ      CX
+	JNZ       single
+
+done:
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// Small batches on decoded rows: for each of R9 rows of fp32 weights (R10
+// whole chunks each, consecutive), yT[row*nb+b] = row · x_b for the nb rows of
+// x in the chunk-major layout of packBatch, four rows of x at a time with two
+// accumulators each.
+
+// func dotBatchF32AVX2(yT []float32, w []float32, xT []float32, chunks, nb, rows int)
+TEXT ·dotBatchF32AVX2(SB), NOSPLIT, $0-96
+	MOVQ yT_base+0(FP), DI
+	MOVQ w_base+24(FP), SI
+	MOVQ xT_base+48(FP), R8
+	MOVQ chunks+72(FP), R10
+	MOVQ nb+80(FP), BX
+	MOVQ rows+88(FP), R9
+	MOVQ BX, R13
+	SHLQ $6, R13                 // x stride per chunk: nb*64 bytes
+	TESTQ R9, R9
+	JZ    done
+
+rowloop:
+	MOVQ R8, R14
+	MOVQ BX, AX
+
+group:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ SI, R11
+	MOVQ R14, R12
+	MOVQ R10, CX
+
+chunk:
+	VMOVUPS     (R11), Y8
+	VMOVUPS     32(R11), Y9
+	VFMADD231PS (R12), Y8, Y0
+	VFMADD231PS 32(R12), Y9, Y1
+	VFMADD231PS 64(R12), Y8, Y2
+	VFMADD231PS 96(R12), Y9, Y3
+	VFMADD231PS 128(R12), Y8, Y4
+	VFMADD231PS 160(R12), Y9, Y5
+	VFMADD231PS 192(R12), Y8, Y6
+	VFMADD231PS 224(R12), Y9, Y7
+	ADDQ        $64, R11
+	ADDQ        R13, R12
+	DECQ        CX
+	JNZ         chunk
+
+	// Y0 = row·x_0 ... Y6 = row·x_3 (8 partial lanes each), then
+	// X0 = the four sums.
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y5, Y4, Y4
+	VADDPS       Y7, Y6, Y6
+	VHADDPS      Y2, Y0, Y0
+	VHADDPS      Y6, Y4, Y4
+	VHADDPS      Y4, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVUPS      X0, (DI)
+	ADDQ         $16, DI
+	ADDQ         $256, R14
+	SUBQ         $4, AX
+	JNZ          group
+
+	MOVQ R10, AX
+	SHLQ $6, AX
+	ADDQ AX, SI
+	DECQ R9
+	JNZ  rowloop
+
+done:
+	VZEROUPPER
+	RET
