@@ -389,7 +389,7 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 	a := input(lin.Module+".A", f.A, f.Rank, f.In)
 	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
 	s.nodes[lin.Module] = [2]*G.Node{a, bb}
-	return b.Apply(k, x, a, bb)
+	return k.Apply(x, a, bb)
 }
 
 // SetDropoutStep selects the dropout masks of a (micro-)step in every
