@@ -54,6 +54,7 @@ type FusedKernel[T kernels.Float] struct {
 	frozen                 []int // ranks whose gradients are zeroed
 	seed, step             uint64
 	training               bool
+	precision              kernels.Precision
 
 	maskValid bool
 	maskStep  uint64
@@ -92,8 +93,18 @@ func (k *FusedKernel[T]) SetStep(step uint64) { k.step = step }
 // SetTraining switches dropout on (training) or off (evaluation).
 func (k *FusedKernel[T]) SetTraining(on bool) { k.training = on }
 
+// SetPrecision selects the arithmetic of the adapter's GEMMs, forward and
+// backward (kernels.MatMul); the kernel starts with FP32. Set it before
+// adding the kernel to a graph.
+func (k *FusedKernel[T]) SetPrecision(p kernels.Precision) { k.precision = p }
+
 // Name implements gop.Kernel.
-func (k *FusedKernel[T]) Name() string { return k.name }
+func (k *FusedKernel[T]) Name() string {
+	if k.precision != kernels.FP32 {
+		return k.name + "," + k.precision.String()
+	}
+	return k.name
+}
 
 // Apply adds the adapter to the graph of x as the two nodes Hidden and
 // Output and returns the delta's node.
@@ -168,7 +179,7 @@ func (k *FusedKernel[T]) hidden(in []gop.Arg[T]) (gop.Arg[T], func()) {
 // fusedHidden is FusedKernel.Hidden.
 type fusedHidden[T kernels.Float] struct{ k *FusedKernel[T] }
 
-func (f fusedHidden[T]) Name() string { return f.k.name + ".hidden" }
+func (f fusedHidden[T]) Name() string { return f.k.Name() + ".hidden" }
 
 func (f fusedHidden[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	k := f.k
@@ -219,7 +230,7 @@ func (f fusedHidden[T]) Backward(wrt int, dIn, dh []T, in []gop.Arg[T]) {
 // fusedOutput is FusedKernel.Output.
 type fusedOutput[T kernels.Float] struct{ k *FusedKernel[T] }
 
-func (f fusedOutput[T]) Name() string { return f.k.name + ".output" }
+func (f fusedOutput[T]) Name() string { return f.k.Name() + ".output" }
 
 func (f fusedOutput[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	k := f.k
@@ -242,7 +253,7 @@ func (f fusedOutput[T]) Differentiable(i int) bool { return i == 0 || i == 1 }
 
 // dims are the adapter dims for h of the given shape (rows, Rank).
 func (f fusedOutput[T]) dims(h tensor.Shape) kernels.AdapterDims {
-	return kernels.AdapterDims{N: h.TotalSize() / f.k.rank, In: f.k.in, Out: f.k.out, R: f.k.rank}
+	return kernels.AdapterDims{N: h.TotalSize() / f.k.rank, In: f.k.in, Out: f.k.out, R: f.k.rank, Precision: f.k.precision}
 }
 
 func (f fusedOutput[T]) Forward(out []T, in []gop.Arg[T]) {
@@ -277,7 +288,7 @@ func (f fusedOutput[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 // scratch to the pool.
 func (k *FusedKernel[T]) prepare(x []T, wantDrop bool) (d kernels.AdapterDims, drop, xd []T, release func()) {
 	n := len(x) / k.in
-	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank}
+	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank, Precision: k.precision}
 	if !k.training || k.dropped == 0 {
 		return d, nil, nil, func() {}
 	}

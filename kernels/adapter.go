@@ -5,8 +5,12 @@ package kernels
 // total rank of all adapters stacked along the rank dimension, and Dropped the
 // number of leading ranks (the LoRA ranks) that read the dropped-out input;
 // the remaining R−Dropped ranks (the SVD residual adapter) read the clean x.
-// Dropped is 0 without dropout.
-type AdapterDims struct{ N, In, Out, R, Dropped int }
+// Dropped is 0 without dropout. Precision is the arithmetic of the GEMMs
+// (see MatMul), FP32 when left zero.
+type AdapterDims struct {
+	N, In, Out, R, Dropped int
+	Precision              Precision
+}
 
 func (d AdapterDims) check(what string) {
 	if d.N < 0 || d.In <= 0 || d.Out <= 0 || d.R <= 0 || d.Dropped < 0 || d.Dropped > d.R {
@@ -45,7 +49,7 @@ func FusedAdapterOutput[T Float](d AdapterDims, y, h, b []T) {
 	checkLen("FusedAdapterForward h", h, d.N*d.R)
 	checkLen("FusedAdapterForward b", b, d.Out*d.R)
 	checkLen("FusedAdapterForward y", y, d.N*d.Out)
-	Gemm(false, true, d.N, d.Out, d.R, 1, h, d.R, b, d.R, 0, y, d.Out)
+	MatMul(d.Precision, false, true, d.N, d.Out, d.R, 1, h, d.R, b, d.R, 0, y, d.Out)
 }
 
 // FusedAdapterHidden computes only the first half of FusedAdapterForward:
@@ -65,10 +69,10 @@ func FusedAdapterHidden[T Float](d AdapterDims, h, xd, x, drop, a, scale []T) {
 			checkLen("FusedAdapterHidden drop", drop, n*in)
 			MulElems(xd[:n*in], x[:n*in], drop[:n*in])
 		}
-		Gemm(false, true, n, dr, in, 1, xd, in, a, in, 0, h, r)
+		MatMul(d.Precision, false, true, n, dr, in, 1, xd, in, a, in, 0, h, r)
 	}
 	if dr < r {
-		Gemm(false, true, n, r-dr, in, 1, x, in, a[dr*in:], in, 0, h[dr:], r)
+		MatMul(d.Precision, false, true, n, r-dr, in, 1, x, in, a[dr*in:], in, 0, h[dr:], r)
 	}
 	scaleColumns(h, scale, n, r)
 }
@@ -110,12 +114,12 @@ func FusedAdapterOutputBackward[T Float](d AdapterDims, dh, db, dy, h, b []T) {
 	if db != nil {
 		checkLen("FusedAdapterBackward h", h, n*r)
 		checkLen("FusedAdapterBackward db", db, out*r)
-		Gemm(true, false, out, r, n, 1, dy, out, h, r, 0, db, r)
+		MatMul(d.Precision, true, false, out, r, n, 1, dy, out, h, r, 0, db, r)
 	}
 	if dh != nil {
 		checkLen("FusedAdapterBackward dh", dh, n*r)
 		checkLen("FusedAdapterBackward b", b, out*r)
-		Gemm(false, false, n, r, out, 1, dy, out, b, r, 0, dh, r)
+		MatMul(d.Precision, false, false, n, r, out, 1, dy, out, b, r, 0, dh, r)
 	}
 }
 
@@ -139,23 +143,23 @@ func FusedAdapterHiddenBackward[T Float](d AdapterDims, dx, da, g, dh, xd, x, dr
 		beta := T(0)
 		if dr > 0 {
 			checkLen("FusedAdapterBackward drop", drop, n*in)
-			Gemm(false, false, n, in, dr, 1, g, r, a, in, 0, dx, in)
+			MatMul(d.Precision, false, false, n, in, dr, 1, g, r, a, in, 0, dx, in)
 			MulElems(dx[:n*in], dx[:n*in], drop[:n*in])
 			beta = 1
 		}
 		if dr < r {
-			Gemm(false, false, n, in, r-dr, 1, g[dr:], r, a[dr*in:], in, beta, dx, in)
+			MatMul(d.Precision, false, false, n, in, r-dr, 1, g[dr:], r, a[dr*in:], in, beta, dx, in)
 		}
 	}
 	if da != nil {
 		checkLen("FusedAdapterBackward da", da, r*in)
 		if dr > 0 {
 			checkLen("FusedAdapterBackward xd", xd, n*in)
-			Gemm(true, false, dr, in, n, 1, g, r, xd, in, 0, da, in)
+			MatMul(d.Precision, true, false, dr, in, n, 1, g, r, xd, in, 0, da, in)
 		}
 		if dr < r {
 			checkLen("FusedAdapterBackward x", x, n*in)
-			Gemm(true, false, r-dr, in, n, 1, g[dr:], r, x, in, 0, da[dr*in:], in)
+			MatMul(d.Precision, true, false, r-dr, in, n, 1, g[dr:], r, x, in, 0, da[dr*in:], in)
 		}
 	}
 }

@@ -23,7 +23,8 @@ type MemoryPlan struct {
 	// Base is the projection bases as stored (model.BaseBytes).
 	Base int64 `json:"base"`
 	// Frozen is the other frozen tensors as held: the embedding, the head
-	// unless tied, the norms and biases.
+	// unless tied, the norms and biases, and the bf16 copies of float32
+	// weights a bf16 graph multiplies with (model.Graph.CastBytes).
 	Frozen int64 `json:"frozen"`
 	// Adapters is the adapters' values (A, B and the per-rank scales).
 	Adapters int64 `json:"adapters"`
@@ -115,6 +116,7 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 		c := p.Config
 		n := graph.Batch * graph.Seq
 		attn := kernels.SelfAttention{Batch: graph.Batch, Seq: graph.Seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
+		mp.Frozen += graph.CastBytes()
 		mp.Activations = graph.Buffers().Bytes + attn.ScratchBytes(4) +
 			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0)
 		if panels {
