@@ -160,3 +160,8 @@ func (a autocastBF16[T]) Mul(dx, dy []T, n int) {
 	RoundBF16(*dyr, dy[:n*a.Rows()])
 	a.Matrix.Mul(dx, *dyr, n)
 }
+
+// BF16ScratchBytes bounds the pooled scratch of the emulated bf16 products
+// of a training step whose largest operand is rows × cols float32 values:
+// the rounded copies of both operands of one product at a time.
+func BF16ScratchBytes(rows, cols int) int64 { return 4 * 2 * pooledElems(rows*cols) }

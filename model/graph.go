@@ -101,7 +101,11 @@ type Graph[T kernels.Float] struct {
 	plan               *gop.Plan
 	vm                 G.VM
 	castBytes          int64
+	precision          kernels.Precision
 }
+
+// Precision is the arithmetic of the graph's products.
+func (gr *Graph[T]) Precision() kernels.Precision { return gr.precision }
 
 // CastBytes is the size of the bf16 copies of float32 weights the graph
 // multiplies with (GraphOptions.Precision BF16), 0 otherwise.
@@ -145,7 +149,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	}
 	n := opt.Batch * opt.Seq
 	b := &Builder[T]{g: G.NewGraph(), precision: opt.Precision}
-	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g,
+	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g, precision: opt.Precision,
 		idsT: make([]int, n), targetsT: make([]int, n), maskT: make([]T, n)}
 	if opt.Packed {
 		gr.posT = make([]int, n)

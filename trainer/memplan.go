@@ -36,7 +36,7 @@ type MemoryPlan struct {
 	// buffers, plus the pooled scratch of the fused head and of attention.
 	Activations int64 `json:"activations"`
 	// Scratch is the kernels' other buffers: the decoded panels of bitmap
-	// and bf16 bases.
+	// and bf16 bases, and the rounded operands of emulated bf16 products.
 	Scratch int64 `json:"scratch"`
 	Total   int64 `json:"total"`
 	// Mapped is the part of Base and Frozen that is a view of a
@@ -121,6 +121,13 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0)
 		if panels {
 			mp.Scratch = int64(max(bitmap.PipelineDepth, 1)) * int64(bitmap.PanelElems) * 4
+		}
+		if graph.Precision() == kernels.BF16 {
+			width := c.Hidden
+			for _, lin := range p.Layers[0].Proj {
+				width = max(width, lin.Base.Rows(), lin.Base.Cols())
+			}
+			mp.Scratch += kernels.BF16ScratchBytes(n, width)
 		}
 	}
 	mp.Total = mp.Base + mp.Frozen + mp.Adapters + mp.Gradients + mp.Optimizer + mp.Activations + mp.Scratch
