@@ -123,7 +123,8 @@ func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*tr
 	tc := cfg.Train
 	data := setup.Data
 	st := data.Stats
-	rep.logf("kernels: %s; precision %s", bitmap.CurrentPaths(), precisionPhrase(tc.Precision))
+	rep.logf("kernels: %s", bitmap.CurrentPaths())
+	rep.logf("precision: %s", precisionPhrase(tc.Precision))
 	rep.logf("data: %d training sequences (%d truncated, %d dropped, %d with no answer tokens left after truncation), %d held out",
 		len(data.Train), st.Truncated, st.Dropped, st.NoTarget, len(data.Eval))
 	r := &training{cfg: cfg, runDir: runDir, setup: setup, rep: rep,
