@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
@@ -22,10 +23,15 @@ func TestTrainPrecisionBF16(t *testing.T) {
 	sums := map[string]*Summary{}
 	for _, p := range []string{"fp32", "bf16"} {
 		dir := filepath.Join(root, p)
+		var log bytes.Buffer
 		sum, err := Train(context.Background(), Options{Config: tinyConfig(t, dir,
-			"train.max_steps=4", "output.base_format=dense-fp32", "train.precision="+p)})
+			"train.max_steps=4", "output.base_format=dense-fp32", "train.precision="+p), Log: &log})
 		if err != nil {
 			t.Fatal(err)
+		}
+		want := map[string]string{"fp32": "precision: fp32\n", "bf16": "precision: bf16 (bf16 products: emulated)\n"}[p]
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("run log lacks %q:\n%s", want, log.String())
 		}
 		sums[p] = sum
 		b, err := os.ReadFile(filepath.Join(dir, SummaryFile))
