@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
+	"github.com/salr-go/salr/kernels"
 )
 
 // TestTrainPrecisionBF16 trains the quickstart briefly in fp32 and in bf16
@@ -29,7 +30,7 @@ func TestTrainPrecisionBF16(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"fp32": "precision: fp32\n", "bf16": "precision: bf16 (bf16 products: emulated)\n"}[p]
+		want := map[string]string{"fp32": "precision: fp32\n", "bf16": "precision: bf16 (bf16 products: " + kernels.BF16GemmPath() + ")\n"}[p]
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("run log lacks %q:\n%s", want, log.String())
 		}
