@@ -11,16 +11,27 @@ import (
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/gop"
+	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
-// FusedKernel is the gorgonia op of one projection's Fused adapter, a
-// gop.Kernel with inputs x [..., In], A_cat [Rank, In] and B_cat [Out, Rank]
-// and output the delta ((x A_catᵀ) ⊙ scale) B_catᵀ of shape [..., Out], which
-// the model adds to the frozen base output. All three inputs are
-// differentiable (x's gradient flows on to earlier layers). The math is
+// FusedKernel is the gorgonia op of one projection's Fused adapter, with
+// inputs x [..., In], A_cat [Rank, In] and B_cat [Out, Rank] and output the
+// delta ((x A_catᵀ) ⊙ scale) B_catᵀ of shape [..., Out], which the model adds
+// to the frozen base output. All three inputs are differentiable (x's
+// gradient flows on to earlier layers). The math is
 // kernels.FusedAdapterForward/Backward: two GEMMs forward without dropout,
 // three with it.
+//
+// In a graph (Apply) the adapter is two nodes: Hidden, h = (x A_catᵀ) ⊙ scale
+// (N×Rank), and Output, h B_catᵀ. The graph keeps h for the backward pass,
+// and gorgonia hands the gradient dh = dy B_cat of the one Output node to both
+// backward nodes of Hidden, so a step costs the 2 forward GEMMs and 4
+// backward ones: dh, dB = dyᵀ h, dx = (dh ⊙ scale) A_cat, dA = (dh ⊙ scale)ᵀ x
+// (each of the first product, dx and dA split in two with dropout). The
+// kernel itself is also a gop.Kernel of the whole adapter as one node, for
+// direct calls and gradient checks; as a graph node its Backward would
+// recompute dh for x and A_cat and h for B_cat.
 //
 // Dropout (training mode, probability p > 0 on the leading Dropped ranks):
 // each element of x is kept with probability 1−p and scaled by 1/(1−p), as
@@ -29,10 +40,9 @@ import (
 // calls SetStep before each forward pass (once per micro-batch), so a resumed
 // run draws exactly the same masks, and every Forward and Backward of one step
 // sees the same mask. The kernel caches the mask bits (one bit per element of
-// x) between calls of the same step; nothing else is cached: Backward for
-// B_cat recomputes h = (x A_catᵀ) ⊙ scale (one extra N×In×Rank GEMM) rather
-// than trusting a value from an earlier Forward. In eval mode (SetTraining
-// false) there is no dropout.
+// x) between calls of the same step; nothing else is cached between calls,
+// so recomputing a node (gradient checkpointing) gives the same values. In
+// eval mode (SetTraining false) there is no dropout.
 //
 // Backward zeroes the gradient rows of A_cat and columns of B_cat that belong
 // to frozen adapters (Fused.TrainableRanks).
@@ -44,6 +54,7 @@ type FusedKernel[T kernels.Float] struct {
 	frozen                 []int // ranks whose gradients are zeroed
 	seed, step             uint64
 	training               bool
+	precision              kernels.Precision
 
 	maskValid bool
 	maskStep  uint64
@@ -82,8 +93,37 @@ func (k *FusedKernel[T]) SetStep(step uint64) { k.step = step }
 // SetTraining switches dropout on (training) or off (evaluation).
 func (k *FusedKernel[T]) SetTraining(on bool) { k.training = on }
 
+// SetPrecision selects the arithmetic of the adapter's GEMMs, forward and
+// backward (kernels.MatMul); the kernel starts with FP32. Set it before
+// adding the kernel to a graph.
+func (k *FusedKernel[T]) SetPrecision(p kernels.Precision) { k.precision = p }
+
 // Name implements gop.Kernel.
-func (k *FusedKernel[T]) Name() string { return k.name }
+func (k *FusedKernel[T]) Name() string {
+	if k.precision != kernels.FP32 {
+		return k.name + "," + k.precision.String()
+	}
+	return k.name
+}
+
+// Apply adds the adapter to the graph of x as the two nodes Hidden and
+// Output and returns the delta's node.
+func (k *FusedKernel[T]) Apply(x, a, b *G.Node) (*G.Node, error) {
+	h, err := gop.Apply(k.Hidden(), x, a)
+	if err != nil {
+		return nil, err
+	}
+	return gop.Apply(k.Output(), h, b)
+}
+
+// Hidden returns the kernel of the first half of the adapter: inputs x
+// [..., In] and A_cat [Rank, In], output h = (x A_catᵀ) ⊙ scale [..., Rank]
+// (with the dropout of the current step on the dropped ranks).
+func (k *FusedKernel[T]) Hidden() gop.Kernel[T] { return fusedHidden[T]{k} }
+
+// Output returns the kernel of the second half of the adapter: inputs h
+// [..., Rank] and B_cat [Out, Rank], output h B_catᵀ [..., Out].
+func (k *FusedKernel[T]) Output() gop.Kernel[T] { return fusedOutput[T]{k} }
 
 // OutShape implements gop.Kernel: x [..., In], A [Rank, In], B [Out, Rank]
 // give [..., Out].
@@ -91,63 +131,153 @@ func (k *FusedKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	if len(in) != 3 {
 		return nil, fmt.Errorf("fused adapter takes x, A_cat, B_cat; got %d inputs", len(in))
 	}
-	x, a, b := in[0], in[1], in[2]
+	h, err := k.Hidden().OutShape(in[:2])
+	if err != nil {
+		return nil, err
+	}
+	return k.Output().OutShape([]tensor.Shape{h, in[2]})
+}
+
+// Differentiable implements gop.Kernel: x, A_cat and B_cat all are.
+func (k *FusedKernel[T]) Differentiable(i int) bool { return i >= 0 && i < 3 }
+
+// Forward implements gop.Kernel: Hidden, then Output.
+func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
+	hArg, release := k.hidden(in)
+	defer release()
+	fusedHidden[T]{k}.Forward(hArg.Data, in[:2])
+	fusedOutput[T]{k}.Forward(out, []gop.Arg[T]{hArg, in[2]})
+}
+
+// Backward implements gop.Kernel through the backward passes of Output and
+// Hidden.
+func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
+	hArg, release := k.hidden(in)
+	defer release()
+	switch wrt {
+	case 0, 1:
+		dh := hArg.Data
+		fusedOutput[T]{k}.Backward(0, dh, dOut, []gop.Arg[T]{{Shape: hArg.Shape}, in[2]})
+		fusedHidden[T]{k}.Backward(wrt, dIn, dh, in[:2])
+	case 2:
+		fusedHidden[T]{k}.Forward(hArg.Data, in[:2])
+		fusedOutput[T]{k}.Backward(1, dIn, dOut, []gop.Arg[T]{hArg, in[2]})
+	default:
+		panic(fmt.Sprintf("adapters: FusedKernel.Backward: input %d is not differentiable", wrt))
+	}
+}
+
+// hidden returns a scratch argument of h's shape for the inputs x, A_cat,
+// B_cat of the whole adapter, and the function that returns it to the pool.
+func (k *FusedKernel[T]) hidden(in []gop.Arg[T]) (gop.Arg[T], func()) {
+	s := in[0].Shape.Clone()
+	s[len(s)-1] = k.rank
+	h := borrow[T](s.TotalSize())
+	return gop.Arg[T]{Shape: s, Data: h}, func() { giveBack(h) }
+}
+
+// fusedHidden is FusedKernel.Hidden.
+type fusedHidden[T kernels.Float] struct{ k *FusedKernel[T] }
+
+func (f fusedHidden[T]) Name() string { return f.k.Name() + ".hidden" }
+
+func (f fusedHidden[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	k := f.k
+	if len(in) != 2 {
+		return nil, fmt.Errorf("fused adapter's hidden half takes x, A_cat; got %d inputs", len(in))
+	}
+	x, a := in[0], in[1]
 	if x.Dims() < 1 || x[x.Dims()-1] != k.in {
 		return nil, fmt.Errorf("fused adapter: x has shape %v, want [..., %d]", x, k.in)
 	}
 	if !a.Eq(tensor.Shape{k.rank, k.in}) {
 		return nil, fmt.Errorf("fused adapter: A_cat has shape %v, want [%d %d]", a, k.rank, k.in)
 	}
+	out := x.Clone()
+	out[len(out)-1] = k.rank
+	return out, nil
+}
+
+func (f fusedHidden[T]) Differentiable(i int) bool { return i == 0 || i == 1 }
+
+func (f fusedHidden[T]) Forward(h []T, in []gop.Arg[T]) {
+	x, a := in[0].Data, in[1].Data
+	d, drop, xd, release := f.k.prepare(x, false)
+	defer release()
+	kernels.FusedAdapterHidden(d, h, xd, x, drop, a, f.k.scale)
+}
+
+func (f fusedHidden[T]) Backward(wrt int, dIn, dh []T, in []gop.Arg[T]) {
+	k := f.k
+	x, a := in[0].Data, in[1].Data
+	d, drop, xd, release := k.prepare(x, wrt == 0)
+	defer release()
+	g := borrow[T](len(dh))
+	defer giveBack(g)
+	switch wrt {
+	case 0:
+		kernels.FusedAdapterHiddenBackward(d, dIn, nil, g, dh, nil, nil, drop, a, k.scale)
+	case 1:
+		kernels.FusedAdapterHiddenBackward(d, nil, dIn, g, dh, xd, x, nil, nil, k.scale)
+		for _, r := range k.frozen {
+			clear(dIn[r*k.in : (r+1)*k.in])
+		}
+	default:
+		panic(fmt.Sprintf("adapters: FusedKernel.Hidden().Backward: input %d is not differentiable", wrt))
+	}
+}
+
+// fusedOutput is FusedKernel.Output.
+type fusedOutput[T kernels.Float] struct{ k *FusedKernel[T] }
+
+func (f fusedOutput[T]) Name() string { return f.k.Name() + ".output" }
+
+func (f fusedOutput[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	k := f.k
+	if len(in) != 2 {
+		return nil, fmt.Errorf("fused adapter's output half takes h, B_cat; got %d inputs", len(in))
+	}
+	h, b := in[0], in[1]
+	if h.Dims() < 1 || h[h.Dims()-1] != k.rank {
+		return nil, fmt.Errorf("fused adapter: h has shape %v, want [..., %d]", h, k.rank)
+	}
 	if !b.Eq(tensor.Shape{k.out, k.rank}) {
 		return nil, fmt.Errorf("fused adapter: B_cat has shape %v, want [%d %d]", b, k.out, k.rank)
 	}
-	out := x.Clone()
+	out := h.Clone()
 	out[len(out)-1] = k.out
 	return out, nil
 }
 
-// Differentiable implements gop.Kernel: x, A_cat and B_cat all are.
-func (k *FusedKernel[T]) Differentiable(i int) bool { return i >= 0 && i < 3 }
+func (f fusedOutput[T]) Differentiable(i int) bool { return i == 0 || i == 1 }
 
-// Forward implements gop.Kernel.
-func (k *FusedKernel[T]) Forward(out []T, in []gop.Arg[T]) {
-	x, a, b := in[0].Data, in[1].Data, in[2].Data
-	d, drop, xd, release := k.prepare(x, false)
-	defer release()
-	h := borrow[T](d.N * d.R)
-	defer giveBack(h)
-	kernels.FusedAdapterForward(d, out, h, xd, x, drop, a, b, k.scale)
+// dims are the adapter dims for h of the given shape (rows, Rank).
+func (f fusedOutput[T]) dims(h tensor.Shape) kernels.AdapterDims {
+	return kernels.AdapterDims{N: h.TotalSize() / f.k.rank, In: f.k.in, Out: f.k.out, R: f.k.rank, Precision: f.k.precision}
 }
 
-// Backward implements gop.Kernel.
-func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
-	x, a, b := in[0].Data, in[1].Data, in[2].Data
-	d, drop, xd, release := k.prepare(x, wrt == 0)
-	defer release()
+func (f fusedOutput[T]) Forward(out []T, in []gop.Arg[T]) {
+	kernels.FusedAdapterOutput(f.dims(in[0].Shape), out, in[0].Data, in[1].Data)
+}
+
+// BackwardReads implements gop.BackwardReader: dh reads B_cat only, dB h only.
+func (f fusedOutput[T]) BackwardReads(wrt, i int) bool { return wrt != i }
+
+func (f fusedOutput[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
+	k := f.k
+	d := f.dims(in[0].Shape)
 	switch wrt {
 	case 0:
-		dh := borrow[T](d.N * d.R)
-		defer giveBack(dh)
-		kernels.FusedAdapterBackward(d, dIn, nil, nil, dh, dOut, nil, nil, x, drop, a, b, k.scale)
+		kernels.FusedAdapterOutputBackward(d, dIn, nil, dOut, nil, in[1].Data)
 	case 1:
-		dh := borrow[T](d.N * d.R)
-		defer giveBack(dh)
-		kernels.FusedAdapterBackward(d, nil, dIn, nil, dh, dOut, nil, xd, x, nil, a, b, k.scale)
-		for _, r := range k.frozen {
-			clear(dIn[r*k.in : (r+1)*k.in])
-		}
-	case 2:
-		h := borrow[T](d.N * d.R)
-		defer giveBack(h)
-		kernels.FusedAdapterHidden(d, h, xd, x, drop, a, k.scale)
-		kernels.FusedAdapterBackward(d, nil, nil, dIn, nil, dOut, h, nil, nil, nil, nil, nil, nil)
+		kernels.FusedAdapterOutputBackward(d, nil, dIn, dOut, in[0].Data, nil)
 		for o := 0; o < k.out; o++ {
 			for _, r := range k.frozen {
 				dIn[o*k.rank+r] = 0
 			}
 		}
 	default:
-		panic(fmt.Sprintf("adapters: FusedKernel.Backward: input %d is not differentiable", wrt))
+		panic(fmt.Sprintf("adapters: FusedKernel.Output().Backward: input %d is not differentiable", wrt))
 	}
 }
 
@@ -158,7 +288,7 @@ func (k *FusedKernel[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
 // scratch to the pool.
 func (k *FusedKernel[T]) prepare(x []T, wantDrop bool) (d kernels.AdapterDims, drop, xd []T, release func()) {
 	n := len(x) / k.in
-	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank}
+	d = kernels.AdapterDims{N: n, In: k.in, Out: k.out, R: k.rank, Precision: k.precision}
 	if !k.training || k.dropped == 0 {
 		return d, nil, nil, func() {}
 	}

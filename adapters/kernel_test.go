@@ -79,6 +79,14 @@ func TestFusedKernelGradients(t *testing.T) {
 		if err := gop.CheckGradients(k, args, 7, 1e-7); err != nil {
 			t.Errorf("dropout %g: %v", dropout, err)
 		}
+		// The two halves a graph uses.
+		if err := gop.CheckGradients(k.Hidden(), args[:2], 8, 1e-7); err != nil {
+			t.Errorf("dropout %g: %v", dropout, err)
+		}
+		h := gop.Arg[float64]{Shape: tensor.Shape{2, 3, f.Rank}, Data: randomInput(2*3*f.Rank, 2)}
+		if err := gop.CheckGradients(k.Output(), []gop.Arg[float64]{h, args[2]}, 9, 1e-7); err != nil {
+			t.Errorf("dropout %g: %v", dropout, err)
+		}
 	}
 }
 
@@ -255,12 +263,30 @@ func TestFusedKernelShapes(t *testing.T) {
 	}
 }
 
-// TestFusedKernelInGraph runs the kernel inside a gorgonia graph with the
-// tape machine and compares the output and the gradients of x, A_cat and
-// B_cat with direct kernel calls.
+// TestFusedKernelInGraph runs the adapter inside a gorgonia graph with the
+// tape machine (the two nodes of Apply) and compares the output and the
+// gradients of x, A_cat and B_cat with direct calls of the whole kernel, and
+// counts the GEMMs of the step: the forward products, then one for dh, one
+// for dB and one each for dx and dA (two each for the first product, dx and
+// dA with dropout, where the dropped and the clean ranks read different
+// inputs), never a recomputed dh or h.
 func TestFusedKernelInGraph(t *testing.T) {
+	for _, c := range []struct {
+		dropout float64
+		gemms   uint64
+	}{{0, 2 + 4}, {0.5, 3 + 6}} {
+		calls := fusedKernelInGraph(t, c.dropout)
+		if calls != c.gemms {
+			t.Errorf("dropout %g: a forward and backward step made %d GEMMs, want %d", c.dropout, calls, c.gemms)
+		}
+	}
+}
+
+// fusedKernelInGraph is TestFusedKernelInGraph for one dropout probability;
+// it returns the number of GEMMs the graph's run made.
+func fusedKernelInGraph(t *testing.T, dropout float64) uint64 {
 	const out, in, n = 5, 4, 3
-	lora, svd := testAdapters(t, out, in, 0.5, true)
+	lora, svd := testAdapters(t, out, in, dropout, true)
 	f := mustConcat(t, lora, svd)
 	k := NewFusedKernel[float32](f, "o", 3)
 	k.SetStep(2)
@@ -281,7 +307,7 @@ func TestFusedKernelInGraph(t *testing.T) {
 	a := node("A_cat", f.A, f.Rank, in)
 	b := node("B_cat", f.B, out, f.Rank)
 	r := node("R", rData, n, out)
-	y, err := gop.Apply[float32](k, x, a, b)
+	y, err := k.Apply(x, a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,9 +328,11 @@ func TestFusedKernelInGraph(t *testing.T) {
 	}
 	vm := G.NewTapeMachine(g, G.WithPrecompiled(prog, locs), G.BindDualValues(x, a, b))
 	defer vm.Close()
+	before := kernels.GemmCalls()
 	if err := vm.RunAll(); err != nil {
 		t.Fatal(err)
 	}
+	calls := kernels.GemmCalls() - before
 	args := kernelArgs(f, xData, n, in)
 	wantY := make([]float32, n*out)
 	k.Forward(wantY, args)
@@ -335,4 +363,5 @@ func TestFusedKernelInGraph(t *testing.T) {
 		}
 		compare("grad of "+nd.Name(), grad, want)
 	}
+	return calls
 }

@@ -190,6 +190,18 @@ type TrainConfig struct {
 	// not held, for one extra forward pass per step. Results are bitwise the
 	// same.
 	GradientCheckpointing bool `toml:"gradient_checkpointing"`
+	// Arithmetic of the training step's matrix products: fp32, or bf16
+	// autocast as PyTorch's CPU autocast does it (both operands of every
+	// product of the frozen projections, the adapters forward and
+	// backward, attention and the head rounded to bfloat16, products
+	// accumulated and returned in fp32; weights, gradients, AdamW state,
+	// norms, softmax and losses stay fp32; a dense fp32 frozen weight is
+	// multiplied as a bf16 copy, a bitmap-fp16/bitmap-fp32 base at its
+	// storage precision). Held-out losses, evaluation and inference run in
+	// fp32. Without AVX512-BF16 the rounding is emulated (round, then the
+	// fp32 GEMM), which is slower than fp32; fp32 is the default and keeps
+	// earlier results bitwise.
+	Precision string `toml:"precision"`
 	// Seed of every random choice (adapter init, dropout, data order,
 	// held-out split, randomized SVD). A prepared base (model.path) keeps
 	// the SVD seed it was made with.
@@ -306,6 +318,7 @@ func Default() Config {
 			EvalEvery:       50,
 			LogEvery:        1,
 			CheckpointEvery: 50,
+			Precision:       PrecisionFP32,
 		},
 		Eval: EvalConfig{
 			Shots: -1,

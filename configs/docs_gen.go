@@ -60,6 +60,7 @@ var fieldDocs = map[string]string{
 	"train.lr":                     "Peak AdamW learning rate, reached after warmup.",
 	"train.max_steps":              "Optimiser steps. 0 is valid: prune, initialise the adapters and write the run directory without training.",
 	"train.min_lr_ratio":           "Final learning rate as a fraction of lr (cosine and linear).",
+	"train.precision":              "Arithmetic of the training step's matrix products: fp32, or bf16 autocast as PyTorch's CPU autocast does it (both operands of every product of the frozen projections, the adapters forward and backward, attention and the head rounded to bfloat16, products accumulated and returned in fp32; weights, gradients, AdamW state, norms, softmax and losses stay fp32; a dense fp32 frozen weight is multiplied as a bf16 copy, a bitmap-fp16/bitmap-fp32 base at its storage precision). Held-out losses, evaluation and inference run in fp32. Without AVX512-BF16 the rounding is emulated (round, then the fp32 GEMM), which is slower than fp32; fp32 is the default and keeps earlier results bitwise.",
 	"train.schedule":               "Decay after warmup: cosine, linear (both down to min_lr_ratio * lr at max_steps) or constant.",
 	"train.seed":                   "Seed of every random choice (adapter init, dropout, data order, held-out split, randomized SVD). A prepared base (model.path) keeps the SVD seed it was made with.",
 	"train.threads":                "Worker threads; 0 uses all cores.",

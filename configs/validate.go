@@ -74,6 +74,7 @@ var rules = map[string]rule{
 	"train.threads":          intAtLeast(0),
 
 	"train.gradient_checkpointing": anyValue("true, false"),
+	"train.precision":              oneOf(precisions),
 
 	"eval.task":           oneOf(evalTasks),
 	"eval.template":       oneOf(evalTemplates),

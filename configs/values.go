@@ -66,6 +66,12 @@ const (
 	ScheduleConstant = "constant"
 )
 
+// Values of train.precision.
+const (
+	PrecisionFP32 = "fp32"
+	PrecisionBF16 = "bf16"
+)
+
 // Values of eval.task ("" means no task).
 const (
 	TaskGSM8K = "gsm8k"
@@ -99,6 +105,7 @@ var (
 	dataFormats = []string{FormatGSM8K, FormatJSONL, FormatMetaMathQA, FormatMMLU}
 	overlongs   = []string{OverlongTruncate, OverlongDrop}
 	schedules   = []string{ScheduleCosine, ScheduleLinear, ScheduleConstant}
+	precisions  = []string{PrecisionFP32, PrecisionBF16}
 	evalTasks   = []string{"", TaskGSM8K, TaskMMLU}
 	baseFormats = model.BaseFormatNames()
 	projections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}

@@ -5,8 +5,12 @@ package kernels
 // total rank of all adapters stacked along the rank dimension, and Dropped the
 // number of leading ranks (the LoRA ranks) that read the dropped-out input;
 // the remaining R−Dropped ranks (the SVD residual adapter) read the clean x.
-// Dropped is 0 without dropout.
-type AdapterDims struct{ N, In, Out, R, Dropped int }
+// Dropped is 0 without dropout. Precision is the arithmetic of the GEMMs
+// (see MatMul), FP32 when left zero.
+type AdapterDims struct {
+	N, In, Out, R, Dropped int
+	Precision              Precision
+}
 
 func (d AdapterDims) check(what string) {
 	if d.N < 0 || d.In <= 0 || d.Out <= 0 || d.R <= 0 || d.Dropped < 0 || d.Dropped > d.R {
@@ -35,9 +39,17 @@ func (d AdapterDims) check(what string) {
 // between the dropped and the clean input).
 func FusedAdapterForward[T Float](d AdapterDims, y, h, xd, x, drop, a, b, scale []T) {
 	FusedAdapterHidden(d, h, xd, x, drop, a, scale)
+	FusedAdapterOutput(d, y, h, b)
+}
+
+// FusedAdapterOutput computes the second half of FusedAdapterForward,
+// y = h Bᵀ (one GEMM), overwriting y.
+func FusedAdapterOutput[T Float](d AdapterDims, y, h, b []T) {
+	d.check("FusedAdapterOutput")
+	checkLen("FusedAdapterForward h", h, d.N*d.R)
 	checkLen("FusedAdapterForward b", b, d.Out*d.R)
 	checkLen("FusedAdapterForward y", y, d.N*d.Out)
-	Gemm(false, true, d.N, d.Out, d.R, 1, h, d.R, b, d.R, 0, y, d.Out)
+	MatMul(d.Precision, false, true, d.N, d.Out, d.R, 1, h, d.R, b, d.R, 0, y, d.Out)
 }
 
 // FusedAdapterHidden computes only the first half of FusedAdapterForward:
@@ -57,10 +69,10 @@ func FusedAdapterHidden[T Float](d AdapterDims, h, xd, x, drop, a, scale []T) {
 			checkLen("FusedAdapterHidden drop", drop, n*in)
 			MulElems(xd[:n*in], x[:n*in], drop[:n*in])
 		}
-		Gemm(false, true, n, dr, in, 1, xd, in, a, in, 0, h, r)
+		MatMul(d.Precision, false, true, n, dr, in, 1, xd, in, a, in, 0, h, r)
 	}
 	if dr < r {
-		Gemm(false, true, n, r-dr, in, 1, x, in, a[dr*in:], in, 0, h[dr:], r)
+		MatMul(d.Precision, false, true, n, r-dr, in, 1, x, in, a[dr*in:], in, 0, h[dr:], r)
 	}
 	scaleColumns(h, scale, n, r)
 }
@@ -77,52 +89,81 @@ func FusedAdapterHidden[T Float](d AdapterDims, h, xd, x, drop, a, scale []T) {
 // and only what the requested outputs need is read: h for db; dh (N×R
 // scratch), a, b and scale for dx and da; drop for dx and xd and x for da
 // when D > 0. GEMMs: 1 for g (when dx or da is requested), then 1 each for dx
-// and dA (2 each when 0 < D < R) and 1 for dB.
+// and dA (2 each when 0 < D < R) and 1 for dB. It is
+// FusedAdapterOutputBackward followed by FusedAdapterHiddenBackward.
 func FusedAdapterBackward[T Float](d AdapterDims, dx, da, db, dh, dy, h, xd, x, drop, a, b, scale []T) {
 	d.check("FusedAdapterBackward")
-	n, in, out, r, dr := d.N, d.In, d.Out, d.R, d.Dropped
+	if dx == nil && da == nil {
+		dh = nil
+	}
+	FusedAdapterOutputBackward(d, dh, db, dy, h, b)
+	if dh == nil {
+		return
+	}
+	FusedAdapterHiddenBackward(d, dx, da, dh, dh, xd, x, drop, a, scale)
+}
+
+// FusedAdapterOutputBackward is the backward pass of the second GEMM of
+// FusedAdapterForward, y = h Bᵀ: dh = dy B (N×R, unscaled) and dB = dyᵀ h
+// (Out×R), each overwritten unless nil (then skipped; b is read only for dh,
+// h only for db). One GEMM each.
+func FusedAdapterOutputBackward[T Float](d AdapterDims, dh, db, dy, h, b []T) {
+	d.check("FusedAdapterOutputBackward")
+	n, out, r := d.N, d.Out, d.R
 	checkLen("FusedAdapterBackward dy", dy, n*out)
 	if db != nil {
 		checkLen("FusedAdapterBackward h", h, n*r)
 		checkLen("FusedAdapterBackward db", db, out*r)
-		Gemm(true, false, out, r, n, 1, dy, out, h, r, 0, db, r)
+		MatMul(d.Precision, true, false, out, r, n, 1, dy, out, h, r, 0, db, r)
 	}
-	if dx == nil && da == nil {
-		return
+	if dh != nil {
+		checkLen("FusedAdapterBackward dh", dh, n*r)
+		checkLen("FusedAdapterBackward b", b, out*r)
+		MatMul(d.Precision, false, false, n, r, out, 1, dy, out, b, r, 0, dh, r)
 	}
+}
+
+// FusedAdapterHiddenBackward is the backward pass of FusedAdapterHidden from
+// dh, the gradient of its output h (N×R): it writes g = dh ⊙ scale to the
+// scratch g (N×R; it may be dh itself), then dx and dA as in
+// FusedAdapterBackward, each overwritten unless nil (then skipped). a and
+// drop are read for dx, xd and x for dA. GEMMs: 1 each for dx and dA, 2 each
+// when 0 < D < R.
+func FusedAdapterHiddenBackward[T Float](d AdapterDims, dx, da, g, dh, xd, x, drop, a, scale []T) {
+	d.check("FusedAdapterHiddenBackward")
+	n, in, r, dr := d.N, d.In, d.R, d.Dropped
 	checkLen("FusedAdapterBackward dh", dh, n*r)
-	checkLen("FusedAdapterBackward a", a, r*in)
-	checkLen("FusedAdapterBackward b", b, out*r)
+	checkLen("FusedAdapterBackward g", g, n*r)
 	checkLen("FusedAdapterBackward scale", scale, r)
-	Gemm(false, false, n, r, out, 1, dy, out, b, r, 0, dh, r)
-	scaleColumns(dh, scale, n, r)
+	copy(g, dh)
+	scaleColumns(g, scale, n, r)
 	if dx != nil {
+		checkLen("FusedAdapterBackward a", a, r*in)
 		checkLen("FusedAdapterBackward dx", dx, n*in)
 		beta := T(0)
 		if dr > 0 {
 			checkLen("FusedAdapterBackward drop", drop, n*in)
-			Gemm(false, false, n, in, dr, 1, dh, r, a, in, 0, dx, in)
+			MatMul(d.Precision, false, false, n, in, dr, 1, g, r, a, in, 0, dx, in)
 			MulElems(dx[:n*in], dx[:n*in], drop[:n*in])
 			beta = 1
 		}
 		if dr < r {
-			Gemm(false, false, n, in, r-dr, 1, dh[dr:], r, a[dr*in:], in, beta, dx, in)
+			MatMul(d.Precision, false, false, n, in, r-dr, 1, g[dr:], r, a[dr*in:], in, beta, dx, in)
 		}
 	}
 	if da != nil {
 		checkLen("FusedAdapterBackward da", da, r*in)
 		if dr > 0 {
 			checkLen("FusedAdapterBackward xd", xd, n*in)
-			Gemm(true, false, dr, in, n, 1, dh, r, xd, in, 0, da, in)
+			MatMul(d.Precision, true, false, dr, in, n, 1, g, r, xd, in, 0, da, in)
 		}
 		if dr < r {
 			checkLen("FusedAdapterBackward x", x, n*in)
-			Gemm(true, false, r-dr, in, n, 1, dh[dr:], r, x, in, 0, da[dr*in:], in)
+			MatMul(d.Precision, true, false, r-dr, in, n, 1, g[dr:], r, x, in, 0, da[dr*in:], in)
 		}
 	}
 }
 
-// scaleColumns multiplies column j of the rows×cols matrix m by s[j].
 // ApplyDropout writes dst[i] = x[i]·scale when bit i of keep (bit i%64 of
 // word i/64) is set, else 0: x ⊙ drop without materialising drop. dst may be
 // x.
@@ -161,6 +202,7 @@ func ExpandDropout[T Float](drop []T, keep []uint64, scale T) {
 	})
 }
 
+// scaleColumns multiplies column j of the rows×cols matrix m by s[j].
 func scaleColumns[T Float](m, s []T, rows, cols int) {
 	for i := 0; i < rows; i++ {
 		row := m[i*cols : (i+1)*cols]

@@ -27,6 +27,18 @@ type Attn[T Float] struct {
 	Q, K, V, Out                         []T
 	QStride, KStride, VStride, OutStride int
 	Probs                                []T
+	// Precision is the arithmetic of the products (see MatMul): FP32 when
+	// left zero; with BF16 the softmax and its gradient stay float32.
+	Precision Precision
+}
+
+// gemm is gemmAuto in a's precision.
+func (a Attn[T]) gemm(transA, transB bool, m, n, k int, alpha T, x []T, lda int, y []T, ldb int, beta T, c []T, ldc int) {
+	if a.Precision == BF16 {
+		bf16Product(transA, transB, m, n, k, alpha, x, lda, y, ldb, beta, c, ldc, gemmAuto[T])
+		return
+	}
+	gemmAuto(transA, transB, m, n, k, alpha, x, lda, y, ldb, beta, c, ldc)
 }
 
 // attnRowBlock is the number of query rows processed at once: it bounds the
@@ -121,7 +133,7 @@ func (a Attn[T]) forwardHead(h int, scores []T) {
 		i1 := min(i0+attnRowBlock, a.Tq)
 		p := a.probs(h, i0, i1, scores)
 		keys := a.Tk - a.Tq + i1 // the keys any row of the block sees
-		gemmAuto(false, false, i1-i0, d, keys, 1, p, a.Tk, a.V[g*d:], a.VStride, 0, a.Out[i0*a.OutStride+h*d:], a.OutStride)
+		a.gemm(false, false, i1-i0, d, keys, 1, p, a.Tk, a.V[g*d:], a.VStride, 0, a.Out[i0*a.OutStride+h*d:], a.OutStride)
 	}
 }
 
@@ -140,7 +152,7 @@ func (a Attn[T]) probs(h, i0, i1 int, scores []T) []T {
 		width = a.Tk
 	}
 	scale := T(1 / math.Sqrt(float64(d)))
-	gemmAuto(false, true, i1-i0, keys, d, scale, a.Q[i0*a.QStride+h*d:], a.QStride, a.K[g*d:], a.KStride, 0, p, a.Tk)
+	a.gemm(false, true, i1-i0, keys, d, scale, a.Q[i0*a.QStride+h*d:], a.QStride, a.K[g*d:], a.KStride, 0, p, a.Tk)
 	for i := i0; i < i1; i++ {
 		row := p[(i-i0)*a.Tk : (i-i0)*a.Tk+width]
 		visible := a.Tk - a.Tq + i + 1
@@ -174,21 +186,21 @@ func (a Attn[T]) backwardGroup(g int, grads attnGrads[T], scores, dScores []T) {
 			}
 			dOut := grads.dOut[i0*a.OutStride+h*d:]
 			if grads.dV != nil { // dV[g] += Pᵀ dOut[h]
-				gemmAuto(true, false, keys, d, rows, 1, p, a.Tk, dOut, a.OutStride, 1, grads.dV[g*d:], a.VStride)
+				a.gemm(true, false, keys, d, rows, 1, p, a.Tk, dOut, a.OutStride, 1, grads.dV[g*d:], a.VStride)
 			}
 			if grads.dQ == nil && grads.dK == nil {
 				continue
 			}
 			// dP = dOut[h] V[g]ᵀ, then dS = P ⊙ (dP - rowsum(P ⊙ dP)) in place.
-			gemmAuto(false, true, rows, keys, d, 1, dOut, a.OutStride, a.V[g*d:], a.VStride, 0, dScores, a.Tk)
+			a.gemm(false, true, rows, keys, d, 1, dOut, a.OutStride, a.V[g*d:], a.VStride, 0, dScores, a.Tk)
 			for i := 0; i < rows; i++ {
 				softmaxBackwardRow(dScores[i*a.Tk:i*a.Tk+keys], p[i*a.Tk:i*a.Tk+keys])
 			}
 			if grads.dQ != nil { // dQ[h] = dS K[g] / √D
-				gemmAuto(false, false, rows, d, keys, scale, dScores, a.Tk, a.K[g*d:], a.KStride, 0, grads.dQ[i0*a.QStride+h*d:], a.QStride)
+				a.gemm(false, false, rows, d, keys, scale, dScores, a.Tk, a.K[g*d:], a.KStride, 0, grads.dQ[i0*a.QStride+h*d:], a.QStride)
 			}
 			if grads.dK != nil { // dK[g] += dSᵀ Q[h] / √D
-				gemmAuto(true, false, keys, d, rows, scale, dScores, a.Tk, a.Q[i0*a.QStride+h*d:], a.QStride, 1, grads.dK[g*d:], a.KStride)
+				a.gemm(true, false, keys, d, rows, scale, dScores, a.Tk, a.Q[i0*a.QStride+h*d:], a.QStride, 1, grads.dK[g*d:], a.KStride)
 			}
 		}
 	}
@@ -269,6 +281,8 @@ type SelfAttention struct {
 	// per sequence, positions 0..Seq-1. The slice is read at every call, so
 	// its contents may change between calls.
 	Positions []int
+	// Precision is the arithmetic of the attention products (see Attn).
+	Precision Precision
 }
 
 // SelfAttentionForward computes out [N, H·D] from qkv [N, (H+2·KV)·D], whose
@@ -387,7 +401,7 @@ func segmentAttn[T Float](s SelfAttention, g segment, qkv, out []T) Attn[T] {
 	a := Attn[T]{
 		Tq: g.n, Tk: g.n, Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim,
 		Q: qkv[row:], K: qkv[row+hd:], V: qkv[row+hd+kvd:],
-		QStride: w, KStride: w, VStride: w, OutStride: hd,
+		QStride: w, KStride: w, VStride: w, OutStride: hd, Precision: s.Precision,
 	}
 	if out != nil {
 		a.Out = out[g.start*hd:]

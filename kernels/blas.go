@@ -3,6 +3,7 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"gonum.org/v1/gonum/blas"
 )
@@ -49,6 +50,7 @@ func trans(t bool) blas.Transpose {
 // would take the cores from the goroutines of the other kernels that run
 // between BLAS calls. The split depends only on the shape and GOMAXPROCS.
 func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	gemmCalls.Add(1)
 	if m == 0 || n == 0 {
 		return
 	}
@@ -91,6 +93,13 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 		gemm(transA, transB, m, hi-lo, k, alpha, a, lda, b[bOff:], ldb, beta, c[lo:], ldc)
 	})
 }
+
+// gemmCalls counts the calls of Gemm (see GemmCalls).
+var gemmCalls atomic.Uint64
+
+// GemmCalls returns how many times Gemm has been called in this process, so
+// that tests can count the products a computation makes.
+func GemmCalls() uint64 { return gemmCalls.Load() }
 
 // gemm is one single-threaded backend call of Gemm (k > 0, m, n > 0).
 func gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {

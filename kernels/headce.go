@@ -302,6 +302,14 @@ func HeadScratchBytes[T Float](w Matrix[T], n int, grad bool) int64 {
 	if dense {
 		logits = pooledElems(blockRows * min(v, max(headMinVocabChunk, headChunkElems/blockRows)))
 	}
+	if _, cast := w.(autocastBF16[T]); cast {
+		// AutocastBF16 rounds a copy of the block's rows and, for dx, of
+		// its logits' gradient.
+		rows += pooledElems(blockRows * c)
+		if grad {
+			logits += pooledElems(blockRows * v)
+		}
+	}
 	return elem*(rows+logits) + 8*(pooledElems(n)+pooledElems(3*blockRows))
 }
 

@@ -62,7 +62,7 @@ func TestGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 					kernels = append(kernels, k)
 					a := b.Learnable(lin.Module+".A", f.A, f.Rank, f.In)
 					bb := b.Learnable(lin.Module+".B", f.B, f.Out, f.Rank)
-					return b.Apply(k, x, a, bb)
+					return k.Apply(x, a, bb)
 				}
 				const batch, seq = 2, 7
 				g, err := BuildGraph(p, GraphOptions[float32]{Batch: batch, Seq: seq, Adapter: hook, Packed: packed,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/kernels/gop"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -34,6 +35,15 @@ type GraphOptions[T kernels.Float] struct {
 	// of every layer buys the memory of all layers' activations but one.
 	// Results are bitwise the same.
 	GradientCheckpointing bool
+	// Precision is the arithmetic of the graph's matrix products (see
+	// kernels.Precision): the frozen projections, the head, attention and
+	// the adapters the Adapter hook adds (Builder.Precision). With BF16 a
+	// frozen float32 dense weight (a dense-fp32 base, the head) is
+	// multiplied as a bf16 copy made here (CastBytes), bf16 bases as they
+	// are, and bitmap-fp16/bitmap-fp32 bases at their storage precision
+	// (only the activation operand rounds). Trainable base weights need
+	// FP32.
+	Precision kernels.Precision
 }
 
 // Builder is the graph under construction, handed to the Adapter hook.
@@ -41,7 +51,11 @@ type Builder[T kernels.Float] struct {
 	g          *G.ExprGraph
 	inputs     G.Nodes
 	learnables G.Nodes
+	precision  kernels.Precision
 }
+
+// Precision is the arithmetic of the graph's products (GraphOptions.Precision).
+func (b *Builder[T]) Precision() kernels.Precision { return b.precision }
 
 // Graph returns the expression graph.
 func (b *Builder[T]) Graph() *G.ExprGraph { return b.g }
@@ -86,6 +100,38 @@ type Graph[T kernels.Float] struct {
 	logits, loss       *G.Node
 	plan               *gop.Plan
 	vm                 G.VM
+	castBytes          int64
+	precision          kernels.Precision
+}
+
+// Precision is the arithmetic of the graph's products.
+func (gr *Graph[T]) Precision() kernels.Precision { return gr.precision }
+
+// CastBytes is the size of the bf16 copies of float32 weights the graph
+// multiplies with (GraphOptions.Precision BF16), 0 otherwise.
+func (gr *Graph[T]) CastBytes() int64 { return gr.castBytes }
+
+// autocast returns the matrix a graph of precision p multiplies by in place
+// of m, adding the size of any copy it makes to *bytes: m itself with FP32;
+// with BF16 m behind kernels.AutocastBF16, a dense float32 m first rounded to
+// a bitmap.DenseBF16 (a float64 one to a rounded dense copy).
+func autocast[T kernels.Float](p kernels.Precision, m kernels.Matrix[T], bytes *int64) kernels.Matrix[T] {
+	if p != kernels.BF16 {
+		return m
+	}
+	if d, ok := m.(*kernels.Dense[T]); ok {
+		if w, ok := any(d.W).([]float32); ok {
+			c := bitmap.NewDenseBF16(w, d.R, d.C)
+			*bytes += c.Bytes()
+			m = any(c).(kernels.Matrix[T])
+		} else {
+			w := make([]T, len(d.W))
+			kernels.RoundBF16(w, d.W)
+			*bytes += int64(len(w)) * 8
+			m = kernels.NewDense(w, d.R, d.C)
+		}
+	}
+	return kernels.AutocastBF16(m)
 }
 
 // BuildGraph builds and compiles the training graph of p.
@@ -102,8 +148,8 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		trainable = func(string) bool { return false }
 	}
 	n := opt.Batch * opt.Seq
-	b := &Builder[T]{g: G.NewGraph()}
-	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g,
+	b := &Builder[T]{g: G.NewGraph(), precision: opt.Precision}
+	gr := &Graph[T]{Params: p, Batch: opt.Batch, Seq: opt.Seq, g: b.g, precision: opt.Precision,
 		idsT: make([]int, n), targetsT: make([]int, n), maskT: make([]T, n)}
 	if opt.Packed {
 		gr.posT = make([]int, n)
@@ -140,13 +186,16 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			if !ok {
 				panic(fmt.Errorf("model: %s is trainable but its base is not dense", wname))
 			}
+			if opt.Precision != kernels.FP32 {
+				panic(fmt.Errorf("model: %s is trainable, which needs precision fp32, not %s", wname, opt.Precision))
+			}
 			ins := []*G.Node{x, param(wname, d.W, d.R, d.C)}
 			if lin.Bias != nil {
 				ins = append(ins, param(bname, lin.Bias, len(lin.Bias)))
 			}
 			y = must(b.Apply(gop.Linear[T]{}, ins...))
 		} else {
-			y = must(b.Apply(gop.FrozenLinear[T]{ID: lin.Module, W: lin.Base, Bias: lin.Bias}, x))
+			y = must(b.Apply(gop.FrozenLinear[T]{ID: lin.Module, W: autocast(opt.Precision, lin.Base, &gr.castBytes), Bias: lin.Bias}, x))
 		}
 		if opt.Adapter != nil {
 			delta := must(opt.Adapter(b, lin, x))
@@ -185,7 +234,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		}
 		attn := gop.SelfAttention[T]{SelfAttention: kernels.SelfAttention{
 			Batch: opt.Batch, Seq: opt.Seq, Heads: cfg.Heads, KVHeads: cfg.KVHeads,
-			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq(), Positions: gr.posT}}
+			HeadDim: cfg.HeadDim, InvFreq: cfg.InvFreq(), Positions: gr.posT, Precision: opt.Precision}}
 		norm := gop.RMSNorm[T]{Eps: cfg.RMSNormEps}
 		for l := range p.Layers {
 			first := len(b.g.AllNodes())
@@ -211,7 +260,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		headTrains := (cfg.TieEmbeddings && trainable(embedName)) || (!cfg.TieEmbeddings && trainable("lm_head.weight"))
 		switch {
 		case !headTrains && !opt.KeepLogits:
-			head := gop.HeadCrossEntropy[T]{ID: "lm_head", W: p.Head}
+			head := gop.HeadCrossEntropy[T]{ID: "lm_head", W: autocast(opt.Precision, p.Head, &gr.castBytes)}
 			if len(b.learnables) > 0 {
 				// Something trains: the forward pass also computes the input
 				// gradient (one pass over the head's logits instead of two).
@@ -220,6 +269,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			gr.loss = must(b.Apply(head, x, gr.targets, gr.mask))
 			return
 		case cfg.TieEmbeddings && trainable(embedName):
+			if opt.Precision != kernels.FP32 {
+				panic(fmt.Errorf("model: %s is trainable, which needs precision fp32, not %s", embedName, opt.Precision))
+			}
 			gr.logits = must(b.Apply(gop.Linear[T]{}, x, embed))
 		default:
 			gr.logits = proj(&Linear[T]{Module: "lm_head", Base: p.Head}, x)

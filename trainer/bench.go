@@ -37,6 +37,8 @@ type TrainBenchResult struct {
 	// (model.Graph.Buffers), with or without gradient checkpointing.
 	ActivationMB          float64 `json:"activation_mb"`
 	GradientCheckpointing bool    `json:"gradient_checkpointing"`
+	// Precision is train.precision ("fp32" or "bf16").
+	Precision string `json:"precision"`
 	bitmap.Paths
 }
 
@@ -112,8 +114,12 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	if err != nil {
 		return nil, err
 	}
+	prec, err := kernels.ParsePrecision(cfg.Train.Precision)
+	if err != nil {
+		return nil, fmt.Errorf("train.precision: %w", err)
+	}
 	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter,
-		GradientCheckpointing: cfg.Train.GradientCheckpointing})
+		GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: prec})
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +138,7 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	res := &TrainBenchResult{Bench: "train", Method: o.Method, Shape: o.Shape, Batch: o.Batch, Seq: o.Seq, Steps: o.Steps,
 		TrainableParams: setup.TrainableCount(), SetupSeconds: time.Since(start).Seconds(),
 		Memory:       Memory{Plan: mp, MappedBytes: mp.Mapped, GoMemoryLimitBytes: limit, GoMemoryLimitSource: source},
-		ActivationMB: mib(buf.Bytes), GradientCheckpointing: cfg.Train.GradientCheckpointing,
+		ActivationMB: mib(buf.Bytes), GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: cfg.Train.Precision,
 		Paths: bitmap.CurrentPaths()}
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {

@@ -382,6 +382,7 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 		k = adapters.NewFusedKernel[float32](f, lin.Module, adapters.SeedFor(uint64(s.Config.Train.Seed), lin.Module+".dropout"))
 		s.kernels[lin.Module] = k
 	}
+	k.SetPrecision(b.Precision())
 	input := b.Input
 	if anyTrue(f.TrainableRanks()) && s.Config.Trains() {
 		input = b.Learnable
@@ -389,7 +390,7 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 	a := input(lin.Module+".A", f.A, f.Rank, f.In)
 	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
 	s.nodes[lin.Module] = [2]*G.Node{a, bb}
-	return b.Apply(k, x, a, bb)
+	return k.Apply(x, a, bb)
 }
 
 // SetDropoutStep selects the dropout masks of a (micro-)step in every
@@ -421,4 +422,13 @@ func (s *Setup) ReadGrads(g *model.Graph[float32]) error {
 		p.Grad = v.Data().([]float32)
 	}
 	return nil
+}
+
+// precisionPhrase describes train.precision for the run header: "fp32", or
+// "bf16" with the bf16 product in use (kernels.BF16GemmPath).
+func precisionPhrase(precision string) string {
+	if precision == configs.PrecisionBF16 {
+		return fmt.Sprintf("%s (bf16 products: %s)", precision, kernels.BF16GemmPath())
+	}
+	return precision
 }

@@ -23,7 +23,8 @@ type MemoryPlan struct {
 	// Base is the projection bases as stored (model.BaseBytes).
 	Base int64 `json:"base"`
 	// Frozen is the other frozen tensors as held: the embedding, the head
-	// unless tied, the norms and biases.
+	// unless tied, the norms and biases, and the bf16 copies of float32
+	// weights a bf16 graph multiplies with (model.Graph.CastBytes).
 	Frozen int64 `json:"frozen"`
 	// Adapters is the adapters' values (A, B and the per-rank scales).
 	Adapters int64 `json:"adapters"`
@@ -35,7 +36,7 @@ type MemoryPlan struct {
 	// buffers, plus the pooled scratch of the fused head and of attention.
 	Activations int64 `json:"activations"`
 	// Scratch is the kernels' other buffers: the decoded panels of bitmap
-	// and bf16 bases.
+	// and bf16 bases, and the rounded operands of emulated bf16 products.
 	Scratch int64 `json:"scratch"`
 	Total   int64 `json:"total"`
 	// Mapped is the part of Base and Frozen that is a view of a
@@ -115,10 +116,18 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 		c := p.Config
 		n := graph.Batch * graph.Seq
 		attn := kernels.SelfAttention{Batch: graph.Batch, Seq: graph.Seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
+		mp.Frozen += graph.CastBytes()
 		mp.Activations = graph.Buffers().Bytes + attn.ScratchBytes(4) +
 			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0)
 		if panels {
 			mp.Scratch = int64(max(bitmap.PipelineDepth, 1)) * int64(bitmap.PanelElems) * 4
+		}
+		if graph.Precision() == kernels.BF16 {
+			width := c.Hidden
+			for _, lin := range p.Layers[0].Proj {
+				width = max(width, lin.Base.Rows(), lin.Base.Cols())
+			}
+			mp.Scratch += kernels.BF16ScratchBytes(n, width)
 		}
 	}
 	mp.Total = mp.Base + mp.Frozen + mp.Adapters + mp.Gradients + mp.Optimizer + mp.Activations + mp.Scratch

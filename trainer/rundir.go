@@ -57,6 +57,9 @@ type Summary struct {
 	Eval *EvalSummary `json:"eval,omitempty"`
 	// Memory is the run's memory plan beside its peak RSS.
 	Memory *Memory `json:"memory,omitempty"`
+	// Precision is train.precision, the arithmetic of the training step's
+	// products ("fp32" or "bf16").
+	Precision string `json:"precision"`
 	// Paths are the BLAS core and kernel path the (last) invocation ran.
 	bitmap.Paths
 

@@ -124,13 +124,14 @@ func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*tr
 	data := setup.Data
 	st := data.Stats
 	rep.logf("kernels: %s", bitmap.CurrentPaths())
+	rep.logf("precision: %s", precisionPhrase(tc.Precision))
 	rep.logf("data: %d training sequences (%d truncated, %d dropped, %d with no answer tokens left after truncation), %d held out",
 		len(data.Train), st.Truncated, st.Dropped, st.NoTarget, len(data.Eval))
 	r := &training{cfg: cfg, runDir: runDir, setup: setup, rep: rep,
 		sum: &Summary{Method: cfg.Method, Steps: cfg.Steps(), Sparsity: setup.Sparsity, TrainableParams: setup.TrainableCount(),
 			TrainExamples: len(data.Train), EvalExamples: len(data.Eval), TruncatedExample: st.Truncated,
 			DroppedExamples: st.Dropped, DroppedNoAnswer: st.NoTarget, ConfigHash: cfg.Hash(),
-			Paths: bitmap.CurrentPaths()},
+			Precision: tc.Precision, Paths: bitmap.CurrentPaths()},
 		heldOut: heldOutSeqs(cfg, data),
 		runner:  model.NewRunner(setup.Params),
 		adam:    NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay),
@@ -158,9 +159,13 @@ func (r *training) open(resume bool) error {
 		if r.loader, err = newLoader(r.setup.Data.Train, tc.BatchSize, cfg.Data.SeqLen, pad, uint64(tc.Seed)); err != nil {
 			return err
 		}
+		prec, err := kernels.ParsePrecision(tc.Precision)
+		if err != nil {
+			return fmt.Errorf("train.precision: %w", err)
+		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
 			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
-			GradientCheckpointing: tc.GradientCheckpointing}); err != nil {
+			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec}); err != nil {
 			return err
 		}
 		if resume {

@@ -29,6 +29,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o trainer.TrainBenchOptions
 	var methods string
 	var jsonOut, verbose, checkpointing bool
+	var precision string
 	fs := newFlagSet("train")
 	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: "+model.ShapeNames)
 	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
@@ -38,6 +39,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Warmup, "warmup", 1, "untimed steps first")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and data")
 	fs.BoolVar(&checkpointing, "gradient-checkpointing", false, "recompute each layer in the backward pass (train.gradient_checkpointing)")
+	fs.StringVar(&precision, "precision", "fp32", "arithmetic of the products: fp32 or bf16 (train.precision)")
 	fs.BoolVar(&jsonOut, "json", false, "print one JSON object per line")
 	fs.BoolVar(&verbose, "v", false, "print setup and per-step lines to stderr")
 	if err := cli.Parse(fs, args, stdout); err != nil {
@@ -46,12 +48,16 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if checkpointing {
 		o.Sets = append(o.Sets, "train.gradient_checkpointing=true")
 	}
+	if _, err := kernels.ParsePrecision(precision); err != nil {
+		return cli.UsageError(fmt.Sprintf("-precision: %v", err))
+	}
+	o.Sets = append(o.Sets, "train.precision="+precision)
 	logf := func(string, ...any) {}
 	if verbose {
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
 	if !jsonOut {
-		fmt.Fprintf(stdout, "# %s, BLAS %s, %d threads\n", bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0))
+		fmt.Fprintf(stdout, "# %s, BLAS %s, %d threads, precision %s (bf16 products: %s)\n", bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0), precision, kernels.BF16GemmPath())
 		fmt.Fprintf(stdout, "%-10s %-10s %5s %5s %12s %12s %12s %10s %10s %10s\n", "method", "shape", "batch", "seq", "ms/step", "tokens/s", "trainable", "plan MB", "peak MB", "act MB")
 	}
 	list := strings.Split(methods, ",")

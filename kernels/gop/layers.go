@@ -239,6 +239,9 @@ func (k SelfAttention[T]) Name() string {
 	if s.Positions != nil {
 		packed = ",packed"
 	}
+	if s.Precision != kernels.FP32 {
+		packed += "," + s.Precision.String()
+	}
 	return fmt.Sprintf("SelfAttention(B=%d,T=%d,H=%d,KV=%d,D=%d,rope=%s%s)", s.Batch, s.Seq, s.Heads, s.KVHeads, s.HeadDim, rope, packed)
 }
 
