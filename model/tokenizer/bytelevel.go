@@ -70,6 +70,7 @@ type splitStage struct {
 	// -1. When it matched a run of two or more spaces followed by a non-space, the last
 	// space is given back, which is what the look-ahead achieves.
 	wsRunGroup int
+	pattern    string // as the tokenizer file writes it
 }
 
 // gpt2SplitPattern is the pre-tokenizer pattern of GPT-2, used by ByteLevel with use_regex.
@@ -101,7 +102,7 @@ func newSplitStage(pattern string, prefixSpace bool) (splitStage, error) {
 	if err != nil {
 		return splitStage{}, fmt.Errorf("pattern %q: %w", pattern, err)
 	}
-	return splitStage{prefixSpace: prefixSpace, re: re, wsRunGroup: re.SubexpIndex(group)}, nil
+	return splitStage{prefixSpace: prefixSpace, re: re, wsRunGroup: re.SubexpIndex(group), pattern: pattern}, nil
 }
 
 // expandWhitespaceClasses rewrites \s and \S of a pattern into explicit White_Space classes,
