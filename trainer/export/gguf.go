@@ -183,11 +183,11 @@ func modelMetadata(cfg model.Config, name string, fileType uint32) []gguf.KV {
 
 // GGUF token types (llama_token_type).
 const (
-	tokenNormal      int32 = 1
-	tokenUnknown     int32 = 2
-	tokenControl     int32 = 3
-	tokenUnused      int32 = 5
-	tokenByte        int32 = 6
+	tokenNormal  int32 = 1
+	tokenUnknown int32 = 2
+	tokenControl int32 = 3
+	tokenUnused  int32 = 5
+	tokenByte    int32 = 6
 )
 
 // pieceTokenTypes maps the tokenizer's piece types to GGUF token types.
@@ -197,7 +197,7 @@ var pieceTokenTypes = map[tokenizer.PieceType]int32{tokenizer.PieceNormal: token
 // preTokenizers names the byte-level split patterns llama.cpp knows by the
 // names its converter writes as tokenizer.ggml.pre.
 var preTokenizers = map[string]string{
-	`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:                                     "gpt-2",
+	`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:                                          "gpt-2",
 	`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`: "llama-bpe",
 	`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`:      "qwen2",
 }
