@@ -18,6 +18,7 @@ import (
 	"github.com/salr-go/salr/internal/testgguf"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/tokenizer"
 	"github.com/salr-go/salr/trainer"
 )
 
@@ -539,4 +540,39 @@ func TestExportRefusesBadRequests(t *testing.T) {
 // kernelsRope applies the project's half-split RoPE to one row of heads.
 func kernelsRope(x []float32, heads, d, pos int, invFreq []float64) {
 	kernels.RopeForward(x, 1, len(x), 0, heads, d, []int{pos}, invFreq)
+}
+
+// TestByteLevelTokenizerMetadata: GPT-2's tokenizer as tokenizer.ggml.*
+// with llama.cpp's "gpt2" model, padded to a larger model vocabulary.
+func TestByteLevelTokenizerMetadata(t *testing.T) {
+	tok, err := tokenizer.Load(filepath.Join(assets.ForTest(t), "gpt2", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvs, err := tokenizerMetadata(tok, 50304)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]any{}
+	for _, e := range kvs {
+		kv[e.Key] = e.Value
+	}
+	tokens, _ := kv["tokenizer.ggml.tokens"].([]string)
+	types, _ := kv["tokenizer.ggml.token_type"].([]int32)
+	merges, _ := kv["tokenizer.ggml.merges"].([]string)
+	if kv["tokenizer.ggml.model"] != "gpt2" || kv["tokenizer.ggml.pre"] != "gpt-2" || kv["tokenizer.ggml.scores"] != nil {
+		t.Errorf("model %v, pre %v, scores %v", kv["tokenizer.ggml.model"], kv["tokenizer.ggml.pre"], kv["tokenizer.ggml.scores"] != nil)
+	}
+	if len(tokens) != 50304 || len(types) != 50304 || len(merges) != 50000 || merges[0] != "Ġ t" {
+		t.Fatalf("%d tokens, %d types, %d merges", len(tokens), len(types), len(merges))
+	}
+	if tokens[50256] != "<|endoftext|>" || types[50256] != 3 || tokens[50257] != "[PAD50257]" || types[50257] != 5 || types[0] != 1 {
+		t.Errorf("tokens %q %q, types %d %d %d", tokens[50256], tokens[50257], types[50256], types[50257], types[0])
+	}
+	if kv["tokenizer.ggml.add_bos_token"] != false || kv["tokenizer.ggml.eos_token_id"] != uint32(50256) {
+		t.Errorf("add_bos %v, eos %v", kv["tokenizer.ggml.add_bos_token"], kv["tokenizer.ggml.eos_token_id"])
+	}
+	if _, err := tokenizerMetadata(tok, 50000); err == nil || !strings.Contains(err.Error(), "50257 tokens") {
+		t.Errorf("a vocabulary smaller than the tokenizer: %v", err)
+	}
 }
