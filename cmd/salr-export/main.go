@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/trainer/export"
@@ -64,9 +63,6 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	}
 	if err := o.export.Check(); err != nil {
 		return o, cli.UsageError("-" + err.Error())
-	}
-	if _, err := os.Stat(o.run); err != nil {
-		return o, cli.UsageError(fmt.Sprintf("-run %s: %v", o.run, err))
 	}
 	return o, nil
 }
