@@ -241,6 +241,26 @@ func TestHFExportMatchesTheRun(t *testing.T) {
 	if got, want := greedyTokens(t, exported), greedyTokens(t, ref); !reflect.DeepEqual(got, want) {
 		t.Errorf("greedy tokens of the export %v, of the run %v", got, want)
 	}
+
+	// Exported again in one file over the sharded export: the shards and
+	// the index go; without -overwrite the directory is refused.
+	if err := Run(run, out, Options{Format: FormatHF, DType: DTypeBF16}); err == nil || !strings.Contains(err.Error(), "already holds a model") {
+		t.Errorf("export over a model without Overwrite: %v", err)
+	}
+	if err := Run(run, out, Options{Format: FormatHF, DType: DTypeBF16, Overwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(out)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if want := []string{"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("files %v, want %v", names, want)
+	}
+	if st := readSafetensors(t, filepath.Join(out, "model.safetensors"))[model.EmbedTokensName]; st.dtype != "BF16" {
+		t.Errorf("the bf16 export stores %s", st.dtype)
+	}
 }
 
 // greedyTokens continues "Once upon a time" greedily for 40 tokens. The
