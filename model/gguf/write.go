@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/kernels"
@@ -397,6 +398,9 @@ func checkValue(v any) error {
 // as F16, q[i] = round(x[i]/d)). For Q8_0 len(values) must be a multiple of
 // 32.
 func AppendTensorData(dst []byte, values []float32, t TensorType) ([]byte, error) {
+	if size, ok := t.RowBytes(uint64(len(values))); ok {
+		dst = slices.Grow(dst, int(size))
+	}
 	switch t {
 	case F32:
 		for _, v := range values {
