@@ -92,7 +92,7 @@ func Run(runDir, out string, o Options) error {
 	if o.Format == FormatHF {
 		return writeHF(out, l, modelDir(runDir), o)
 	}
-	return writeGGUF(out, l, filepath.Base(filepath.Clean(runDir)), o)
+	return writeGGUF(out, l, modelDir(runDir), filepath.Base(filepath.Clean(runDir)), o)
 }
 
 // checkOutput refuses an existing output without o.Overwrite before any

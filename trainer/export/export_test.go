@@ -620,3 +620,27 @@ func TestByteLevelTokenizerMetadata(t *testing.T) {
 		t.Errorf("a vocabulary smaller than the tokenizer: %v", err)
 	}
 }
+
+func TestChatTemplate(t *testing.T) {
+	dir := t.TempDir()
+	if got, err := chatTemplate(dir); got != "" || err != nil {
+		t.Errorf("no tokenizer_config.json: %q, %v", got, err)
+	}
+	write := func(text string) {
+		if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`{"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}", "bos_token": "<s>"}`)
+	if got, err := chatTemplate(dir); got != "{% for m in messages %}{{ m['content'] }}{% endfor %}" || err != nil {
+		t.Errorf("chat template %q, %v", got, err)
+	}
+	write(`{"bos_token": "<s>"}`)
+	if got, err := chatTemplate(dir); got != "" || err != nil {
+		t.Errorf("no chat_template: %q, %v", got, err)
+	}
+	write(`{"chat_template": `)
+	if _, err := chatTemplate(dir); err == nil || !strings.Contains(err.Error(), "tokenizer_config.json") {
+		t.Errorf("bad JSON: %v", err)
+	}
+}
