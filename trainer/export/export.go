@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/trainer"
 )
 
@@ -109,7 +110,7 @@ func checkOutput(out string, o Options) error {
 		if o.Overwrite {
 			return nil
 		}
-		for _, name := range []string{model.HFConfigFileName, "model.safetensors", "model.safetensors.index.json"} {
+		for _, name := range []string{model.HFConfigFileName, safetensors.SingleFileName, safetensors.IndexFileName} {
 			if _, err := os.Stat(filepath.Join(out, name)); err == nil {
 				return fmt.Errorf("%s already holds a model (%s); pass -overwrite to replace it", out, name)
 			}
