@@ -644,3 +644,16 @@ func TestChatTemplate(t *testing.T) {
 		t.Errorf("bad JSON: %v", err)
 	}
 }
+
+// TestSlidingWindowCapsTheContext: llama.cpp's llama architecture has no
+// sliding window, so a mistral model's GGUF context stops at the window.
+func TestSlidingWindowCapsTheContext(t *testing.T) {
+	for _, c := range []struct{ window, want int }{{0, 32768}, {4096, 4096}, {65536, 32768}} {
+		kvs := modelMetadata(model.Config{ModelType: "mistral", MaxPositions: 32768, SlidingWindow: c.window}, "m", 1)
+		for _, kv := range kvs {
+			if kv.Key == "llama.context_length" && kv.Value != uint32(c.want) {
+				t.Errorf("window %d: context_length %v, want %d", c.window, kv.Value, c.want)
+			}
+		}
+	}
+}

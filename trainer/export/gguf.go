@@ -173,14 +173,21 @@ func PermuteRoPERows(w []float32, rows, cols, heads int) []float32 {
 }
 
 // modelMetadata are the general.* and llama.* keys llama.cpp's loader reads.
+// The context length of a model with sliding-window attention (mistral) is
+// capped at the window: llama.cpp's llama architecture attends to the whole
+// context, which gives the same results only that far.
 func modelMetadata(cfg model.Config, name string, fileType uint32) []gguf.KV {
+	ctx := cfg.MaxPositions
+	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < ctx {
+		ctx = cfg.SlidingWindow
+	}
 	return []gguf.KV{
 		{Key: "general.architecture", Value: "llama"},
 		{Key: "general.name", Value: name},
 		{Key: "general.file_type", Value: fileType},
 		{Key: gguf.AlignmentKey, Value: uint32(gguf.DefaultAlignment)},
 		{Key: "llama.vocab_size", Value: uint32(cfg.Vocab)},
-		{Key: "llama.context_length", Value: uint32(cfg.MaxPositions)},
+		{Key: "llama.context_length", Value: uint32(ctx)},
 		{Key: "llama.embedding_length", Value: uint32(cfg.Hidden)},
 		{Key: "llama.block_count", Value: uint32(cfg.Layers)},
 		{Key: "llama.feed_forward_length", Value: uint32(cfg.Intermediate)},
