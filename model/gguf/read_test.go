@@ -41,7 +41,7 @@ func sampleBuilder(version uint32) *ggufbuild.Builder {
 	f32 := []float32{1, -2, 3.5, 0, 1e-3, 7, -8, 9}
 	b.Add(ggufbuild.Tensor{Name: "f32", Dims: []uint64{4, 2}, Type: 0, Data: ggufbuild.F32(f32)})
 	b.Add(ggufbuild.Tensor{Name: "f16", Dims: []uint64{3}, Type: 1, Data: ggufbuild.Halves([]uint16{0x3c00, 0xc000, 0x3800})}) // 1, -2, 0.5
-	b.Add(ggufbuild.Tensor{Name: "bf16", Dims: []uint64{2}, Type: 30, Data: ggufbuild.Halves([]uint16{0x3f80, 0xc040})})      // 1, -3
+	b.Add(ggufbuild.Tensor{Name: "bf16", Dims: []uint64{2}, Type: 30, Data: ggufbuild.Halves([]uint16{0x3f80, 0xc040})})       // 1, -3
 	q := make([]float32, 64)
 	for i := range q {
 		q[i] = float32(i-30) / 8

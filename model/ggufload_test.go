@@ -1,0 +1,347 @@
+package model
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/model/internal/ggufbuild"
+)
+
+// stories260KVocab parses tok512.bin independently of the tokenizer package:
+// the pieces in SentencePiece form, their scores and llama.cpp token types.
+func stories260KVocab(t *testing.T) (pieces []string, scores []float32, types []int32) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(checkpointTestAssets(t), "stories260K", "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 4; off < len(data); {
+		score := math.Float32frombits(binary.LittleEndian.Uint32(data[off:]))
+		n := int(binary.LittleEndian.Uint32(data[off+4:]))
+		raw := string(data[off+8 : off+8+n])
+		off += 8 + n
+		id := len(pieces)
+		typ := int32(1)
+		switch {
+		case id == 0:
+			typ, raw = 2, "<unk>"
+		case id == 1:
+			typ, raw = 3, "<s>"
+		case id == 2:
+			typ, raw = 3, "</s>"
+		case id <= 258:
+			typ = 6
+		}
+		pieces = append(pieces, strings.ReplaceAll(raw, " ", "\u2581"))
+		scores = append(scores, score)
+		types = append(types, typ)
+	}
+	return pieces, scores, types
+}
+
+// ggufMatrix encodes an HF [out, in] matrix as a GGUF tensor of type typ.
+func ggufMatrix(name string, w []float32, rows, cols int, typ uint32) ggufbuild.Tensor {
+	t := ggufbuild.Tensor{Name: name, Dims: []uint64{uint64(cols), uint64(rows)}, Type: typ}
+	switch typ {
+	case 0:
+		t.Data = ggufbuild.F32(w)
+	case 1:
+		h := make([]uint16, len(w))
+		for i, v := range w {
+			h[i] = kernels.Float32ToF16(v)
+		}
+		t.Data = ggufbuild.Halves(h)
+	case 30:
+		h := make([]uint16, len(w))
+		for i, v := range w {
+			h[i] = kernels.Float32ToBF16(v)
+		}
+		t.Data = ggufbuild.Halves(h)
+	case 8:
+		t.Data = ggufbuild.Q8_0(w, kernels.Float32ToF16, kernels.F16ToFloat32)
+	}
+	return t
+}
+
+// storiesGGUF writes stories260K, taken from its HF directory, as a GGUF
+// file the way llama.cpp's converter lays it out: llama.* keys,
+// tokenizer.ggml.* keys, llama.cpp tensor names, q/k rows in interleaved
+// order, matrices of type typ (Q8_0 only where rows are whole blocks: the
+// FFN's 172 columns are not, so down_proj stays F32) and vectors in F32.
+func storiesGGUF(t *testing.T, typ uint32) (path string, hf *Checkpoint) {
+	t.Helper()
+	src, err := LoadLlama2C(stories260KPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "hf")
+	if err := WriteHF(dir, src, "F32"); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+	if hf, err = LoadHF(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hf.Close() })
+	c := hf.Config
+	b := &ggufbuild.Builder{}
+	b.KV("general.architecture", "llama")
+	b.KV("general.name", "stories260K")
+	b.KV("llama.context_length", uint32(c.MaxPositions))
+	b.KV("llama.embedding_length", uint32(c.Hidden))
+	b.KV("llama.block_count", uint32(c.Layers))
+	b.KV("llama.feed_forward_length", uint32(c.Intermediate))
+	b.KV("llama.rope.dimension_count", uint32(c.HeadDim))
+	b.KV("llama.attention.head_count", uint32(c.Heads))
+	b.KV("llama.attention.head_count_kv", uint32(c.KVHeads))
+	b.KV("llama.attention.layer_norm_rms_epsilon", float32(c.RMSNormEps))
+	b.KV("llama.rope.freq_base", float32(c.RopeTheta))
+	pieces, scores, types := stories260KVocab(t)
+	b.KV("tokenizer.ggml.model", "llama")
+	b.KV("tokenizer.ggml.tokens", pieces)
+	b.KV("tokenizer.ggml.scores", scores)
+	b.KV("tokenizer.ggml.token_type", types)
+	b.KV("tokenizer.ggml.bos_token_id", uint32(1))
+	b.KV("tokenizer.ggml.eos_token_id", uint32(2))
+	b.KV("tokenizer.ggml.unknown_token_id", uint32(0))
+	b.KV("tokenizer.ggml.add_bos_token", true)
+	vec := func(name string, w []float32) {
+		b.Add(ggufbuild.Tensor{Name: name, Dims: []uint64{uint64(len(w))}, Type: 0, Data: ggufbuild.F32(w)})
+	}
+	b.Add(ggufMatrix("token_embd.weight", hf.Tensors[EmbedTokensName].Data, c.Vocab, c.Hidden, typ))
+	vec("output_norm.weight", hf.Tensors[FinalNormName].Data)
+	for l := range c.Layers {
+		blk := "blk." + strconv.Itoa(l) + "."
+		w := func(suffix string) []float32 { return hf.Tensors[LayerTensorName(l, suffix)].Data }
+		vec(blk+"attn_norm.weight", w("input_layernorm.weight"))
+		vec(blk+"ffn_norm.weight", w("post_attention_layernorm.weight"))
+		b.Add(ggufMatrix(blk+"attn_q.weight", ggufbuild.PermuteQK(w("self_attn.q_proj.weight"), c.Heads, c.Hidden), c.QDim(), c.Hidden, typ))
+		b.Add(ggufMatrix(blk+"attn_k.weight", ggufbuild.PermuteQK(w("self_attn.k_proj.weight"), c.KVHeads, c.Hidden), c.KVDim(), c.Hidden, typ))
+		b.Add(ggufMatrix(blk+"attn_v.weight", w("self_attn.v_proj.weight"), c.KVDim(), c.Hidden, typ))
+		b.Add(ggufMatrix(blk+"attn_output.weight", w("self_attn.o_proj.weight"), c.Hidden, c.QDim(), typ))
+		b.Add(ggufMatrix(blk+"ffn_gate.weight", w("mlp.gate_proj.weight"), c.Intermediate, c.Hidden, typ))
+		b.Add(ggufMatrix(blk+"ffn_up.weight", w("mlp.up_proj.weight"), c.Intermediate, c.Hidden, typ))
+		downType := typ
+		if typ == 8 {
+			downType = 0
+		}
+		b.Add(ggufMatrix(blk+"ffn_down.weight", w("mlp.down_proj.weight"), c.Hidden, c.Intermediate, downType))
+	}
+	path = filepath.Join(t.TempDir(), "stories260K.gguf")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, hf
+}
+
+// TestLoadGGUFStories260KF32: an F32 GGUF of stories260K loads as exactly
+// the HF checkpoint (same configuration, bit-identical tensors after the
+// q/k rows are permuted back) and reproduces the reference outputs; Open
+// takes the tokenizer from the file and greedy generation gives the
+// reference tokens and text.
+func TestLoadGGUFStories260KF32(t *testing.T) {
+	path, hf := storiesGGUF(t, 0)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hf.Config
+	if cfg.ModelType != want.ModelType || cfg.Hidden != want.Hidden || cfg.Intermediate != want.Intermediate ||
+		cfg.Layers != want.Layers || cfg.Heads != want.Heads || cfg.KVHeads != want.KVHeads || cfg.HeadDim != want.HeadDim ||
+		cfg.Vocab != want.Vocab || cfg.MaxPositions != want.MaxPositions || float32(cfg.RMSNormEps) != float32(want.RMSNormEps) ||
+		cfg.RopeTheta != want.RopeTheta || cfg.TieEmbeddings != want.TieEmbeddings || cfg.BOSTokenID != 1 || !slices.Equal(cfg.EOSTokenIDs, []int{2}) {
+		t.Fatalf("config %+v\nwant %+v", cfg, want)
+	}
+	ck, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if len(ck.Tensors) != len(hf.Tensors) {
+		t.Fatalf("%d tensors, want %d", len(ck.Tensors), len(hf.Tensors))
+	}
+	for name, w := range hf.Tensors {
+		got := ck.Tensors[name]
+		if got == nil || !slices.Equal(got.Shape, w.Shape) || !slices.Equal(got.Data, w.Data) {
+			t.Fatalf("tensor %s differs from the HF checkpoint", name)
+		}
+	}
+	checkReferenceOutputs(t, ck, 1e-3)
+
+	tokPath, err := DefaultTokenizerPath(path)
+	if err != nil || tokPath != path {
+		t.Fatalf("DefaultTokenizerPath = %q, %v", tokPath, err)
+	}
+	m, err := Open(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids, err := m.Tokenizer.Encode(refPromptText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Tokenizer.AddBOS() || m.Tokenizer.EOS() != 2 {
+		t.Fatalf("AddBOS %v EOS %d", m.Tokenizer.AddBOS(), m.Tokenizer.EOS())
+	}
+	ids = append([]int{m.Tokenizer.BOS()}, ids...)
+	if !slices.Equal(ids, refPromptIDs) {
+		t.Fatalf("prompt ids %v, want %v", ids, refPromptIDs)
+	}
+	s, _ := NewSampler(0, 1, 0)
+	r := NewRunner(m.Params)
+	gen, err := r.Generate([][]int{ids}, GenerateOptions{MaxNewTokens: len(refGenerated), Sampler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gen[0], refGenerated) {
+		t.Fatalf("generated %v\nwant      %v", gen[0], refGenerated)
+	}
+	if got := refPromptText + m.Tokenizer.Decode(append(ids[1:], gen[0]...))[len(refPromptText):]; got != refText {
+		t.Fatalf("text %q\nwant %q", got, refText)
+	}
+}
+
+// TestLoadGGUFStories260KHalfAndQ8_0: F16, BF16 and Q8_0 matrices load as
+// their exact dequantized values (computed here from the test's own
+// encoding), BF16 matrices as bf16 views, and the model's logits stay close
+// to the F32 model's.
+func TestLoadGGUFStories260KHalfAndQ8_0(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		typ    uint32
+		logits float64 // max |Δlogit| against F32 on the prompt
+	}{{"F16", 1, 0.02}, {"BF16", 30, 0.1}, {"Q8_0", 8, 0.3}} {
+		t.Run(c.name, func(t *testing.T) {
+			path, hf := storiesGGUF(t, c.typ)
+			ck, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ck.Close()
+			cfg := hf.Config
+			for name, w := range hf.Tensors {
+				got := ck.Tensors[name]
+				if got == nil || !slices.Equal(got.Shape, w.Shape) {
+					t.Fatalf("tensor %s: %v", name, got)
+				}
+				if len(w.Shape) == 1 || (c.typ == 8 && strings.HasSuffix(name, "down_proj.weight")) {
+					if !slices.Equal(got.Data, w.Data) {
+						t.Fatalf("F32 tensor %s changed", name)
+					}
+					continue
+				}
+				if (got.BF16 != nil) != (c.typ == 30) {
+					t.Fatalf("tensor %s: bf16 view %v for type %s", name, got.BF16 != nil, c.name)
+				}
+				// The expected values: the HF matrix through the type's
+				// rounding, q/k permuted to llama.cpp's order and back.
+				src := w.Data
+				heads := 0
+				if strings.HasSuffix(name, "q_proj.weight") {
+					heads = cfg.Heads
+				} else if strings.HasSuffix(name, "k_proj.weight") {
+					heads = cfg.KVHeads
+				}
+				if heads > 0 {
+					src = ggufbuild.PermuteQK(src, heads, w.Shape[1])
+				}
+				want := make([]float32, len(src))
+				switch c.typ {
+				case 1:
+					for i, v := range src {
+						want[i] = kernels.F16ToFloat32(kernels.Float32ToF16(v))
+					}
+				case 30:
+					for i, v := range src {
+						want[i] = kernels.BF16ToFloat32(kernels.Float32ToBF16(v))
+					}
+				case 8:
+					raw := ggufbuild.Q8_0(src, kernels.Float32ToF16, kernels.F16ToFloat32)
+					for b := 0; b < len(raw)/34; b++ {
+						d := kernels.F16ToFloat32(binary.LittleEndian.Uint16(raw[34*b:]))
+						for i := range 32 {
+							want[32*b+i] = d * float32(int8(raw[34*b+2+i]))
+						}
+					}
+				}
+				if heads > 0 {
+					want = permuteRotaryRows(want, heads, cfg.HeadDim, w.Shape[1])
+				}
+				if !slices.Equal(got.Float32(), want) {
+					t.Fatalf("tensor %s: values differ from its dequantized encoding", name)
+				}
+			}
+			widened := &Checkpoint{Config: ck.Config, Tensors: map[string]*Tensor{}}
+			for name, w := range ck.Tensors {
+				widened.Tensors[name] = &Tensor{Shape: w.Shape, Data: w.Float32()}
+			}
+			ref, quant := &refModel{ck: hf}, &refModel{ck: widened}
+			var worst float64
+			for _, tok := range refPromptIDs {
+				a, b := ref.step(tok), quant.step(tok)
+				for i := range a {
+					worst = max(worst, math.Abs(a[i]-b[i]))
+				}
+			}
+			if worst > c.logits || worst == 0 {
+				t.Errorf("max |logit difference| against F32 = %g, want in (0, %g]", worst, c.logits)
+			}
+			t.Logf("%s: max |logit difference| against F32 %.4g", c.name, worst)
+		})
+	}
+}
+
+// TestGGUFRowOrderMatchesRoPE: llama.cpp's converter permutation
+// (ggufbuild.PermuteQK, HF -> interleaved) is undone exactly by
+// permuteRotaryRows, and interleaved RoPE on the GGUF rows gives the same
+// rotated vectors (up to that permutation) and attention scores as
+// rotate-half RoPE on the HF rows.
+func TestGGUFRowOrderMatchesRoPE(t *testing.T) {
+	const heads, kvHeads, headDim, cols, theta = 4, 2, 8, 6, 10000.0
+	rng := rand.New(rand.NewPCG(3, 4))
+	wq, wk := randomFloat32s(rng, heads*headDim*cols), randomFloat32s(rng, kvHeads*headDim*cols)
+	gq, gk := ggufbuild.PermuteQK(wq, heads, cols), ggufbuild.PermuteQK(wk, kvHeads, cols)
+	if !slices.Equal(permuteRotaryRows(gq, heads, headDim, cols), wq) || !slices.Equal(permuteRotaryRows(gk, kvHeads, headDim, cols), wk) {
+		t.Fatal("permuteRotaryRows does not undo llama.cpp's permutation")
+	}
+	if slices.Equal(gq, wq) {
+		t.Fatal("the permutation is the identity; the test is vacuous")
+	}
+	x := make([]float64, cols)
+	for i := range x {
+		x[i] = rng.NormFloat64()
+	}
+	for _, pos := range []int{1, 5, 300} {
+		qG, qH := matVec64(gq, x), matVec64(wq, x)
+		kG, kH := matVec64(gk, x), matVec64(wk, x)
+		ropeInterleaved(qG, headDim, pos, theta)
+		ropeInterleaved(kG, headDim, pos/2, theta)
+		ropeHalfSplit(qH, headDim, pos, theta)
+		ropeHalfSplit(kH, headDim, pos/2, theta)
+		for h := range heads {
+			g := h / (heads / kvHeads)
+			var sG, sH float64
+			for d := range headDim {
+				sG += qG[h*headDim+d] * kG[g*headDim+d]
+				sH += qH[h*headDim+d] * kH[g*headDim+d]
+				// GGUF row h*headDim+2i+j holds HF row h*headDim+j*headDim/2+i.
+				i, j := d/2, d%2
+				if hf := qH[h*headDim+j*headDim/2+i]; math.Abs(qG[h*headDim+d]-hf) > 1e-9*(1+math.Abs(hf)) {
+					t.Fatalf("pos %d head %d dim %d: %v vs %v", pos, h, d, qG[h*headDim+d], hf)
+				}
+			}
+			if math.Abs(sG-sH) > 1e-9*(1+math.Abs(sH)) {
+				t.Fatalf("pos %d head %d: score %v (GGUF order) vs %v (HF order)", pos, h, sG, sH)
+			}
+		}
+	}
+}
