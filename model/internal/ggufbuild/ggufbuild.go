@@ -48,6 +48,17 @@ type Raw struct {
 // them, []any of slices (an array of arrays), or Raw.
 func (b *Builder) KV(key string, value any) { b.kvs = append(b.kvs, kv{key, value}) }
 
+// Set replaces the value of an entry added with KV, or appends one.
+func (b *Builder) Set(key string, value any) {
+	for i := range b.kvs {
+		if b.kvs[i].key == key {
+			b.kvs[i].value = value
+			return
+		}
+	}
+	b.KV(key, value)
+}
+
 // Add appends a tensor.
 func (b *Builder) Add(t Tensor) { b.tensors = append(b.tensors, t) }
 
