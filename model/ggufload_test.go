@@ -345,3 +345,130 @@ func TestGGUFRowOrderMatchesRoPE(t *testing.T) {
 		}
 	}
 }
+
+// tinyLlamaGGUF is a valid 1-layer llama GGUF (hidden 32, 2 heads, FFN 64,
+// vocab 8, tied head) whose metadata and tensors tests then change.
+func tinyLlamaGGUF() *ggufbuild.Builder {
+	b := &ggufbuild.Builder{}
+	b.KV("general.architecture", "llama")
+	b.KV("llama.context_length", uint32(64))
+	b.KV("llama.embedding_length", uint32(32))
+	b.KV("llama.block_count", uint32(1))
+	b.KV("llama.feed_forward_length", uint32(64))
+	b.KV("llama.attention.head_count", uint32(2))
+	b.KV("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
+	ones := func(n int) []float32 {
+		w := make([]float32, n)
+		for i := range w {
+			w[i] = 1 / float32(i+1)
+		}
+		return w
+	}
+	mat := func(name string, rows, cols int) {
+		b.Add(ggufMatrix(name, ones(rows*cols), rows, cols, 0))
+	}
+	vec := func(name string, n int) {
+		b.Add(ggufbuild.Tensor{Name: name, Dims: []uint64{uint64(n)}, Type: 0, Data: ggufbuild.F32(ones(n))})
+	}
+	mat("token_embd.weight", 8, 32)
+	vec("output_norm.weight", 32)
+	vec("blk.0.attn_norm.weight", 32)
+	vec("blk.0.ffn_norm.weight", 32)
+	for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
+		mat("blk.0."+n+".weight", 32, 32)
+	}
+	mat("blk.0.ffn_gate.weight", 64, 32)
+	mat("blk.0.ffn_up.weight", 64, 32)
+	mat("blk.0.ffn_down.weight", 32, 64)
+	return b
+}
+
+func TestLoadGGUFErrorsNameTheKeyOrTensor(t *testing.T) {
+	without := func(name string) func(*ggufbuild.Builder) *ggufbuild.Builder {
+		return func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Remove(name); return b }
+	}
+	cases := []struct {
+		name   string
+		modify func(*ggufbuild.Builder) *ggufbuild.Builder
+		want   string
+	}{
+		{"valid", func(b *ggufbuild.Builder) *ggufbuild.Builder { return b }, ""},
+		{"architecture", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("general.architecture", "gemma"); return b },
+			`general.architecture "gemma" is not supported`},
+		{"missing key", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Remove("llama.block_count"); return b },
+			`missing metadata key "llama.block_count"`},
+		{"key type", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.embedding_length", "32"); return b },
+			`metadata key "llama.embedding_length": want an integer, got a string`},
+		{"zero", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.attention.head_count", uint32(0)); return b },
+			`metadata key "llama.attention.head_count": 0 is out of range`},
+		{"partial rope", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.rope.dimension_count", uint32(8)); return b },
+			`llama.rope.dimension_count 8: rotary embeddings on part of each head`},
+		{"rope scaling", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.rope.scaling.type", "yarn"); return b },
+			`llama.rope.scaling.type "yarn" is not supported`},
+		{"vocab size", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.vocab_size", uint32(9)); return b },
+			`llama.vocab_size 9 differs from the 8 rows of tensor "token_embd.weight"`},
+		{"missing tensor", without("blk.0.ffn_up.weight"),
+			`missing tensor "model.layers.0.mlp.up_proj.weight" (GGUF "blk.0.ffn_up.weight")`},
+		{"missing embedding", without("token_embd.weight"), `missing tensor "token_embd.weight"`},
+		{"extra tensor", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Add(ggufbuild.Tensor{Name: "blk.0.attn_q_norm.weight", Dims: []uint64{16}, Type: 0, Data: make([]byte, 64)})
+			return b
+		}, `tensor "blk.0.attn_q_norm.weight" is not part of a llama model`},
+		{"extra layer", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Add(ggufbuild.Tensor{Name: "blk.1.attn_norm.weight", Dims: []uint64{32}, Type: 0, Data: make([]byte, 128)})
+			return b
+		}, `"model.layers.1.input_layernorm.weight" (GGUF "blk.1.attn_norm.weight") is not part of the model`},
+		{"wrong shape", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Remove("blk.0.ffn_down.weight")
+			b.Add(ggufMatrix("blk.0.ffn_down.weight", make([]float32, 64*32), 64, 32, 0))
+			return b
+		}, `tensor "model.layers.0.mlp.down_proj.weight" (GGUF "blk.0.ffn_down.weight") has shape [64 32], but the configuration implies [32 64]`},
+		{"non-finite", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Remove("output_norm.weight")
+			w := make([]float32, 32)
+			w[3] = float32(math.Inf(1))
+			b.Add(ggufbuild.Tensor{Name: "output_norm.weight", Dims: []uint64{32}, Type: 0, Data: ggufbuild.F32(w)})
+			return b
+		}, `tensor "output_norm.weight"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			if err := os.WriteFile(path, c.modify(tinyLlamaGGUF()).Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ck, err := Load(path)
+			if c.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ck.Config.KVHeads != 2 || ck.Config.HeadDim != 16 || !ck.Config.TieEmbeddings || ck.Config.RopeTheta != 10000 {
+					t.Errorf("config %+v", ck.Config)
+				}
+				ck.Close()
+				return
+			}
+			if err == nil {
+				ck.Close()
+				t.Fatal("loaded without error")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
+				t.Fatalf("error %q\nwant it to name %s and contain %q", err, path, c.want)
+			}
+		})
+	}
+	// A file that is not GGUF at all, under a .gguf name.
+	path := filepath.Join(t.TempDir(), "fake.gguf")
+	if err := os.WriteFile(path, []byte("not a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, load := range []func(string) error{
+		func(p string) error { _, err := Load(p); return err },
+		func(p string) error { _, err := LoadConfig(p); return err },
+		func(p string) error { _, err := Open(p, ""); return err },
+	} {
+		if err := load(path); err == nil || !strings.Contains(err.Error(), path+": not a GGUF file") {
+			t.Errorf("error %v", err)
+		}
+	}
+}

@@ -59,6 +59,12 @@ func (b *Builder) Set(key string, value any) {
 	b.KV(key, value)
 }
 
+// Remove drops the entry or the tensor of that name.
+func (b *Builder) Remove(name string) {
+	b.kvs = slices.DeleteFunc(b.kvs, func(e kv) bool { return e.key == name })
+	b.tensors = slices.DeleteFunc(b.tensors, func(t Tensor) bool { return t.Name == name })
+}
+
 // Add appends a tensor.
 func (b *Builder) Add(t Tensor) { b.tensors = append(b.tensors, t) }
 
