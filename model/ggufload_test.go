@@ -399,9 +399,15 @@ func TestLoadGGUFErrorsNameTheKeyOrTensor(t *testing.T) {
 			`missing metadata key "llama.block_count"`},
 		{"key type", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.embedding_length", "32"); return b },
 			`metadata key "llama.embedding_length": want an integer, got a string`},
-		{"zero", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.attention.head_count", uint32(0)); return b },
+		{"zero", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Set("llama.attention.head_count", uint32(0))
+			return b
+		},
 			`metadata key "llama.attention.head_count": 0 is out of range`},
-		{"partial rope", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.rope.dimension_count", uint32(8)); return b },
+		{"partial rope", func(b *ggufbuild.Builder) *ggufbuild.Builder {
+			b.Set("llama.rope.dimension_count", uint32(8))
+			return b
+		},
 			`llama.rope.dimension_count 8: rotary embeddings on part of each head`},
 		{"rope scaling", func(b *ggufbuild.Builder) *ggufbuild.Builder { b.Set("llama.rope.scaling.type", "yarn"); return b },
 			`llama.rope.scaling.type "yarn" is not supported`},
