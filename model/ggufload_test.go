@@ -478,3 +478,46 @@ func TestLoadGGUFErrorsNameTheKeyOrTensor(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadGGUFQwen2KeepsRowOrder: a qwen2 GGUF reads qwen2.* keys, maps the
+// q/k/v biases, and keeps q/k rows as stored (llama.cpp converts Qwen2
+// without the RoPE permutation).
+func TestLoadGGUFQwen2KeepsRowOrder(t *testing.T) {
+	b := tinyLlamaGGUF()
+	var kvs [][2]any
+	for _, key := range []string{"context_length", "embedding_length", "block_count", "feed_forward_length", "attention.head_count", "attention.layer_norm_rms_epsilon"} {
+		v, _ := b.Get("llama." + key)
+		kvs = append(kvs, [2]any{"qwen2." + key, v})
+		b.Remove("llama." + key)
+	}
+	for _, kv := range kvs {
+		b.KV(kv[0].(string), kv[1])
+	}
+	b.Set("general.architecture", "qwen2")
+	for _, n := range []string{"attn_q", "attn_k", "attn_v"} {
+		bias := make([]float32, 32)
+		bias[1] = 0.5
+		b.Add(ggufbuild.Tensor{Name: "blk.0." + n + ".bias", Dims: []uint64{32}, Type: 0, Data: ggufbuild.F32(bias)})
+	}
+	path := filepath.Join(t.TempDir(), "q.gguf")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if ck.Config.ModelType != "qwen2" || !ck.Config.AttentionBias {
+		t.Fatalf("config %+v", ck.Config)
+	}
+	q := ck.Tensors[LayerTensorName(0, "self_attn.q_proj.weight")].Data
+	for i, v := range q {
+		if v != 1/float32(i+1) {
+			t.Fatalf("q_proj[%d] = %v: rows were reordered", i, v)
+		}
+	}
+	if bias := ck.Tensors[LayerTensorName(0, "self_attn.k_proj.bias")]; bias == nil || bias.Data[1] != 0.5 {
+		t.Fatal("k_proj bias missing or wrong")
+	}
+}

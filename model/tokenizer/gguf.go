@@ -27,7 +27,8 @@ func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), 
 // token_type; model "gpt2" is a byte-level BPE built from tokens and merges,
 // with the pre-tokenizer tokenizer.ggml.pre names (default/gpt2, llama-bpe,
 // qwen2). bos_token_id, eos_token_id, unknown_token_id, add_bos_token and
-// add_space_prefix are honoured. Errors name the file and the key.
+// add_space_prefix are honoured; a SentencePiece's ModelMaxLength is the
+// model's {arch}.context_length. Errors name the file and the key.
 func LoadGGUF(path string) (Tokenizer, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -172,6 +173,11 @@ func (g *ggufTokenizerKeys) sentencePiece(tokens []string, types []int32) (Token
 	}
 	if g.err != nil {
 		return nil, g.err
+	}
+	if arch, _, _ := g.f.String("general.architecture"); arch != "" {
+		if n, ok, err := g.f.Uint(arch + ".context_length"); err == nil && ok && n < math.MaxInt32 {
+			sp.ModelMaxLength = int(n)
+		}
 	}
 	if err := sp.init(); err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w", g.f.Name(), err)

@@ -59,6 +59,16 @@ func (b *Builder) Set(key string, value any) {
 	b.KV(key, value)
 }
 
+// Get returns the value of an entry added with KV.
+func (b *Builder) Get(key string) (any, bool) {
+	for _, e := range b.kvs {
+		if e.key == key {
+			return e.value, true
+		}
+	}
+	return nil, false
+}
+
 // Remove drops the entry or the tensor of that name.
 func (b *Builder) Remove(name string) {
 	b.kvs = slices.DeleteFunc(b.kvs, func(e kv) bool { return e.key == name })
