@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
-	"github.com/salr-go/salr/model/internal/ggufbuild"
+	"github.com/salr-go/salr/internal/ggufbuild"
 )
 
 // stories260KVocab parses tok512.bin independently of the tokenizer package:

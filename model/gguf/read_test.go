@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
-	"github.com/salr-go/salr/model/internal/ggufbuild"
+	"github.com/salr-go/salr/internal/ggufbuild"
 )
 
 // sampleBuilder holds every metadata value type, arrays and an array of

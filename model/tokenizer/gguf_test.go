@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/salr-go/salr/model/internal/ggufbuild"
+	"github.com/salr-go/salr/internal/ggufbuild"
 )
 
 // writeGGUF encodes b into a .gguf file in a temporary directory.
