@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/internal/ggufbuild"
+	"github.com/salr-go/salr/kernels"
 )
 
 // stories260KVocab parses tok512.bin independently of the tokenizer package:

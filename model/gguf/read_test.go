@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/internal/ggufbuild"
+	"github.com/salr-go/salr/kernels"
 )
 
 // sampleBuilder holds every metadata value type, arrays and an array of
