@@ -142,7 +142,7 @@ func ggufConfig(f *gguf.File) (Config, error) {
 		case !ok && required:
 			firstErr = fmt.Errorf("%s: missing metadata key %q", f.Name(), name)
 		case ok:
-			return v
+			return shortestFloat32(v)
 		}
 		return def
 	}
@@ -238,6 +238,20 @@ func ggufConfig(f *gguf.File) (Config, error) {
 		return fail("%v", err)
 	}
 	return c, nil
+}
+
+// shortestFloat32 turns a value stored as float32 (llama.cpp stores eps and
+// the RoPE base so) into the float64 of its shortest decimal form, 1e-5
+// rather than 9.99999974737875e-06, as config.json would hold it.
+func shortestFloat32(v float64) float64 {
+	if float64(float32(v)) != v {
+		return v
+	}
+	d, err := strconv.ParseFloat(strconv.FormatFloat(v, 'g', -1, 32), 64)
+	if err != nil {
+		return v
+	}
+	return d
 }
 
 // LoadGGUF reads a llama.cpp GGUF model file (architecture llama or qwen2)

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -153,12 +154,8 @@ func TestLoadGGUFStories260KF32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hf.Config
-	if cfg.ModelType != want.ModelType || cfg.Hidden != want.Hidden || cfg.Intermediate != want.Intermediate ||
-		cfg.Layers != want.Layers || cfg.Heads != want.Heads || cfg.KVHeads != want.KVHeads || cfg.HeadDim != want.HeadDim ||
-		cfg.Vocab != want.Vocab || cfg.MaxPositions != want.MaxPositions || float32(cfg.RMSNormEps) != float32(want.RMSNormEps) ||
-		cfg.RopeTheta != want.RopeTheta || cfg.TieEmbeddings != want.TieEmbeddings || cfg.BOSTokenID != 1 || !slices.Equal(cfg.EOSTokenIDs, []int{2}) {
-		t.Fatalf("config %+v\nwant %+v", cfg, want)
+	if !reflect.DeepEqual(cfg, hf.Config) {
+		t.Fatalf("config %+v\nwant %+v", cfg, hf.Config)
 	}
 	ck, err := Load(path)
 	if err != nil {

@@ -21,9 +21,9 @@ const (
 	maxKeyLength = 65535
 	// maxArrayDepth bounds the nesting of arrays of arrays.
 	maxArrayDepth = 8
-	// maxTensorBytes bounds one tensor's size so that sizes and offsets
-	// never overflow.
-	maxTensorBytes = 1 << 50
+	// maxTensorElements bounds one tensor's number of values so that sizes
+	// and offsets never overflow.
+	maxTensorElements = 1 << 50
 )
 
 // File is a parsed GGUF file: its metadata and tensor infos, and the whole
@@ -251,8 +251,11 @@ func (t TensorInfo) Size() uint64 {
 // TensorBytes returns the raw data of the named tensor, a view of the file.
 func (f *File) TensorBytes(name string) ([]byte, error) {
 	t, ok := f.Tensor(name)
-	if !ok {
+	switch {
+	case !ok:
 		return nil, fmt.Errorf("gguf: %s: no tensor %q", f.name, name)
+	case f.data == nil:
+		return nil, fmt.Errorf("gguf: %s: tensor %q read after Close", f.name, name)
 	}
 	start := f.DataOffset + t.Offset
 	return f.data[start : start+t.Size()], nil
@@ -636,7 +639,7 @@ func (r *reader) tensorInfo() (TensorInfo, uint64, error) {
 		if t.Dims[i] == 0 {
 			return t, 0, fmt.Errorf("dimension %d is 0", i)
 		}
-		if t.Dims[i] > maxTensorBytes/elements {
+		if t.Dims[i] > maxTensorElements/elements {
 			return t, 0, fmt.Errorf("dimensions %v: too many elements", t.Dims[:i+1])
 		}
 		elements *= t.Dims[i]

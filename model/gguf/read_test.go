@@ -140,6 +140,9 @@ func TestOpenMapsTheFile(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := f.Float32("f32"); err == nil || !strings.Contains(err.Error(), "after Close") {
+		t.Errorf("reading after Close: %v", err)
+	}
 	if _, err := Open(filepath.Join(t.TempDir(), "missing.gguf")); err == nil {
 		t.Error("opening a missing file succeeded")
 	}
