@@ -14,6 +14,7 @@ import (
 
 	"github.com/salr-go/salr/internal/ggufbuild"
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/model/gguf"
 )
 
 // stories260KVocab parses tok512.bin independently of the tokenizer package:
@@ -517,4 +518,31 @@ func TestLoadGGUFQwen2KeepsRowOrder(t *testing.T) {
 	if bias := ck.Tensors[LayerTensorName(0, "self_attn.k_proj.bias")]; bias == nil || bias.Data[1] != 0.5 {
 		t.Fatal("k_proj bias missing or wrong")
 	}
+}
+
+// FuzzLoadGGUF: no file that parses as GGUF panics the model loader; it
+// loads or gives an error naming the file.
+func FuzzLoadGGUF(f *testing.F) {
+	f.Add(tinyLlamaGGUF().Bytes())
+	b := tinyLlamaGGUF()
+	b.Set("llama.attention.head_count_kv", uint32(1))
+	b.Set("llama.rope.scaling.type", "linear")
+	b.Set("llama.rope.scaling.factor", float32(2))
+	f.Add(b.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := gguf.Parse(data, "fuzz.gguf")
+		if err != nil {
+			return
+		}
+		ck, err := loadGGUF(file)
+		if err != nil {
+			if !strings.Contains(err.Error(), "fuzz.gguf") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		if _, err := NewParams(ck); err != nil {
+			t.Fatalf("loaded, but NewParams fails: %v", err)
+		}
+	})
 }

@@ -357,3 +357,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDequantizeQ8_0 measures Q8_0 -> float32 on 4M values.
+func BenchmarkDequantizeQ8_0(b *testing.B) {
+	values := make([]float32, 1<<22)
+	for i := range values {
+		values[i] = float32(i%977) / 100
+	}
+	raw := ggufbuild.Q8_0(values, kernels.Float32ToF16, kernels.F16ToFloat32)
+	b.SetBytes(int64(len(raw)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := DequantizeQ8_0(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
