@@ -102,6 +102,15 @@ func TestGGUFByteLevelMatchesGPT2Reference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The same vocabulary written back as tokenizer.json loads as an equal tokenizer.
+	hfDir := t.TempDir()
+	if err := tok.(*ByteLevelBPE).WriteHF(hfDir); err != nil {
+		t.Fatal(err)
+	}
+	rewritten, err := Load(hfDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if tok.BOS() != 50256 || tok.EOS() != 50256 || tok.AddBOS() || tok.VocabSize() != 50257 {
 		t.Fatalf("BOS %d EOS %d AddBOS %v vocab %d", tok.BOS(), tok.EOS(), tok.AddBOS(), tok.VocabSize())
 	}
@@ -120,6 +129,9 @@ func TestGGUFByteLevelMatchesGPT2Reference(t *testing.T) {
 		got := mustEncode(t, tok, c.Text)
 		if !slices.Equal(got, c.IDs) {
 			t.Fatalf("Encode(%q)\n got %v\nwant %v", c.Text, got, c.IDs)
+		}
+		if again := mustEncode(t, rewritten, c.Text); !slices.Equal(again, c.IDs) {
+			t.Fatalf("after WriteHF, Encode(%q)\n got %v\nwant %v", c.Text, again, c.IDs)
 		}
 		if want := strings.ReplaceAll(c.Text, "<|endoftext|>", ""); tok.Decode(got) != want {
 			t.Fatalf("Decode(Encode(%q)) = %q", c.Text, tok.Decode(got))
@@ -176,5 +188,61 @@ func TestGGUFTokenizerErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("error %v\nwant one naming %s and containing %q", err, path, c.want)
 			}
 		})
+	}
+}
+
+// TestByteLevelWriteHFRoundTrip: byte-level tokenizers with a ByteLevel regex stage (GPT-2
+// from tokenizer.json), a Split stage (llama-bpe) and NFC (qwen2) encode, decode and name
+// their special tokens the same after WriteHF and Load.
+func TestByteLevelWriteHFRoundTrip(t *testing.T) {
+	gpt2 := loadGPT2(t)
+	tokens := map[string]Tokenizer{"gpt2 tokenizer.json": gpt2}
+	for _, pre := range []string{"llama-bpe", "qwen2"} {
+		merges := make([]string, len(gpt2.mergeOrder))
+		for i, m := range gpt2.mergeOrder {
+			merges[i] = gpt2.pieces[m[0]] + " " + gpt2.pieces[m[1]]
+		}
+		types := make([]int32, len(gpt2.pieces))
+		for i := range types {
+			types[i] = 1
+		}
+		types[50256] = 3
+		b := &ggufbuild.Builder{}
+		b.KV("tokenizer.ggml.model", "gpt2")
+		b.KV("tokenizer.ggml.pre", pre)
+		b.KV("tokenizer.ggml.tokens", gpt2.pieces)
+		b.KV("tokenizer.ggml.token_type", types)
+		b.KV("tokenizer.ggml.merges", merges)
+		b.KV("tokenizer.ggml.bos_token_id", uint32(50256))
+		b.KV("tokenizer.ggml.add_bos_token", true)
+		tok, err := Load(writeGGUF(t, b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[pre] = tok
+	}
+	texts := append(slices.Clone(edgeCaseTexts), gsm8kTexts(t, 10)...)
+	texts = append(texts, "I'LL go  now\n\n 12345 e\u0301 <|endoftext|>x")
+	for name, tok := range tokens {
+		dir := t.TempDir()
+		if err := tok.(*ByteLevelBPE).WriteHF(dir); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		back, err := Load(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if back.BOS() != tok.BOS() || back.EOS() != tok.EOS() || back.AddBOS() != tok.AddBOS() || back.VocabSize() != tok.VocabSize() {
+			t.Fatalf("%s: specials %d %d %v %d, want %d %d %v %d", name, back.BOS(), back.EOS(), back.AddBOS(), back.VocabSize(), tok.BOS(), tok.EOS(), tok.AddBOS(), tok.VocabSize())
+		}
+		for _, text := range texts {
+			want, got := mustEncode(t, tok, text), mustEncode(t, back, text)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s: Encode(%q) after WriteHF = %v, want %v", name, text, got, want)
+			}
+			if back.Decode(got) != tok.Decode(want) {
+				t.Fatalf("%s: Decode differs for %q", name, text)
+			}
+		}
 	}
 }
