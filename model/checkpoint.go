@@ -16,6 +16,7 @@ import (
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -109,7 +110,7 @@ func Load(path string) (*Checkpoint, error) {
 	switch {
 	case isDir:
 		return LoadHF(path)
-	case IsGGUFPath(path):
+	case gguf.HasExtension(path):
 		return LoadGGUF(path)
 	}
 	return LoadLlama2C(path)
@@ -126,7 +127,7 @@ func LoadConfig(path string) (Config, error) {
 	switch {
 	case isDir:
 		return LoadHFConfig(filepath.Join(path, HFConfigFileName))
-	case IsGGUFPath(path):
+	case gguf.HasExtension(path):
 		return LoadGGUFConfig(path)
 	}
 	f, err := os.Open(path)

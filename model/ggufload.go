@@ -15,11 +15,6 @@ import (
 	"github.com/salr-go/salr/model/safetensors"
 )
 
-// IsGGUFPath reports whether path names a GGUF file (by its .gguf suffix,
-// any case), which Load, LoadConfig, Open and DefaultTokenizerPath read as
-// a llama.cpp model.
-func IsGGUFPath(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
-
 // The GGUF architectures LoadGGUF reads, as general.architecture names them,
 // and the model type each becomes. llama.cpp stores Mistral models as llama.
 var ggufArchitectures = map[string]string{"llama": "llama", "qwen2": "qwen2"}

@@ -12,6 +12,7 @@ import (
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
 )
@@ -117,7 +118,7 @@ func WriteTokenizer(tok tokenizer.Tokenizer, tokenizerPath, modelPath, dir strin
 		}
 		return nil
 	}
-	fromGGUF := model.IsGGUFPath(tokenizerPath) || tokenizerPath == "" && model.IsGGUFPath(modelPath)
+	fromGGUF := gguf.HasExtension(tokenizerPath) || tokenizerPath == "" && gguf.HasExtension(modelPath)
 	if bl, ok := tok.(*tokenizer.ByteLevelBPE); ok && fromGGUF {
 		if err := bl.WriteHF(dir); err != nil {
 			return fmt.Errorf("trainer: writing the tokenizer: %w", err)

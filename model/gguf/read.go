@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/salr-go/salr/kernels"
@@ -43,6 +44,15 @@ type File struct {
 	mapping *safetensors.Mapping
 	keys    map[string]int
 	tensors map[string]int
+}
+
+// FileExtension is the file name extension of GGUF files.
+const FileExtension = ".gguf"
+
+// HasExtension reports whether path ends in .gguf (in any case): how the
+// commands tell a GGUF model file from other model paths.
+func HasExtension(path string) bool {
+	return len(path) >= len(FileExtension) && strings.EqualFold(path[len(path)-len(FileExtension):], FileExtension)
 }
 
 // Open memory-maps and parses the GGUF file at path (see Parse). Close the

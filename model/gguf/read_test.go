@@ -373,3 +373,11 @@ func BenchmarkDequantizeQ8_0(b *testing.B) {
 		}
 	}
 }
+
+func TestHasExtension(t *testing.T) {
+	for path, want := range map[string]bool{"m.gguf": true, "/x/M.GGUF": true, ".gguf": true, "gguf": false, "m.gguf.bin": false, "dir/": false, "": false} {
+		if HasExtension(path) != want {
+			t.Errorf("HasExtension(%q) = %v", path, !want)
+		}
+	}
+}

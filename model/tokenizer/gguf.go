@@ -18,9 +18,6 @@ const (
 	ggufTokenByte        = 6
 )
 
-// isGGUF reports whether path names a GGUF file (by its suffix).
-func isGGUF(path string) bool { return strings.HasSuffix(strings.ToLower(path), ".gguf") }
-
 // LoadGGUF reads the tokenizer a llama.cpp GGUF file embeds in its
 // tokenizer.ggml.* metadata. Model "llama" is a SentencePiece BPE built
 // from tokens, scores (the merge priority, as in a llama2.c file) and

@@ -24,6 +24,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/salr-go/salr/model/gguf"
 )
 
 // Tokenizer turns text into token ids and back.
@@ -70,7 +72,7 @@ func Load(path string) (Tokenizer, error) {
 		}
 		return loadHF(jsonPath)
 	}
-	if isGGUF(path) {
+	if gguf.HasExtension(path) {
 		return LoadGGUF(path)
 	}
 	isJSON, err := looksLikeJSON(path)
@@ -92,7 +94,7 @@ func IsLlama2C(path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tokenizer: %w", err)
 	}
-	if info.IsDir() || isGGUF(path) {
+	if info.IsDir() || gguf.HasExtension(path) {
 		return false, nil
 	}
 	isJSON, err := looksLikeJSON(path)
