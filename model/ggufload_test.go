@@ -546,3 +546,55 @@ func FuzzLoadGGUF(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkLoadGGUFQ8_0 loads a Q8_0 GGUF of 15.2M parameters (hidden 512,
+// 4 layers, FFN 1408, vocab 4096): parsing, dequantization to float32, the
+// q/k permutation and the finiteness checks.
+func BenchmarkLoadGGUFQ8_0(b *testing.B) {
+	const hidden, layers, ffn, vocab = 512, 4, 1408, 4096
+	rng := rand.New(rand.NewPCG(5, 6))
+	gb := &ggufbuild.Builder{}
+	gb.KV("general.architecture", "llama")
+	for key, v := range map[string]uint32{"context_length": 2048, "embedding_length": hidden, "block_count": layers,
+		"feed_forward_length": ffn, "attention.head_count": 8} {
+		gb.KV("llama."+key, v)
+	}
+	gb.KV("llama.attention.layer_norm_rms_epsilon", float32(1e-5))
+	params := 0
+	mat := func(name string, rows, cols int) {
+		gb.Add(ggufMatrix(name, randomFloat32s(rng, rows*cols), rows, cols, 8))
+		params += rows * cols
+	}
+	vec := func(name string) {
+		gb.Add(ggufbuild.Tensor{Name: name, Dims: []uint64{hidden}, Type: 0, Data: ggufbuild.F32(randomFloat32s(rng, hidden))})
+		params += hidden
+	}
+	mat("token_embd.weight", vocab, hidden)
+	vec("output_norm.weight")
+	for l := range layers {
+		blk := "blk." + strconv.Itoa(l) + "."
+		vec(blk + "attn_norm.weight")
+		vec(blk + "ffn_norm.weight")
+		for _, n := range []string{"attn_q", "attn_k", "attn_v", "attn_output"} {
+			mat(blk+n+".weight", hidden, hidden)
+		}
+		mat(blk+"ffn_gate.weight", ffn, hidden)
+		mat(blk+"ffn_up.weight", ffn, hidden)
+		mat(blk+"ffn_down.weight", hidden, ffn)
+	}
+	path := filepath.Join(b.TempDir(), "bench.gguf")
+	data := gb.Bytes()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		ck, err := Load(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ck.Close()
+	}
+	b.ReportMetric(float64(params)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+}
