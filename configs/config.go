@@ -49,13 +49,14 @@ type Config struct {
 // ModelConfig locates the base checkpoint and its tokenizer.
 type ModelConfig struct {
 	// Base checkpoint: a HuggingFace model directory (config.json plus
-	// safetensors) or a llama2.c .bin file. It may name a prepared base
+	// safetensors), a llama.cpp .gguf file (F32, F16, BF16 or Q8_0 tensors;
+	// its tokenizer comes with it) or a llama2.c .bin file. It may name a prepared base
 	// written by salr-prepare: pruning and the SVD are then skipped, and
 	// its sparsity, base format and SVD settings must match this config's.
 	Path string `toml:"path" env:"expand"`
 	// Tokenizer file or directory (tokenizer.json, a directory holding it, or
-	// a llama2.c tok*.bin). Empty: tokenizer.json from the model directory, or
-	// tok512.bin beside a .bin model.
+	// a llama2.c tok*.bin). Empty: tokenizer.json from the model directory,
+	// the tokenizer inside a .gguf model, or tok512.bin beside a .bin model.
 	Tokenizer string `toml:"tokenizer" env:"expand"`
 }
 

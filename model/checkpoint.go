@@ -16,6 +16,7 @@ import (
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 )
 
@@ -99,28 +100,35 @@ const HFConfigFileName = "config.json"
 
 // Load reads a checkpoint: a HuggingFace model directory (config.json plus
 // model.safetensors or sharded safetensors), a compressed model directory
-// (see WriteParams) or a llama2.c .bin file.
+// (see WriteParams), a llama.cpp .gguf file (LoadGGUF) or a llama2.c .bin
+// file.
 func Load(path string) (*Checkpoint, error) {
 	isDir, err := modelPathIsDir(path)
 	if err != nil {
 		return nil, err
 	}
-	if isDir {
+	switch {
+	case isDir:
 		return LoadHF(path)
+	case gguf.HasExtension(path):
+		return LoadGGUF(path)
 	}
 	return LoadLlama2C(path)
 }
 
 // LoadConfig reads only the configuration of the model Load would read from
-// path: the config.json of a model directory or the header of a llama2.c
-// file.
+// path: the config.json of a model directory, the metadata of a GGUF file
+// or the header of a llama2.c file.
 func LoadConfig(path string) (Config, error) {
 	isDir, err := modelPathIsDir(path)
 	if err != nil {
 		return Config{}, err
 	}
-	if isDir {
+	switch {
+	case isDir:
 		return LoadHFConfig(filepath.Join(path, HFConfigFileName))
+	case gguf.HasExtension(path):
+		return LoadGGUFConfig(path)
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -242,11 +242,11 @@ func (r *llama2cReader) advance(field string, count1, count2, count3 int) (int, 
 // half-split layout, where it rotates (i, i+headDim/2): row h*headDim+2i+j
 // moves to h*headDim + j*headDim/2 + i. This is transformers'
 // permute(w) = w.view(heads, headDim/2, 2, cols).transpose(1, 2).reshape(heads*headDim, cols).
-func permuteRotaryRows(w []float32, heads, headDim, cols int) []float32 {
+func permuteRotaryRows[T any](w []T, heads, headDim, cols int) []T {
 	if len(w) != heads*headDim*cols || headDim%2 != 0 {
 		panic(fmt.Sprintf("model: permuteRotaryRows: %d values for %d heads x %d x %d", len(w), heads, headDim, cols))
 	}
-	out := make([]float32, len(w))
+	out := make([]T, len(w))
 	for row := 0; row < heads*headDim; row++ {
 		dst := rotaryRow(row, headDim) * cols
 		copy(out[dst:dst+cols], w[row*cols:(row+1)*cols])

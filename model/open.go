@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/tokenizer"
 )
 
@@ -20,11 +21,11 @@ type Loaded struct {
 // Close releases the checkpoint's memory maps.
 func (l *Loaded) Close() error { return l.Checkpoint.Close() }
 
-// Open loads a model for inference from an HF model directory or a llama2.c
-// .bin file. tokenizerPath may be empty: an HF directory holds its tokenizer;
-// beside a llama2.c file the one tok*.bin or tokenizer.bin is used. The
-// tokenizer is checked against the model's configuration (CheckTokenizer)
-// before the weights are read.
+// Open loads a model for inference from an HF model directory, a GGUF file
+// or a llama2.c .bin file. tokenizerPath may be empty: an HF directory and a
+// GGUF file hold their tokenizer; beside a llama2.c file the one tok*.bin or
+// tokenizer.bin is used. The tokenizer is checked against the model's
+// configuration (CheckTokenizer) before the weights are read.
 func Open(modelPath, tokenizerPath string) (*Loaded, error) {
 	if tokenizerPath == "" {
 		var err error
@@ -78,19 +79,21 @@ func CheckTokenizer(tok tokenizer.Tokenizer, tokenizerPath string, cfg Config, m
 	if err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
-	if llama2cTokenizer || !st.IsDir() {
+	if llama2cTokenizer || !st.IsDir() && !gguf.HasExtension(modelPath) {
 		return fmt.Errorf("model: tokenizer %s has %d tokens but the model %s has %d (vocab_size), and in llama2.c format the two match: truncated tokenizer file, or the wrong one?", tokenizerPath, n, modelPath, cfg.Vocab)
 	}
 	return nil
 }
 
-// DefaultTokenizerPath finds the tokenizer that belongs to a model path.
+// DefaultTokenizerPath finds the tokenizer that belongs to a model path:
+// the model directory or GGUF file itself, or the one tokenizer file beside
+// a llama2.c file.
 func DefaultTokenizerPath(modelPath string) (string, error) {
 	st, err := os.Stat(modelPath)
 	if err != nil {
 		return "", fmt.Errorf("model: %w", err)
 	}
-	if st.IsDir() {
+	if st.IsDir() || gguf.HasExtension(modelPath) {
 		return modelPath, nil
 	}
 	dir := filepath.Dir(modelPath)

@@ -12,6 +12,7 @@ import (
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 	"github.com/salr-go/salr/model/tokenizer"
 )
@@ -106,13 +107,20 @@ func (s *Setup) writeCompressed(dir string) error {
 }
 
 // WriteTokenizer puts the model's tokenizer files into an HF directory: a
-// SentencePiece tokenizer (llama2.c's included) is written as tokenizer.json;
-// otherwise the tokenizer files (tokenizer.json, tokenizer_config.json,
+// SentencePiece tokenizer (llama2.c's included) and a byte-level BPE read
+// from a GGUF file are written as tokenizer.json; otherwise the tokenizer files (tokenizer.json, tokenizer_config.json,
 // special_tokens_map.json) are copied from the directory of tokenizerPath,
 // or of modelPath when tokenizerPath is empty.
 func WriteTokenizer(tok tokenizer.Tokenizer, tokenizerPath, modelPath, dir string) error {
 	if sp, ok := tok.(*tokenizer.SentencePiece); ok {
 		if err := sp.WriteHF(dir); err != nil {
+			return fmt.Errorf("trainer: writing the tokenizer: %w", err)
+		}
+		return nil
+	}
+	fromGGUF := gguf.HasExtension(tokenizerPath) || tokenizerPath == "" && gguf.HasExtension(modelPath)
+	if bl, ok := tok.(*tokenizer.ByteLevelBPE); ok && fromGGUF {
+		if err := bl.WriteHF(dir); err != nil {
 			return fmt.Errorf("trainer: writing the tokenizer: %w", err)
 		}
 		return nil

@@ -6,7 +6,8 @@
 //	salr-eval -task gsm8k -model DIR [-template lm-eval|metamath] [-shots 5] [-limit N] [-max-new-tokens 256]
 //	salr-eval -run RUN_DIR ...   (a salr-train run: pruned base + adapters)
 //
-// -model takes an HF model directory or a llama2.c .bin file. With -run,
+// -model takes an HF model directory, a llama.cpp .gguf file or a llama2.c
+// .bin file. With -run,
 // the task, template, shots, generation budget, data directory and BOS
 // setting default to the run's [eval] section (the template to the one it
 // trained with); flags override them. Task data defaults to
@@ -100,7 +101,7 @@ func (f shotsFlag) Set(s string) error {
 func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu (required); with -run, default: the run's eval.task")
 	fs.StringVar(&o.template, "template", "", "GSM8K prompt template: lm-eval (few-shot Question:/Answer:, strict-match and flexible-extract) or metamath\n(MetaMath's zero-shot instruction, answer after \"The answer is: \"); default: the run's, else lm-eval")
-	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
+	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters, and its [eval] settings as defaults (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.data, "data", "", "task data directory (default: the run's eval.data_path, else $"+assets.Env+"/<task>)")

@@ -1,5 +1,5 @@
 // Command salr-generate continues a prompt with a model: an HF model
-// directory, a llama2.c .bin file, or (with -run) a salr-train run directory's
+// directory, a llama.cpp .gguf file, a llama2.c .bin file, or (with -run) a salr-train run directory's
 // pruned base and trained adapters.
 //
 //	salr-generate -model DIR -prompt "Once upon a time" -max-new-tokens 56 -temperature 0
@@ -44,7 +44,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-generate",
 		"salr-generate -model PATH [-tokenizer PATH] -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]\nsalr-generate -run RUN_DIR -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]",
 		"Continue a prompt with a model, or with a salr-train run's pruned base and trained adapters,\nprinting the prompt and its continuation. One of -model and -run is required.")
-	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
+	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base with its trained adapters (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.prompt, "prompt", "", "text to continue")

@@ -65,12 +65,12 @@ var alphabetByte = func() map[rune]byte {
 // ByteLevel with use_regex): each match and each gap between matches becomes a piece.
 type splitStage struct {
 	prefixSpace bool           // ByteLevel add_prefix_space: prepend " " unless present
+	pattern     string         // the pattern as written in tokenizer.json (Oniguruma syntax); "" for no split
 	re          *regexp.Regexp // nil: no split
 	// wsRunGroup is the subexpression that replaced `\s+(?!\S)` (Go has no look-ahead), or
 	// -1. When it matched a run of two or more spaces followed by a non-space, the last
 	// space is given back, which is what the look-ahead achieves.
 	wsRunGroup int
-	pattern    string // as the tokenizer file writes it
 }
 
 // gpt2SplitPattern is the pre-tokenizer pattern of GPT-2, used by ByteLevel with use_regex.
@@ -102,7 +102,7 @@ func newSplitStage(pattern string, prefixSpace bool) (splitStage, error) {
 	if err != nil {
 		return splitStage{}, fmt.Errorf("pattern %q: %w", pattern, err)
 	}
-	return splitStage{prefixSpace: prefixSpace, re: re, wsRunGroup: re.SubexpIndex(group), pattern: pattern}, nil
+	return splitStage{prefixSpace: prefixSpace, pattern: pattern, re: re, wsRunGroup: re.SubexpIndex(group)}, nil
 }
 
 // expandWhitespaceClasses rewrites \s and \S of a pattern into explicit White_Space classes,

@@ -24,6 +24,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/salr-go/salr/model/gguf"
 )
 
 // Tokenizer turns text into token ids and back.
@@ -52,7 +54,9 @@ const (
 // Load reads a tokenizer from path, which is one of:
 //   - a directory holding tokenizer.json (and optionally tokenizer_config.json),
 //   - a tokenizer.json file (a tokenizer_config.json beside it is read when present),
-//   - a llama2.c tokenizer file such as tok512.bin.
+//   - a llama2.c tokenizer file such as tok512.bin,
+//   - a llama.cpp GGUF model file (by its .gguf suffix), whose tokenizer.ggml.* metadata
+//     holds the tokenizer (LoadGGUF).
 //
 // A tokenizer.json whose model is BPE with byte_fallback true loads as *SentencePiece; other
 // tokenizer.json files load as *HFTokenizer.
@@ -67,6 +71,9 @@ func Load(path string) (Tokenizer, error) {
 			return nil, fmt.Errorf("tokenizer: directory %s holds no %s: %w", path, hfTokenizerFile, err)
 		}
 		return loadHF(jsonPath)
+	}
+	if gguf.HasExtension(path) {
+		return LoadGGUF(path)
 	}
 	isJSON, err := looksLikeJSON(path)
 	if err != nil {
@@ -87,7 +94,7 @@ func IsLlama2C(path string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tokenizer: %w", err)
 	}
-	if info.IsDir() {
+	if info.IsDir() || gguf.HasExtension(path) {
 		return false, nil
 	}
 	isJSON, err := looksLikeJSON(path)

@@ -161,14 +161,14 @@ func (sp *SentencePiece) marshalHFTokenizer() ([]byte, error) {
 
 // hfMerges lists the merges best first as "left right", or as [left, right] pairs when a piece
 // contains a space (which the string form cannot express).
-func (sp *SentencePiece) hfMerges() []any {
+func (m *bpeModel) hfMerges() []any {
 	pairForm := false
-	for _, m := range sp.mergeOrder {
-		pairForm = pairForm || strings.Contains(sp.pieces[m[0]], " ") || strings.Contains(sp.pieces[m[1]], " ")
+	for _, pair := range m.mergeOrder {
+		pairForm = pairForm || strings.Contains(m.pieces[pair[0]], " ") || strings.Contains(m.pieces[pair[1]], " ")
 	}
-	merges := make([]any, len(sp.mergeOrder))
-	for i, m := range sp.mergeOrder {
-		left, right := sp.pieces[m[0]], sp.pieces[m[1]]
+	merges := make([]any, len(m.mergeOrder))
+	for i, pair := range m.mergeOrder {
+		left, right := m.pieces[pair[0]], m.pieces[pair[1]]
 		if pairForm {
 			merges[i] = [2]string{left, right}
 		} else {
@@ -219,7 +219,12 @@ func (sp *SentencePiece) hfPostProcessor() any {
 	if !sp.addBOS {
 		return nil
 	}
-	bos := sp.pieces[sp.bos]
+	return hfBOSTemplate(sp.pieces[sp.bos], sp.bos)
+}
+
+// hfBOSTemplate renders a TemplateProcessing that puts the BOS token bos (id bosID) before
+// each sequence.
+func hfBOSTemplate(bos string, bosID int) any {
 	item := func(special bool, id string, typeID int) hfTemplateItem {
 		ref := &hfTemplateRef{ID: id, TypeID: typeID}
 		if special {
@@ -230,7 +235,7 @@ func (sp *SentencePiece) hfPostProcessor() any {
 	return typed("TemplateProcessing",
 		jsonField{"single", []hfTemplateItem{item(true, bos, 0), item(false, "A", 0)}},
 		jsonField{"pair", []hfTemplateItem{item(true, bos, 0), item(false, "A", 0), item(true, bos, 1), item(false, "B", 1)}},
-		jsonField{"special_tokens", map[string]hfTemplateSpecial{bos: {ID: bos, IDs: []int{sp.bos}, Tokens: []string{bos}}}},
+		jsonField{"special_tokens", map[string]hfTemplateSpecial{bos: {ID: bos, IDs: []int{bosID}, Tokens: []string{bos}}}},
 	)
 }
 
