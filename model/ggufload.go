@@ -46,6 +46,32 @@ var ggufGlobalTensors = map[string]string{
 
 var ggufLayerName = regexp.MustCompile(`^blk\.(0|[1-9][0-9]*)\.(.+)$`)
 
+// GGUFTensorName is llama.cpp's name of the HuggingFace tensor hf of a llama
+// model (e.g. "model.layers.3.self_attn.q_proj.weight" is
+// "blk.3.attn_q.weight"); ok is false for a tensor llama.cpp's llama
+// architecture does not have.
+func GGUFTensorName(hf string) (name string, ok bool) {
+	for g, h := range ggufGlobalTensors {
+		if h == hf {
+			return g, true
+		}
+	}
+	rest, ok := strings.CutPrefix(hf, "model.layers.")
+	if !ok {
+		return "", false
+	}
+	layer, suffix, ok := strings.Cut(rest, ".")
+	if _, err := strconv.Atoi(layer); !ok || err != nil {
+		return "", false
+	}
+	for g, h := range ggufLayerTensors {
+		if h == suffix {
+			return "blk." + layer + "." + g, true
+		}
+	}
+	return "", false
+}
+
 // hfNameOfGGUF is the HuggingFace name of a llama.cpp tensor name, or "".
 func hfNameOfGGUF(name string) string {
 	if hf, ok := ggufGlobalTensors[name]; ok {

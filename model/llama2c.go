@@ -254,6 +254,22 @@ func permuteRotaryRows[T any](w []T, heads, headDim, cols int) []T {
 	return out
 }
 
+// InterleaveRotaryRows is the inverse of permuteRotaryRows: it returns the
+// rows of a [heads*headDim, cols] projection in HuggingFace's half-split
+// rotary layout reordered to the interleaved one, which GGML's llama RoPE
+// rotates and llama.cpp's GGUF converter writes for q and k.
+func InterleaveRotaryRows[T any](w []T, heads, headDim, cols int) []T {
+	if len(w) != heads*headDim*cols || headDim%2 != 0 {
+		panic(fmt.Sprintf("model: InterleaveRotaryRows: %d values for %d heads x %d x %d", len(w), heads, headDim, cols))
+	}
+	out := make([]T, len(w))
+	for row := 0; row < heads*headDim; row++ {
+		src := rotaryRow(row, headDim) * cols
+		copy(out[row*cols:(row+1)*cols], w[src:src+cols])
+	}
+	return out
+}
+
 // rotaryRow is where permuteRotaryRows moves row: h*headDim+2i+j goes to
 // h*headDim + j*headDim/2 + i.
 func rotaryRow(row, headDim int) int {

@@ -263,10 +263,7 @@ func TestHFExportMatchesTheRun(t *testing.T) {
 	}
 }
 
-// greedyTokens continues "Once upon a time" greedily for 40 tokens. The
-// GGUF round trip (export with FormatGGUF, load the file with the GGUF
-// reader, compare greedyTokens with the run's) belongs here once model.Open
-// reads .gguf files.
+// greedyTokens continues "Once upon a time" greedily for 40 tokens.
 func greedyTokens(t *testing.T, l *model.Loaded) []int {
 	t.Helper()
 	ids, err := l.Tokenizer.Encode("Once upon a time")
@@ -282,6 +279,42 @@ func greedyTokens(t *testing.T, l *model.Loaded) []int {
 		t.Fatal(err)
 	}
 	return out[0]
+}
+
+// TestGGUFRoundTrip: the merged model exported as GGUF and read back by
+// model.Open (the package's own GGUF reader, tokenizer from tokenizer.ggml.*)
+// gives the run's logits and greedy tokens: F32 within float rounding, F16
+// and Q8_0 (steps of 1/254 of each block's largest weight, which move this
+// tiny model's logits by up to about 0.7) within their rounding, all with
+// the same greedy tokens.
+func TestGGUFRoundTrip(t *testing.T) {
+	run := trainedRun(t)
+	ref, err := trainer.OpenRun(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	wantLogits, wantTokens := logits(t, ref), greedyTokens(t, ref)
+	for _, c := range []struct {
+		dtype string
+		tol   float64
+	}{{DTypeF32, 1e-4}, {DTypeF16, 0.05}, {DTypeQ8_0, 1.0}} {
+		path := filepath.Join(t.TempDir(), "m.gguf")
+		if err := Run(run, path, Options{Format: FormatGGUF, DType: c.dtype}); err != nil {
+			t.Fatal(err)
+		}
+		l, err := model.Open(path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxDiff(logits(t, l), wantLogits); d > c.tol {
+			t.Errorf("%s: logits of the GGUF differ from the run's by %g (tolerance %g)", c.dtype, d, c.tol)
+		}
+		if got := greedyTokens(t, l); !reflect.DeepEqual(got, wantTokens) {
+			t.Errorf("%s: greedy tokens of the GGUF %v, of the run %v", c.dtype, got, wantTokens)
+		}
+		l.Close()
+	}
 }
 
 // permuteLikeLlamaCpp is llama.cpp's converter's permute written as the

@@ -22,34 +22,11 @@ var ggufTypes = map[string]gguf.TensorType{DTypeF32: gguf.F32, DTypeF16: gguf.F1
 // ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_BF16).
 var fileTypes = map[string]uint32{DTypeF32: 0, DTypeF16: 1, DTypeQ8_0: 7, DTypeBF16: 32}
 
-// ggufLayerNames maps the HF names of a decoder layer's tensors (after
-// "model.layers.N.") to llama.cpp's (after "blk.N.").
-var ggufLayerNames = map[string]string{
-	"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-	"self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-	"mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-}
-
 // GGUFName is llama.cpp's name of the HF tensor hf of a llama model, e.g.
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight".
 func GGUFName(hf string) (string, error) {
-	switch hf {
-	case model.EmbedTokensName:
-		return "token_embd.weight", nil
-	case model.FinalNormName:
-		return "output_norm.weight", nil
-	case model.LMHeadName:
-		return "output.weight", nil
-	}
-	rest, ok := strings.CutPrefix(hf, "model.layers.")
-	if ok {
-		layer, rest, ok := strings.Cut(rest, ".")
-		i := strings.LastIndexByte(rest, '.')
-		if ok && i > 0 {
-			if name, ok := ggufLayerNames[rest[:i]]; ok {
-				return "blk." + layer + "." + name + rest[i:], nil
-			}
-		}
+	if name, ok := model.GGUFTensorName(hf); ok {
+		return name, nil
 	}
 	return "", fmt.Errorf("export: tensor %q has no GGUF name", hf)
 }
@@ -158,18 +135,7 @@ func tensorType(shape []int, want gguf.TensorType) gguf.TensorType {
 // llama.cpp's converter's reshape (heads, 2, D/2, cols) with the two middle
 // axes swapped. A vector (a bias) is a matrix of one column.
 func PermuteRoPERows(w []float32, rows, cols, heads int) []float32 {
-	d := rows / heads
-	out := make([]float32, len(w))
-	for h := range heads {
-		for i := range d / 2 {
-			for j := range 2 {
-				dst := (h*d + 2*i + j) * cols
-				src := (h*d + j*d/2 + i) * cols
-				copy(out[dst:dst+cols], w[src:src+cols])
-			}
-		}
-	}
-	return out
+	return model.InterleaveRotaryRows(w, heads, rows/heads, cols)
 }
 
 // modelMetadata are the general.* and llama.* keys llama.cpp's loader reads.
