@@ -1,0 +1,273 @@
+// Package serve is an OpenAI-compatible HTTP server for a model on the
+// inference path (model.Runner over the compressed base): /v1/completions,
+// /v1/chat/completions, /v1/models and /health, with streaming over
+// server-sent events. One scheduler goroutine owns the Runner and decodes
+// every running request in one batched forward per step (continuous
+// batching: new requests are prefilled in the same forward as the decode
+// steps of the running ones, between two steps); requests wait in a bounded
+// queue and are refused with 503 when it is full.
+package serve
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/tokenizer"
+)
+
+// Options configures a Server.
+type Options struct {
+	// ModelName is the id /v1/models lists and responses carry.
+	ModelName string
+	// MaxBatch is the most sequences decoded together (default 16).
+	MaxBatch int
+	// QueueSize is the most requests waiting for a place in the batch
+	// (default 64); one more is answered 503.
+	QueueSize int
+	// Chat renders chat requests; nil answers /v1/chat/completions with 400.
+	Chat *ChatTemplate
+	// NoChatReason says why Chat is nil, for the 400's message.
+	NoChatReason string
+	// Logger receives one line per request (default: slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server answers the API for one model. Create it with New, serve its
+// Handler, and Close it when done.
+type Server struct {
+	runner  *model.Runner
+	tok     tokenizer.Tokenizer
+	opt     Options
+	created int64
+	queue   chan *job
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when the scheduler has returned
+	closing atomic.Bool
+	once    sync.Once
+	mux     *http.ServeMux
+	nextID  atomic.Uint64
+}
+
+// New starts the scheduler of a server for the model p with tokenizer tok.
+// p must not be used by anything else while the server runs.
+func New(p *model.Params[float32], tok tokenizer.Tokenizer, opt Options) *Server {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 16
+	}
+	if opt.QueueSize <= 0 {
+		opt.QueueSize = 64
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.ModelName == "" {
+		opt.ModelName = "salr"
+	}
+	s := &Server{
+		runner:  model.NewRunner(p),
+		tok:     tok,
+		opt:     opt,
+		created: time.Now().Unix(),
+		queue:   make(chan *job, opt.QueueSize),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/v1/completions", s.post(s.completions))
+	s.mux.HandleFunc("/v1/chat/completions", s.post(s.chatCompletions))
+	s.mux.HandleFunc("/v1/models", s.get(s.models))
+	s.mux.HandleFunc("/health", s.get(s.health))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{Status: http.StatusNotFound, Message: "no endpoint " + r.URL.Path + " (the server has /v1/completions, /v1/chat/completions, /v1/models and /health)", Type: "invalid_request_error"})
+	})
+	go s.schedule()
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Drain makes the server refuse new requests (503) while the ones admitted
+// finish; /health then reports 503 too.
+func (s *Server) Drain() { s.closing.Store(true) }
+
+// Close cancels the requests still queued or running (their clients get an
+// error, or the end of their stream) and stops the scheduler.
+func (s *Server) Close() {
+	s.Drain()
+	s.once.Do(func() { close(s.stop) })
+	<-s.done
+}
+
+// job is one request's generation, handed from its handler to the scheduler.
+type job struct {
+	ctx       context.Context
+	prompt    []int
+	maxTokens int
+	sampler   *model.Sampler
+	text      *model.TextStream
+	// events carries the text to the handler; its buffer holds one event per
+	// token plus the last, so the scheduler never waits for a slow client.
+	events chan event
+
+	cache     *model.Cache // nil until admitted
+	generated []int
+}
+
+// event is a piece of a job's output; the last one has done set.
+type event struct {
+	delta  string
+	done   bool
+	finish string // "stop" or "length" when done
+	tokens int    // completion tokens, when done
+	err    error  // when done because the generation failed
+}
+
+var errShutdown = errors.New("the server is shutting down")
+
+// submit queues a job; false when the queue is full or the server closing.
+func (s *Server) submit(j *job) bool {
+	if s.closing.Load() {
+		return false
+	}
+	select {
+	case s.queue <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+// schedule runs the batch: it admits queued jobs up to MaxBatch between two
+// steps and runs one forward per step over all running jobs (the prompts of
+// new ones, the last token of the others).
+func (s *Server) schedule() {
+	defer close(s.done)
+	var running []*job
+	for {
+		if len(running) == 0 {
+			select {
+			case j := <-s.queue:
+				running = append(running, j)
+			case <-s.stop:
+				s.cancelQueued()
+				return
+			}
+		}
+	admit:
+		for len(running) < s.opt.MaxBatch {
+			select {
+			case j := <-s.queue:
+				running = append(running, j)
+			default:
+				break admit
+			}
+		}
+		select {
+		case <-s.stop:
+			for _, j := range running {
+				j.events <- event{done: true, err: errShutdown, tokens: len(j.generated)}
+			}
+			s.cancelQueued()
+			return
+		default:
+		}
+		running = s.step(running)
+	}
+}
+
+// cancelQueued ends every job still in the queue.
+func (s *Server) cancelQueued() {
+	for {
+		select {
+		case j := <-s.queue:
+			j.events <- event{done: true, err: errShutdown}
+		default:
+			return
+		}
+	}
+}
+
+// step runs one forward over the running jobs and returns those that go on.
+func (s *Server) step(running []*job) []*job {
+	tokens := make([][]int, 0, len(running))
+	caches := make([]*model.Cache, 0, len(running))
+	live := running[:0]
+	for _, j := range running {
+		if j.ctx.Err() != nil { // the client went away
+			j.events <- event{done: true, err: j.ctx.Err(), tokens: len(j.generated)}
+			continue
+		}
+		if j.cache == nil {
+			// The last token generated is not fed back, so it needs no place.
+			j.cache = s.runner.NewCache(len(j.prompt) + j.maxTokens - 1)
+			tokens = append(tokens, j.prompt)
+		} else {
+			tokens = append(tokens, j.generated[len(j.generated)-1:])
+		}
+		caches = append(caches, j.cache)
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return live
+	}
+	logits, err := s.runner.Forward(tokens, caches, false)
+	if err != nil {
+		for _, j := range live {
+			j.events <- event{done: true, err: err, tokens: len(j.generated)}
+		}
+		return live[:0]
+	}
+	eos := s.tok.EOS()
+	next := live[:0]
+	for i, j := range live {
+		id := j.sampler.Sample(logits[i])
+		if id == eos && eos >= 0 {
+			j.finish("stop")
+			continue
+		}
+		j.generated = append(j.generated, id)
+		delta, stopped := j.text.Push(j.generated)
+		switch {
+		case stopped:
+			j.send(delta)
+			j.finish("stop")
+		case len(j.generated) >= j.maxTokens:
+			j.send(delta)
+			j.finish("length")
+		default:
+			j.send(delta)
+			next = append(next, j)
+		}
+	}
+	return next
+}
+
+func (j *job) send(delta string) {
+	if delta != "" {
+		j.events <- event{delta: delta}
+	}
+}
+
+// finish sends the rest of the text and the end of the job.
+func (j *job) finish(reason string) {
+	j.send(j.text.Flush())
+	j.events <- event{done: true, finish: reason, tokens: len(j.generated)}
+	j.cache = nil
+}
+
+// newSampler is the request's sampler: its seed, else a random one.
+func newSampler(p sampling) (*model.Sampler, error) {
+	seed := rand.Uint64()
+	if p.seed != nil {
+		seed = uint64(*p.seed)
+	}
+	return model.NewSampler(p.temperature, p.topP, seed)
+}
