@@ -53,6 +53,27 @@ type Server struct {
 	once    sync.Once
 	mux     *http.ServeMux
 	nextID  atomic.Uint64
+	stats   struct {
+		steps, tokens, running, widest atomic.Int64
+	}
+}
+
+// Stats counts the scheduler's work since the server started.
+type Stats struct {
+	// Steps is the number of batched forwards, Tokens the tokens they
+	// generated.
+	Steps, Tokens int64
+	// Running is the number of requests in the batch now; Widest the most
+	// requests one forward has decoded together.
+	Running, Widest int
+	// Queued is the number of requests waiting for a place in the batch.
+	Queued int
+}
+
+// Stats returns the scheduler's counts.
+func (s *Server) Stats() Stats {
+	return Stats{Steps: s.stats.steps.Load(), Tokens: s.stats.tokens.Load(), Running: int(s.stats.running.Load()),
+		Widest: int(s.stats.widest.Load()), Queued: len(s.queue)}
 }
 
 // New starts the scheduler of a server for the model p with tokenizer tok.
@@ -180,6 +201,7 @@ func (s *Server) schedule() {
 		default:
 		}
 		running = s.step(running)
+		s.stats.running.Store(int64(len(running)))
 	}
 }
 
@@ -217,6 +239,11 @@ func (s *Server) step(running []*job) []*job {
 	}
 	if len(live) == 0 {
 		return live
+	}
+	s.stats.steps.Add(1)
+	s.stats.tokens.Add(int64(len(live)))
+	if int64(len(live)) > s.stats.widest.Load() {
+		s.stats.widest.Store(int64(len(live)))
 	}
 	logits, err := s.runner.Forward(tokens, caches, false)
 	if err != nil {
