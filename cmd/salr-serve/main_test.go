@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/salr-go/salr/cmd/internal/cli/clitest"
+	"github.com/salr-go/salr/datasets/assets"
+	"github.com/salr-go/salr/serve"
+)
+
+// TestExitCodes runs the command's main in a child process.
+func TestExitCodes(t *testing.T) {
+	clitest.Child("salr-serve", main)
+	missing := filepath.Join(t.TempDir(), "absent.bin")
+	for _, c := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}{
+		{[]string{"-h"}, 0, "usage: salr-serve -model PATH", ""},
+		{[]string{}, 2, "", "salr-serve: give exactly one of -model and -run\n"},
+		{[]string{"-model", missing, "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"-model", missing, "-max-batch", "0"}, 2, "", "-max-batch 0"},
+		{[]string{"-run", "x", "-tokenizer", "y"}, 2, "", "-tokenizer applies to -model only"},
+		{[]string{"-model", missing, "-addr", "127.0.0.1:0"}, 1, "", "absent.bin"},
+		{[]string{"-model", missing, "-addr", "nonsense"}, 1, "", "nonsense"},
+	} {
+		code, stdout, stderr := clitest.Exec(t, "TestExitCodes", c.args...)
+		if code != c.code || !strings.Contains(stdout, c.stdout) || !strings.Contains(stderr, c.stderr) {
+			t.Errorf("salr-serve %q: exit %d, stdout %q, stderr %q; want exit %d, %q and %q", c.args, code, stdout, stderr, c.code, c.stdout, c.stderr)
+		}
+	}
+}
+
+// startRun runs the command on stories260K at 127.0.0.1 until the returned
+// cancel (what SIGTERM does through cli.Run's context); done gets run's error.
+func startRun(t *testing.T, timeout time.Duration) (url string, cancel func(), done <-chan error) {
+	t.Helper()
+	o := options{model: filepath.Join(assets.ForTest(t), "stories260K", "stories260K.bin"), addr: "127.0.0.1:0", name: "stories",
+		maxBatch: 4, queue: 4, shutdownTimeout: timeout}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, o, io.Discard, ready) }()
+	select {
+	case addr := <-ready:
+		return "http://" + addr, cancel, errc
+	case err := <-errc:
+		cancel()
+		t.Fatal(err)
+	}
+	return "", nil, nil
+}
+
+// TestGracefulShutdown: on the signal, a stream in flight runs to its end
+// and the command returns without error (exit 0); new connections are
+// refused.
+func TestGracefulShutdown(t *testing.T) {
+	url, cancel, done := startRun(t, time.Minute)
+	first := make(chan struct{})
+	type result struct {
+		tokens int
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		started := false
+		_, n, err := serve.StreamCompletion(context.Background(), http.DefaultClient, url, map[string]any{
+			"prompt": "Once upon a time", "max_tokens": 300, "temperature": 0, "stream": true, "stream_options": map[string]bool{"include_usage": true},
+		}, func(string) {
+			if !started {
+				started = true
+				close(first)
+			}
+		})
+		res <- result{n, err}
+	}()
+	<-first
+	cancel()
+	if r := <-res; r.err != nil || r.tokens == 0 {
+		t.Errorf("the stream in flight: %d tokens, %v", r.tokens, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if _, err := http.Get(url + "/health"); err == nil {
+		t.Error("the server still answers after shutting down")
+	}
+}
+
+// TestShutdownTimeout: requests still running when the timeout ends are
+// cancelled, and the command still returns without error.
+func TestShutdownTimeout(t *testing.T) {
+	url, cancel, done := startRun(t, 0)
+	first := make(chan struct{})
+	res := make(chan error, 1)
+	go func() {
+		started := false
+		_, _, err := serve.StreamCompletion(context.Background(), http.DefaultClient, url, map[string]any{
+			"prompt": "Once upon a time", "max_tokens": 500, "temperature": 0, "stream": true,
+		}, func(string) {
+			if !started {
+				started = true
+				close(first)
+			}
+		})
+		res <- err
+	}()
+	<-first
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
+	if err := <-res; err == nil {
+		t.Log("the stream finished before the cancellation reached it")
+	}
+}
