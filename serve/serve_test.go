@@ -357,3 +357,32 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("/v1/models: %+v", models)
 	}
 }
+
+// TestCompressedBase: the server gives the same greedy tokens on the
+// bitmap-compressed projections as on the same weights stored dense.
+func TestCompressedBase(t *testing.T) {
+	m := openStories(t)
+	texts := map[model.BaseFormat]string{}
+	for _, f := range []model.BaseFormat{model.BaseDenseFP32, model.BaseBitmapFP32, model.BaseDenseBF16, model.BaseBitmapBF16} {
+		p, err := model.WithBaseFormat(m.Params, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := model.BaseFormatName(p.Layers[2].Proj[model.UpProj].Base); got != string(f) {
+			t.Fatalf("%s: the base is stored as %s", f, got)
+		}
+		s := New(p, m.Tokenizer, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		hs := httptest.NewServer(s.Handler())
+		var resp completionResponse
+		post(t, hs.URL+"/v1/completions", map[string]any{"prompt": storiesPrompt, "max_tokens": 40, "temperature": 0}, &resp)
+		hs.Close()
+		s.Close()
+		texts[f] = resp.Choices[0].Text
+	}
+	if want := reference(t, m, storiesPrompt, 40); texts[model.BaseDenseFP32] != want || texts[model.BaseBitmapFP32] != want {
+		t.Errorf("fp32: dense %q, bitmap %q, want %q", texts[model.BaseDenseFP32], texts[model.BaseBitmapFP32], want)
+	}
+	if texts[model.BaseBitmapBF16] != texts[model.BaseDenseBF16] || texts[model.BaseDenseBF16] == "" {
+		t.Errorf("bf16: dense %q, bitmap %q", texts[model.BaseDenseBF16], texts[model.BaseBitmapBF16])
+	}
+}

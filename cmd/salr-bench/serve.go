@@ -29,14 +29,15 @@ func init() {
 // serveResult is one format's measurement: the median repetition (by the
 // tokens/s of the many-client load).
 type serveResult struct {
-	Bench              string            `json:"bench"`
-	Model              string            `json:"model"`
-	Format             string            `json:"format"`
-	One                serve.LoadResult  `json:"one_client"`
-	Many               serve.LoadResult  `json:"many_clients"`
-	SpeedupVsDenseBF16 float64           `json:"speedup_vs_dense_bf16,omitempty"`
-	ProjectionBytes    int64             `json:"projection_bytes"`
-	reps               []serveRepetition `json:"-"`
+	Bench              string           `json:"bench"`
+	Model              string           `json:"model"`
+	Format             string           `json:"format"`
+	One                serve.LoadResult `json:"one_client"`
+	Many               serve.LoadResult `json:"many_clients"`
+	SpeedupVsDenseBF16 float64          `json:"speedup_vs_dense_bf16,omitempty"`
+	ProjectionBytes    int64            `json:"projection_bytes"`
+	bitmap.Paths
+	reps []serveRepetition `json:"-"`
 }
 
 type serveRepetition struct{ one, many serve.LoadResult }
@@ -126,7 +127,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if params[i], err = model.WithBaseFormat(base, f); err != nil {
 			return err
 		}
-		results[i] = &serveResult{Bench: "serve", Model: name, Format: string(f)}
+		results[i] = &serveResult{Bench: "serve", Model: name, Format: string(f), Paths: bitmap.CurrentPaths()}
 		for _, L := range params[i].Layers {
 			for _, lin := range L.Proj {
 				results[i].ProjectionBytes += model.BaseBytes(lin.Base)
