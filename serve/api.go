@@ -150,6 +150,7 @@ type sampling struct {
 	topP        float64
 	seed        *int64
 	stops       []string
+	stopIDs     []int
 }
 
 // parseSampling checks the parameters every endpoint shares.

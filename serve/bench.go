@@ -12,8 +12,8 @@ import (
 )
 
 // Bench serves p on a real listener at 127.0.0.1 and measures it under
-// Load: first one client, then o.Clients clients at once (o.URL is set
-// here). The server decodes up to maxBatch requests together.
+// Load: after one untimed request, one client, then o.Clients clients at
+// once (o.URL is set here). The server decodes up to maxBatch requests together.
 func Bench(ctx context.Context, p *model.Params[float32], tok tokenizer.Tokenizer, o LoadOptions, maxBatch int) (one, many LoadResult, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,6 +25,13 @@ func Bench(ctx context.Context, p *model.Params[float32], tok tokenizer.Tokenize
 	go hs.Serve(ln)
 	defer hs.Close()
 	o.URL = "http://" + ln.Addr().String()
+	// One request first, untimed, so that neither measurement pays for the
+	// first use of the model's memory.
+	warm := o
+	warm.Clients, warm.Requests = 1, 1
+	if _, err = Load(ctx, warm); err != nil {
+		return one, many, err
+	}
 	clients := o.Clients
 	o.Clients = 1
 	if one, err = Load(ctx, o); err != nil {

@@ -3,13 +3,16 @@ package serve
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/tokenizer"
 )
 
 // Chat templates as the models' tokenizer_config.json files hold them
@@ -150,4 +153,51 @@ func TestChatStream(t *testing.T) {
 			t.Errorf("chunk %d: %v", i, c)
 		}
 	}
+}
+
+// endTokenizer encodes a chat template's end-of-turn text as one special
+// token, as tokenizers of chat models do.
+type endTokenizer struct {
+	tokenizer.Tokenizer
+	end string
+	id  int
+}
+
+func (t endTokenizer) Encode(s string) ([]int, error) {
+	if s == t.end {
+		return []int{t.id}, nil
+	}
+	return t.Tokenizer.Encode(s)
+}
+
+// TestChatEndToken: the template's end of turn stops the answer as a token
+// too (decoding skips special tokens, so the stop string alone would miss it).
+func TestChatEndToken(t *testing.T) {
+	ct, _ := DetectChatTemplate(templates["chatml"])
+	m := openStories(t)
+	prompt, _ := ct.Render([]message{{"user", "Once upon a time"}})
+	ids, _ := model.EncodePrompt(m.Tokenizer, prompt)
+	gen, err := model.NewRunner(m.Params).Generate([][]int{ids}, model.GenerateOptions{MaxNewTokens: 3, Sampler: must(model.NewSampler(0, 1, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := endTokenizer{m.Tokenizer, ct.Stop, gen[0][2]} // the third greedy token ends the turn
+	s := New(m.Params, tok, Options{Chat: ct, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(s.Handler())
+	defer s.Close()
+	defer hs.Close()
+	var resp chatResponse
+	post(t, hs.URL+"/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": "Once upon a time"}}, "temperature": 0}, &resp)
+	want := model.NewTextStream(m.Tokenizer, ids, nil)
+	want.Push(gen[0][:2])
+	if c := resp.Choices[0]; *c.Message.Content != want.Text() || *c.FinishReason != "stop" || resp.Usage.CompletionTokens != 2 {
+		t.Errorf("got %q (%s, %d tokens), want %q (stop, 2 tokens)", *c.Message.Content, *c.FinishReason, resp.Usage.CompletionTokens, want.Text())
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -133,6 +133,11 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, req *co
 		return
 	}
 	p.stops = append(p.stops, s.opt.Chat.Stop)
+	// The end of a turn is often a special token, which decoding skips: it
+	// stops as a token too.
+	if end, err := s.tok.Encode(s.opt.Chat.Stop); err == nil && len(end) == 1 {
+		p.stopIDs = end
+	}
 	// Chat completions default to the rest of the context.
 	s.generate(w, r, req, p, ids, 0, true)
 }
@@ -178,6 +183,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req *completio
 		prompt:    prompt,
 		maxTokens: maxTokens,
 		sampler:   sampler,
+		stopIDs:   p.stopIDs,
 		text:      model.NewTextStream(s.tok, prompt, p.stops),
 		events:    make(chan event, maxTokens+2),
 	}

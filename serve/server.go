@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +134,7 @@ type job struct {
 	prompt    []int
 	maxTokens int
 	sampler   *model.Sampler
+	stopIDs   []int // tokens that end the text besides EOS
 	text      *model.TextStream
 	// events carries the text to the handler; its buffer holds one event per
 	// token plus the last, so the scheduler never waits for a slow client.
@@ -256,7 +258,7 @@ func (s *Server) step(running []*job) []*job {
 	next := live[:0]
 	for i, j := range live {
 		id := j.sampler.Sample(logits[i])
-		if id == eos && eos >= 0 {
+		if (id == eos && eos >= 0) || slices.Contains(j.stopIDs, id) {
 			j.finish("stop")
 			continue
 		}

@@ -135,8 +135,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	base = nil
-	for range reps {
-		for i := range fmts {
+	for rep := range reps {
+		// In turns, the order reversed every other repetition.
+		for k := range fmts {
+			i := k
+			if rep%2 == 1 {
+				i = len(fmts) - 1 - k
+			}
 			one, many, err := serve.Bench(ctx, params[i], tok, o, maxBatch)
 			if err != nil {
 				return fmt.Errorf("%s: %w", fmts[i], err)
@@ -169,7 +174,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	}
-	fmt.Fprintf(stdout, "# %s: %d clients x %d streaming requests of %d tokens, max batch %d, median of %d, formats in turns; %s, BLAS %s, %d threads\n",
+	fmt.Fprintf(stdout, "# %s: %d clients x %d streaming requests of %d tokens, max batch %d, median of %d, formats in turns (order reversed every other repetition); %s, BLAS %s, %d threads\n",
 		name, o.Clients, o.Requests, o.MaxTokens, maxBatch, reps, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "%-12s %12s %12s %9s %12s %12s %10s\n", "format", "1 client t/s", fmt.Sprintf("%d clients t/s", o.Clients), "vs bf16", "TTFT p50 ms", "TTFT p99 ms", "proj MB")
 	for _, r := range results {
