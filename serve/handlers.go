@@ -173,19 +173,26 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req *completio
 		writeError(w, badRequest("max_tokens", "this model's maximum context length is %d tokens, but %d tokens were requested (%d in the prompt, %d for the completion); reduce the prompt or max_tokens", ctxLen, len(prompt)+maxTokens, len(prompt), maxTokens).withCode("context_length_exceeded"))
 		return
 	}
+	need := s.cacheBytes(cacheLen(prompt, maxTokens))
+	if s.opt.KVCacheBytes > 0 && need > s.opt.KVCacheBytes {
+		writeError(w, badRequest("max_tokens", "%d tokens (%d in the prompt, %d for the completion) need %.1f MiB of key/value cache, more than the server's limit of %.1f MiB; lower max_tokens or the prompt",
+			len(prompt)+maxTokens, len(prompt), maxTokens, float64(need)/(1<<20), float64(s.opt.KVCacheBytes)/(1<<20)).withCode("context_length_exceeded"))
+		return
+	}
 	sampler, err := newSampler(p)
 	if err != nil {
 		writeError(w, badRequest("temperature", "%v", err))
 		return
 	}
 	j := &job{
-		ctx:       r.Context(),
-		prompt:    prompt,
-		maxTokens: maxTokens,
-		sampler:   sampler,
-		stopIDs:   p.stopIDs,
-		text:      model.NewTextStream(s.tok, prompt, p.stops),
-		events:    make(chan event, maxTokens+2),
+		ctx:        r.Context(),
+		prompt:     prompt,
+		maxTokens:  maxTokens,
+		cacheBytes: need,
+		sampler:    sampler,
+		stopIDs:    p.stopIDs,
+		text:       model.NewTextStream(s.tok, prompt, p.stops),
+		events:     make(chan event, maxTokens+2),
 	}
 	if !s.submit(j) {
 		msg := "the server is busy: its request queue is full; retry later"

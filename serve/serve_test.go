@@ -386,3 +386,28 @@ func TestCompressedBase(t *testing.T) {
 		t.Errorf("bf16: dense %q, bitmap %q", texts[model.BaseDenseBF16], texts[model.BaseBitmapBF16])
 	}
 }
+
+// TestKVCacheBudget: requests whose caches do not fit together wait their
+// turn, and one that would not fit alone is refused.
+func TestKVCacheBudget(t *testing.T) {
+	m := openStories(t)
+	ids, _ := model.EncodePrompt(m.Tokenizer, storiesPrompt)
+	cfg := m.Params.Config
+	const n = 40
+	one := int64(cfg.Layers) * 2 * int64(len(ids)+n-1) * int64(cfg.KVDim()) * 4
+	s := New(m.Params, m.Tokenizer, Options{KVCacheBytes: 2*one + one/2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(s.Handler())
+	defer s.Close()
+	defer hs.Close()
+	res, err := Load(context.Background(), LoadOptions{URL: hs.URL, Clients: 5, Requests: 2, Prompt: storiesPrompt, MaxTokens: n, Client: hs.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); res.CompletionTokens != 10*n || st.Widest > 2 || st.CacheBytes != 0 {
+		t.Errorf("%d tokens, want %d; stats %+v (at most 2 requests at once)", res.CompletionTokens, 10*n, st)
+	}
+	var e struct{ Error apiError }
+	if code := post(t, hs.URL+"/v1/completions", map[string]any{"prompt": storiesPrompt, "max_tokens": 500}, &e); code != 400 || !strings.Contains(e.Error.Message, "key/value cache") {
+		t.Errorf("a request larger than the budget: %d %+v", code, e.Error)
+	}
+}

@@ -32,6 +32,10 @@ type Options struct {
 	// QueueSize is the most requests waiting for a place in the batch
 	// (default 64); one more is answered 503.
 	QueueSize int
+	// KVCacheBytes bounds the memory of the key/value caches of the requests
+	// decoded together (0: no bound); a request waits until its cache fits,
+	// and one that would not fit alone is refused with 400.
+	KVCacheBytes int64
 	// Chat renders chat requests; nil answers /v1/chat/completions with 400.
 	Chat *ChatTemplate
 	// NoChatReason says why Chat is nil, for the 400's message.
@@ -55,7 +59,7 @@ type Server struct {
 	mux     *http.ServeMux
 	nextID  atomic.Uint64
 	stats   struct {
-		steps, tokens, running, widest atomic.Int64
+		steps, tokens, running, widest, pending, cacheBytes atomic.Int64
 	}
 }
 
@@ -69,12 +73,14 @@ type Stats struct {
 	Running, Widest int
 	// Queued is the number of requests waiting for a place in the batch.
 	Queued int
+	// CacheBytes is the memory of the running requests' key/value caches.
+	CacheBytes int64
 }
 
 // Stats returns the scheduler's counts.
 func (s *Server) Stats() Stats {
 	return Stats{Steps: s.stats.steps.Load(), Tokens: s.stats.tokens.Load(), Running: int(s.stats.running.Load()),
-		Widest: int(s.stats.widest.Load()), Queued: len(s.queue)}
+		Widest: int(s.stats.widest.Load()), Queued: len(s.queue) + int(s.stats.pending.Load()), CacheBytes: s.stats.cacheBytes.Load()}
 }
 
 // New starts the scheduler of a server for the model p with tokenizer tok.
@@ -140,8 +146,9 @@ type job struct {
 	// token plus the last, so the scheduler never waits for a slow client.
 	events chan event
 
-	cache     *model.Cache // nil until admitted
-	generated []int
+	cacheBytes int64        // the size of its cache
+	cache      *model.Cache // nil until admitted
+	generated  []int
 }
 
 // event is a piece of a job's output; the last one has done set.
@@ -168,42 +175,76 @@ func (s *Server) submit(j *job) bool {
 	}
 }
 
-// schedule runs the batch: it admits queued jobs up to MaxBatch between two
-// steps and runs one forward per step over all running jobs (the prompts of
-// new ones, the last token of the others).
+// schedule runs the batch: it admits queued jobs up to MaxBatch (and while
+// their caches fit KVCacheBytes, in order of arrival) between two steps and
+// runs one forward per step over all running jobs (the prompts of new ones,
+// the last token of the others).
 func (s *Server) schedule() {
 	defer close(s.done)
-	var running []*job
-	for {
-		if len(running) == 0 {
+	var (
+		running  []*job
+		pending  *job // the next job, waiting for its cache to fit
+		reserved int64
+	)
+	next := func(wait bool) *job {
+		if j := pending; j != nil {
+			pending = nil
+			s.stats.pending.Store(0)
+			return j
+		}
+		if !wait {
 			select {
 			case j := <-s.queue:
-				running = append(running, j)
-			case <-s.stop:
-				s.cancelQueued()
-				return
+				return j
+			default:
+				return nil
 			}
 		}
-	admit:
+		select {
+		case j := <-s.queue:
+			return j
+		case <-s.stop:
+			return nil
+		}
+	}
+	for {
 		for len(running) < s.opt.MaxBatch {
-			select {
-			case j := <-s.queue:
-				running = append(running, j)
-			default:
-				break admit
+			j := next(len(running) == 0)
+			if j == nil {
+				break
 			}
+			if j.ctx.Err() != nil { // the client went away while waiting
+				j.events <- event{done: true, err: j.ctx.Err()}
+				continue
+			}
+			if s.opt.KVCacheBytes > 0 && len(running) > 0 && reserved+j.cacheBytes > s.opt.KVCacheBytes {
+				pending = j
+				s.stats.pending.Store(1)
+				break
+			}
+			running = append(running, j)
+			reserved += j.cacheBytes
 		}
 		select {
 		case <-s.stop:
 			for _, j := range running {
 				j.events <- event{done: true, err: errShutdown, tokens: len(j.generated)}
 			}
+			if pending != nil {
+				pending.events <- event{done: true, err: errShutdown}
+			}
 			s.cancelQueued()
 			return
 		default:
 		}
+		s.stats.cacheBytes.Store(reserved)
 		running = s.step(running)
+		reserved = 0
+		for _, j := range running {
+			reserved += j.cacheBytes
+		}
 		s.stats.running.Store(int64(len(running)))
+		s.stats.cacheBytes.Store(reserved)
 	}
 }
 
@@ -230,8 +271,7 @@ func (s *Server) step(running []*job) []*job {
 			continue
 		}
 		if j.cache == nil {
-			// The last token generated is not fed back, so it needs no place.
-			j.cache = s.runner.NewCache(len(j.prompt) + j.maxTokens - 1)
+			j.cache = s.runner.NewCache(cacheLen(j.prompt, j.maxTokens))
 			tokens = append(tokens, j.prompt)
 		} else {
 			tokens = append(tokens, j.generated[len(j.generated)-1:])
@@ -299,4 +339,14 @@ func newSampler(p sampling) (*model.Sampler, error) {
 		seed = uint64(*p.seed)
 	}
 	return model.NewSampler(p.temperature, p.topP, seed)
+}
+
+// cacheLen is the capacity of a job's cache: the last token generated is not
+// fed back, so it needs no place.
+func cacheLen(prompt []int, maxTokens int) int { return len(prompt) + maxTokens - 1 }
+
+// cacheBytes is the size of a cache of n tokens.
+func (s *Server) cacheBytes(n int) int64 {
+	cfg := s.runner.P.Config
+	return int64(cfg.Layers) * 2 * int64(n) * int64(cfg.KVDim()) * 4
 }

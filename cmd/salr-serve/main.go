@@ -31,7 +31,7 @@ import (
 
 type options struct {
 	model, run, tokenizer, addr, name string
-	maxBatch, queue                   int
+	maxBatch, queue, kvCacheMB        int
 	shutdownTimeout                   time.Duration
 }
 
@@ -48,7 +48,7 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func parseArgs(args []string, stdout io.Writer) (options, error) {
 	var o options
 	fs := cli.NewFlagSet("salr-serve",
-		"salr-serve -model PATH [-tokenizer PATH] [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-shutdown-timeout D]\nsalr-serve -run RUN_DIR [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-shutdown-timeout D]",
+		"salr-serve -model PATH [-tokenizer PATH] [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]\nsalr-serve -run RUN_DIR [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]",
 		"Serve a model, or a salr-train run's compressed model, over an OpenAI-compatible HTTP API:\n/v1/completions, /v1/chat/completions (with the model's chat template), /v1/models, /health.\nOne of -model and -run is required.")
 	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its compressed model, else its pruned base with its adapters (required unless -model)")
@@ -57,6 +57,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.name, "name", "", "model id in /v1/models and responses (default: the base name of -model or -run)")
 	fs.IntVar(&o.maxBatch, "max-batch", 16, "most requests decoded together")
 	fs.IntVar(&o.queue, "queue", 64, "most requests waiting for a place in the batch; more are answered 503")
+	fs.IntVar(&o.kvCacheMB, "kv-cache-mb", 4096, "most MiB of key/value cache for the requests decoded together (float32; 0: no limit); a request waits until its cache fits")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long requests in flight may run before they are cancelled")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
@@ -70,6 +71,8 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 		return o, cli.UsageError(fmt.Sprintf("-max-batch %d: want 1 or more", o.maxBatch))
 	case o.queue < 1:
 		return o, cli.UsageError(fmt.Sprintf("-queue %d: want 1 or more", o.queue))
+	case o.kvCacheMB < 0:
+		return o, cli.UsageError(fmt.Sprintf("-kv-cache-mb %d: want 0 or more", o.kvCacheMB))
 	case o.shutdownTimeout < 0:
 		return o, cli.UsageError(fmt.Sprintf("-shutdown-timeout %v: want 0 or more", o.shutdownTimeout))
 	}
@@ -93,7 +96,7 @@ func run(ctx context.Context, o options, stderr io.Writer, ready chan<- string) 
 		return err
 	}
 	defer m.Close()
-	opt := serve.Options{ModelName: o.name, MaxBatch: o.maxBatch, QueueSize: o.queue, Logger: log}
+	opt := serve.Options{ModelName: o.name, MaxBatch: o.maxBatch, QueueSize: o.queue, KVCacheBytes: int64(o.kvCacheMB) << 20, Logger: log}
 	tmpl, err := serve.ReadChatTemplate(tmplDir)
 	switch {
 	case err != nil:
