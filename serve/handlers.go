@@ -57,13 +57,21 @@ func (s *Server) get(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"object": "list",
-		"data": []map[string]any{{
-			"id": s.opt.ModelName, "object": "model", "created": s.created, "owned_by": "salr",
-			"max_model_len": s.runner.P.Config.MaxPositions,
-		}},
-	})
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []map[string]any{s.modelInfo()}})
+}
+
+// model answers /v1/models/{id}: the served model, or 404.
+func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	if id := r.PathValue("id"); id != s.opt.ModelName {
+		writeError(w, (&apiError{Status: http.StatusNotFound, Message: fmt.Sprintf("the model %q does not exist (this server serves %q)", id, s.opt.ModelName), Type: "invalid_request_error"}).withCode("model_not_found"))
+		return
+	}
+	writeJSON(w, http.StatusOK, s.modelInfo())
+}
+
+func (s *Server) modelInfo() map[string]any {
+	return map[string]any{"id": s.opt.ModelName, "object": "model", "created": s.created, "owned_by": "salr",
+		"max_model_len": s.runner.P.Config.MaxPositions}
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

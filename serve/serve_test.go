@@ -356,6 +356,18 @@ func TestBadRequests(t *testing.T) {
 	if models.Object != "list" || len(models.Data) != 1 || models.Data[0].ID != "salr" || models.Data[0].Object != "model" {
 		t.Errorf("/v1/models: %+v", models)
 	}
+	for path, want := range map[string]int{"/v1/models/salr": 200, "/v1/models/gpt-4": 404} {
+		resp, err := http.Get(hs.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != want || (want == 200 && body["id"] != "salr") || (want == 404 && body["error"] == nil) {
+			t.Errorf("GET %s: %d %v, want %d", path, resp.StatusCode, body, want)
+		}
+	}
 }
 
 // TestCompressedBase: the server gives the same greedy tokens on the

@@ -111,6 +111,7 @@ func New(p *model.Params[float32], tok tokenizer.Tokenizer, opt Options) *Server
 	s.mux.HandleFunc("/v1/completions", s.post(s.completions))
 	s.mux.HandleFunc("/v1/chat/completions", s.post(s.chatCompletions))
 	s.mux.HandleFunc("/v1/models", s.get(s.models))
+	s.mux.HandleFunc("/v1/models/{id...}", s.get(s.model))
 	s.mux.HandleFunc("/health", s.get(s.health))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{Status: http.StatusNotFound, Message: "no endpoint " + r.URL.Path + " (the server has /v1/completions, /v1/chat/completions, /v1/models and /health)", Type: "invalid_request_error"})
