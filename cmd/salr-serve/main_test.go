@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,5 +121,69 @@ func TestShutdownTimeout(t *testing.T) {
 	}
 	if err := <-res; err == nil {
 		t.Log("the stream finished before the cancellation reached it")
+	}
+}
+
+// TestSIGTERM: the command in its own process, sent SIGTERM while a stream
+// is in flight, finishes the stream and exits 0.
+func TestSIGTERM(t *testing.T) {
+	clitest.Child("salr-serve", main)
+	stories := filepath.Join(assets.ForTest(t), "stories260K", "stories260K.bin")
+	cmd := clitest.Command(t, "TestSIGTERM", "-model", stories, "-addr", "127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := bufio.NewScanner(stderr)
+	addr := ""
+	for addr == "" && lines.Scan() {
+		if _, rest, ok := strings.Cut(lines.Text(), "msg=listening addr="); ok {
+			addr, _, _ = strings.Cut(rest, " ")
+		}
+	}
+	if addr == "" {
+		t.Fatalf("the server never said where it listens: %v", lines.Err())
+	}
+	var log strings.Builder
+	logged := make(chan struct{})
+	go func() {
+		for lines.Scan() {
+			log.WriteString(lines.Text() + "\n")
+		}
+		close(logged)
+	}()
+	first := make(chan struct{})
+	res := make(chan error, 1)
+	tokens := 0
+	go func() {
+		started := false
+		var err error
+		_, tokens, err = serve.StreamCompletion(context.Background(), http.DefaultClient, "http://"+addr, map[string]any{
+			"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0, "stream": true, "stream_options": map[string]bool{"include_usage": true},
+		}, func(string) {
+			if !started {
+				started = true
+				close(first)
+			}
+		})
+		res <- err
+	}()
+	<-first
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err != nil || tokens != 400 {
+		t.Errorf("the stream in flight: %d tokens, %v", tokens, err)
+	}
+	<-logged
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "msg=stopped") {
+		t.Errorf("log:\n%s", log.String())
 	}
 }
