@@ -148,6 +148,14 @@ func TestStop(t *testing.T) {
 	if got := resp.Choices[0].Text; got != want || *resp.Choices[0].FinishReason != "stop" {
 		t.Errorf("got %q (%s), want %q (stop)", got, *resp.Choices[0].FinishReason, want)
 	}
+	// Streamed, no piece of the stop string leaks out before the cut.
+	var b strings.Builder
+	_, _, err := StreamCompletion(context.Background(), hs.Client(), hs.URL, map[string]any{
+		"prompt": storiesPrompt, "max_tokens": 40, "temperature": 0, "stop": "Lily", "stream": true,
+	}, func(s string) { b.WriteString(s) })
+	if err != nil || b.String() != want {
+		t.Errorf("streamed: got %q, %v; want %q", b.String(), err, want)
+	}
 }
 
 // TestLoad: concurrent streaming clients against the server, measured
