@@ -11,9 +11,11 @@ package serve
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,10 +57,13 @@ type Server struct {
 	stop    chan struct{} // closed by Close
 	done    chan struct{} // closed when the scheduler has returned
 	closing atomic.Bool
-	once    sync.Once
-	mux     *http.ServeMux
-	nextID  atomic.Uint64
-	stats   struct {
+	// submitting is held (shared) by submit while it queues a job, and
+	// taken by Drain, so that no job enters the queue once it is drained.
+	submitting sync.RWMutex
+	once       sync.Once
+	mux        *http.ServeMux
+	nextID     atomic.Uint64
+	stats      struct {
 		steps, tokens, running, widest, pending, cacheBytes atomic.Int64
 	}
 }
@@ -125,7 +130,11 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 // Drain makes the server refuse new requests (503) while the ones admitted
 // finish; /health then reports 503 too.
-func (s *Server) Drain() { s.closing.Store(true) }
+func (s *Server) Drain() {
+	s.submitting.Lock()
+	s.closing.Store(true)
+	s.submitting.Unlock()
+}
 
 // Close cancels the requests still queued or running (their clients get an
 // error, or the end of their stream) and stops the scheduler.
@@ -165,6 +174,8 @@ var errShutdown = errors.New("the server is shutting down")
 
 // submit queues a job; false when the queue is full or the server closing.
 func (s *Server) submit(j *job) bool {
+	s.submitting.RLock()
+	defer s.submitting.RUnlock()
 	if s.closing.Load() {
 		return false
 	}
@@ -288,7 +299,7 @@ func (s *Server) step(running []*job) []*job {
 	if int64(len(live)) > s.stats.widest.Load() {
 		s.stats.widest.Store(int64(len(live)))
 	}
-	logits, err := s.runner.Forward(tokens, caches, false)
+	logits, err := s.forward(tokens, caches)
 	if err != nil {
 		for _, j := range live {
 			j.events <- event{done: true, err: err, tokens: len(j.generated)}
@@ -318,6 +329,18 @@ func (s *Server) step(running []*job) []*job {
 		}
 	}
 	return next
+}
+
+// forward runs the model; a panic in it (a bug) fails the step's requests
+// instead of the server.
+func (s *Server) forward(tokens [][]int, caches []*model.Cache) (logits [][]float32, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("serve: the forward pass failed: %v", p)
+			s.opt.Logger.Error("forward pass panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}()
+	return s.runner.Forward(tokens, caches, false)
 }
 
 func (j *job) send(delta string) {
