@@ -3,16 +3,22 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/salr-go/salr/cmd/internal/cli/clitest"
 	"github.com/salr-go/salr/datasets/assets"
+	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/safetensors"
+	"github.com/salr-go/salr/model/tokenizer"
 	"github.com/salr-go/salr/serve"
 )
 
@@ -186,4 +192,80 @@ func TestSIGTERM(t *testing.T) {
 	if !strings.Contains(log.String(), "msg=stopped") {
 		t.Errorf("log:\n%s", log.String())
 	}
+}
+
+// TestChatTemplateFromModel: the chat template comes from the model
+// directory's tokenizer_config.json, and chat requests are answered with it.
+func TestChatTemplateFromModel(t *testing.T) {
+	dir := t.TempDir()
+	stories := filepath.Join(assets.ForTest(t), "stories260K")
+	ck, err := model.Load(filepath.Join(stories, "stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	if err := model.WriteHF(dir, ck, safetensors.F32); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.LoadLlama2C(filepath.Join(stories, "tok512.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.WriteHF(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "tokenizer_config.json")
+	var cfg map[string]any
+	data, err := os.ReadFile(cfgPath)
+	if err != nil || json.Unmarshal(data, &cfg) != nil {
+		t.Fatalf("reading %s: %v", cfgPath, err)
+	}
+	cfg["chat_template"] = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+	if data, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfgPath, data, 0o644)
+
+	var log strings.Builder
+	o := options{model: dir, addr: "127.0.0.1:0", name: "s260", maxBatch: 2, queue: 2, shutdownTimeout: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o, &syncWriter{w: &log}, ready) }()
+	addr := <-ready
+	resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 8}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		Object  string
+		Choices []struct {
+			Message struct{ Role, Content string }
+		}
+	}
+	json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || answer.Object != "chat.completion" || answer.Choices[0].Message.Role != "assistant" {
+		t.Errorf("status %d, answer %+v", resp.StatusCode, answer)
+	}
+	if !strings.Contains(log.String(), "format=chatml") {
+		t.Errorf("log:\n%s", log.String())
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
