@@ -156,3 +156,24 @@ func DecodeBase(m kernels.Matrix[float32]) []float32 {
 	dec.Decode(out)
 	return out
 }
+
+// WithBaseFormat returns a copy of p whose projection bases are stored in
+// format f (decoded and stored again); everything else, the adapters
+// included, is shared with p.
+func WithBaseFormat(p *Params[float32], f BaseFormat) (*Params[float32], error) {
+	q := *p
+	q.Layers = make([]Layer[float32], len(p.Layers))
+	for l, L := range p.Layers {
+		q.Layers[l] = L
+		for pj, lin := range L.Proj {
+			c := *lin
+			base, err := NewBaseMatrix(DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), f)
+			if err != nil {
+				return nil, fmt.Errorf("model: storing %s as %s: %w", lin.Module, f, err)
+			}
+			c.Base = base
+			q.Layers[l].Proj[pj] = &c
+		}
+	}
+	return &q, nil
+}

@@ -20,88 +20,134 @@ type TextOptions struct {
 	OnText func(delta string)
 }
 
+// EncodePrompt returns the ids of a prompt as the model reads it: BOS first
+// when the tokenizer adds one.
+func EncodePrompt(tok tokenizer.Tokenizer, prompt string) ([]int, error) {
+	enc, err := tok.Encode(prompt)
+	if err != nil {
+		return nil, err
+	}
+	if tok.AddBOS() && tok.BOS() >= 0 {
+		enc = append([]int{tok.BOS()}, enc...)
+	}
+	return enc, nil
+}
+
 // GenerateText continues each prompt and returns the generated texts.
 func GenerateText(r *Runner, tok tokenizer.Tokenizer, prompts []string, opt TextOptions) ([]string, error) {
 	ids := make([][]int, len(prompts))
+	streams := make([]*TextStream, len(prompts))
 	for i, p := range prompts {
-		enc, err := tok.Encode(p)
+		enc, err := EncodePrompt(tok, p)
 		if err != nil {
 			return nil, fmt.Errorf("model: encoding prompt %d: %w", i, err)
-		}
-		if tok.AddBOS() && tok.BOS() >= 0 {
-			enc = append([]int{tok.BOS()}, enc...)
 		}
 		if len(enc) == 0 {
 			return nil, fmt.Errorf("model: prompt %d is empty and the tokenizer adds no BOS", i)
 		}
 		ids[i] = enc
+		streams[i] = NewTextStream(tok, enc, opt.Stops)
 	}
 	var stopIDs []int
 	if tok.EOS() >= 0 {
 		stopIDs = append(stopIDs, tok.EOS())
 	}
-	// Decoding a continuation on its own would drop a leading space (the
-	// SentencePiece dummy prefix), so decode prompt + continuation and cut
-	// the decoded prompt off.
-	promptText := make([]string, len(prompts))
-	for i := range ids {
-		promptText[i] = tok.Decode(ids[i])
-	}
-	decode := func(i int, generated []int) string {
-		all := tok.Decode(append(append([]int(nil), ids[i]...), generated...))
-		if strings.HasPrefix(all, promptText[i]) {
-			return all[len(promptText[i]):]
-		}
-		return tok.Decode(generated)
-	}
-	texts := make([]string, len(prompts))
-	cut := make([]int, len(prompts)) // -1: no stop string seen
-	for i := range cut {
-		cut[i] = -1
-	}
-	streamed := 0
-	gen, err := r.Generate(ids, GenerateOptions{
+	stream := opt.OnText != nil && len(prompts) == 1
+	_, err := r.Generate(ids, GenerateOptions{
 		MaxNewTokens: opt.MaxNewTokens,
 		Sampler:      opt.Sampler,
 		StopIDs:      stopIDs,
 		OnToken: func(seq int, generated []int) bool {
-			text := decode(seq, generated)
-			texts[seq] = text
-			for _, s := range opt.Stops {
-				if k := strings.Index(text, s); k >= 0 && (cut[seq] < 0 || k < cut[seq]) {
-					cut[seq] = k
-				}
+			delta, stopped := streams[seq].Push(generated)
+			if stream && delta != "" {
+				opt.OnText(delta)
 			}
-			if opt.OnText != nil && len(prompts) == 1 {
-				// Stream what can no longer change: hold back a possible stop
-				// string prefix and an unfinished UTF-8 sequence.
-				end := len(text)
-				if cut[seq] >= 0 {
-					end = cut[seq]
-				} else {
-					end -= holdBack(text, opt.Stops)
-				}
-				if end > streamed {
-					opt.OnText(text[streamed:end])
-					streamed = end
-				}
-			}
-			return cut[seq] < 0
+			return !stopped
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	for i := range texts {
-		texts[i] = decode(i, gen[i])
-		if cut[i] >= 0 {
-			texts[i] = texts[i][:cut[i]]
+	texts := make([]string, len(prompts))
+	for i, s := range streams {
+		texts[i] = s.Text()
+	}
+	if stream {
+		if rest := streams[0].Flush(); rest != "" {
+			opt.OnText(rest)
 		}
 	}
-	if opt.OnText != nil && len(prompts) == 1 && len(texts[0]) > streamed {
-		opt.OnText(texts[0][streamed:])
-	}
 	return texts, nil
+}
+
+// TextStream turns the tokens generated for one prompt into text as they
+// come, for streaming: it cuts the text at the first stop string and holds
+// back what may still change (a possible start of a stop string, an
+// unfinished UTF-8 character).
+type TextStream struct {
+	tok        tokenizer.Tokenizer
+	prompt     []int
+	promptText string
+	stops      []string
+	text       string // the continuation decoded so far, uncut
+	cut        int    // where the first stop string starts, -1 before one is seen
+	sent       int    // bytes of text handed out
+}
+
+// NewTextStream starts the text of a continuation of prompt (its ids, as fed
+// to the model) that ends at the first of stops.
+func NewTextStream(tok tokenizer.Tokenizer, prompt []int, stops []string) *TextStream {
+	return &TextStream{tok: tok, prompt: prompt, promptText: tok.Decode(prompt), stops: stops, cut: -1}
+}
+
+// Push takes all the tokens generated so far and returns the text that has
+// become final since the last call, and whether a stop string has ended the
+// text (the caller then stops generating).
+func (s *TextStream) Push(generated []int) (delta string, stopped bool) {
+	// Decoding a continuation on its own would drop a leading space (the
+	// SentencePiece dummy prefix), so decode prompt + continuation and cut
+	// the decoded prompt off.
+	all := s.tok.Decode(append(append(make([]int, 0, len(s.prompt)+len(generated)), s.prompt...), generated...))
+	if strings.HasPrefix(all, s.promptText) {
+		s.text = all[len(s.promptText):]
+	} else {
+		s.text = s.tok.Decode(generated)
+	}
+	for _, stop := range s.stops {
+		if k := strings.Index(s.text, stop); k >= 0 && (s.cut < 0 || k < s.cut) {
+			s.cut = k
+		}
+	}
+	end := len(s.text)
+	if s.cut >= 0 {
+		end = s.cut
+	} else {
+		end -= holdBack(s.text, s.stops)
+	}
+	if end > s.sent {
+		delta = s.text[s.sent:end]
+		s.sent = end
+	}
+	return delta, s.cut >= 0
+}
+
+// Text returns the whole text, cut at the first stop string.
+func (s *TextStream) Text() string {
+	if s.cut >= 0 {
+		return s.text[:s.cut]
+	}
+	return s.text
+}
+
+// Flush returns the text not handed out yet, at the end of the generation.
+func (s *TextStream) Flush() string {
+	t := s.Text()
+	if len(t) <= s.sent {
+		return ""
+	}
+	rest := t[s.sent:]
+	s.sent = len(t)
+	return rest
 }
 
 // holdBack is how many trailing bytes of text may still turn into a stop

@@ -330,3 +330,10 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 	}
 	return p, nil
 }
+
+// RandomPrunedParams builds a random-weight model of cfg with its
+// projections pruned by magnitude at ratio and stored in format (as the
+// generate bench does), for other benches.
+func RandomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat, seed uint64) (*model.Params[float32], error) {
+	return randomPrunedParams(cfg, ratio, format, seed)
+}

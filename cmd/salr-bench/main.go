@@ -6,6 +6,7 @@
 //	salr-bench train -shape bench-60M -method lora,salr [-json]
 //	salr-bench generate -shape llama-2048x16 [-formats dense-bf16,bitmap-bf16] [-in-turns] [-json]
 //	salr-bench checkpoint -shape llama2-7b -out DIR [-dtype bf16] [-max-shard-size 5GB] [-tokenizer PATH]
+//	salr-bench serve -run RUN_DIR|-model PATH|-shape NAME -tokenizer PATH [-clients 8] [-formats dense-bf16,bitmap-bf16] [-json]
 //
 // "salr-bench -h" lists the subcommands; "salr-bench NAME -h" their flags.
 package main

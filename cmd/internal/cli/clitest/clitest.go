@@ -30,9 +30,10 @@ func Child(name string, main func()) {
 	os.Exit(0)
 }
 
-// Exec runs the test named test (which calls Child) in a child process with
-// args, and returns its exit status and output.
-func Exec(t *testing.T, test string, args ...string) (code int, stdout, stderr string) {
+// Command returns the child process that runs the test named test (which
+// calls Child) with args, not started, for tests that talk to it while it
+// runs (Exec runs it to the end).
+func Command(t *testing.T, test string, args ...string) *exec.Cmd {
 	t.Helper()
 	a, err := json.Marshal(args)
 	if err != nil {
@@ -40,9 +41,17 @@ func Exec(t *testing.T, test string, args ...string) (code int, stdout, stderr s
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
 	cmd.Env = append(os.Environ(), argsEnv+"="+string(a))
+	return cmd
+}
+
+// Exec runs the test named test (which calls Child) in a child process with
+// args, and returns its exit status and output.
+func Exec(t *testing.T, test string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := Command(t, test, args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
+	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
