@@ -1,6 +1,7 @@
 package model
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -28,7 +29,11 @@ func tinyQwen2Config(tied bool) Config {
 func tinyRandomCheckpoint(cfg Config, seed uint64) *Checkpoint {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: "random"}
-	for name, shape := range cfg.TensorShapes() {
+	shapes := cfg.TensorShapes()
+	// In name order: one random stream fills them all, so the order decides
+	// the values.
+	for _, name := range slices.Sorted(maps.Keys(shapes)) {
+		shape := shapes[name]
 		n := 1
 		for _, d := range shape {
 			n *= d
