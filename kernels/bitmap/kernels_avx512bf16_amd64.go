@@ -47,6 +47,12 @@ func dotDenseBF16DPx12(y []float32, w []uint16, xb []uint16, cols, rows int)
 //go:noescape
 func dotDenseBF16DPx16(y []float32, w []uint16, xb []uint16, cols, rows int)
 
+//go:noescape
+func gemmBF16Tile(c []float32, xp []uint32, w []uint16, ldw, kpairs int)
+
+//go:noescape
+func decodeBitmapBF16Words(dst []uint16, masks []uint16, vals []uint16, rows, chunks, ldd int)
+
 var (
 	dotBitmapBF16DPBatch = [maxBatch + 1]func(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int){
 		4: dotBitmapBF16DPx4, 8: dotBitmapBF16DPx8, 12: dotBitmapBF16DPx12, 16: dotBitmapBF16DPx16}
@@ -63,8 +69,10 @@ func hasAVX512BF16() bool {
 
 // newAVX512BF16Kernels is the avx512bf16 set: the avx512 set with the dot
 // products of bf16 weights (dense and bitmap, batch 1 and small batches)
-// replaced by VDPBF16PS kernels. The bitmap ones also need VPEXPANDW (AVX-512
-// VBMI2): without vbmi2 the bitmap kernels stay the avx512 ones.
+// replaced by VDPBF16PS kernels, and the batched product (MulT above
+// maxBatch) of bf16 weights by the VDPBF16PS GEMM of bf16Gemm. The bitmap
+// dot products also need VPEXPANDW (AVX-512 VBMI2): without vbmi2 they stay
+// the avx512 ones, and the GEMM decodes bitmap rows to fp32 and rounds them.
 func newAVX512BF16Kernels(vbmi2 bool) *kernelSet {
 	ks := *avx512Kernels
 	ks.name = "avx512bf16"
@@ -86,6 +94,11 @@ func newAVX512BF16Kernels(vbmi2 bool) *kernelSet {
 		dotDenseBF16DPBatch[nb](yT[:(r1-r0)*nb], d.w[r0*d.cols:r1*d.cols], xb, d.cols, r1-r0)
 		putBuffer(&vectors, buf)
 	}
+	g := &bf16Gemm{tile: gemmBF16Tile, round: packBF16, decode: decodeBitmapBF16WordsF32}
+	if vbmi2 {
+		g.decode = decodeBitmapBF16WordsVBMI2
+	}
+	g.install(&ks)
 	if !vbmi2 {
 		return &ks
 	}
@@ -145,4 +158,150 @@ func bf16Batch(xT []float32, chunks, nb int) (xb []uint16, buf []float32) {
 func alignedBF16(n int) (xb []uint16, buf []float32) {
 	f, buf := aligned(n / 2)
 	return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(f))), n), buf
+}
+
+// The batched product y = x Wᵀ of bf16 weights (MulT for n > maxBatch) on
+// VDPBF16PS: x is rounded to bf16 once per call and packed by packXBF16 into
+// blocks of gemmM rows, and W is taken gemmN rows at a time (dense bf16 rows
+// as they are stored, bitmap rows decoded to bf16 in a small scratch that
+// stays in cache); every block of gemmN rows of W is multiplied with every
+// block of x by one gemmBF16Tile call over all of K, and the tile is written
+// to its place in y. Blocks of rows of W are handed out to the cores.
+const (
+	gemmN = 12 // rows of W per tile
+	gemmM = 32 // rows of x per tile
+)
+
+// bf16Gemm holds the kernels the batched bf16 product runs: the assembly on
+// CPUs with AVX512-BF16, pure-Go stand-ins in the drivers' tests.
+type bf16Gemm struct {
+	// tile is gemmBF16Tile: c (gemmN × gemmM) = the gemmN rows of w (stride
+	// ldw) times the gemmM rows of x packed in xp, over kpairs pairs of columns.
+	tile func(c []float32, xp []uint32, w []uint16, ldw, kpairs int)
+	// round is packBF16: dst = src rounded to bf16, zero up to a multiple of 32.
+	round func(dst []uint16, src []float32)
+	// decode writes bitmap bf16 rows [r0, r1) as bf16 into dst (row i at
+	// dst[i*ldd:], whole groups of 32 columns, zero past Cols).
+	decode func(m *Matrix, dst []uint16, ldd, r0, r1 int)
+}
+
+// install makes g the batched product of ks for dense bf16 and bitmap bf16
+// matrices (other value types keep the panel pipeline).
+func (g *bf16Gemm) install(ks *kernelSet) {
+	ks.denseMulT = func(d *DenseBF16, y, x []float32, n int) { g.mulTDense(d, y, x, n) }
+	ks.bitmapMulT = func(m *Matrix, y, x []float32, n int) bool {
+		if m.dtype != BF16 {
+			return false
+		}
+		g.mulTBitmap(m, y, x, n)
+		return true
+	}
+}
+
+// decodeBitmapBF16WordsVBMI2 is bf16Gemm.decode with VPEXPANDW.
+func decodeBitmapBF16WordsVBMI2(m *Matrix, dst []uint16, ldd, r0, r1 int) {
+	decodeBitmapBF16Words(dst[:(r1-r0-1)*ldd+gemmKPairs(m.cols, true)*2], m.rowMasks(r0, r1), m.rowValues16(r0, r1), r1-r0, m.chunks, ldd)
+}
+
+// decodeBitmapBF16WordsF32 is bf16Gemm.decode without VBMI2: the avx512
+// decode to fp32, then rounding to bf16, which is exact for bf16 values.
+func decodeBitmapBF16WordsF32(m *Matrix, dst []uint16, ldd, r0, r1 int) {
+	wide, buf := aligned(m.cols)
+	for r := r0; r < r1; r++ {
+		avx512Kernels.bitmapDecode(m, wide, r, r+1)
+		packBF16(dst[(r-r0)*ldd:(r-r0)*ldd+gemmKPairs(m.cols, true)*2], wide)
+	}
+	putBuffer(&vectors, buf)
+}
+
+// gemmKPairs is the number of column pairs the tiles run over for cols
+// columns: whole groups of 32 for bitmap rows (as decoded), else cols/2
+// rounded up.
+func gemmKPairs(cols int, bitmap bool) int {
+	if bitmap {
+		return (cols + 31) / 32 * 16
+	}
+	return (cols + 1) / 2
+}
+
+// mulTDense is MulT for a dense bf16 matrix: its rows are used in place
+// when Cols is even, copied with a zero column appended when it is odd.
+func (g *bf16Gemm) mulTDense(d *DenseBF16, y, x []float32, n int) {
+	kp := gemmKPairs(d.cols, false)
+	g.mulT(y, x, n, d.rows, d.cols, kp, func(scratch []uint16, r0, r1 int) ([]uint16, int) {
+		if d.cols%2 == 0 && r1-r0 == gemmN {
+			return d.w[r0*d.cols : r1*d.cols], d.cols
+		}
+		for r := r0; r < r1; r++ {
+			copy(scratch[(r-r0)*2*kp:], d.w[r*d.cols:(r+1)*d.cols])
+		}
+		return scratch, 2 * kp
+	})
+}
+
+// mulTBitmap is MulT for a bitmap bf16 matrix: each block of gemmN rows is
+// decoded to bf16 into the worker's scratch.
+func (g *bf16Gemm) mulTBitmap(m *Matrix, y, x []float32, n int) {
+	kp := gemmKPairs(m.cols, true)
+	g.mulT(y, x, n, m.rows, m.cols, kp, func(scratch []uint16, r0, r1 int) ([]uint16, int) {
+		g.decode(m, scratch, 2*kp, r0, r1)
+		return scratch, 2 * kp
+	})
+}
+
+// mulT sets y (n × rows) = x (n × cols) Wᵀ with kp column pairs per row of
+// W (2·kp >= cols); rowsOf returns rows [r0, r1) (at most gemmN) of W as bf16
+// with their stride, in place or written into scratch (gemmN rows of 2·kp
+// values, zero where nothing was written since it was handed out).
+func (g *bf16Gemm) mulT(y, x []float32, n, rows, cols, kp int, rowsOf func(scratch []uint16, r0, r1 int) ([]uint16, int)) {
+	mBlocks := (n + gemmM - 1) / gemmM
+	xp := make([]uint32, mBlocks*kp*gemmM)
+	g.packX(xp, x, n, cols, kp)
+	nBlocks := (rows + gemmN - 1) / gemmN
+	workers, grain := blocking(nBlocks, gemmN*cols*n)
+	runBlocks(workers, nBlocks, grain, func(_, b0, b1 int) {
+		scratch := make([]uint16, gemmN*2*kp)
+		var c [gemmN * gemmM]float32
+		for b := b0; b < b1; b++ {
+			r0, r1 := b*gemmN, min((b+1)*gemmN, rows)
+			w, ldw := rowsOf(scratch, r0, r1)
+			for mb := range mBlocks {
+				g.tile(c[:], xp[mb*kp*gemmM:(mb+1)*kp*gemmM], w[:(gemmN-1)*ldw+2*kp], ldw, kp)
+				for i := mb * gemmM; i < min(n, (mb+1)*gemmM); i++ {
+					yi := y[i*rows+r0 : i*rows+r1]
+					for j := range yi {
+						yi[j] = c[j*gemmM+i-mb*gemmM]
+					}
+				}
+			}
+		}
+	})
+}
+
+// packX writes the n rows of x (n × cols) rounded to bf16 into xp in the
+// layout of gemmBF16Tile: for each block of gemmM rows and each pair kp of
+// columns, gemmM dwords holding x[2kp] (low half) and x[2kp+1] (high half),
+// zero past cols and for the rows past n in the last block.
+func (g *bf16Gemm) packX(xp []uint32, x []float32, n, cols, kp int) {
+	mBlocks := (n + gemmM - 1) / gemmM
+	width := max((cols+31)/32*32, 2*kp)
+	workers, grain := blocking(mBlocks, gemmM*cols)
+	runBlocks(workers, mBlocks, grain, func(_, b0, b1 int) {
+		row := make([]uint16, width)
+		for mb := b0; mb < b1; mb++ {
+			blk := xp[mb*kp*gemmM : (mb+1)*kp*gemmM]
+			for i := range gemmM {
+				if mb*gemmM+i >= n {
+					for k := range kp {
+						blk[k*gemmM+i] = 0
+					}
+					continue
+				}
+				g.round(row, x[(mb*gemmM+i)*cols:(mb*gemmM+i+1)*cols])
+				for k := range kp {
+					blk[k*gemmM+i] = uint32(row[2*k]) | uint32(row[2*k+1])<<16
+				}
+			}
+		}
+	})
 }

@@ -22,6 +22,9 @@ type rowOps interface {
 	// dotBatch sets yT[i*nb+b] = W[r0+i, :] · x_b for the nb rows of x in
 	// the chunk-major layout of packBatch.
 	dotBatch(yT, xT []float32, nb, r0, r1 int)
+	// mulTBatch computes y = x Wᵀ for n > maxBatch with the kernel set's own
+	// batched product, if it has one for this matrix, and reports whether it did.
+	mulTBatch(y, x []float32, n int) bool
 }
 
 // maxBatch is the largest n that MulT serves with the small-batch kernels
@@ -68,8 +71,8 @@ var PipelineDepth = 2
 var pipelinePanels [2]atomic.Int64
 
 // mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the
-// small-batch kernels up to maxBatch, the panel pipeline into kernels.Gemm
-// beyond.
+// small-batch kernels up to maxBatch, beyond that the kernel set's batched
+// product where it has one, else the panel pipeline into kernels.Gemm.
 func mulT(op rowOps, what string, y, x []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "x", x, n, cols)
@@ -99,6 +102,7 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 		}
 		putBuffer(&vectors, xbuf)
 		putBuffer(&vectors, ybuf)
+	case op.mulTBatch(y, x, n): // the kernel set's own batched product, if any
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
 			// y[:, r0:r1] = x · panelᵀ

@@ -62,6 +62,9 @@ type testMatrix struct {
 	// relX is the rounding of x by the set's dot products of this format
 	// (bf16RoundX when it rounds x to bf16, see productBound).
 	relX float64
+	// batched says that MulT above maxBatch runs the set's own batched
+	// product (which rounds x to bf16), not the fp32 panel pipeline.
+	batched bool
 }
 
 // formatsUnder builds every format of w, all running the kernels ks.
@@ -73,7 +76,8 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 			t.Fatal(err)
 		}
 		m.kern = ks
-		out = append(out, testMatrix{"bitmap-" + dt.String(), m, refDecode(m.Parts()), rows, cols, relXOf(ks, dt)})
+		out = append(out, testMatrix{"bitmap-" + dt.String(), m, refDecode(m.Parts()), rows, cols, relXOf(ks, dt),
+			dt == BF16 && ks.bitmapMulT != nil})
 	}
 	d := NewDenseBF16(w, rows, cols)
 	d.kern = ks
@@ -81,7 +85,7 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 	for i, v := range w {
 		ref[i] = float64(kernels.BF16ToFloat32(kernels.Float32ToBF16(v)))
 	}
-	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols, relXOf(ks, 0)})
+	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols, relXOf(ks, 0), ks.denseMulT != nil})
 }
 
 // relXOf is the rounding of x by the dot products of ks on bitmap matrices
@@ -175,8 +179,11 @@ func checkMulT(t *testing.T, rng *rand.Rand, tm testMatrix, n int) {
 		}
 	}
 	relX := tm.relX
-	if n > maxBatch { // the panel pipeline: decoded weights, fp32 GEMM
+	if n > maxBatch { // the panel pipeline (decoded weights, fp32 GEMM) or the set's bf16 GEMM
 		relX = 0
+		if tm.batched {
+			relX = bf16RoundX
+		}
 	}
 	compareX(t, what, y, ref, abs, tm.cols, relX)
 }
@@ -446,13 +453,17 @@ func TestPipelineOverlap(t *testing.T) {
 			for _, ks := range kernelSets {
 				w := randomSparse(rng, rows, cols, 0.5)
 				for _, tm := range formatsUnder(t, ks, w, rows, cols) {
+					want := int64(2 * panels)
+					if tm.batched { // MulT runs the set's own batched product
+						want = int64(panels)
+					}
 					for _, n := range []int{maxBatch + 1, 2*maxBatch + 3} {
 						before := pipelinePanels[path].Load()
 						checkMulT(t, rng, tm, n)
 						checkMul(t, rng, tm, n)
-						if got := pipelinePanels[path].Load() - before; got != int64(2*panels) {
+						if got := pipelinePanels[path].Load() - before; got != want {
 							t.Fatalf("%s %s n=%d panel %d depth %d: %d panels through pipeline path %d, want %d",
-								ks.name, tm.name, n, panel, depth, got, path, 2*panels)
+								ks.name, tm.name, n, panel, depth, got, path, want)
 						}
 					}
 				}
