@@ -7,11 +7,18 @@ tight memory region (a read or write outside raises). The kernels are called
 as kernels_avx512bf16_amd64.go calls them, on random matrices of many shapes,
 and checked against float64 references: within the fp32 accumulation bound
 of the product with x rounded to bf16, and within 2^-8 sum|w||x| of the
-exact one. Run from the repository root:
+exact one. The batched product (bf16Gemm: packBF16 on each row of x,
+decodeBitmapBF16Words, gemmBF16Tile) runs as its Go drivers call it, replayed
+here with the same blocks and slices, on shapes with partial blocks of W and
+x. Run from the repository root:
 
     go test -c -o /tmp/bitmap.test ./kernels/bitmap
     objdump -d --no-show-raw-insn /tmp/bitmap.test > /tmp/bitmap.dis
     python3 kernels/bitmap/testdata/emulate/emulate_avx512bf16.py /tmp/bitmap.dis [seed]
+
+With --mutate instead of a seed, it edits the disassembled batched-product
+kernels in a few deliberately wrong ways (MUTATIONS) and fails unless the
+checks catch every one.
 
 This checks the kernels' logic (loops, offsets, masks, layouts) and the
 encodings as objdump decodes them; it cannot check the SDM semantics it
@@ -236,6 +243,8 @@ class CPU:
             self.count[op] = self.count.get(op, 0) + 1
             if op == 'ret':
                 return
+            if op == 'nop':
+                continue
             if op == 'int3':
                 raise RuntimeError('fell into int3')
             if op in ('je', 'jne', 'jl', 'jge', 'jmp', 'jb', 'jae'):
@@ -269,6 +278,8 @@ class CPU:
                 w = self.size_of(o[0])
                 self.set(o[0], self.flags_sub(self.get(o[0]), 1, w, cf=False), w)
             elif op in ('shr', 'shl'):
+                if len(o) == 1:  # shift by one
+                    o = ['$1'] + o
                 w = self.size_of(o[1])
                 cnt = (self.r['rcx'] & 0xff if o[0] == '%cl' else int(o[0][1:], 0)) & (63 if w == 64 else 31)
                 a = self.get(o[1])
@@ -318,6 +329,10 @@ class CPU:
                             else:
                                 assert zero; ws.append(0)
                         self.set_words(d, ws)
+            elif op == 'vpbroadcastd':
+                d, lanes, k, zero = self.vdest(o[1])
+                assert lanes == 16 and k is None
+                self.z[d] = [int.from_bytes(self.mem.read(self.addr(o[0]), 4), 'little')] * 16
             elif op == 'vpexpandw':
                 d, lanes, k, zero = self.vdest(o[1])
                 assert lanes == 16 and k is not None and zero
@@ -505,6 +520,178 @@ def batch(rng, rows, cols, sparsity, r0, r1, nb, bitmap):
             check('%s batch nb=%d %dx%d rows [%d,%d) row %d x %d' % ('bitmap' if bitmap else 'dense', nb, rows, cols, r0, r1, r, b),
                   y[i * nb + b], wr[r * cols:(r + 1) * cols], xs, cols)
 
+
+# The batched product (bf16Gemm in kernels_avx512bf16_amd64.go): the Go
+# drivers' calls replayed with the same blocks, arguments and slices, every
+# slice a region of its own (so the kernels are held to exactly the slices Go
+# passes them).
+GEMM_N, GEMM_M = 12, 32
+
+def gemm_kpairs(cols, bitmap):
+    return (cols + 31) // 32 * 16 if bitmap else (cols + 1) // 2
+
+def region(mem, name, data):
+    a = mem.alloc(len(data), name)
+    mem.write(a, data)
+    return a
+
+def emulate_round(mem, row, width):
+    """packBF16 on one row of x into a fresh dst of width values."""
+    xa = region(mem, 'xrow', f32s(row))
+    dst = mem.alloc(2 * width, 'xrow16', fill=0xAB)
+    run(mem, 'packBF16', slice_args(dst, width) + slice_args(xa, len(row)))
+    return list(struct.unpack('<%dH' % width, mem.read(dst, 2 * width)))
+
+def emulate_decode(mem, masks, vals, rowptr, chunks, r0, r1, ldd, scratch):
+    """decodeBitmapBF16WordsVBMI2: rows [r0, r1) into scratch (a list of words)."""
+    n = (r1 - r0 - 1) * ldd + gemm_kpairs(16 * chunks, True) * 2
+    dst = region(mem, 'scratch', u16s(scratch[:n]))
+    ma = region(mem, 'masks', u16s(masks[r0 * chunks:r1 * chunks]))
+    va = region(mem, 'vals', u16s(vals[rowptr[r0]:rowptr[r1]]))
+    run(mem, 'decodeBitmapBF16Words', slice_args(dst, n) + slice_args(ma, (r1 - r0) * chunks) +
+        slice_args(va, rowptr[r1] - rowptr[r0]) + [r1 - r0, chunks, ldd])
+    scratch[:n] = struct.unpack('<%dH' % n, mem.read(dst, 2 * n))
+
+def emulate_tile(mem, xp, w, ldw, kp):
+    """gemmBF16Tile on copies of its slices; returns c (GEMM_N x GEMM_M)."""
+    c = mem.alloc(4 * GEMM_N * GEMM_M, 'c')
+    mem.write(c, struct.pack('<I', 0x7fc00000) * (GEMM_N * GEMM_M))  # NaN: a lane not stored shows
+    xa = region(mem, 'xp', struct.pack('<%dI' % len(xp), *xp))
+    n = (GEMM_N - 1) * ldw + 2 * kp
+    wa = region(mem, 'w', u16s(w[:n]))
+    run(mem, 'gemmBF16Tile', slice_args(c, GEMM_N * GEMM_M) + slice_args(xa, len(xp)) + slice_args(wa, n) + [ldw, kp])
+    return read_f32(mem, c, GEMM_N * GEMM_M)
+
+def gemm(rng, rows, cols, n, sparsity, bitmap):
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    x = [f32(rng.gauss(0, 1)) for _ in range(n * cols)]
+    kp = gemm_kpairs(cols, bitmap)
+    # packX
+    m_blocks = (n + GEMM_M - 1) // GEMM_M
+    width = max((cols + 31) // 32 * 32, 2 * kp)
+    xp = [0] * (m_blocks * kp * GEMM_M)
+    for i in range(n):
+        row = emulate_round(mem, x[i * cols:(i + 1) * cols], width)
+        for j in range(width):
+            want = cvt_bf16(f32_to_bits(x[i * cols + j])) if j < cols else 0
+            assert row[j] == want, ('packBF16', cols, i, j, row[j], want)
+        mb, mi = divmod(i, GEMM_M)
+        for k in range(kp):
+            xp[(mb * kp + k) * GEMM_M + mi] = row[2 * k] | row[2 * k + 1] << 16
+    # the rows of W: bitmap decoded into the scratch, dense in place or copied
+    scratch = [0] * (GEMM_N * 2 * kp)
+    if bitmap:
+        chunks, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+    else:
+        w16 = [rne_bf16_go(v) for v in w]
+    y = [None] * (n * rows)
+    for b in range((rows + GEMM_N - 1) // GEMM_N):
+        r0, r1 = b * GEMM_N, min((b + 1) * GEMM_N, rows)
+        if bitmap:
+            emulate_decode(mem, masks, vals, rowptr, chunks, r0, r1, 2 * kp, scratch)
+            for r in range(r0, r1):  # the decoded rows: bf16 of the weights, zero to 2kp
+                got = scratch[(r - r0) * 2 * kp:(r - r0 + 1) * 2 * kp]
+                want, k = [0] * (2 * kp), rowptr[r]
+                for j in range(cols):
+                    if masks[r * chunks + j // 16] >> (j % 16) & 1:
+                        want[j] = vals[k]; k += 1
+                assert got == want, ('decodeBitmapBF16Words', rows, cols, r)
+            wrows, ldw = scratch, 2 * kp
+        elif cols % 2 == 0 and r1 - r0 == GEMM_N:
+            wrows, ldw = w16[r0 * cols:r1 * cols], cols
+        else:
+            for r in range(r0, r1):
+                scratch[(r - r0) * 2 * kp:(r - r0) * 2 * kp + cols] = w16[r * cols:(r + 1) * cols]
+            wrows, ldw = scratch, 2 * kp
+        for mb in range(m_blocks):
+            c = emulate_tile(mem, xp[mb * kp * GEMM_M:(mb + 1) * kp * GEMM_M], wrows, ldw, kp)
+            for i in range(mb * GEMM_M, min(n, (mb + 1) * GEMM_M)):
+                for j in range(r1 - r0):
+                    y[i * rows + r0 + j] = c[j * GEMM_M + i - mb * GEMM_M]
+    for i in range(n):
+        for r in range(rows):
+            check('%s gemm %dx%d n=%d y[%d,%d]' % ('bitmap' if bitmap else 'dense', rows, cols, n, i, r),
+                  y[i * rows + r], wr[r * cols:(r + 1) * cols], x[i * cols:(i + 1) * cols], cols)
+
+# Shapes for the batched product: rows of W with partial blocks of 12, rows
+# of x with partial blocks of 32, odd columns and partial groups of 32.
+GEMM_SHAPES = [(1, 1, 17), (12, 2, 32), (13, 7, 33), (25, 33, 40), (24, 64, 17), (11, 100, 65), (14, 130, 20)]
+
+def run_gemms(rng, shapes):
+    n = 0
+    for rows, cols, nx in shapes:
+        for bitmap in (False, True):
+            gemm(rng, rows, cols, nx, rng.choice([0.0, 0.5, rng.random()]), bitmap)
+            n += 1
+    return n
+
+# Deliberate faults in the machine code of the batched product's kernels,
+# each of which the checks above must catch: (function, what, edit of the
+# parsed (address, op, operands) list).
+def swap_operand(func, i_match, old, new):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to mutate', func, old)
+        a, op, ops = code[hits[0]]
+        code[hits[0]] = (a, op, ops.replace(old, new, 1))
+    return edit
+
+def replace_op(func, i_match, new):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to replace', func)
+        a, _, ops = code[hits[0]]
+        code[hits[0]] = (a, new, ops)
+    return edit
+
+def drop(func, i_match):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to drop', func)
+        a, _, _ = code[hits[0]]
+        code[hits[0]] = (a, 'nop', '')
+    return edit
+
+MUTATIONS = [
+    ('gemmBF16Tile', 'one VDPBF16PS takes x rows 16..31 instead of 0..15',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'vdpbf16ps' and ops.endswith('%zmm10'), '%zmm24', '%zmm25')),
+    ('gemmBF16Tile', 'rows 4..7 of W advance by one column instead of a pair',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'add' and ops == '$0x4,%r11', '$0x4', '$0x2')),
+    ('gemmBF16Tile', 'row 3 of W addressed as row 1',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'lea' and ops == '(%r9,%r9,2),%r10', ',2)', ',1)')),
+    ('gemmBF16Tile', 'x advances by one vector per pair instead of two',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'add' and ops == '$0x80,%rsi', '$0x80', '$0x40')),
+    ('gemmBF16Tile', 'the last accumulator is not stored',
+     drop('gemmBF16Tile', lambda op, ops: op == 'vmovups' and ops.startswith('%zmm23,'))),
+    ('decodeBitmapBF16Words', 'a group is stored half a group further than the last',
+     swap_operand('decodeBitmapBF16Words', lambda op, ops: op == 'add' and ops == '$0x40,%r11', '$0x40', '$0x20')),
+    ('decodeBitmapBF16Words', 'an odd last chunk reads two masks',
+     replace_op('decodeBitmapBF16Words', lambda op, ops: op == 'movzwl', 'mov')),
+]
+
+def mutate():
+    """Runs each mutation on a fresh copy of the kernels and checks that it fails."""
+    global FUNCS
+    orig = FUNCS
+    caught = 0
+    for func, what, edit in MUTATIONS:
+        FUNCS = dict(orig)
+        FUNCS[func] = list(orig[func])
+        edit(FUNCS[func])
+        try:
+            run_gemms(random.Random(7), GEMM_SHAPES)
+        except (AssertionError, OOB, RuntimeError) as e:
+            print('caught: %s: %s (%s: %s)' % (func, what, type(e).__name__, str(e)[:100]))
+            caught += 1
+        else:
+            print('MISSED: %s: %s' % (func, what))
+    FUNCS = orig
+    if caught != len(MUTATIONS):
+        sys.exit('the emulator missed %d of %d deliberate faults' % (len(MUTATIONS) - caught, len(MUTATIONS)))
+    print('ok: %d deliberate faults caught' % caught)
+
 def main():
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     colss = [1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 130, 144, 255, 256, 257, 300]
@@ -517,7 +704,11 @@ def main():
                 gemv(rng, rows, cols, sp, r0, r1, bitmap); n += 1
                 nb = rng.choice([4, 8, 12, 16])
                 batch(rng, rows, cols, sp, r0, r1, nb, bitmap); n += 1
-    print('ok: %d kernel calls emulated' % n)
+    n += run_gemms(rng, GEMM_SHAPES)
+    print('ok: %d kernel calls and batched products emulated' % n)
 
 if __name__ == '__main__':
-    main()
+    if '--mutate' in sys.argv:
+        mutate()
+    else:
+        main()
