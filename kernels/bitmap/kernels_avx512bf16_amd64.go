@@ -165,11 +165,14 @@ func alignedBF16(n int) (xb []uint16, buf []float32) {
 // blocks of gemmM rows, and W is taken gemmN rows at a time (dense bf16 rows
 // as they are stored, bitmap rows decoded to bf16 in a small scratch that
 // stays in cache); every block of gemmN rows of W is multiplied with every
-// block of x by one gemmBF16Tile call over all of K, and the tile is written
-// to its place in y. Blocks of rows of W are handed out to the cores.
+// block of x by gemmBF16Tile calls over spans of gemmKC column pairs, and
+// each tile is written to (or, after the first span, added to) its place in
+// y. Blocks of rows of W are handed out to the cores.
 const (
-	gemmN = 12 // rows of W per tile
-	gemmM = 32 // rows of x per tile
+	gemmN     = 12   // rows of W per tile
+	gemmM     = 32   // rows of x per tile
+	gemmGroup = 4    // blocks of gemmN rows of W multiplied with each block of x in turn
+	gemmKC    = 1024 // column pairs per tile call
 )
 
 // bf16Gemm holds the kernels the batched bf16 product runs: the assembly on
@@ -253,24 +256,50 @@ func (g *bf16Gemm) mulTBitmap(m *Matrix, y, x []float32, n int) {
 // W (2·kp >= cols); rowsOf returns rows [r0, r1) (at most gemmN) of W as bf16
 // with their stride, in place or written into scratch (gemmN rows of 2·kp
 // values, zero where nothing was written since it was handed out).
+//
+// Each worker takes its blocks of gemmN rows of W gemmGroup at a time, and
+// for each span of gemmKC column pairs multiplies every block of x with the
+// group's blocks in turn: the span of the x block (gemmM·gemmKC dwords,
+// 128 KB) and of the group's rows (96 KB) stay in L2 while they are reused.
+// The sums of the spans are added in y in span order.
 func (g *bf16Gemm) mulT(y, x []float32, n, rows, cols, kp int, rowsOf func(scratch []uint16, r0, r1 int) ([]uint16, int)) {
 	mBlocks := (n + gemmM - 1) / gemmM
 	xp := make([]uint32, mBlocks*kp*gemmM)
 	g.packX(xp, x, n, cols, kp)
 	nBlocks := (rows + gemmN - 1) / gemmN
 	workers, grain := blocking(nBlocks, gemmN*cols*n)
+	grain = (grain + gemmGroup - 1) / gemmGroup * gemmGroup
 	runBlocks(workers, nBlocks, grain, func(_, b0, b1 int) {
-		scratch := make([]uint16, gemmN*2*kp)
+		type rowBlock struct {
+			w           []uint16
+			ldw, r0, r1 int
+		}
+		var group [gemmGroup]rowBlock
 		var c [gemmN * gemmM]float32
-		for b := b0; b < b1; b++ {
-			r0, r1 := b*gemmN, min((b+1)*gemmN, rows)
-			w, ldw := rowsOf(scratch, r0, r1)
-			for mb := range mBlocks {
-				g.tile(c[:], xp[mb*kp*gemmM:(mb+1)*kp*gemmM], w[:(gemmN-1)*ldw+2*kp], ldw, kp)
-				for i := mb * gemmM; i < min(n, (mb+1)*gemmM); i++ {
-					yi := y[i*rows+r0 : i*rows+r1]
-					for j := range yi {
-						yi[j] = c[j*gemmM+i-mb*gemmM]
+		scratch := make([]uint16, gemmGroup*gemmN*2*kp)
+		for g0 := b0; g0 < b1; g0 += gemmGroup {
+			blocks := group[:min(gemmGroup, b1-g0)]
+			for i := range blocks {
+				r0, r1 := (g0+i)*gemmN, min((g0+i+1)*gemmN, rows)
+				w, ldw := rowsOf(scratch[i*gemmN*2*kp:(i+1)*gemmN*2*kp], r0, r1)
+				blocks[i] = rowBlock{w, ldw, r0, r1}
+			}
+			for k0 := 0; k0 < kp; k0 += gemmKC {
+				k1 := min(k0+gemmKC, kp)
+				for mb := range mBlocks {
+					xs := xp[(mb*kp+k0)*gemmM : (mb*kp+k1)*gemmM]
+					for _, rb := range blocks {
+						g.tile(c[:], xs, rb.w[2*k0:(gemmN-1)*rb.ldw+2*k1], rb.ldw, k1-k0)
+						for i := mb * gemmM; i < min(n, (mb+1)*gemmM); i++ {
+							yi := y[i*rows+rb.r0 : i*rows+rb.r1]
+							for j := range yi {
+								if k0 == 0 {
+									yi[j] = c[j*gemmM+i-mb*gemmM]
+								} else {
+									yi[j] += c[j*gemmM+i-mb*gemmM]
+								}
+							}
+						}
 					}
 				}
 			}

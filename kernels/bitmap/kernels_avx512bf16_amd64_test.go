@@ -114,13 +114,14 @@ func goGemmKernels() *kernelSet {
 // TestBF16GemmDrivers runs MulT through the batched bf16 product's drivers
 // (with goGemm's stand-ins for the assembly) on shapes with partial blocks
 // of W (rows not a multiple of gemmN) and of x (n not a multiple of gemmM),
-// odd and partial-group column counts, against the float64 reference within
+// odd and partial-group column counts, partial groups of blocks of W (130
+// rows) and more than one span of gemmKC column pairs, against the float64 reference within
 // productBound with x rounded to bf16; fp16 and fp32 bitmaps must keep the
 // panel pipeline.
 func TestBF16GemmDrivers(t *testing.T) {
 	ks := goGemmKernels()
 	rng := rand.New(rand.NewPCG(21, 22))
-	for _, shape := range [][2]int{{1, 1}, {12, 2}, {13, 7}, {11, 32}, {25, 33}, {24, 64}, {37, 100}, {30, 257}} {
+	for _, shape := range [][2]int{{1, 1}, {12, 2}, {13, 7}, {11, 32}, {25, 33}, {24, 64}, {37, 100}, {30, 257}, {130, 40}, {25, 2*gemmKC + 57}} {
 		rows, cols := shape[0], shape[1]
 		w := randomSparse(rng, rows, cols, 0.5)
 		for _, tm := range formatsUnder(t, ks, w, rows, cols) {

@@ -522,10 +522,11 @@ def batch(rng, rows, cols, sparsity, r0, r1, nb, bitmap):
 
 
 # The batched product (bf16Gemm in kernels_avx512bf16_amd64.go): the Go
-# drivers' calls replayed with the same blocks, arguments and slices, every
+# drivers' calls replayed with the same blocks, spans of columns, arguments
+# and slices (in another order: the drivers take blocks of W in groups), every
 # slice a region of its own (so the kernels are held to exactly the slices Go
 # passes them).
-GEMM_N, GEMM_M = 12, 32
+GEMM_N, GEMM_M, GEMM_KC = 12, 32, 1024
 
 def gemm_kpairs(cols, bitmap):
     return (cols + 31) // 32 * 16 if bitmap else (cols + 1) // 2
@@ -605,11 +606,14 @@ def gemm(rng, rows, cols, n, sparsity, bitmap):
             for r in range(r0, r1):
                 scratch[(r - r0) * 2 * kp:(r - r0) * 2 * kp + cols] = w16[r * cols:(r + 1) * cols]
             wrows, ldw = scratch, 2 * kp
-        for mb in range(m_blocks):
-            c = emulate_tile(mem, xp[mb * kp * GEMM_M:(mb + 1) * kp * GEMM_M], wrows, ldw, kp)
-            for i in range(mb * GEMM_M, min(n, (mb + 1) * GEMM_M)):
-                for j in range(r1 - r0):
-                    y[i * rows + r0 + j] = c[j * GEMM_M + i - mb * GEMM_M]
+        for k0 in range(0, kp, GEMM_KC):
+            k1 = min(k0 + GEMM_KC, kp)
+            for mb in range(m_blocks):
+                c = emulate_tile(mem, xp[(mb * kp + k0) * GEMM_M:(mb * kp + k1) * GEMM_M], wrows[2 * k0:], ldw, k1 - k0)
+                for i in range(mb * GEMM_M, min(n, (mb + 1) * GEMM_M)):
+                    for j in range(r1 - r0):
+                        v = c[j * GEMM_M + i - mb * GEMM_M]
+                        y[i * rows + r0 + j] = v if k0 == 0 else f32(y[i * rows + r0 + j] + v)
     for i in range(n):
         for r in range(rows):
             check('%s gemm %dx%d n=%d y[%d,%d]' % ('bitmap' if bitmap else 'dense', rows, cols, n, i, r),
@@ -704,7 +708,7 @@ def main():
                 gemv(rng, rows, cols, sp, r0, r1, bitmap); n += 1
                 nb = rng.choice([4, 8, 12, 16])
                 batch(rng, rows, cols, sp, r0, r1, nb, bitmap); n += 1
-    n += run_gemms(rng, GEMM_SHAPES)
+    n += run_gemms(rng, GEMM_SHAPES + [(13, 2 * GEMM_KC + 57, 17)])  # three spans of columns
     print('ok: %d kernel calls and batched products emulated' % n)
 
 if __name__ == '__main__':
