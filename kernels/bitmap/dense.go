@@ -88,6 +88,14 @@ func (d *DenseBF16) mulTBatch(y, x []float32, n int) bool {
 	return true
 }
 
+func (d *DenseBF16) mulBatch(dx, dy []float32, n int) bool {
+	if d.kern.denseMul == nil {
+		return false
+	}
+	d.kern.denseMul(d, dx, dy, n)
+	return true
+}
+
 // MulT implements kernels.Matrix: y (n×Rows) = x (n×Cols) Wᵀ.
 func (m *Matrix) MulT(y, x []float32, n int) { mulT(m, "Matrix.MulT", y, x, n) }
 
@@ -108,6 +116,10 @@ func (m *Matrix) dotBatch(yT, xT []float32, nb, r0, r1 int) {
 
 func (m *Matrix) mulTBatch(y, x []float32, n int) bool {
 	return m.kern.bitmapMulT != nil && m.kern.bitmapMulT(m, y, x, n)
+}
+
+func (m *Matrix) mulBatch(dx, dy []float32, n int) bool {
+	return m.kern.bitmapMul != nil && m.kern.bitmapMul(m, dx, dy, n)
 }
 
 // GatherRows implements kernels.RowGatherer: row ids[r] widened to float32

@@ -188,7 +188,7 @@ type bf16Gemm struct {
 	decode func(m *Matrix, dst []uint16, ldd, r0, r1 int)
 }
 
-// install makes g the batched product of ks for dense bf16 and bitmap bf16
+// install makes g the batched products of ks for dense bf16 and bitmap bf16
 // matrices (other value types keep the panel pipeline).
 func (g *bf16Gemm) install(ks *kernelSet) {
 	ks.denseMulT = func(d *DenseBF16, y, x []float32, n int) { g.mulTDense(d, y, x, n) }
@@ -197,6 +197,19 @@ func (g *bf16Gemm) install(ks *kernelSet) {
 			return false
 		}
 		g.mulTBitmap(m, y, x, n)
+		return true
+	}
+	ks.denseMul = func(d *DenseBF16, dx, dy []float32, n int) {
+		g.mul(dx, dy, n, d.rows, d.cols, func(_ []uint16, r int) []uint16 { return d.w[r*d.cols : (r+1)*d.cols] })
+	}
+	ks.bitmapMul = func(m *Matrix, dx, dy []float32, n int) bool {
+		if m.dtype != BF16 {
+			return false
+		}
+		g.mul(dx, dy, n, m.rows, m.cols, func(scratch []uint16, r int) []uint16 {
+			g.decode(m, scratch, 0, r, r+1)
+			return scratch[:m.cols]
+		})
 		return true
 	}
 }
@@ -329,6 +342,86 @@ func (g *bf16Gemm) packX(xp []uint32, x []float32, n, cols, kp int) {
 				g.round(row, x[(mb*gemmM+i)*cols:(mb*gemmM+i+1)*cols])
 				for k := range kp {
 					blk[k*gemmM+i] = uint32(row[2*k]) | uint32(row[2*k+1])<<16
+				}
+			}
+		}
+	})
+}
+
+// mul sets dx (n × cols) = dy (n × rows) W, W given one bf16 row at a time by
+// row (in place, or decoded into scratch: 2·gemmKPairs(cols, true) values).
+// The tiles run with the roles of gemmBF16Tile's operands swapped: 12 rows
+// of dy (rounded to bf16) are the broadcast rows, and the columns of W the
+// packed ones, in pairs of rows of W. W goes in panels of 2·gemmKC rows: each
+// is packed (packW, rows split across cores), then multiplied by blocks of
+// 32 columns split across cores, gemmGroup blocks with each block of dy in
+// turn, its sums written to (after the first panel, added to) dx.
+func (g *bf16Gemm) mul(dx, dy []float32, n, rows, cols int, rowOf func(scratch []uint16, r int) []uint16) {
+	ldy := (rows + 31) / 32 * 32 // dy rounded, zero past rows
+	jBlocks := (n + gemmN - 1) / gemmN
+	dyb := make([]uint16, jBlocks*gemmN*ldy)
+	workers, grain := blocking(n, rows)
+	runBlocks(workers, n, grain, func(_, i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			g.round(dyb[i*ldy:(i+1)*ldy], dy[i*rows:(i+1)*rows])
+		}
+	})
+	cBlocks := (cols + gemmM - 1) / gemmM
+	wp := make([]uint32, cBlocks*gemmKC*gemmM)
+	for p0 := 0; p0 < rows; p0 += 2 * gemmKC {
+		p1 := min(p0+2*gemmKC, rows)
+		kp := (p1 - p0 + 1) / 2
+		g.packW(wp, rowOf, p0, p1, cols, kp)
+		workers, grain := blocking(cBlocks, gemmM*(p1-p0)*n)
+		grain = (grain + gemmGroup - 1) / gemmGroup * gemmGroup
+		runBlocks(workers, cBlocks, grain, func(_, b0, b1 int) {
+			var c [gemmN * gemmM]float32
+			for g0 := b0; g0 < b1; g0 += gemmGroup {
+				g1 := min(g0+gemmGroup, b1)
+				for jb := range jBlocks {
+					a := dyb[jb*gemmN*ldy+p0 : jb*gemmN*ldy+p0+(gemmN-1)*ldy+2*kp]
+					for cb := g0; cb < g1; cb++ {
+						g.tile(c[:], wp[cb*kp*gemmM:(cb+1)*kp*gemmM], a, ldy, kp)
+						c0, c1 := cb*gemmM, min((cb+1)*gemmM, cols)
+						for j := range min(gemmN, n-jb*gemmN) {
+							dxj := dx[(jb*gemmN+j)*cols+c0 : (jb*gemmN+j)*cols+c1]
+							cj := c[j*gemmM : j*gemmM+len(dxj)]
+							if p0 == 0 {
+								copy(dxj, cj)
+							} else {
+								for i, v := range cj {
+									dxj[i] += v
+								}
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// packW writes rows [p0, p1) of W (kp pairs of rows, a zero row after an odd
+// last one) into wp in the layout of gemmBF16Tile's packed operand, columns
+// in the place of its rows of x: for each block of 32 columns and each pair
+// of rows, 32 dwords holding W[p0+2kp, c] (low half) and W[p0+2kp+1, c].
+// Columns past cols are left as they are (they only reach outputs no one reads).
+func (g *bf16Gemm) packW(wp []uint32, rowOf func(scratch []uint16, r int) []uint16, p0, p1, cols, kp int) {
+	workers, grain := blocking(kp, 2*cols)
+	runBlocks(workers, kp, grain, func(_, k0, k1 int) {
+		width := 2 * gemmKPairs(cols, true)
+		s0, s1 := make([]uint16, width), make([]uint16, width)
+		zero := make([]uint16, cols)
+		for k := k0; k < k1; k++ {
+			lo, hi := rowOf(s0, p0+2*k), zero
+			if p0+2*k+1 < p1 {
+				hi = rowOf(s1, p0+2*k+1)
+			}
+			for c0 := 0; c0 < cols; c0 += gemmM {
+				dst := wp[(c0/gemmM*kp+k)*gemmM:][:min(gemmM, cols-c0)]
+				lo, hi := lo[c0:c0+len(dst)], hi[c0:c0+len(dst)]
+				for i := range dst {
+					dst[i] = uint32(lo[i]) | uint32(hi[i])<<16
 				}
 			}
 		}

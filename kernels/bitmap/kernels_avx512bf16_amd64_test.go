@@ -31,9 +31,9 @@ func overriddenKernels(ks, base *kernelSet) []string {
 func TestAVX512BF16Set(t *testing.T) {
 	for _, vbmi2 := range []bool{true, false} {
 		ks := newAVX512BF16Kernels(vbmi2)
-		want := []string{"denseDot", "denseDotBatch", "denseMulT", "bitmapMulT"}
+		want := []string{"denseDot", "denseDotBatch", "denseMulT", "bitmapMulT", "denseMul", "bitmapMul"}
 		if vbmi2 {
-			want = []string{"bitmapDot", "bitmapDotBatch", "denseDot", "denseDotBatch", "denseMulT", "bitmapMulT"}
+			want = []string{"bitmapDot", "bitmapDotBatch", "denseDot", "denseDotBatch", "denseMulT", "bitmapMulT", "denseMul", "bitmapMul"}
 		}
 		if got := overriddenKernels(ks, avx512Kernels); !slices.Equal(got, want) {
 			t.Errorf("vbmi2 %v: overrides %v of avx512, want %v", vbmi2, got, want)
@@ -111,17 +111,18 @@ func goGemmKernels() *kernelSet {
 	return &ks
 }
 
-// TestBF16GemmDrivers runs MulT through the batched bf16 product's drivers
+// TestBF16GemmDrivers runs MulT and Mul through the batched bf16 products' drivers
 // (with goGemm's stand-ins for the assembly) on shapes with partial blocks
 // of W (rows not a multiple of gemmN) and of x (n not a multiple of gemmM),
 // odd and partial-group column counts, partial groups of blocks of W (130
-// rows) and more than one span of gemmKC column pairs, against the float64 reference within
+// rows), more than one span of gemmKC column pairs (and for Mul, of panels of
+// 2·gemmKC rows of W: 2105 rows), against the float64 reference within
 // productBound with x rounded to bf16; fp16 and fp32 bitmaps must keep the
 // panel pipeline.
 func TestBF16GemmDrivers(t *testing.T) {
 	ks := goGemmKernels()
 	rng := rand.New(rand.NewPCG(21, 22))
-	for _, shape := range [][2]int{{1, 1}, {12, 2}, {13, 7}, {11, 32}, {25, 33}, {24, 64}, {37, 100}, {30, 257}, {130, 40}, {25, 2*gemmKC + 57}} {
+	for _, shape := range [][2]int{{1, 1}, {12, 2}, {13, 7}, {11, 32}, {25, 33}, {24, 64}, {37, 100}, {30, 257}, {130, 40}, {25, 2*gemmKC + 57}, {2*gemmKC + 57, 45}} {
 		rows, cols := shape[0], shape[1]
 		w := randomSparse(rng, rows, cols, 0.5)
 		for _, tm := range formatsUnder(t, ks, w, rows, cols) {
@@ -129,11 +130,13 @@ func TestBF16GemmDrivers(t *testing.T) {
 				t.Fatalf("%s: batched = %v", tm.name, tm.batched)
 			}
 			for _, n := range []int{maxBatch + 1, gemmM, gemmM + 1, 3*gemmM - 5} {
-				before := pipelinePanels[0].Load() + pipelinePanels[1].Load()
-				checkMulT(t, rng, tm, n)
-				piped := pipelinePanels[0].Load()+pipelinePanels[1].Load() > before
-				if piped == tm.batched {
-					t.Fatalf("%s %dx%d n=%d: through the panel pipeline %v, batched %v", tm.name, rows, cols, n, piped, tm.batched)
+				for _, check := range []func(*testing.T, *rand.Rand, testMatrix, int){checkMulT, checkMul} {
+					before := pipelinePanels[0].Load() + pipelinePanels[1].Load()
+					check(t, rng, tm, n)
+					piped := pipelinePanels[0].Load()+pipelinePanels[1].Load() > before
+					if piped == tm.batched {
+						t.Fatalf("%s %dx%d n=%d: through the panel pipeline %v, batched %v", tm.name, rows, cols, n, piped, tm.batched)
+					}
 				}
 			}
 		}

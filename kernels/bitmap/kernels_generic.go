@@ -36,6 +36,9 @@ type kernelSet struct {
 	// error bound of denseBF16X.
 	denseMulT  func(d *DenseBF16, y, x []float32, n int)
 	bitmapMulT func(m *Matrix, y, x []float32, n int) bool
+	// denseMul and bitmapMul are the same for Mul (dx = dy W, rounding dy).
+	denseMul  func(d *DenseBF16, dx, dy []float32, n int)
+	bitmapMul func(m *Matrix, dx, dy []float32, n int) bool
 
 	// denseBF16X and bitmapBF16X say that denseDot/denseDotBatch and, for
 	// bf16 values, bitmapDot/bitmapDotBatch round x to bf16 (nearest even,

@@ -25,6 +25,8 @@ type rowOps interface {
 	// mulTBatch computes y = x Wᵀ for n > maxBatch with the kernel set's own
 	// batched product, if it has one for this matrix, and reports whether it did.
 	mulTBatch(y, x []float32, n int) bool
+	// mulBatch is the same for dx = dy W.
+	mulBatch(dx, dy []float32, n int) bool
 }
 
 // maxBatch is the largest n that MulT serves with the small-batch kernels
@@ -112,7 +114,8 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 }
 
 // mul is dx (n×Cols) = dy (n×Rows) W: row-split axpy with one partial sum per
-// block of rows at n == 1, the panel pipeline accumulating into dx otherwise.
+// block of rows at n == 1, above maxBatch the kernel set's batched product
+// where it has one, the panel pipeline accumulating into dx otherwise.
 func mul(op rowOps, what string, dx, dy []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "dy", dy, n, rows)
@@ -139,6 +142,7 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 			putBuffer(&vectors, bufs[b+1])
 		}
 		putBuffer(&vectors, bufs[0])
+	case n > maxBatch && op.mulBatch(dx, dy, n): // the kernel set's own batched product, if any
 	default:
 		var beta float32
 		pipeline(op, func(panel []float32, r0, r1 int) {

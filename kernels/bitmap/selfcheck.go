@@ -59,9 +59,9 @@ const selfCheckBatch = 2*maxBatch + 3
 // (bitmap bf16, fp16 and fp32 at 50% density, dense bf16) over a range of
 // 32 rows and compares with ref: products within twice productBound (both
 // sets round), decodes exactly, nothing written outside the output; and the
-// set's own batched product (denseMulT, bitmapMulT), where it has one, on
-// the whole matrix and selfCheckBatch rows of x against a float64 product
-// within productBound. It returns an error naming the first kernel that
+// set's own batched products (denseMulT, bitmapMulT, denseMul, bitmapMul),
+// where it has them, on the whole matrix and selfCheckBatch rows of x or dy
+// against a float64 product within productBound. It returns an error naming the first kernel that
 // disagrees.
 func selfCheck(ks, ref *kernelSet) error {
 	rng := rand.New(rand.NewPCG(selfCheckRows, selfCheckCols))
@@ -164,7 +164,7 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 		}
 	}
 
-	// The batched product of the whole matrix, where the set has its own.
+	// The batched products of the whole matrix, where the set has its own.
 	nx := selfCheckBatch
 	xs := randomVector(rng, nx*cols)
 	got = guardedOut(nx * rows)
@@ -174,6 +174,16 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 			return productBound(absDot(wt[i%rows*cols:], xs[i/rows*cols:(i/rows+1)*cols], 1), cols, bf16RoundX)
 		}); i >= 0 {
 			return fail("MulT", "n=%d: y[%d] = %v, want %v", nx, i, got[i], want[i])
+		}
+	}
+	dys := randomVector(rng, nx*rows)
+	got = guardedOut(nx * cols)
+	if a.mulBatch(got[:nx*cols], dys, nx) {
+		want := exactMul(wt, dys, nx, rows, cols)
+		if i := firstMismatch(got, want, nx*cols, func(i int) float64 {
+			return productBound(absDot(wt[i%cols:], dys[i/cols*rows:(i/cols+1)*rows], cols), rows, bf16RoundX)
+		}); i >= 0 {
+			return fail("Mul", "n=%d: dx[%d] = %v, want %v", nx, i, got[i], want[i])
 		}
 	}
 
@@ -207,6 +217,22 @@ func exactMulT(w, x []float32, n, rows, cols int) []float32 {
 		}
 	}
 	return y
+}
+
+// exactMul returns dy (n × rows) W for W (rows × cols) rounded from float64
+// (plus guardLanes sentinels, as guardedOut).
+func exactMul(w, dy []float32, n, rows, cols int) []float32 {
+	dx := guardedOut(n * cols)
+	for i := range n {
+		for j := range cols {
+			s := 0.0
+			for r := range rows {
+				s += float64(dy[i*rows+r]) * float64(w[r*cols+j])
+			}
+			dx[i*cols+j] = float32(s)
+		}
+	}
+	return dx
 }
 
 // guardLanes is the number of sentinel values after a self-check output.
