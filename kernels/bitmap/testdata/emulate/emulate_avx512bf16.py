@@ -8,9 +8,9 @@ as kernels_avx512bf16_amd64.go calls them, on random matrices of many shapes,
 and checked against float64 references: within the fp32 accumulation bound
 of the product with x rounded to bf16, and within 2^-8 sum|w||x| of the
 exact one. The batched product (bf16Gemm: packBF16 on each row of x,
-decodeBitmapBF16Words, gemmBF16Tile) runs as its Go drivers call it, replayed
-here with the same blocks and slices, on shapes with partial blocks of W and
-x. Run from the repository root:
+decodeBitmapBF16Words, gemmBF16Tile), MulT and Mul, runs as its Go drivers
+call it, replayed here with the same blocks and slices, on shapes with
+partial blocks of W, x and dy. Run from the repository root:
 
     go test -c -o /tmp/bitmap.test ./kernels/bitmap
     objdump -d --no-show-raw-insn /tmp/bitmap.test > /tmp/bitmap.dis
@@ -623,11 +623,66 @@ def gemm(rng, rows, cols, n, sparsity, bitmap):
 # of x with partial blocks of 32, odd columns and partial groups of 32.
 GEMM_SHAPES = [(1, 1, 17), (12, 2, 32), (13, 7, 33), (25, 33, 40), (24, 64, 17), (11, 100, 65), (14, 130, 20)]
 
-def run_gemms(rng, shapes):
+def gemm_mul(rng, rows, cols, n, sparsity, bitmap):
+    """Mul (dx = dy W) through bf16Gemm.mul: dy rounded by packBF16, W packed
+    in pairs of rows per panel (packW, Go code, replayed here), the tiles with
+    the rows of dy as the broadcast operand."""
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    dy = [f32(rng.gauss(0, 1)) for _ in range(n * rows)]
+    ldy = (rows + 31) // 32 * 32
+    j_blocks = (n + GEMM_N - 1) // GEMM_N
+    dyb = [0] * (j_blocks * GEMM_N * ldy)
+    for i in range(n):
+        dyb[i * ldy:(i + 1) * ldy] = emulate_round(mem, dy[i * rows:(i + 1) * rows], ldy)
+    if bitmap:
+        chunks, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+        width = gemm_kpairs(cols, True) * 2
+        def row_of(r):
+            scratch = [0xdead] * width
+            emulate_decode(mem, masks, vals, rowptr, chunks, r, r + 1, 0, scratch)
+            return scratch[:cols]
+    else:
+        w16 = [rne_bf16_go(v) for v in w]
+        row_of = lambda r: w16[r * cols:(r + 1) * cols]
+    c_blocks = (cols + GEMM_M - 1) // GEMM_M
+    dx = [None] * (n * cols)
+    for p0 in range(0, rows, 2 * GEMM_KC):
+        p1 = min(p0 + 2 * GEMM_KC, rows)
+        kp = (p1 - p0 + 1) // 2
+        wp = [0] * (c_blocks * kp * GEMM_M)
+        for k in range(kp):
+            lo = row_of(p0 + 2 * k)
+            hi = row_of(p0 + 2 * k + 1) if p0 + 2 * k + 1 < p1 else [0] * cols
+            for c in range(cols):
+                wp[(c // GEMM_M * kp + k) * GEMM_M + c % GEMM_M] = lo[c] | hi[c] << 16
+        for jb in range(j_blocks):
+            a = dyb[jb * GEMM_N * ldy + p0:jb * GEMM_N * ldy + p0 + (GEMM_N - 1) * ldy + 2 * kp]
+            for cb in range(c_blocks):
+                c = emulate_tile(mem, wp[cb * kp * GEMM_M:(cb + 1) * kp * GEMM_M], a, ldy, kp)
+                for j in range(min(GEMM_N, n - jb * GEMM_N)):
+                    for i in range(min(GEMM_M, cols - cb * GEMM_M)):
+                        at = (jb * GEMM_N + j) * cols + cb * GEMM_M + i
+                        dx[at] = c[j * GEMM_M + i] if p0 == 0 else f32(dx[at] + c[j * GEMM_M + i])
+    for i in range(n):
+        for c in range(cols):
+            check('%s gemm Mul %dx%d n=%d dx[%d,%d]' % ('bitmap' if bitmap else 'dense', rows, cols, n, i, c),
+                  dx[i * cols + c], [wr[r * cols + c] for r in range(rows)], dy[i * rows:(i + 1) * rows], rows)
+
+# Shapes for Mul: n past a block of 12 rows of dy, odd rows of W (a zero row
+# pairs the last), columns past a block of 32.
+MUL_SHAPES = [(1, 1, 17), (7, 33, 17), (30, 65, 25), (13, 100, 40)]
+
+def run_gemms(rng, shapes, mul_shapes=MUL_SHAPES):
     n = 0
     for rows, cols, nx in shapes:
         for bitmap in (False, True):
             gemm(rng, rows, cols, nx, rng.choice([0.0, 0.5, rng.random()]), bitmap)
+            n += 1
+    for rows, cols, nx in mul_shapes:
+        for bitmap in (False, True):
+            gemm_mul(rng, rows, cols, nx, rng.choice([0.0, 0.5, rng.random()]), bitmap)
             n += 1
     return n
 
@@ -708,7 +763,8 @@ def main():
                 gemv(rng, rows, cols, sp, r0, r1, bitmap); n += 1
                 nb = rng.choice([4, 8, 12, 16])
                 batch(rng, rows, cols, sp, r0, r1, nb, bitmap); n += 1
-    n += run_gemms(rng, GEMM_SHAPES + [(13, 2 * GEMM_KC + 57, 17)])  # three spans of columns
+    # three spans of columns for MulT, two panels of rows for Mul
+    n += run_gemms(rng, GEMM_SHAPES + [(13, 2 * GEMM_KC + 57, 17)], MUL_SHAPES + [(2 * GEMM_KC + 5, 3, 17)])
     print('ok: %d kernel calls and batched products emulated' % n)
 
 if __name__ == '__main__':
