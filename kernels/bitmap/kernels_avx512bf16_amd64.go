@@ -277,7 +277,8 @@ func (g *bf16Gemm) mulTBitmap(m *Matrix, y, x []float32, n int) {
 // The sums of the spans are added in y in span order.
 func (g *bf16Gemm) mulT(y, x []float32, n, rows, cols, kp int, rowsOf func(scratch []uint16, r0, r1 int) ([]uint16, int)) {
 	mBlocks := (n + gemmM - 1) / gemmM
-	xp := make([]uint32, mBlocks*kp*gemmM)
+	xp, buf := panelDwords(mBlocks * kp * gemmM)
+	defer putBuffer(&panels, buf)
 	g.packX(xp, x, n, cols, kp)
 	nBlocks := (rows + gemmN - 1) / gemmN
 	workers, grain := blocking(nBlocks, gemmN*cols*n)
@@ -367,7 +368,8 @@ func (g *bf16Gemm) mul(dx, dy []float32, n, rows, cols int, rowOf func(scratch [
 		}
 	})
 	cBlocks := (cols + gemmM - 1) / gemmM
-	wp := make([]uint32, cBlocks*gemmKC*gemmM)
+	wp, buf := panelDwords(cBlocks * gemmKC * gemmM)
+	defer putBuffer(&panels, buf)
 	for p0 := 0; p0 < rows; p0 += 2 * gemmKC {
 		p1 := min(p0+2*gemmKC, rows)
 		kp := (p1 - p0 + 1) / 2
@@ -399,6 +401,13 @@ func (g *bf16Gemm) mul(dx, dy []float32, n, rows, cols int, rowOf func(scratch [
 			}
 		})
 	}
+}
+
+// panelDwords returns n uint32s (not cleared) viewing a buffer of the panels
+// pool, to hand back with putBuffer(&panels, buf).
+func panelDwords(n int) (s []uint32, buf []float32) {
+	buf = getBuffer(&panels, n)
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(buf))), n), buf
 }
 
 // packW writes rows [p0, p1) of W (kp pairs of rows, a zero row after an odd

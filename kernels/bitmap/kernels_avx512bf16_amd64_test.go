@@ -46,8 +46,9 @@ func TestAVX512BF16Set(t *testing.T) {
 		if slices.ContainsFunc(kernelSets, func(ks *kernelSet) bool { return ks.name == "avx512bf16" }) {
 			t.Fatal("the avx512bf16 set is offered on a CPU without AVX512-BF16")
 		}
-		t.Skip("skipped: this CPU lacks AVX-512 F+BW+BF16, so the avx512bf16 kernels (denseDot, denseDotBatch, and with VBMI2 bitmapDot, bitmapDotBatch for bf16) are not run; " +
-			"where they run, the suite checks them within productBound with relX = 2⁻⁸")
+		t.Skip("skipped: this CPU lacks AVX-512 F+BW+BF16, so the avx512bf16 kernels (denseDot, denseDotBatch, the batched denseMulT, denseMul, bitmapMulT, bitmapMul for bf16, " +
+			"and with VBMI2 bitmapDot, bitmapDotBatch for bf16) are not run; where they run, the suite checks them within productBound with relX = 2⁻⁸ " +
+			"(TestBF16GemmDrivers runs the batched products' drivers with Go stand-ins for the assembly)")
 	}
 	if !slices.Contains(kernelSets, avx512BF16Kernels) || kernelSets[len(kernelSets)-1] != avx512BF16Kernels {
 		t.Fatal("the CPU has AVX512-BF16 but avx512bf16 is not the last (preferred) set in kernelSets")
