@@ -119,8 +119,8 @@
 // to bf16 by groups of 32 columns (vpexpandw with VBMI2, else the avx512
 // decode and an exact rounding) into a scratch of four blocks of 12 rows per
 // core, with x rounded and packed once per call. Mul broadcasts rows of dY
-// (rounded once) and packs W in pairs of rows, panel by panel of 2048 rows
-// (the packing is Go code, split across cores). Each core takes blocks of
+// (rounded once) and packs W in pairs of rows (two vpermt2w per 32 columns),
+// panel by panel of 2048 rows, split across cores. Each core takes blocks of
 // rows of W (MulT) or of 32 columns (Mul) four at a time and runs every
 // block of the packed operand against them in turn, over spans of 2048
 // columns, so what is reused stays in L2; the decode of a bitmap block is

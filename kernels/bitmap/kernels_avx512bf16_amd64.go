@@ -53,6 +53,24 @@ func gemmBF16Tile(c []float32, xp []uint32, w []uint16, ldw, kpairs int)
 //go:noescape
 func decodeBitmapBF16Words(dst []uint16, masks []uint16, vals []uint16, rows, chunks, ldd int)
 
+//go:noescape
+func packPairsBF16(dst []uint32, lo, hi []uint16, idx []uint16, cols, stride int)
+
+// packPairsIdx are the word indices of packPairsBF16's two VPERMT2W: word 2i
+// of the result is word i of lo, word 2i+1 word i of hi (index 32+i).
+var packPairsIdx = func() (idx [64]uint16) {
+	for i := range 32 {
+		idx[2*i], idx[2*i+1] = uint16(i), uint16(32+i)
+	}
+	return idx
+}()
+
+// packPairs is bf16Gemm.pairs with packPairsBF16.
+func packPairs(dst []uint32, lo, hi []uint16, cols, stride int) {
+	blocks := (cols + gemmM - 1) / gemmM
+	packPairsBF16(dst[:(blocks-1)*stride+gemmM], lo[:cols], hi[:cols], packPairsIdx[:], cols, stride)
+}
+
 var (
 	dotBitmapBF16DPBatch = [maxBatch + 1]func(y []float32, masks []uint16, vals []uint16, xb []uint16, chunks, rows int){
 		4: dotBitmapBF16DPx4, 8: dotBitmapBF16DPx8, 12: dotBitmapBF16DPx12, 16: dotBitmapBF16DPx16}
@@ -94,7 +112,7 @@ func newAVX512BF16Kernels(vbmi2 bool) *kernelSet {
 		dotDenseBF16DPBatch[nb](yT[:(r1-r0)*nb], d.w[r0*d.cols:r1*d.cols], xb, d.cols, r1-r0)
 		putBuffer(&vectors, buf)
 	}
-	g := &bf16Gemm{tile: gemmBF16Tile, round: packBF16, decode: decodeBitmapBF16WordsF32}
+	g := &bf16Gemm{tile: gemmBF16Tile, round: packBF16, decode: decodeBitmapBF16WordsF32, pairs: packPairs}
 	if vbmi2 {
 		g.decode = decodeBitmapBF16WordsVBMI2
 	}
@@ -186,6 +204,9 @@ type bf16Gemm struct {
 	// decode writes bitmap bf16 rows [r0, r1) as bf16 into dst (row i at
 	// dst[i*ldd:], whole groups of 32 columns, zero past Cols).
 	decode func(m *Matrix, dst []uint16, ldd, r0, r1 int)
+	// pairs is packPairs: for each block b of 32 columns of two rows lo and
+	// hi, dst[b*stride+i] = lo[32b+i] | hi[32b+i]<<16 (zero past cols).
+	pairs func(dst []uint32, lo, hi []uint16, cols, stride int)
 }
 
 // install makes g the batched products of ks for dense bf16 and bitmap bf16
@@ -413,26 +434,21 @@ func panelDwords(n int) (s []uint32, buf []float32) {
 // packW writes rows [p0, p1) of W (kp pairs of rows, a zero row after an odd
 // last one) into wp in the layout of gemmBF16Tile's packed operand, columns
 // in the place of its rows of x: for each block of 32 columns and each pair
-// of rows, 32 dwords holding W[p0+2kp, c] (low half) and W[p0+2kp+1, c].
-// Columns past cols are left as they are (they only reach outputs no one reads).
+// of rows, 32 dwords holding W[p0+2kp, c] (low half) and W[p0+2kp+1, c],
+// zero past cols.
 func (g *bf16Gemm) packW(wp []uint32, rowOf func(scratch []uint16, r int) []uint16, p0, p1, cols, kp int) {
+	width := 2 * gemmKPairs(cols, true)
+	blocks := (cols + gemmM - 1) / gemmM
+	zero := make([]uint16, cols)
 	workers, grain := blocking(kp, 2*cols)
 	runBlocks(workers, kp, grain, func(_, k0, k1 int) {
-		width := 2 * gemmKPairs(cols, true)
 		s0, s1 := make([]uint16, width), make([]uint16, width)
-		zero := make([]uint16, cols)
 		for k := k0; k < k1; k++ {
 			lo, hi := rowOf(s0, p0+2*k), zero
 			if p0+2*k+1 < p1 {
 				hi = rowOf(s1, p0+2*k+1)
 			}
-			for c0 := 0; c0 < cols; c0 += gemmM {
-				dst := wp[(c0/gemmM*kp+k)*gemmM:][:min(gemmM, cols-c0)]
-				lo, hi := lo[c0:c0+len(dst)], hi[c0:c0+len(dst)]
-				for i := range dst {
-					dst[i] = uint32(lo[i]) | uint32(hi[i])<<16
-				}
-			}
+			g.pairs(wp[k*gemmM:((blocks-1)*kp+k+1)*gemmM], lo[:cols], hi[:cols], cols, kp*gemmM)
 		}
 	})
 }

@@ -709,3 +709,58 @@ next:
 	JNZ  row
 	VZEROUPPER
 	RET
+
+// func packPairsBF16(dst []uint32, lo, hi []uint16, idx []uint16, cols, stride int)
+// For each block b of 32 columns: dst[b*stride+i] = lo[32b+i] | hi[32b+i]<<16
+// for i < 32 (zero past cols), by two VPERMT2W of the 32 words of lo and hi
+// with the word indices idx (0, 32, 1, 33, ..., 15, 47, then 16, 48, ...).
+TEXT ·packPairsBF16(SB), NOSPLIT, $0-112
+	MOVQ dst_base+0(FP), DI
+	MOVQ lo_base+24(FP), SI
+	MOVQ hi_base+48(FP), DX
+	MOVQ idx_base+72(FP), AX
+	MOVQ cols+96(FP), CX
+	MOVQ stride+104(FP), R8
+	SHLQ $2, R8 // bytes from a block of dst to the next
+	VMOVDQU16 (AX), Z6
+	VMOVDQU16 64(AX), Z7
+	MOVQ CX, R9
+	SHRQ $5, R9
+	ANDQ $31, CX
+	TESTQ R9, R9
+	JZ    tail
+
+block:
+	VMOVDQU16 (SI), Z0
+	VMOVDQU16 (DX), Z1
+	VMOVDQA64 Z0, Z2
+	VPERMT2W  Z1, Z6, Z2
+	VMOVDQA64 Z0, Z3
+	VPERMT2W  Z1, Z7, Z3
+	VMOVUPS   Z2, (DI)
+	VMOVUPS   Z3, 64(DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ R8, DI
+	DECQ R9
+	JNZ  block
+
+tail:
+	TESTQ CX, CX
+	JZ    done
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVD AX, K1
+	VMOVDQU16.Z (SI), K1, Z0
+	VMOVDQU16.Z (DX), K1, Z1
+	VMOVDQA64 Z0, Z2
+	VPERMT2W  Z1, Z6, Z2
+	VMOVDQA64 Z0, Z3
+	VPERMT2W  Z1, Z7, Z3
+	VMOVUPS   Z2, (DI)
+	VMOVUPS   Z3, 64(DI)
+
+done:
+	VZEROUPPER
+	RET

@@ -64,7 +64,7 @@ func TestAVX512BF16Set(t *testing.T) {
 // access outside them panics): it runs the drivers on any CPU. The assembly
 // itself runs in the suite where the CPU has AVX512-BF16, and elsewhere in
 // testdata/emulate/emulate_avx512bf16.py.
-var goGemm = &bf16Gemm{tile: gemmBF16TileGo, round: roundBF16Go, decode: decodeBitmapBF16WordsGo}
+var goGemm = &bf16Gemm{tile: gemmBF16TileGo, round: roundBF16Go, decode: decodeBitmapBF16WordsGo, pairs: packPairsGo}
 
 func bf16Value(h uint16) float32 { return kernels.BF16ToFloat32(h) }
 
@@ -79,6 +79,21 @@ func gemmBF16TileGo(c []float32, xp []uint32, w []uint16, ldw, kpairs int) {
 				s += bf16Value(w[j*ldw+2*k])*bf16Value(uint16(p)) + bf16Value(w[j*ldw+2*k+1])*bf16Value(uint16(p>>16))
 			}
 			c[j*gemmM+i] = s
+		}
+	}
+}
+
+// packPairsGo is packPairs in Go.
+func packPairsGo(dst []uint32, lo, hi []uint16, cols, stride int) {
+	blocks := (cols + gemmM - 1) / gemmM
+	dst, lo, hi = dst[:(blocks-1)*stride+gemmM], lo[:cols], hi[:cols]
+	for b := range blocks {
+		for i := range gemmM {
+			var v uint32
+			if c := b*gemmM + i; c < cols {
+				v = uint32(lo[c]) | uint32(hi[c])<<16
+			}
+			dst[b*stride+i] = v
 		}
 	}
 }

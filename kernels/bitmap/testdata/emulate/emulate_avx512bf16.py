@@ -8,7 +8,7 @@ as kernels_avx512bf16_amd64.go calls them, on random matrices of many shapes,
 and checked against float64 references: within the fp32 accumulation bound
 of the product with x rounded to bf16, and within 2^-8 sum|w||x| of the
 exact one. The batched product (bf16Gemm: packBF16 on each row of x,
-decodeBitmapBF16Words, gemmBF16Tile), MulT and Mul, runs as its Go drivers
+decodeBitmapBF16Words, packPairsBF16, gemmBF16Tile), MulT and Mul, runs as its Go drivers
 call it, replayed here with the same blocks and slices, on shapes with
 partial blocks of W, x and dy. Run from the repository root:
 
@@ -74,7 +74,7 @@ class Mem:
         self.regions.append((base, bytearray([fill]) * n if n else bytearray(), name))
         return base
     def find(self, addr, n):
-        for base, buf, name in self.regions:
+        for base, buf, name in reversed(self.regions):  # the newest first
             if base <= addr and addr + n <= base + len(buf):
                 return buf, addr - base
         raise OOB('access [%#x, +%d) outside every buffer' % (addr, n))
@@ -329,6 +329,15 @@ class CPU:
                             else:
                                 assert zero; ws.append(0)
                         self.set_words(d, ws)
+            elif op == 'vmovdqa64':
+                a, la = self.vreg(o[0]); d, ld = self.vreg(o[1])
+                assert la == ld == 16
+                self.z[d] = list(self.z[a])
+            elif op == 'vpermt2w':  # AT&T: table2, indices, table1 (and destination)
+                t2, _ = self.vreg(o[0]); ix, _ = self.vreg(o[1]); d, lanes = self.vdest(o[2])[:2]
+                assert lanes == 16 and '{' not in o[2]
+                t1, t2w, idx = self.words(d), self.words(t2), self.words(ix)
+                self.set_words(d, [(t2w if i & 32 else t1)[i & 31] for i in idx])
             elif op == 'vpbroadcastd':
                 d, lanes, k, zero = self.vdest(o[1])
                 assert lanes == 16 and k is None
@@ -623,10 +632,23 @@ def gemm(rng, rows, cols, n, sparsity, bitmap):
 # of x with partial blocks of 32, odd columns and partial groups of 32.
 GEMM_SHAPES = [(1, 1, 17), (12, 2, 32), (13, 7, 33), (25, 33, 40), (24, 64, 17), (11, 100, 65), (14, 130, 20)]
 
+PAIRS_IDX = [v for i in range(32) for v in (i, 32 + i)]
+
+def emulate_pairs(mem, wp, k, kp, lo, hi, cols):
+    """packPairs for pair k of a panel of kp pairs: the slice of wp Go passes."""
+    blocks = (cols + GEMM_M - 1) // GEMM_M
+    a, b = k * GEMM_M, ((blocks - 1) * kp + k + 1) * GEMM_M
+    dst = region(mem, 'wp', struct.pack('<%dI' % (b - a), *wp[a:b]))
+    la, ha = region(mem, 'lo', u16s(lo[:cols])), region(mem, 'hi', u16s(hi[:cols]))
+    ia = region(mem, 'idx', u16s(PAIRS_IDX))
+    run(mem, 'packPairsBF16', slice_args(dst, b - a) + slice_args(la, cols) + slice_args(ha, cols) +
+        slice_args(ia, 64) + [cols, kp * GEMM_M])
+    wp[a:b] = struct.unpack('<%dI' % (b - a), mem.read(dst, 4 * (b - a)))
+
 def gemm_mul(rng, rows, cols, n, sparsity, bitmap):
     """Mul (dx = dy W) through bf16Gemm.mul: dy rounded by packBF16, W packed
-    in pairs of rows per panel (packW, Go code, replayed here), the tiles with
-    the rows of dy as the broadcast operand."""
+    in pairs of rows per panel (packW's calls of packPairsBF16), the tiles
+    with the rows of dy as the broadcast operand."""
     mem = Mem()
     w = rand_matrix(rng, rows, cols, sparsity)
     wr = dense_ref(w, rows, cols, bitmap)
@@ -651,12 +673,14 @@ def gemm_mul(rng, rows, cols, n, sparsity, bitmap):
     for p0 in range(0, rows, 2 * GEMM_KC):
         p1 = min(p0 + 2 * GEMM_KC, rows)
         kp = (p1 - p0 + 1) // 2
-        wp = [0] * (c_blocks * kp * GEMM_M)
+        wp = [0xdeadbeef] * (c_blocks * kp * GEMM_M)
         for k in range(kp):
             lo = row_of(p0 + 2 * k)
             hi = row_of(p0 + 2 * k + 1) if p0 + 2 * k + 1 < p1 else [0] * cols
-            for c in range(cols):
-                wp[(c // GEMM_M * kp + k) * GEMM_M + c % GEMM_M] = lo[c] | hi[c] << 16
+            emulate_pairs(mem, wp, k, kp, lo, hi, cols)
+            for c in range(c_blocks * GEMM_M):  # the pair interleaved, zero past cols
+                want = lo[c] | hi[c] << 16 if c < cols else 0
+                assert wp[(c // GEMM_M * kp + k) * GEMM_M + c % GEMM_M] == want, ('packPairsBF16', rows, cols, p0 + 2 * k, c)
         for jb in range(j_blocks):
             a = dyb[jb * GEMM_N * ldy + p0:jb * GEMM_N * ldy + p0 + (GEMM_N - 1) * ldy + 2 * kp]
             for cb in range(c_blocks):
@@ -724,6 +748,10 @@ MUTATIONS = [
      swap_operand('gemmBF16Tile', lambda op, ops: op == 'add' and ops == '$0x80,%rsi', '$0x80', '$0x40')),
     ('gemmBF16Tile', 'the last accumulator is not stored',
      drop('gemmBF16Tile', lambda op, ops: op == 'vmovups' and ops.startswith('%zmm23,'))),
+    ('packPairsBF16', 'the second half of a block takes the indices of the first',
+     swap_operand('packPairsBF16', lambda op, ops: op == 'vpermt2w' and '%zmm7' in ops, '%zmm7', '%zmm6')),
+    ('packPairsBF16', 'the tail mask takes one column too many',
+     drop('packPairsBF16', lambda op, ops: op == 'dec' and ops == '%eax')),
     ('decodeBitmapBF16Words', 'a group is stored half a group further than the last',
      swap_operand('decodeBitmapBF16Words', lambda op, ops: op == 'add' and ops == '$0x40,%r11', '$0x40', '$0x20')),
     ('decodeBitmapBF16Words', 'an odd last chunk reads two masks',
