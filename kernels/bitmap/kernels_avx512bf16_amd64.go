@@ -87,7 +87,7 @@ func hasAVX512BF16() bool {
 
 // newAVX512BF16Kernels is the avx512bf16 set: the avx512 set with the dot
 // products of bf16 weights (dense and bitmap, batch 1 and small batches)
-// replaced by VDPBF16PS kernels, and the batched product (MulT above
+// replaced by VDPBF16PS kernels, and the batched products (MulT and Mul above
 // maxBatch) of bf16 weights by the VDPBF16PS GEMM of bf16Gemm. The bitmap
 // dot products also need VPEXPANDW (AVX-512 VBMI2): without vbmi2 they stay
 // the avx512 ones, and the GEMM decodes bitmap rows to fp32 and rounds them.
@@ -179,13 +179,14 @@ func alignedBF16(n int) (xb []uint16, buf []float32) {
 }
 
 // The batched product y = x Wᵀ of bf16 weights (MulT for n > maxBatch) on
-// VDPBF16PS: x is rounded to bf16 once per call and packed by packXBF16 into
+// VDPBF16PS: x is rounded to bf16 once per call and packed by packX into
 // blocks of gemmM rows, and W is taken gemmN rows at a time (dense bf16 rows
 // as they are stored, bitmap rows decoded to bf16 in a small scratch that
 // stays in cache); every block of gemmN rows of W is multiplied with every
 // block of x by gemmBF16Tile calls over spans of gemmKC column pairs, and
 // each tile is written to (or, after the first span, added to) its place in
-// y. Blocks of rows of W are handed out to the cores.
+// y. Blocks of rows of W are handed out to the cores. Mul (dx = dy W) runs
+// the same tile with other operands (see mul).
 const (
 	gemmN     = 12   // rows of W per tile
 	gemmM     = 32   // rows of x per tile
@@ -294,7 +295,7 @@ func (g *bf16Gemm) mulTBitmap(m *Matrix, y, x []float32, n int) {
 // Each worker takes its blocks of gemmN rows of W gemmGroup at a time, and
 // for each span of gemmKC column pairs multiplies every block of x with the
 // group's blocks in turn: the span of the x block (gemmM·gemmKC dwords,
-// 128 KB) and of the group's rows (96 KB) stay in L2 while they are reused.
+// 128 KB) and of the group's rows (192 KB) stay in L2 while they are reused.
 // The sums of the spans are added in y in span order.
 func (g *bf16Gemm) mulT(y, x []float32, n, rows, cols, kp int, rowsOf func(scratch []uint16, r0, r1 int) ([]uint16, int)) {
 	mBlocks := (n + gemmM - 1) / gemmM
@@ -371,7 +372,7 @@ func (g *bf16Gemm) packX(xp []uint32, x []float32, n, cols, kp int) {
 }
 
 // mul sets dx (n × cols) = dy (n × rows) W, W given one bf16 row at a time by
-// row (in place, or decoded into scratch: 2·gemmKPairs(cols, true) values).
+// rowOf (in place, or decoded into scratch: 2·gemmKPairs(cols, true) values).
 // The tiles run with the roles of gemmBF16Tile's operands swapped: 12 rows
 // of dy (rounded to bf16) are the broadcast rows, and the columns of W the
 // packed ones, in pairs of rows of W. W goes in panels of 2·gemmKC rows: each
