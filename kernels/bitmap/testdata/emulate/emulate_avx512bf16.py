@@ -336,8 +336,8 @@ class CPU:
             elif op == 'vpermt2w':  # AT&T: table2, indices, table1 (and destination)
                 t2, _ = self.vreg(o[0]); ix, _ = self.vreg(o[1]); d, lanes = self.vdest(o[2])[:2]
                 assert lanes == 16 and '{' not in o[2]
-                t1, t2w, idx = self.words(d), self.words(t2), self.words(ix)
-                self.set_words(d, [(t2w if i & 32 else t1)[i & 31] for i in idx])
+                t1, t2w, iw = self.words(d), self.words(t2), self.words(ix)
+                self.set_words(d, [(t2w if i & 32 else t1)[i & 31] for i in iw])
             elif op == 'vpbroadcastd':
                 d, lanes, k, zero = self.vdest(o[1])
                 assert lanes == 16 and k is None
