@@ -111,7 +111,8 @@
 // to fp32.
 //
 // Above 16 rows, MulT and Mul of bf16 weights (dense, and bitmap with or
-// without VBMI2) skip the fp32 panel pipeline for a VDPBF16PS GEMM. Its tile
+// without VBMI2) skip the fp32 panel pipeline for a VDPBF16PS GEMM (unless
+// BF16Batches is false). Its tile
 // multiplies 12 rows of one operand, read in place with any stride, each pair
 // of columns broadcast to all lanes, with 32 rows of the other, packed as
 // bf16 pairs (two vectors per pair of columns), into 24 fp32 accumulators.

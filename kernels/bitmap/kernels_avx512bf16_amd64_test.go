@@ -157,6 +157,23 @@ func TestBF16GemmDrivers(t *testing.T) {
 			}
 		}
 	}
+	// BF16Batches = false keeps every format on the panel pipeline.
+	func() {
+		defer func(b bool) { BF16Batches = b }(BF16Batches)
+		BF16Batches = false
+		w := randomSparse(rng, 30, 40, 0.5)
+		for _, tm := range formatsUnder(t, ks, w, 30, 40) {
+			tm.batched = false
+			for _, check := range []func(*testing.T, *rand.Rand, testMatrix, int){checkMulT, checkMul} {
+				before := pipelinePanels[0].Load() + pipelinePanels[1].Load()
+				check(t, rng, tm, 2*maxBatch)
+				if pipelinePanels[0].Load()+pipelinePanels[1].Load() == before {
+					t.Fatalf("%s with BF16Batches = false: not through the panel pipeline", tm.name)
+				}
+			}
+		}
+	}()
+
 	// The self-check covers the batched product: it passes with the right
 	// drivers and catches a tile that drops the first column pair.
 	if err := selfCheck(ks, goKernels); err != nil {

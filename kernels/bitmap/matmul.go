@@ -67,6 +67,14 @@ var PanelElems = 1 << 23
 // multiplied (kept for comparison in benchmarks).
 var PipelineDepth = 2
 
+// BF16Batches lets a kernel set with its own batched products of bf16
+// weights (avx512bf16) run MulT and Mul above maxBatch rows with x or dY
+// rounded to bf16, which adds up to 2⁻⁸ Σ|w||x| to their error; false keeps
+// them on the panel pipeline, in fp32 up to the weights' own rounding (e.g.
+// for training in fp32 precision). Like PanelElems, set it before products
+// run, never while they do.
+var BF16Batches = true
+
 // pipelinePanels counts the panels consumed by pipeline, [0] decoded then
 // multiplied (no overlap), [1] through the producer ring, so that tests can
 // check which path a product took.
@@ -104,7 +112,7 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 		}
 		putBuffer(&vectors, xbuf)
 		putBuffer(&vectors, ybuf)
-	case op.mulTBatch(y, x, n): // the kernel set's own batched product, if any
+	case BF16Batches && op.mulTBatch(y, x, n): // the kernel set's own batched product, if any
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
 			// y[:, r0:r1] = x · panelᵀ
@@ -142,7 +150,7 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 			putBuffer(&vectors, bufs[b+1])
 		}
 		putBuffer(&vectors, bufs[0])
-	case n > maxBatch && op.mulBatch(dx, dy, n): // the kernel set's own batched product, if any
+	case n > maxBatch && BF16Batches && op.mulBatch(dx, dy, n): // the kernel set's own batched product, if any
 	default:
 		var beta float32
 		pipeline(op, func(panel []float32, r0, r1 int) {
