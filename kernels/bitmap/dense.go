@@ -80,6 +80,22 @@ func (d *DenseBF16) dotBatch(yT, xT []float32, nb, r0, r1 int) {
 	d.kern.denseDotBatch(d, yT, xT, nb, r0, r1)
 }
 
+func (d *DenseBF16) mulTBatch(y, x []float32, n int) bool {
+	if d.kern.denseMulT == nil {
+		return false
+	}
+	d.kern.denseMulT(d, y, x, n)
+	return true
+}
+
+func (d *DenseBF16) mulBatch(dx, dy []float32, n int) bool {
+	if d.kern.denseMul == nil {
+		return false
+	}
+	d.kern.denseMul(d, dx, dy, n)
+	return true
+}
+
 // MulT implements kernels.Matrix: y (n×Rows) = x (n×Cols) Wᵀ.
 func (m *Matrix) MulT(y, x []float32, n int) { mulT(m, "Matrix.MulT", y, x, n) }
 
@@ -96,6 +112,14 @@ func (m *Matrix) decode(dst []float32, r0, r1 int) { m.kern.bitmapDecode(m, dst,
 
 func (m *Matrix) dotBatch(yT, xT []float32, nb, r0, r1 int) {
 	m.kern.bitmapDotBatch(m, yT, xT, nb, r0, r1)
+}
+
+func (m *Matrix) mulTBatch(y, x []float32, n int) bool {
+	return m.kern.bitmapMulT != nil && m.kern.bitmapMulT(m, y, x, n)
+}
+
+func (m *Matrix) mulBatch(dx, dy []float32, n int) bool {
+	return m.kern.bitmapMul != nil && m.kern.bitmapMul(m, dx, dy, n)
 }
 
 // GatherRows implements kernels.RowGatherer: row ids[r] widened to float32

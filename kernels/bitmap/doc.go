@@ -81,6 +81,8 @@
 // Mul (dX = dY W, the backward of the frozen base) runs per-row axpy at n = 1
 // (one partial sum per block of rows, added in block order, so results do not
 // depend on scheduling) and the panel pipeline with accumulation otherwise.
+// A kernel set may replace the pipeline above 16 rows by its own batched
+// products (the avx512bf16 set does for bf16 weights, below).
 //
 // DenseBF16 is the uncompressed bf16 baseline on the same engine: the same
 // loops without bitmap (load, widen, FMA) and the same pipeline.
@@ -106,11 +108,33 @@
 // a row with 32 values of x, adding the exact products in pairs into 16 fp32
 // sums. The bitmap kernel takes two chunk masks (32 columns) at a time into a k
 // register and places the packed bf16 values with vpexpandw, with no widening
-// to fp32; larger batches keep the fp32 panel pipeline. The results differ from
-// the fp32 paths by the rounding of x, at most 2⁻⁸ Σ|w||x|, the tolerance the
-// suite tests them with. Go's assembler has no mnemonics for the BF16
+// to fp32.
+//
+// Above 16 rows, MulT and Mul of bf16 weights (dense, and bitmap with or
+// without VBMI2) skip the fp32 panel pipeline for a VDPBF16PS GEMM (unless
+// BF16Batches is false). Its tile
+// multiplies 12 rows of one operand, read in place with any stride, each pair
+// of columns broadcast to all lanes, with 32 rows of the other, packed as
+// bf16 pairs (two vectors per pair of columns), into 24 fp32 accumulators.
+// MulT broadcasts rows of W: dense bf16 rows as stored, bitmap rows decoded
+// to bf16 by groups of 32 columns (vpexpandw with VBMI2, else the avx512
+// decode and an exact rounding) into a scratch of four blocks of 12 rows per
+// core, with x rounded and packed once per call. Mul broadcasts rows of dY
+// (rounded once) and packs W in pairs of rows (two vpermt2w per 32 columns),
+// panel by panel of 2048 rows, split across cores. Each core takes blocks of
+// rows of W (MulT) or of 32 columns (Mul) four at a time and runs every
+// block of the packed operand against them in turn, over spans of 2048
+// columns, so what is reused stays in L2; the decode of a bitmap block is
+// fused into the product, with no pipeline. Tiles land in the outputs through
+// Go loops (MulT transposes them). None of this has been timed: it was
+// written on a CPU without AVX-512 and checked by the emulator in
+// testdata/emulate.
+//
+// The results differ from the fp32 paths by the rounding of x (or dY), at
+// most 2⁻⁸ Σ|w||x|, the tolerance the suite tests them with. Go's assembler has no mnemonics for the BF16
 // instructions, so they are written as bytes. Because such code may run first
 // on a machine nobody tested it on, the set checks itself against the avx512
-// set on small random matrices when it would become the default, and on a
-// mismatch the process warns on stderr and runs the avx512 set.
+// set (and its batched products against a float64 product) on small random
+// matrices when it would become the default, and on a mismatch the process
+// warns on stderr and runs the avx512 set.
 package bitmap

@@ -309,7 +309,8 @@ func FuzzFromParts(f *testing.F) {
 		rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
 		for _, ks := range kernelSets {
 			m.kern = ks
-			tm := testMatrix{"fuzz-" + ks.name + "-" + p.DType.String(), m, ref, rows, cols, relXOf(ks, p.DType)}
+			tm := testMatrix{"fuzz-" + ks.name + "-" + p.DType.String(), m, ref, rows, cols, relXOf(ks, p.DType),
+				p.DType == BF16 && ks.bitmapMulT != nil}
 			if !moderate(ref) {
 				// NaN/Inf weights, or weights so large that fp32 products
 				// overflow, make the comparisons meaningless, but every

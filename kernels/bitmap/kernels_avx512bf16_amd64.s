@@ -511,3 +511,256 @@ TEXT ·dotDenseBF16DPx16(SB), NOSPLIT, $0-88
 	MOVQ cols+72(FP), R10
 	MOVQ rows+80(FP), R9
 	DENSE_BATCH(BATCH_ZERO16, BATCH_DP16, BATCH_STORE16, 1024, 64)
+
+// ---------------------------------------------------------------------------
+// The batched product (MulT for n > maxBatch): one tile is 12 rows of W
+// (bf16, row-major with stride ldw) times 32 rows of x, given as 16-lane
+// vectors of bf16 pairs (packXBF16: for pair kp, the 32 rows' x[2kp],
+// x[2kp+1] in 32 dwords). Per pair of columns: two vectors of x (Z24, Z25),
+// and for each row j of W its pair broadcast to all lanes (Z26..Z29 in turn),
+// multiplied with both into the accumulators Z(2j) (rows 0..15 of x) and
+// Z(2j+1) (rows 16..31).
+//
+// DPTk is VDPBF16PS zmm(k), zmm(24 + k%2), zmm(26 + (k/2)%4) (Intel operand
+// order: accumulator, x, broadcast weights).
+#define DPT0 BYTE $0x62; BYTE $0x92; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+#define DPT1 BYTE $0x62; BYTE $0x92; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xca
+#define DPT2 BYTE $0x62; BYTE $0x92; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd3
+#define DPT3 BYTE $0x62; BYTE $0x92; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+#define DPT4 BYTE $0x62; BYTE $0x92; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+#define DPT5 BYTE $0x62; BYTE $0x92; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xec
+#define DPT6 BYTE $0x62; BYTE $0x92; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf5
+#define DPT7 BYTE $0x62; BYTE $0x92; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+#define DPT8 BYTE $0x62; BYTE $0x12; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+#define DPT9 BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xca
+#define DPT10 BYTE $0x62; BYTE $0x12; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd3
+#define DPT11 BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+#define DPT12 BYTE $0x62; BYTE $0x12; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+#define DPT13 BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xec
+#define DPT14 BYTE $0x62; BYTE $0x12; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf5
+#define DPT15 BYTE $0x62; BYTE $0x12; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+#define DPT16 BYTE $0x62; BYTE $0x82; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xc2
+#define DPT17 BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xca
+#define DPT18 BYTE $0x62; BYTE $0x82; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xd3
+#define DPT19 BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xdb
+#define DPT20 BYTE $0x62; BYTE $0x82; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xe4
+#define DPT21 BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xec
+#define DPT22 BYTE $0x62; BYTE $0x82; BYTE $0x3e; BYTE $0x40; BYTE $0x52; BYTE $0xf5
+#define DPT23 BYTE $0x62; BYTE $0x82; BYTE $0x36; BYTE $0x40; BYTE $0x52; BYTE $0xfd
+
+// func gemmBF16Tile(c []float32, xp []uint32, w []uint16, ldw, kpairs int)
+// c[j*32+i] = Σ over kp < kpairs of w[j*ldw+2kp]·x_i[2kp] + w[j*ldw+2kp+1]·x_i[2kp+1]
+// for the 12 rows j of W and the 32 rows i of x, with xp[kp*32+i] holding
+// x_i[2kp] in its low half and x_i[2kp+1] in its high half.
+TEXT ·gemmBF16Tile(SB), NOSPLIT, $0-88
+	MOVQ c_base+0(FP), DI
+	MOVQ xp_base+24(FP), SI
+	MOVQ w_base+48(FP), R8
+	MOVQ ldw+72(FP), R9
+	MOVQ kpairs+80(FP), CX
+	SHLQ $1, R9           // bytes from a row of W to the next
+	LEAQ (R9)(R9*2), R10  // three rows
+	LEAQ (R8)(R9*4), R11  // row 4
+	LEAQ (R11)(R9*4), R12 // row 8
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+
+pair:
+	VMOVUPS (SI), Z24
+	VMOVUPS 64(SI), Z25
+	VPBROADCASTD (R8), Z26
+	DPT0
+	DPT1
+	VPBROADCASTD (R8)(R9*1), Z27
+	DPT2
+	DPT3
+	VPBROADCASTD (R8)(R9*2), Z28
+	DPT4
+	DPT5
+	VPBROADCASTD (R8)(R10*1), Z29
+	DPT6
+	DPT7
+	VPBROADCASTD (R11), Z26
+	DPT8
+	DPT9
+	VPBROADCASTD (R11)(R9*1), Z27
+	DPT10
+	DPT11
+	VPBROADCASTD (R11)(R9*2), Z28
+	DPT12
+	DPT13
+	VPBROADCASTD (R11)(R10*1), Z29
+	DPT14
+	DPT15
+	VPBROADCASTD (R12), Z26
+	DPT16
+	DPT17
+	VPBROADCASTD (R12)(R9*1), Z27
+	DPT18
+	DPT19
+	VPBROADCASTD (R12)(R9*2), Z28
+	DPT20
+	DPT21
+	VPBROADCASTD (R12)(R10*1), Z29
+	DPT22
+	DPT23
+	ADDQ $128, SI
+	ADDQ $4, R8
+	ADDQ $4, R11
+	ADDQ $4, R12
+	DECQ CX
+	JNZ  pair
+
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	VMOVUPS Z2, 128(DI)
+	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z4, 256(DI)
+	VMOVUPS Z5, 320(DI)
+	VMOVUPS Z6, 384(DI)
+	VMOVUPS Z7, 448(DI)
+	VMOVUPS Z8, 512(DI)
+	VMOVUPS Z9, 576(DI)
+	VMOVUPS Z10, 640(DI)
+	VMOVUPS Z11, 704(DI)
+	VMOVUPS Z12, 768(DI)
+	VMOVUPS Z13, 832(DI)
+	VMOVUPS Z14, 896(DI)
+	VMOVUPS Z15, 960(DI)
+	VMOVUPS Z16, 1024(DI)
+	VMOVUPS Z17, 1088(DI)
+	VMOVUPS Z18, 1152(DI)
+	VMOVUPS Z19, 1216(DI)
+	VMOVUPS Z20, 1280(DI)
+	VMOVUPS Z21, 1344(DI)
+	VMOVUPS Z22, 1408(DI)
+	VMOVUPS Z23, 1472(DI)
+	VZEROUPPER
+	RET
+
+// func decodeBitmapBF16Words(dst []uint16, masks []uint16, vals []uint16, rows, chunks, ldd int)
+// Decodes rows of chunks masks to bf16 in dst, row i at dst[i*ldd:], in whole
+// groups of 32 columns (an odd last chunk's group ends in 16 zeros): each
+// group's 32-bit mask (two chunk masks) expands its packed values with
+// VPEXPANDW, which reads only the values it places.
+TEXT ·decodeBitmapBF16Words(SB), NOSPLIT, $0-96
+	MOVQ dst_base+0(FP), DI
+	MOVQ masks_base+24(FP), SI
+	MOVQ vals_base+48(FP), DX
+	MOVQ rows+72(FP), R9
+	MOVQ chunks+80(FP), R10
+	MOVQ ldd+88(FP), R8
+	SHLQ $1, R8 // bytes from a row of dst to the next
+
+row:
+	MOVQ DI, R11
+	MOVQ R10, CX
+
+group:
+	CMPQ    CX, $2
+	JL      single
+	MOVL    (SI), AX
+	KMOVD   AX, K1
+	POPCNTL AX, AX
+	VPEXPANDW.Z (DX), K1, Z4
+	VMOVDQU16 Z4, (R11)
+	LEAQ (DX)(AX*2), DX
+	ADDQ $4, SI
+	ADDQ $64, R11
+	SUBQ $2, CX
+	JMP  group
+
+single:
+	TESTQ   CX, CX
+	JZ      next
+	MOVWLZX (SI), AX
+	KMOVD   AX, K1
+	POPCNTL AX, AX
+	VPEXPANDW.Z (DX), K1, Z4
+	VMOVDQU16 Z4, (R11)
+	LEAQ (DX)(AX*2), DX
+	ADDQ $2, SI
+
+next:
+	ADDQ R8, DI
+	DECQ R9
+	JNZ  row
+	VZEROUPPER
+	RET
+
+// func packPairsBF16(dst []uint32, lo, hi []uint16, idx []uint16, cols, stride int)
+// For each block b of 32 columns: dst[b*stride+i] = lo[32b+i] | hi[32b+i]<<16
+// for i < 32 (zero past cols), by two VPERMT2W of the 32 words of lo and hi
+// with the word indices idx (0, 32, 1, 33, ..., 15, 47, then 16, 48, ...).
+TEXT ·packPairsBF16(SB), NOSPLIT, $0-112
+	MOVQ dst_base+0(FP), DI
+	MOVQ lo_base+24(FP), SI
+	MOVQ hi_base+48(FP), DX
+	MOVQ idx_base+72(FP), AX
+	MOVQ cols+96(FP), CX
+	MOVQ stride+104(FP), R8
+	SHLQ $2, R8 // bytes from a block of dst to the next
+	VMOVDQU16 (AX), Z6
+	VMOVDQU16 64(AX), Z7
+	MOVQ CX, R9
+	SHRQ $5, R9
+	ANDQ $31, CX
+	TESTQ R9, R9
+	JZ    tail
+
+block:
+	VMOVDQU16 (SI), Z0
+	VMOVDQU16 (DX), Z1
+	VMOVDQA64 Z0, Z2
+	VPERMT2W  Z1, Z6, Z2
+	VMOVDQA64 Z0, Z3
+	VPERMT2W  Z1, Z7, Z3
+	VMOVUPS   Z2, (DI)
+	VMOVUPS   Z3, 64(DI)
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ R8, DI
+	DECQ R9
+	JNZ  block
+
+tail:
+	TESTQ CX, CX
+	JZ    done
+	MOVL  $1, AX
+	SHLL  CX, AX
+	DECL  AX
+	KMOVD AX, K1
+	VMOVDQU16.Z (SI), K1, Z0
+	VMOVDQU16.Z (DX), K1, Z1
+	VMOVDQA64 Z0, Z2
+	VPERMT2W  Z1, Z6, Z2
+	VMOVDQA64 Z0, Z3
+	VPERMT2W  Z1, Z7, Z3
+	VMOVUPS   Z2, (DI)
+	VMOVUPS   Z3, 64(DI)
+
+done:
+	VZEROUPPER
+	RET

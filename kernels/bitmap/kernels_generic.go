@@ -29,6 +29,17 @@ type kernelSet struct {
 	denseAxpy     func(d *DenseBF16, dx, dy []float32, r0, r1 int)
 	denseDecode   func(d *DenseBF16, dst []float32, r0, r1 int)
 
+	// denseMulT and bitmapMulT, when set, compute y = x Wᵀ for batches of
+	// more than maxBatch rows in place of the fp32 panel pipeline into
+	// kernels.Gemm (bitmapMulT returns false for the value types it leaves to
+	// the pipeline). They round x to bf16 and accumulate in fp32, with the
+	// error bound of denseBF16X.
+	denseMulT  func(d *DenseBF16, y, x []float32, n int)
+	bitmapMulT func(m *Matrix, y, x []float32, n int) bool
+	// denseMul and bitmapMul are the same for Mul (dx = dy W, rounding dy).
+	denseMul  func(d *DenseBF16, dx, dy []float32, n int)
+	bitmapMul func(m *Matrix, dx, dy []float32, n int) bool
+
 	// denseBF16X and bitmapBF16X say that denseDot/denseDotBatch and, for
 	// bf16 values, bitmapDot/bitmapDotBatch round x to bf16 (nearest even,
 	// subnormals to zero) and accumulate the exact products in fp32, as

@@ -22,6 +22,11 @@ type rowOps interface {
 	// dotBatch sets yT[i*nb+b] = W[r0+i, :] · x_b for the nb rows of x in
 	// the chunk-major layout of packBatch.
 	dotBatch(yT, xT []float32, nb, r0, r1 int)
+	// mulTBatch computes y = x Wᵀ for n > maxBatch with the kernel set's own
+	// batched product, if it has one for this matrix, and reports whether it did.
+	mulTBatch(y, x []float32, n int) bool
+	// mulBatch is the same for dx = dy W.
+	mulBatch(dx, dy []float32, n int) bool
 }
 
 // maxBatch is the largest n that MulT serves with the small-batch kernels
@@ -62,14 +67,22 @@ var PanelElems = 1 << 23
 // multiplied (kept for comparison in benchmarks).
 var PipelineDepth = 2
 
+// BF16Batches lets a kernel set with its own batched products of bf16
+// weights (avx512bf16) run MulT and Mul above maxBatch rows with x or dY
+// rounded to bf16, which adds up to 2⁻⁸ Σ|w||x| to their error; false keeps
+// them on the panel pipeline, in fp32 up to the weights' own rounding (e.g.
+// for training in fp32 precision). Like PanelElems, set it before products
+// run, never while they do.
+var BF16Batches = true
+
 // pipelinePanels counts the panels consumed by pipeline, [0] decoded then
 // multiplied (no overlap), [1] through the producer ring, so that tests can
 // check which path a product took.
 var pipelinePanels [2]atomic.Int64
 
 // mulT is y (n×Rows) = x (n×Cols) Wᵀ: row-split GEMV at n == 1, the
-// small-batch kernels up to maxBatch, the panel pipeline into kernels.Gemm
-// beyond.
+// small-batch kernels up to maxBatch, beyond that the kernel set's batched
+// product where it has one, else the panel pipeline into kernels.Gemm.
 func mulT(op rowOps, what string, y, x []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "x", x, n, cols)
@@ -99,6 +112,7 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 		}
 		putBuffer(&vectors, xbuf)
 		putBuffer(&vectors, ybuf)
+	case BF16Batches && op.mulTBatch(y, x, n): // the kernel set's own batched product, if any
 	default:
 		pipeline(op, func(panel []float32, r0, r1 int) {
 			// y[:, r0:r1] = x · panelᵀ
@@ -108,7 +122,8 @@ func mulT(op rowOps, what string, y, x []float32, n int) {
 }
 
 // mul is dx (n×Cols) = dy (n×Rows) W: row-split axpy with one partial sum per
-// block of rows at n == 1, the panel pipeline accumulating into dx otherwise.
+// block of rows at n == 1, above maxBatch the kernel set's batched product
+// where it has one, the panel pipeline accumulating into dx otherwise.
 func mul(op rowOps, what string, dx, dy []float32, n int) {
 	rows, cols := op.dims()
 	checkLen(what, "dy", dy, n, rows)
@@ -135,6 +150,7 @@ func mul(op rowOps, what string, dx, dy []float32, n int) {
 			putBuffer(&vectors, bufs[b+1])
 		}
 		putBuffer(&vectors, bufs[0])
+	case n > maxBatch && BF16Batches && op.mulBatch(dx, dy, n): // the kernel set's own batched product, if any
 	default:
 		var beta float32
 		pipeline(op, func(panel []float32, r0, r1 int) {

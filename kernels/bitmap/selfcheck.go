@@ -51,11 +51,18 @@ func productBound(abs float64, k int, relX float64) float64 {
 // (37 = 9·4 + 1 rows) and column counts that leave partial chunks and groups.
 const selfCheckRows, selfCheckCols = 37, 300
 
+// selfCheckBatch is the number of rows of x for the batched product: more
+// than maxBatch, and not a multiple of the blocks of x the kernels take.
+const selfCheckBatch = 2*maxBatch + 3
+
 // selfCheck runs every kernel of ks on random matrices of each format
 // (bitmap bf16, fp16 and fp32 at 50% density, dense bf16) over a range of
 // 32 rows and compares with ref: products within twice productBound (both
-// sets round), decodes exactly, nothing written outside the output. It
-// returns an error naming the first kernel that disagrees.
+// sets round), decodes exactly, nothing written outside the output; and the
+// set's own batched products (denseMulT, bitmapMulT, denseMul, bitmapMul),
+// where it has them, on the whole matrix and selfCheckBatch rows of x or dy
+// against a float64 product within productBound. It returns an error naming the first kernel that
+// disagrees.
 func selfCheck(ks, ref *kernelSet) error {
 	rng := rand.New(rand.NewPCG(selfCheckRows, selfCheckCols))
 	rows, cols := selfCheckRows, selfCheckCols
@@ -120,8 +127,8 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 	fail := func(kernel, format string, args ...any) *kernelError {
 		return &kernelError{kind + kernel, fmt.Sprintf(format, args...)}
 	}
-	wt := make([]float32, rows*cols) // the reference's decoded weights, for Σ|terms|
-	b.decode(wt[r0*cols:r1*cols], r0, r1)
+	wt := make([]float32, rows*cols) // the reference's decoded weights
+	b.decode(wt, 0, rows)
 
 	// Decode: exact.
 	got, want := guardedOut(n*cols), guardedOut(n*cols)
@@ -157,6 +164,29 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 		}
 	}
 
+	// The batched products of the whole matrix, where the set has its own.
+	nx := selfCheckBatch
+	xs := randomVector(rng, nx*cols)
+	got = guardedOut(nx * rows)
+	if a.mulTBatch(got[:nx*rows], xs, nx) {
+		want := exactMulT(wt, xs, nx, rows, cols)
+		if i := firstMismatch(got, want, nx*rows, func(i int) float64 {
+			return productBound(absDot(wt[i%rows*cols:], xs[i/rows*cols:(i/rows+1)*cols], 1), cols, bf16RoundX)
+		}); i >= 0 {
+			return fail("MulT", "n=%d: y[%d] = %v, want %v", nx, i, got[i], want[i])
+		}
+	}
+	dys := randomVector(rng, nx*rows)
+	got = guardedOut(nx * cols)
+	if a.mulBatch(got[:nx*cols], dys, nx) {
+		want := exactMul(wt, dys, nx, rows, cols)
+		if i := firstMismatch(got, want, nx*cols, func(i int) float64 {
+			return productBound(absDot(wt[i%cols:], dys[i/cols*rows:(i/cols+1)*rows], cols), rows, bf16RoundX)
+		}); i >= 0 {
+			return fail("Mul", "n=%d: dx[%d] = %v, want %v", nx, i, got[i], want[i])
+		}
+	}
+
 	// Axpy accumulates into what dx holds.
 	dy := randomVector(rng, n)
 	init := randomVector(rng, cols)
@@ -171,6 +201,38 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 		return fail("Axpy", "dx[%d] = %v, want %v", i, got[i], want[i])
 	}
 	return nil
+}
+
+// exactMulT returns x (n × cols) Wᵀ for W (rows × cols) rounded from float64
+// (plus guardLanes sentinels, as guardedOut).
+func exactMulT(w, x []float32, n, rows, cols int) []float32 {
+	y := guardedOut(n * rows)
+	for i := range n {
+		for r := range rows {
+			s := 0.0
+			for j := range cols {
+				s += float64(w[r*cols+j]) * float64(x[i*cols+j])
+			}
+			y[i*rows+r] = float32(s)
+		}
+	}
+	return y
+}
+
+// exactMul returns dy (n × rows) W for W (rows × cols) rounded from float64
+// (plus guardLanes sentinels, as guardedOut).
+func exactMul(w, dy []float32, n, rows, cols int) []float32 {
+	dx := guardedOut(n * cols)
+	for i := range n {
+		for j := range cols {
+			s := 0.0
+			for r := range rows {
+				s += float64(dy[i*rows+r]) * float64(w[r*cols+j])
+			}
+			dx[i*cols+j] = float32(s)
+		}
+	}
+	return dx
 }
 
 // guardLanes is the number of sentinel values after a self-check output.

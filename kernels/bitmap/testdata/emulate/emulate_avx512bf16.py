@@ -7,11 +7,18 @@ tight memory region (a read or write outside raises). The kernels are called
 as kernels_avx512bf16_amd64.go calls them, on random matrices of many shapes,
 and checked against float64 references: within the fp32 accumulation bound
 of the product with x rounded to bf16, and within 2^-8 sum|w||x| of the
-exact one. Run from the repository root:
+exact one. The batched product (bf16Gemm: packBF16 on each row of x,
+decodeBitmapBF16Words, packPairsBF16, gemmBF16Tile), MulT and Mul, runs as its Go drivers
+call it, replayed here with the same blocks and slices, on shapes with
+partial blocks of W, x and dy. Run from the repository root:
 
     go test -c -o /tmp/bitmap.test ./kernels/bitmap
     objdump -d --no-show-raw-insn /tmp/bitmap.test > /tmp/bitmap.dis
     python3 kernels/bitmap/testdata/emulate/emulate_avx512bf16.py /tmp/bitmap.dis [seed]
+
+With --mutate instead of a seed, it edits the disassembled batched-product
+kernels in a few deliberately wrong ways (MUTATIONS) and fails unless the
+checks catch every one.
 
 This checks the kernels' logic (loops, offsets, masks, layouts) and the
 encodings as objdump decodes them; it cannot check the SDM semantics it
@@ -67,7 +74,7 @@ class Mem:
         self.regions.append((base, bytearray([fill]) * n if n else bytearray(), name))
         return base
     def find(self, addr, n):
-        for base, buf, name in self.regions:
+        for base, buf, name in reversed(self.regions):  # the newest first
             if base <= addr and addr + n <= base + len(buf):
                 return buf, addr - base
         raise OOB('access [%#x, +%d) outside every buffer' % (addr, n))
@@ -236,6 +243,8 @@ class CPU:
             self.count[op] = self.count.get(op, 0) + 1
             if op == 'ret':
                 return
+            if op == 'nop':
+                continue
             if op == 'int3':
                 raise RuntimeError('fell into int3')
             if op in ('je', 'jne', 'jl', 'jge', 'jmp', 'jb', 'jae'):
@@ -269,6 +278,8 @@ class CPU:
                 w = self.size_of(o[0])
                 self.set(o[0], self.flags_sub(self.get(o[0]), 1, w, cf=False), w)
             elif op in ('shr', 'shl'):
+                if len(o) == 1:  # shift by one
+                    o = ['$1'] + o
                 w = self.size_of(o[1])
                 cnt = (self.r['rcx'] & 0xff if o[0] == '%cl' else int(o[0][1:], 0)) & (63 if w == 64 else 31)
                 a = self.get(o[1])
@@ -318,6 +329,19 @@ class CPU:
                             else:
                                 assert zero; ws.append(0)
                         self.set_words(d, ws)
+            elif op == 'vmovdqa64':
+                a, la = self.vreg(o[0]); d, ld = self.vreg(o[1])
+                assert la == ld == 16
+                self.z[d] = list(self.z[a])
+            elif op == 'vpermt2w':  # AT&T: table2, indices, table1 (and destination)
+                t2, _ = self.vreg(o[0]); ix, _ = self.vreg(o[1]); d, lanes = self.vdest(o[2])[:2]
+                assert lanes == 16 and '{' not in o[2]
+                t1, t2w, iw = self.words(d), self.words(t2), self.words(ix)
+                self.set_words(d, [(t2w if i & 32 else t1)[i & 31] for i in iw])
+            elif op == 'vpbroadcastd':
+                d, lanes, k, zero = self.vdest(o[1])
+                assert lanes == 16 and k is None
+                self.z[d] = [int.from_bytes(self.mem.read(self.addr(o[0]), 4), 'little')] * 16
             elif op == 'vpexpandw':
                 d, lanes, k, zero = self.vdest(o[1])
                 assert lanes == 16 and k is not None and zero
@@ -505,6 +529,256 @@ def batch(rng, rows, cols, sparsity, r0, r1, nb, bitmap):
             check('%s batch nb=%d %dx%d rows [%d,%d) row %d x %d' % ('bitmap' if bitmap else 'dense', nb, rows, cols, r0, r1, r, b),
                   y[i * nb + b], wr[r * cols:(r + 1) * cols], xs, cols)
 
+
+# The batched product (bf16Gemm in kernels_avx512bf16_amd64.go): the Go
+# drivers' calls replayed with the same blocks, spans of columns, arguments
+# and slices (in another order: the drivers take blocks of W in groups), every
+# slice a region of its own (so the kernels are held to exactly the slices Go
+# passes them).
+GEMM_N, GEMM_M, GEMM_KC = 12, 32, 1024
+
+def gemm_kpairs(cols, bitmap):
+    return (cols + 31) // 32 * 16 if bitmap else (cols + 1) // 2
+
+def region(mem, name, data):
+    a = mem.alloc(len(data), name)
+    mem.write(a, data)
+    return a
+
+def emulate_round(mem, row, width):
+    """packBF16 on one row of x into a fresh dst of width values."""
+    xa = region(mem, 'xrow', f32s(row))
+    dst = mem.alloc(2 * width, 'xrow16', fill=0xAB)
+    run(mem, 'packBF16', slice_args(dst, width) + slice_args(xa, len(row)))
+    return list(struct.unpack('<%dH' % width, mem.read(dst, 2 * width)))
+
+def emulate_decode(mem, masks, vals, rowptr, chunks, r0, r1, ldd, scratch):
+    """decodeBitmapBF16WordsVBMI2: rows [r0, r1) into scratch (a list of words)."""
+    n = (r1 - r0 - 1) * ldd + gemm_kpairs(16 * chunks, True) * 2
+    dst = region(mem, 'scratch', u16s(scratch[:n]))
+    ma = region(mem, 'masks', u16s(masks[r0 * chunks:r1 * chunks]))
+    va = region(mem, 'vals', u16s(vals[rowptr[r0]:rowptr[r1]]))
+    run(mem, 'decodeBitmapBF16Words', slice_args(dst, n) + slice_args(ma, (r1 - r0) * chunks) +
+        slice_args(va, rowptr[r1] - rowptr[r0]) + [r1 - r0, chunks, ldd])
+    scratch[:n] = struct.unpack('<%dH' % n, mem.read(dst, 2 * n))
+
+def emulate_tile(mem, xp, w, ldw, kp):
+    """gemmBF16Tile on copies of its slices; returns c (GEMM_N x GEMM_M)."""
+    c = mem.alloc(4 * GEMM_N * GEMM_M, 'c')
+    mem.write(c, struct.pack('<I', 0x7fc00000) * (GEMM_N * GEMM_M))  # NaN: a lane not stored shows
+    xa = region(mem, 'xp', struct.pack('<%dI' % len(xp), *xp))
+    n = (GEMM_N - 1) * ldw + 2 * kp
+    wa = region(mem, 'w', u16s(w[:n]))
+    run(mem, 'gemmBF16Tile', slice_args(c, GEMM_N * GEMM_M) + slice_args(xa, len(xp)) + slice_args(wa, n) + [ldw, kp])
+    return read_f32(mem, c, GEMM_N * GEMM_M)
+
+def gemm(rng, rows, cols, n, sparsity, bitmap):
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    x = [f32(rng.gauss(0, 1)) for _ in range(n * cols)]
+    kp = gemm_kpairs(cols, bitmap)
+    # packX
+    m_blocks = (n + GEMM_M - 1) // GEMM_M
+    width = max((cols + 31) // 32 * 32, 2 * kp)
+    xp = [0] * (m_blocks * kp * GEMM_M)
+    for i in range(n):
+        row = emulate_round(mem, x[i * cols:(i + 1) * cols], width)
+        for j in range(width):
+            want = cvt_bf16(f32_to_bits(x[i * cols + j])) if j < cols else 0
+            assert row[j] == want, ('packBF16', cols, i, j, row[j], want)
+        mb, mi = divmod(i, GEMM_M)
+        for k in range(kp):
+            xp[(mb * kp + k) * GEMM_M + mi] = row[2 * k] | row[2 * k + 1] << 16
+    # the rows of W: bitmap decoded into the scratch, dense in place or copied
+    scratch = [0] * (GEMM_N * 2 * kp)
+    if bitmap:
+        chunks, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+    else:
+        w16 = [rne_bf16_go(v) for v in w]
+    y = [None] * (n * rows)
+    for b in range((rows + GEMM_N - 1) // GEMM_N):
+        r0, r1 = b * GEMM_N, min((b + 1) * GEMM_N, rows)
+        if bitmap:
+            emulate_decode(mem, masks, vals, rowptr, chunks, r0, r1, 2 * kp, scratch)
+            for r in range(r0, r1):  # the decoded rows: bf16 of the weights, zero to 2kp
+                got = scratch[(r - r0) * 2 * kp:(r - r0 + 1) * 2 * kp]
+                want, k = [0] * (2 * kp), rowptr[r]
+                for j in range(cols):
+                    if masks[r * chunks + j // 16] >> (j % 16) & 1:
+                        want[j] = vals[k]; k += 1
+                assert got == want, ('decodeBitmapBF16Words', rows, cols, r)
+            wrows, ldw = scratch, 2 * kp
+        elif cols % 2 == 0 and r1 - r0 == GEMM_N:
+            wrows, ldw = w16[r0 * cols:r1 * cols], cols
+        else:
+            for r in range(r0, r1):
+                scratch[(r - r0) * 2 * kp:(r - r0) * 2 * kp + cols] = w16[r * cols:(r + 1) * cols]
+            wrows, ldw = scratch, 2 * kp
+        for k0 in range(0, kp, GEMM_KC):
+            k1 = min(k0 + GEMM_KC, kp)
+            for mb in range(m_blocks):
+                c = emulate_tile(mem, xp[(mb * kp + k0) * GEMM_M:(mb * kp + k1) * GEMM_M], wrows[2 * k0:], ldw, k1 - k0)
+                for i in range(mb * GEMM_M, min(n, (mb + 1) * GEMM_M)):
+                    for j in range(r1 - r0):
+                        v = c[j * GEMM_M + i - mb * GEMM_M]
+                        y[i * rows + r0 + j] = v if k0 == 0 else f32(y[i * rows + r0 + j] + v)
+    for i in range(n):
+        for r in range(rows):
+            check('%s gemm %dx%d n=%d y[%d,%d]' % ('bitmap' if bitmap else 'dense', rows, cols, n, i, r),
+                  y[i * rows + r], wr[r * cols:(r + 1) * cols], x[i * cols:(i + 1) * cols], cols)
+
+# Shapes for the batched product: rows of W with partial blocks of 12, rows
+# of x with partial blocks of 32, odd columns and partial groups of 32.
+GEMM_SHAPES = [(1, 1, 17), (12, 2, 32), (13, 7, 33), (25, 33, 40), (24, 64, 17), (11, 100, 65), (14, 130, 20)]
+
+PAIRS_IDX = [v for i in range(32) for v in (i, 32 + i)]
+
+def emulate_pairs(mem, wp, k, kp, lo, hi, cols):
+    """packPairs for pair k of a panel of kp pairs: the slice of wp Go passes."""
+    blocks = (cols + GEMM_M - 1) // GEMM_M
+    a, b = k * GEMM_M, ((blocks - 1) * kp + k + 1) * GEMM_M
+    dst = region(mem, 'wp', struct.pack('<%dI' % (b - a), *wp[a:b]))
+    la, ha = region(mem, 'lo', u16s(lo[:cols])), region(mem, 'hi', u16s(hi[:cols]))
+    ia = region(mem, 'idx', u16s(PAIRS_IDX))
+    run(mem, 'packPairsBF16', slice_args(dst, b - a) + slice_args(la, cols) + slice_args(ha, cols) +
+        slice_args(ia, 64) + [cols, kp * GEMM_M])
+    wp[a:b] = struct.unpack('<%dI' % (b - a), mem.read(dst, 4 * (b - a)))
+
+def gemm_mul(rng, rows, cols, n, sparsity, bitmap):
+    """Mul (dx = dy W) through bf16Gemm.mul: dy rounded by packBF16, W packed
+    in pairs of rows per panel (packW's calls of packPairsBF16), the tiles
+    with the rows of dy as the broadcast operand."""
+    mem = Mem()
+    w = rand_matrix(rng, rows, cols, sparsity)
+    wr = dense_ref(w, rows, cols, bitmap)
+    dy = [f32(rng.gauss(0, 1)) for _ in range(n * rows)]
+    ldy = (rows + 31) // 32 * 32
+    j_blocks = (n + GEMM_N - 1) // GEMM_N
+    dyb = [0] * (j_blocks * GEMM_N * ldy)
+    for i in range(n):
+        dyb[i * ldy:(i + 1) * ldy] = emulate_round(mem, dy[i * rows:(i + 1) * rows], ldy)
+    if bitmap:
+        chunks, masks, vals, rowptr = encode_bitmap(w, rows, cols)
+        width = gemm_kpairs(cols, True) * 2
+        def row_of(r):
+            scratch = [0xdead] * width
+            emulate_decode(mem, masks, vals, rowptr, chunks, r, r + 1, 0, scratch)
+            return scratch[:cols]
+    else:
+        w16 = [rne_bf16_go(v) for v in w]
+        row_of = lambda r: w16[r * cols:(r + 1) * cols]
+    c_blocks = (cols + GEMM_M - 1) // GEMM_M
+    dx = [None] * (n * cols)
+    for p0 in range(0, rows, 2 * GEMM_KC):
+        p1 = min(p0 + 2 * GEMM_KC, rows)
+        kp = (p1 - p0 + 1) // 2
+        wp = [0xdeadbeef] * (c_blocks * kp * GEMM_M)
+        for k in range(kp):
+            lo = row_of(p0 + 2 * k)
+            hi = row_of(p0 + 2 * k + 1) if p0 + 2 * k + 1 < p1 else [0] * cols
+            emulate_pairs(mem, wp, k, kp, lo, hi, cols)
+            for c in range(c_blocks * GEMM_M):  # the pair interleaved, zero past cols
+                want = lo[c] | hi[c] << 16 if c < cols else 0
+                assert wp[(c // GEMM_M * kp + k) * GEMM_M + c % GEMM_M] == want, ('packPairsBF16', rows, cols, p0 + 2 * k, c)
+        for jb in range(j_blocks):
+            a = dyb[jb * GEMM_N * ldy + p0:jb * GEMM_N * ldy + p0 + (GEMM_N - 1) * ldy + 2 * kp]
+            for cb in range(c_blocks):
+                c = emulate_tile(mem, wp[cb * kp * GEMM_M:(cb + 1) * kp * GEMM_M], a, ldy, kp)
+                for j in range(min(GEMM_N, n - jb * GEMM_N)):
+                    for i in range(min(GEMM_M, cols - cb * GEMM_M)):
+                        at = (jb * GEMM_N + j) * cols + cb * GEMM_M + i
+                        dx[at] = c[j * GEMM_M + i] if p0 == 0 else f32(dx[at] + c[j * GEMM_M + i])
+    for i in range(n):
+        for c in range(cols):
+            check('%s gemm Mul %dx%d n=%d dx[%d,%d]' % ('bitmap' if bitmap else 'dense', rows, cols, n, i, c),
+                  dx[i * cols + c], [wr[r * cols + c] for r in range(rows)], dy[i * rows:(i + 1) * rows], rows)
+
+# Shapes for Mul: n past a block of 12 rows of dy, odd rows of W (a zero row
+# pairs the last), columns past a block of 32.
+MUL_SHAPES = [(1, 1, 17), (7, 33, 17), (30, 65, 25), (13, 100, 40)]
+
+def run_gemms(rng, shapes, mul_shapes=MUL_SHAPES):
+    n = 0
+    for rows, cols, nx in shapes:
+        for bitmap in (False, True):
+            gemm(rng, rows, cols, nx, rng.choice([0.0, 0.5, rng.random()]), bitmap)
+            n += 1
+    for rows, cols, nx in mul_shapes:
+        for bitmap in (False, True):
+            gemm_mul(rng, rows, cols, nx, rng.choice([0.0, 0.5, rng.random()]), bitmap)
+            n += 1
+    return n
+
+# Deliberate faults in the machine code of the batched product's kernels,
+# each of which the checks above must catch: (function, what, edit of the
+# parsed (address, op, operands) list).
+def swap_operand(func, i_match, old, new):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to mutate', func, old)
+        a, op, ops = code[hits[0]]
+        code[hits[0]] = (a, op, ops.replace(old, new, 1))
+    return edit
+
+def replace_op(func, i_match, new):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to replace', func)
+        a, _, ops = code[hits[0]]
+        code[hits[0]] = (a, new, ops)
+    return edit
+
+def drop(func, i_match):
+    def edit(code):
+        hits = [i for i, (_, op, ops) in enumerate(code) if i_match(op, ops)]
+        assert hits, ('no instruction to drop', func)
+        a, _, _ = code[hits[0]]
+        code[hits[0]] = (a, 'nop', '')
+    return edit
+
+MUTATIONS = [
+    ('gemmBF16Tile', 'one VDPBF16PS takes x rows 16..31 instead of 0..15',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'vdpbf16ps' and ops.endswith('%zmm10'), '%zmm24', '%zmm25')),
+    ('gemmBF16Tile', 'rows 4..7 of W advance by one column instead of a pair',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'add' and ops == '$0x4,%r11', '$0x4', '$0x2')),
+    ('gemmBF16Tile', 'row 3 of W addressed as row 1',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'lea' and ops == '(%r9,%r9,2),%r10', ',2)', ',1)')),
+    ('gemmBF16Tile', 'x advances by one vector per pair instead of two',
+     swap_operand('gemmBF16Tile', lambda op, ops: op == 'add' and ops == '$0x80,%rsi', '$0x80', '$0x40')),
+    ('gemmBF16Tile', 'the last accumulator is not stored',
+     drop('gemmBF16Tile', lambda op, ops: op == 'vmovups' and ops.startswith('%zmm23,'))),
+    ('packPairsBF16', 'the second half of a block takes the indices of the first',
+     swap_operand('packPairsBF16', lambda op, ops: op == 'vpermt2w' and '%zmm7' in ops, '%zmm7', '%zmm6')),
+    ('packPairsBF16', 'the tail mask takes one column too many',
+     drop('packPairsBF16', lambda op, ops: op == 'dec' and ops == '%eax')),
+    ('decodeBitmapBF16Words', 'a group is stored half a group further than the last',
+     swap_operand('decodeBitmapBF16Words', lambda op, ops: op == 'add' and ops == '$0x40,%r11', '$0x40', '$0x20')),
+    ('decodeBitmapBF16Words', 'an odd last chunk reads two masks',
+     replace_op('decodeBitmapBF16Words', lambda op, ops: op == 'movzwl', 'mov')),
+]
+
+def mutate():
+    """Runs each mutation on a fresh copy of the kernels and checks that it fails."""
+    global FUNCS
+    orig = FUNCS
+    caught = 0
+    for func, what, edit in MUTATIONS:
+        FUNCS = dict(orig)
+        FUNCS[func] = list(orig[func])
+        edit(FUNCS[func])
+        try:
+            run_gemms(random.Random(7), GEMM_SHAPES)
+        except (AssertionError, OOB, RuntimeError) as e:
+            print('caught: %s: %s (%s: %s)' % (func, what, type(e).__name__, str(e)[:100]))
+            caught += 1
+        else:
+            print('MISSED: %s: %s' % (func, what))
+    FUNCS = orig
+    if caught != len(MUTATIONS):
+        sys.exit('the emulator missed %d of %d deliberate faults' % (len(MUTATIONS) - caught, len(MUTATIONS)))
+    print('ok: %d deliberate faults caught' % caught)
+
 def main():
     rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     colss = [1, 7, 15, 16, 17, 31, 32, 33, 48, 63, 64, 65, 100, 127, 128, 129, 130, 144, 255, 256, 257, 300]
@@ -517,7 +791,12 @@ def main():
                 gemv(rng, rows, cols, sp, r0, r1, bitmap); n += 1
                 nb = rng.choice([4, 8, 12, 16])
                 batch(rng, rows, cols, sp, r0, r1, nb, bitmap); n += 1
-    print('ok: %d kernel calls emulated' % n)
+    # three spans of columns for MulT, two panels of rows for Mul
+    n += run_gemms(rng, GEMM_SHAPES + [(13, 2 * GEMM_KC + 57, 17)], MUL_SHAPES + [(2 * GEMM_KC + 5, 3, 17)])
+    print('ok: %d kernel calls and batched products emulated' % n)
 
 if __name__ == '__main__':
-    main()
+    if '--mutate' in sys.argv:
+        mutate()
+    else:
+        main()
