@@ -113,8 +113,10 @@ func (gr *Graph[T]) CastBytes() int64 { return gr.castBytes }
 
 // autocast returns the matrix a graph of precision p multiplies by in place
 // of m, adding the size of any copy it makes to *bytes: m itself with FP32;
-// with BF16 m behind kernels.AutocastBF16, a dense float32 m first rounded to
-// a bitmap.DenseBF16 (a float64 one to a rounded dense copy).
+// with BF16 a dense float32 m first rounded to a bitmap.DenseBF16 (a float64
+// one to a rounded dense copy), then m's own bf16-activation kernels where
+// the CPU has them (bitmap's BF16Activations), else m behind
+// kernels.AutocastBF16.
 func autocast[T kernels.Float](p kernels.Precision, m kernels.Matrix[T], bytes *int64) kernels.Matrix[T] {
 	if p != kernels.BF16 {
 		return m
@@ -131,7 +133,31 @@ func autocast[T kernels.Float](p kernels.Precision, m kernels.Matrix[T], bytes *
 			m = kernels.NewDense(w, d.R, d.C)
 		}
 	}
+	if v, ok := nativeBF16(m); ok {
+		return v
+	}
 	return kernels.AutocastBF16(m)
+}
+
+// nativeBF16 is the view of a bf16 bitmap or dense matrix whose kernels
+// round the activation operand themselves (VDPBF16PS), when this CPU has
+// them.
+func nativeBF16[T kernels.Float](m kernels.Matrix[T]) (kernels.Matrix[T], bool) {
+	var v any
+	switch b := any(m).(type) {
+	case *bitmap.Matrix:
+		if c, ok := b.BF16Activations(); ok {
+			v = c
+		}
+	case *bitmap.DenseBF16:
+		if c, ok := b.BF16Activations(); ok {
+			v = c
+		}
+	}
+	if v == nil {
+		return nil, false
+	}
+	return v.(kernels.Matrix[T]), true
 }
 
 // BuildGraph builds and compiles the training graph of p.

@@ -93,12 +93,16 @@
 // the purego build tag there are three assembly sets, chosen at run time from
 // what golang.org/x/sys/cpu reports: "avx2" (AVX2, FMA, F16C and POPCNT;
 // every x86 CPU since Haswell and Zen 1), "avx512" (AVX-512 F, plus POPCNT)
-// and "avx512bf16" (below). New matrices use the last set the CPU runs in the
-// order go, avx2, avx512, avx512bf16. The environment variable
-// SALR_KERNEL_PATH=go|avx2|avx512|avx512bf16 picks another one to compare
-// paths on one machine; a value that names no set of this build, or one the
-// CPU cannot run, prints a warning on stderr when the package initialises and
-// keeps the default. One shared test suite runs every set the CPU supports
+// and "avx512bf16" (below). New matrices use the last exact set the CPU runs
+// in the order go, avx2, avx512: products of stored weights with fp32
+// activations, accumulated in fp32. avx512bf16 rounds the activations to
+// bf16, so it is used where that is asked for: by BF16Activations views,
+// which bf16 training (train.precision = "bf16") multiplies its frozen bases
+// through, or by name. The environment variable
+// SALR_KERNEL_PATH=go|avx2|avx512|avx512bf16 picks the default set, to
+// compare paths on one machine; a value that names no set of this build, or
+// one the CPU cannot run, prints a warning on stderr when the package
+// initialises and keeps the default. One shared test suite runs every set the CPU supports
 // and prints which ones it ran and which it skipped for lack of a CPU feature.
 //
 // Where the CPU also has AVX-512 BW and BF16, the avx512bf16 set replaces the

@@ -51,6 +51,10 @@ type kernelSet struct {
 	fallback *kernelSet
 }
 
+// roundsX reports whether ks rounds the activation operand to bf16 in some
+// of its products (so it is not exact in fp32).
+func (ks *kernelSet) roundsX() bool { return ks.denseBF16X || ks.bitmapBF16X }
+
 // goKernels is the pure-Go reference implementation. Every kernel goes
 // through one dense fp32 row at a time (decodeRowGo/widenRowGo), which keeps
 // the references short and obviously right; speed comes from the assembly.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 // KernelPathEnv names the environment variable that picks the kernel
@@ -24,9 +25,34 @@ type kernelPath struct {
 // the tests).
 var kernelSets = runnable(kernelPaths)
 
-// defaultKernels is the implementation new matrices use: the fastest this
-// CPU runs, or the one KernelPathEnv names.
+// defaultKernels is the implementation new matrices use: the fastest exact
+// one this CPU runs (see roundsX), or the one KernelPathEnv names.
 var defaultKernels = chooseDefault(kernelPaths, os.Getenv(KernelPathEnv), os.Stderr)
+
+// bf16Kernels is the fastest set this CPU runs that rounds activations to
+// bf16 in its products (avx512bf16), or nil: what BF16Activations switches a
+// matrix to. Checked against its fallback on first use.
+var bf16Kernels = sync.OnceValue(func() *kernelSet {
+	ks := fastestRoundingX(kernelPaths)
+	if ks == nil {
+		return nil
+	}
+	if ks = verifiedKernels(ks, os.Stderr); ks.roundsX() {
+		return ks
+	}
+	return nil
+})
+
+// fastestRoundingX is the last runnable set that rounds activations, or nil.
+func fastestRoundingX(paths []kernelPath) *kernelSet {
+	var best *kernelSet
+	for _, ks := range runnable(paths) {
+		if ks.roundsX() {
+			best = ks
+		}
+	}
+	return best
+}
 
 func runnable(paths []kernelPath) []*kernelSet {
 	var sets []*kernelSet
@@ -39,11 +65,16 @@ func runnable(paths []kernelPath) []*kernelSet {
 }
 
 // chooseDefault returns the set named by env when the CPU runs it, else the
-// last runnable one; a non-empty env that cannot be honoured is reported on
-// warn.
+// last runnable one that computes in fp32 (a set that rounds activations to
+// bf16 is used where asked for: by name, or through BF16Activations); a
+// non-empty env that cannot be honoured is reported on warn.
 func chooseDefault(paths []kernelPath, env string, warn io.Writer) *kernelSet {
-	sets := runnable(paths)
-	best := sets[len(sets)-1]
+	var best *kernelSet
+	for _, ks := range runnable(paths) {
+		if !ks.roundsX() {
+			best = ks
+		}
+	}
 	if env == "" {
 		return best
 	}
@@ -74,4 +105,30 @@ func skippedPaths(paths []kernelPath) []string {
 		}
 	}
 	return out
+}
+
+// BF16Activations returns a view of m whose products round the activation
+// operand (x of MulT, and dY of Mul above the small batches) to bf16 inside
+// the kernels, as bf16 autocast does, with the avx512bf16 set's VDPBF16PS
+// kernels; ok is false when this CPU has no such set (callers then round
+// the operand themselves, see kernels.AutocastBF16). m is not changed.
+func (m *Matrix) BF16Activations() (view *Matrix, ok bool) {
+	ks := bf16Kernels()
+	if ks == nil || m.dtype != BF16 {
+		return nil, false
+	}
+	c := *m
+	c.kern = ks
+	return &c, true
+}
+
+// BF16Activations is Matrix.BF16Activations for the dense bf16 format.
+func (d *DenseBF16) BF16Activations() (view *DenseBF16, ok bool) {
+	ks := bf16Kernels()
+	if ks == nil {
+		return nil, false
+	}
+	c := *d
+	c.kern = ks
+	return &c, true
 }
