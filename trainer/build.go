@@ -10,6 +10,7 @@ import (
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/tokenizer"
 	"github.com/salr-go/salr/sparsity"
@@ -425,10 +426,14 @@ func (s *Setup) ReadGrads(g *model.Graph[float32]) error {
 }
 
 // precisionPhrase describes train.precision for the run header: "fp32", or
-// "bf16" with the bf16 product in use (kernels.BF16GemmPath).
+// "bf16" with the bf16 product in use (kernels.BF16GemmPath) and, where the
+// CPU has them, the kernels the bf16 frozen bases run.
 func precisionPhrase(precision string) string {
-	if precision == configs.PrecisionBF16 {
-		return fmt.Sprintf("%s (bf16 products: %s)", precision, kernels.BF16GemmPath())
+	if precision != configs.PrecisionBF16 {
+		return precision
 	}
-	return precision
+	if path := bitmap.BF16ActivationPath(); path != "" {
+		return fmt.Sprintf("%s (bf16 products: %s; bf16 bases: %s kernels)", precision, kernels.BF16GemmPath(), path)
+	}
+	return fmt.Sprintf("%s (bf16 products: %s)", precision, kernels.BF16GemmPath())
 }

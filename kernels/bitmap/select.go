@@ -132,3 +132,12 @@ func (d *DenseBF16) BF16Activations() (view *DenseBF16, ok bool) {
 	c.kern = ks
 	return &c, true
 }
+
+// BF16ActivationPath names the kernel set of BF16Activations views on this
+// CPU ("avx512bf16"), or "" when there is none.
+func BF16ActivationPath() string {
+	if ks := bf16Kernels(); ks != nil {
+		return ks.name
+	}
+	return ""
+}
