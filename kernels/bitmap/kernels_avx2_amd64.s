@@ -453,8 +453,9 @@ sum:
 // Dense bf16. 16 bf16 weights are one 32-byte load; VPSLLD $16 gives the
 // even ones as fp32 and VPAND with 0xffff0000 the odd ones, so the kernels
 // work on x and dx permuted per block of 16 (the 8 even columns, then the 8
-// odd ones; the wrappers permute). Rows are R8 bytes apart; R10 whole blocks
-// per row (the wrappers do the partial block).
+// odd ones; the wrappers permute). The axpy's rows are R8 bytes apart; R10
+// whole blocks per row (the wrappers do the partial block). The batch-1 dot
+// (dot4DenseBF16AVX2) takes its four rows by pointer.
 
 #define SPLIT(woff, e, o) \
 	VMOVDQU woff(AX), o; \
