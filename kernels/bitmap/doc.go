@@ -53,15 +53,21 @@
 // zeros every other byte, so shuffling and widening are one instruction; fp16
 // shuffles 8 halves the same way and widens them with vcvtph2ps; fp32
 // permutes with vpermps and zeros the unselected lanes with an AND. The value
-// pointer moves by popcount(m). The batch-1 dot takes two rows at a time, one
-// from each half of its range (two streams in flight, x loaded once for
-// both). x, dx and dst are accessed in whole chunks (unselected lanes
-// multiply x by zero); rows whose columns end inside a chunk get a
-// zero-padded copy of x or dx, and the last row of a decoded range goes
-// through a scratch row. Dense bf16 loads 16 weights at once and splits them
-// into the even ones (vpslld 16) and the odd ones (vpand 0xffff0000), so its
-// kernels run on x and dx permuted per block of 16 (even columns, then odd);
-// the columns after the last whole block are done in Go. The AVX2 small-batch
+// pointer moves by popcount(m). The batch-1 dots (bitmap and dense bf16)
+// take four rows at a time, each chunk of x loaded once for all four: a GEMV
+// at batch 1 is bound by the streams in flight per core, and on Zen 3 one
+// stream per core reads about 14 GB/s, four about 19. The bf16 bitmap dot
+// takes its four rows from the four quarters of its range (streams far
+// apart), dense bf16 four consecutive rows. A last group of fewer than four
+// repeats a row, so every row goes through the same operations whatever
+// range the scheduler hands out; the fp16 and fp32 bitmap dots take two rows
+// at a time, one from each half of the range. x, dx and dst are accessed in
+// whole chunks (unselected lanes multiply x by zero); rows whose columns end
+// inside a chunk get a zero-padded copy of x or dx, and the last row of a
+// decoded range goes through a scratch row. Dense bf16 loads 16 weights at
+// once and splits them into the even ones (vpslld 16) and the odd ones (vpand
+// 0xffff0000), so its kernels run on x and dx permuted per block of 16 (even
+// columns, then odd); the columns after the last whole block are done in Go. The AVX2 small-batch
 // kernels decode 4 rows at a time into an L1-resident fp32 buffer and
 // multiply it with the chunk-major x, four rows of x per pass.
 //

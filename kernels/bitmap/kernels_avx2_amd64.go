@@ -16,20 +16,20 @@ import (
 // permuteBlocks); the wrappers below pad and finish partial ones.
 
 //go:noescape
-func dotBitmapBF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
-
-//go:noescape
 func dotBitmapF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
 
 //go:noescape
 func dotBitmapF32AVX2(y []float32, masks []uint16, vals []float32, x []float32, chunks int)
 
+// dot4BitmapBF16AVX2 sets y[i] = the row whose masks and values start at
+// masks[i] and vals[i] · x, over chunks whole chunks.
+//
+//go:noescape
+func dot4BitmapBF16AVX2(y *[4]float32, masks, vals *[4]*uint16, x *float32, chunks int)
+
 // dot2Bitmap*AVX2 do rows A_i = i-th row of masks/vals and B_i = i-th row of
 // masksB/valsB together, y[i] = A_i · x and the float32 yb bytes after it =
 // B_i · x, for y[i] up to the address yend.
-
-//go:noescape
-func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
 
 //go:noescape
 func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
@@ -55,8 +55,11 @@ func decodeBitmapF16AVX2(dst []float32, masks []uint16, vals []uint16, rows, chu
 //go:noescape
 func decodeBitmapF32AVX2(dst []float32, masks []uint16, vals []float32, rows, chunks, stride int)
 
+// dot4DenseBF16AVX2 sets y[i] = the first 16*blocks weights of the row at
+// w[i] · xp (permuted as by permuteBlocks).
+//
 //go:noescape
-func dotDenseBF16AVX2(y []float32, w []uint16, xp []float32, blocks, stride int)
+func dot4DenseBF16AVX2(y *[4]float32, w *[4]*uint16, xp *float32, blocks int)
 
 //go:noescape
 func axpyDenseBF16AVX2(dxp []float32, w []uint16, dy []float32, blocks, stride int)
@@ -151,6 +154,32 @@ func avx2BitmapDecode(m *Matrix, dst []float32, r0, r1, stride int) {
 	}
 }
 
+// avx2DotBF16 sets y[i] = row r0+i of m · x for rows [r0, r1), x padded to
+// whole chunks, four rows at a time; a last group of fewer repeats the last
+// row and drops the copies, so every row goes through the same operations.
+func avx2DotBF16(m *Matrix, y, x []float32, r0, r1 int) {
+	if m.chunks == 0 {
+		clear(y)
+		return
+	}
+	var out [4]float32
+	var masks, vals [4]*uint16
+	q := (r1 - r0 + 3) / 4
+	for r := r0; r < r0+q; r++ {
+		for i := range masks {
+			ri := min(r+i*q, r1-1)
+			masks[i] = &m.masks[ri*m.chunks]
+			vals[i] = unsafe.SliceData(m.vals16[m.rowPtr[ri]:]) // valuePad spare values: never nil
+		}
+		dot4BitmapBF16AVX2(&out, &masks, &vals, &x[0], m.chunks)
+		for i := range out {
+			if ri := r + i*q; ri < r1 {
+				y[ri-r0] = out[i]
+			}
+		}
+	}
+}
+
 // permuteBlocks writes each whole block of 16 values of x as its 8 even
 // then its 8 odd values (the order the dense kernels widen bf16 in) into xp,
 // and returns the number of blocks.
@@ -211,6 +240,11 @@ var avx2Kernels = &kernelSet{
 		}
 		x, buf := chunkPadded(x, m.cols)
 		y = y[:r1-r0]
+		if m.dtype == BF16 {
+			avx2DotBF16(m, y, x, r0, r1)
+			putPadded(buf)
+			return
+		}
 		// Rows in pairs from the two halves of the range; the last row of
 		// an odd count alone.
 		if h := (r1 - r0) / 2; h > 0 {
@@ -218,8 +252,6 @@ var avx2Kernels = &kernelSet{
 			yend, yb := uintptr(ya)+uintptr(4*h), uintptr(4*h)
 			ma, mb := m.rowMasks(r0, r0+h), m.rowMasks(r0+h, r1)
 			switch m.dtype {
-			case BF16:
-				dot2BitmapBF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
 			case F16:
 				dot2BitmapF16AVX2(y, ma, mb, m.rowValues16(r0, r0+h), m.rowValues16(r0+h, r1), x, yend, yb, m.chunks)
 			case F32:
@@ -233,8 +265,6 @@ var avx2Kernels = &kernelSet{
 		}
 		masks := m.rowMasks(r0, r1)
 		switch m.dtype {
-		case BF16:
-			dotBitmapBF16AVX2(y, masks, m.rowValues16(r0, r1), x, m.chunks)
 		case F16:
 			dotBitmapF16AVX2(y, masks, m.rowValues16(r0, r1), x, m.chunks)
 		case F32:
@@ -300,7 +330,15 @@ var avx2Kernels = &kernelSet{
 		blocks := permuteBlocks(xp, x)
 		w := d.w[r0*cols : r1*cols]
 		if blocks > 0 {
-			dotDenseBF16AVX2(y[:r1-r0], w, xp, blocks, cols)
+			var out [4]float32
+			var rows [4]*uint16
+			for r := 0; r < r1-r0; r += 4 {
+				for i := range rows {
+					rows[i] = &w[min(r+i, r1-r0-1)*cols]
+				}
+				dot4DenseBF16AVX2(&out, &rows, &xp[0], blocks)
+				copy(y[r:r1-r0], out[:])
+			}
 		} else {
 			clear(y[:r1-r0])
 		}

@@ -23,9 +23,6 @@
 #define PF2_VALUES 1024
 #endif
 #define PF2_MASKS 256
-#ifndef PF2_DENSE
-#define PF2_DENSE 1024
-#endif
 
 // Table offsets inside avx2Tables.
 #define TAB_BF16 0
@@ -242,16 +239,6 @@ done: \
 	VZEROUPPER; \
 	RET
 
-// func dotBitmapBF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
-TEXT ·dotBitmapBF16AVX2(SB), NOSPLIT, $0-104
-	MOVQ y_base+0(FP), DI
-	MOVQ y_len+8(FP), R9
-	MOVQ masks_base+24(FP), SI
-	MOVQ vals_base+48(FP), DX
-	MOVQ x_base+72(FP), R8
-	MOVQ chunks+96(FP), R10
-	DOT_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
-
 // func dotBitmapF16AVX2(y []float32, masks []uint16, vals []uint16, x []float32, chunks int)
 TEXT ·dotBitmapF16AVX2(SB), NOSPLIT, $0-104
 	MOVQ y_base+0(FP), DI
@@ -271,16 +258,6 @@ TEXT ·dotBitmapF32AVX2(SB), NOSPLIT, $0-104
 	MOVQ x_base+72(FP), R8
 	MOVQ chunks+96(FP), R10
 	DOT_BITMAP(EXP_F32, 5, 4, TAB_F32)
-
-// func dot2BitmapBF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
-TEXT ·dot2BitmapBF16AVX2(SB), NOSPLIT, $0-168
-	MOVQ y_base+0(FP), DI
-	MOVQ masks_base+24(FP), SI
-	MOVQ masksB_base+48(FP), R9
-	MOVQ vals_base+72(FP), DX
-	MOVQ valsB_base+96(FP), R8
-	MOVQ chunks+160(FP), R10
-	DOT2_BITMAP(EXP_BF16, 5, 2, TAB_BF16)
 
 // func dot2BitmapF16AVX2(y []float32, masks, masksB []uint16, vals, valsB []uint16, x []float32, yend, yb uintptr, chunks int)
 TEXT ·dot2BitmapF16AVX2(SB), NOSPLIT, $0-168
@@ -365,12 +342,120 @@ TEXT ·decodeBitmapF32AVX2(SB), NOSPLIT, $0-96
 	SHLQ $2, R8
 	DECODE_BITMAP(EXP_F32, 5, 4, TAB_F32)
 
+// Batch-1 bf16 dot of four rows at once (four streams of masks and four of
+// values in flight, each chunk of x loaded once for all four): y[i] = row i ·
+// x for the rows whose masks and values start at masks[i] and vals[i]. Per
+// row and chunk: the mask's low byte, times 32, indexes the table entry of
+// columns 0-7 (values at V); its popcount (of the byte times 32, the same)
+// places the values of columns 8-15; the popcount of the whole mask moves V.
+// Each row has one accumulator for columns 0-7 and one for 8-15, summed at
+// the end, the same operations in the same order for every row.
+//
+// ROW4_BF16(M, V, lo, hi): lo, hi += the chunk of the row with masks at
+// M+R12 and values at V, times Y8, Y9; V moves past its values. Clobbers AX,
+// BX, Y10, Y11.
+#define ROW4_BF16(M, V, lo, hi) \
+	MOVWLZX (M)(R12*1), AX; \
+	MOVBLZX AX, BX; \
+	SHLL $5, BX; \
+	VBROADCASTI128 (V), Y10; \
+	VPSHUFB (R14)(BX*1), Y10, Y10; \
+	POPCNTL BX, BX; \
+	VBROADCASTI128 (V)(BX*2), Y11; \
+	POPCNTL AX, BX; \
+	SHRL $8, AX; \
+	SHLL $5, AX; \
+	VPSHUFB (R14)(AX*1), Y11, Y11; \
+	LEAQ (V)(BX*2), V; \
+	VFMADD231PS Y8, Y10, lo; \
+	VFMADD231PS Y9, Y11, hi
+
+// HSUM_TO(y, x, t): x[0] = the sum of the 8 lanes of y in the order of HSUM
+// (clobbers t).
+#define HSUM_TO(y, x, t) \
+	VEXTRACTF128 $1, y, t; \
+	VADDPS t, x, x; \
+	VMOVHLPS x, x, t; \
+	VADDPS t, x, x; \
+	VMOVSHDUP x, t; \
+	VADDSS t, x, x
+
+// STORE4: (AX)[i] = the sum of the two accumulators of row i (Y0+Y1, ...,
+// Y6+Y7).
+#define STORE4 \
+	VADDPS Y1, Y0, Y0; \
+	VADDPS Y3, Y2, Y2; \
+	VADDPS Y5, Y4, Y4; \
+	VADDPS Y7, Y6, Y6; \
+	HSUM_TO(Y0, X0, X1); \
+	HSUM_TO(Y2, X2, X3); \
+	HSUM_TO(Y4, X4, X5); \
+	HSUM_TO(Y6, X6, X7); \
+	VMOVSS X0, (AX); \
+	VMOVSS X2, 4(AX); \
+	VMOVSS X4, 8(AX); \
+	VMOVSS X6, 12(AX)
+
+#define ZERO8 \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS Y4, Y4, Y4; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
+
+// func dot4BitmapBF16AVX2(y *[4]float32, masks, vals *[4]*uint16, x *float32, chunks int)
+TEXT ·dot4BitmapBF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ ·avx2Tables(SB), R14
+	ADDQ $TAB_BF16, R14
+	MOVQ chunks+32(FP), R12
+	SHLQ $1, R12
+	MOVQ masks+8(FP), AX
+	MOVQ 0(AX), SI
+	MOVQ 8(AX), DI
+	MOVQ 16(AX), R8
+	MOVQ 24(AX), R9
+	ADDQ R12, SI                 // the masks' ends: R12 runs from -2*chunks to 0
+	ADDQ R12, DI
+	ADDQ R12, R8
+	ADDQ R12, R9
+	NEGQ R12
+	MOVQ vals+16(FP), AX
+	MOVQ 0(AX), DX
+	MOVQ 8(AX), CX
+	MOVQ 16(AX), R10
+	MOVQ 24(AX), R13
+	MOVQ x+24(FP), R11
+	ZERO8
+	TESTQ R12, R12
+	JZ    sum
+
+chunk:
+	VMOVUPS (R11), Y8
+	VMOVUPS 32(R11), Y9
+	ROW4_BF16(SI, DX, Y0, Y1)
+	ROW4_BF16(DI, CX, Y2, Y3)
+	ROW4_BF16(R8, R10, Y4, Y5)
+	ROW4_BF16(R9, R13, Y6, Y7)
+	ADDQ $64, R11
+	ADDQ $2, R12
+	JNZ  chunk
+
+sum:
+	MOVQ y+0(FP), AX
+	STORE4
+	VZEROUPPER
+	RET
+
 // ---------------------------------------------------------------------------
 // Dense bf16. 16 bf16 weights are one 32-byte load; VPSLLD $16 gives the
 // even ones as fp32 and VPAND with 0xffff0000 the odd ones, so the kernels
 // work on x and dx permuted per block of 16 (the 8 even columns, then the 8
-// odd ones; the wrappers permute). Rows are R8 bytes apart; R10 whole blocks
-// per row (the wrappers do the partial block).
+// odd ones; the wrappers permute). The axpy's rows are R8 bytes apart; R10
+// whole blocks per row (the wrappers do the partial block). The batch-1 dot
+// (dot4DenseBF16AVX2) takes its four rows by pointer.
 
 #define SPLIT(woff, e, o) \
 	VMOVDQU woff(AX), o; \
@@ -382,83 +467,54 @@ TEXT ·decodeBitmapF32AVX2(SB), NOSPLIT, $0-96
 	MOVQ BX, X15; \
 	VPBROADCASTD X15, Y15
 
-// func dotDenseBF16AVX2(y []float32, w []uint16, xp []float32, blocks, stride int)
-TEXT ·dotDenseBF16AVX2(SB), NOSPLIT, $0-88
-	MOVQ y_base+0(FP), DI
-	MOVQ y_len+8(FP), R9
-	MOVQ w_base+24(FP), SI
-	MOVQ xp_base+48(FP), R11
-	MOVQ blocks+72(FP), R10
-	MOVQ stride+80(FP), R8
-	SHLQ $1, R8
+// Batch-1 dot of four rows at once (four streams in flight, each block of x
+// loaded once for all four): y[i] = row i · xp over `blocks` blocks of 16,
+// the rows starting at w[i]. Each row has one accumulator for the even and
+// one for the odd columns, summed at the end, the same operations in the
+// same order for every row.
+//
+// DROW4(W, e, o): e, o += the block of the row at W+R12, split, times Y8, Y9.
+#define DROW4(W, e, o) \
+	VMOVDQU (W)(R12*1), Y11; \
+	VPSLLD  $16, Y11, Y10; \
+	VPAND   Y15, Y11, Y11; \
+	VFMADD231PS Y8, Y10, e; \
+	VFMADD231PS Y9, Y11, o
+
+// func dot4DenseBF16AVX2(y *[4]float32, w *[4]*uint16, xp *float32, blocks int)
+TEXT ·dot4DenseBF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ blocks+24(FP), R12
+	SHLQ $5, R12
+	MOVQ w+8(FP), AX
+	MOVQ 0(AX), SI
+	MOVQ 8(AX), DI
+	MOVQ 16(AX), R8
+	MOVQ 24(AX), R9
+	ADDQ R12, SI                 // the rows' ends: R12 runs from -32*blocks to 0
+	ADDQ R12, DI
+	ADDQ R12, R8
+	ADDQ R12, R9
+	MOVQ xp+16(FP), R11
+	LEAQ (R11)(R12*2), R11       // the end of xp: 64 bytes per block
+	NEGQ R12
 	ODD_MASK
-	TESTQ R9, R9
-	JZ    done
+	ZERO8
+	TESTQ R12, R12
+	JZ    sum
 
-rowloop:
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	MOVQ SI, AX
-	MOVQ R11, DX
-	MOVQ R10, CX
-	SUBQ $4, CX
-	JL   tail
+block:
+	VMOVUPS (R11)(R12*2), Y8
+	VMOVUPS 32(R11)(R12*2), Y9
+	DROW4(SI, Y0, Y1)
+	DROW4(DI, Y2, Y3)
+	DROW4(R8, Y4, Y5)
+	DROW4(R9, Y6, Y7)
+	ADDQ $32, R12
+	JNZ  block
 
-quad:
-	PREFETCHT0 PF2_DENSE(AX)
-	PREFETCHT0 PF2_DENSE+64(AX)
-	SPLIT(0, Y8, Y9)
-	VFMADD231PS (DX), Y8, Y0
-	VFMADD231PS 32(DX), Y9, Y1
-	SPLIT(32, Y10, Y11)
-	VFMADD231PS 64(DX), Y10, Y2
-	VFMADD231PS 96(DX), Y11, Y3
-	SPLIT(64, Y12, Y13)
-	VFMADD231PS 128(DX), Y12, Y4
-	VFMADD231PS 160(DX), Y13, Y5
-	SPLIT(96, Y8, Y9)
-	VFMADD231PS 192(DX), Y8, Y6
-	VFMADD231PS 224(DX), Y9, Y7
-	ADDQ $128, AX
-	ADDQ $256, DX
-	SUBQ $4, CX
-	JGE  quad
-
-tail:
-	ADDQ $4, CX
-	JZ   reduce
-
-single:
-	SPLIT(0, Y8, Y9)
-	VFMADD231PS (DX), Y8, Y0
-	VFMADD231PS 32(DX), Y9, Y1
-	ADDQ $32, AX
-	ADDQ $64, DX
-	DECQ CX
-	JNZ  single
-
-reduce:
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
-	VADDPS Y5, Y4, Y4
-	VADDPS Y7, Y6, Y6
-	VADDPS Y2, Y0, Y0
-	VADDPS Y6, Y4, Y4
-	VADDPS Y4, Y0, Y0
-	HSUM
-	VMOVSS X0, (DI)
-	ADDQ $4, DI
-	ADDQ R8, SI
-	DECQ R9
-	JNZ  rowloop
-
-done:
+sum:
+	MOVQ y+0(FP), AX
+	STORE4
 	VZEROUPPER
 	RET
 

@@ -4,6 +4,8 @@ package bitmap
 
 import (
 	"encoding/binary"
+	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -45,6 +47,46 @@ func TestAVX2Tables(t *testing.T) {
 			mask := binary.LittleEndian.Uint32(tab[tabF32Mask+32*m+4*i:])
 			if mask != wantMask || (mask != 0 && perm != wantK) {
 				t.Fatalf("fp32 tables, mask %#x lane %d: index %d mask %#x, want %d %#x", m, i, perm, mask, wantK, wantMask)
+			}
+		}
+	}
+}
+
+// TestAVX2DotRowGroups: the batch-1 bf16 dots take rows four at a time, so a
+// row's result must not depend on the range it is called with (the scheduler
+// cuts ranges of any length): every range of 1 to 9 rows, at every start,
+// gives bit for bit the result of the whole range.
+func TestAVX2DotRowGroups(t *testing.T) {
+	if !hasAVX2() {
+		t.Skip("no AVX2")
+	}
+	rng := rand.New(rand.NewPCG(21, 22))
+	for _, cols := range []int{16, 40, 256} {
+		const rows = 23
+		w := randomSparse(rng, rows, cols, 0.5)
+		x := randomInput(rng, 1, cols)
+		m, err := Encode(w, rows, cols, BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDenseBF16(w, rows, cols)
+		m.kern, d.kern = avx2Kernels, avx2Kernels
+		for _, f := range []struct {
+			name string
+			op   rowOps
+		}{{"bitmap-bf16", m}, {"dense-bf16", d}} {
+			whole := make([]float32, rows)
+			f.op.dot(whole, x, 0, rows)
+			for n := 1; n <= 9; n++ {
+				for r0 := 0; r0+n <= rows; r0++ {
+					y := make([]float32, n)
+					f.op.dot(y, x, r0, r0+n)
+					for i, v := range y {
+						if math.Float32bits(v) != math.Float32bits(whole[r0+i]) {
+							t.Fatalf("%s cols %d: row %d in [%d, %d): %v, in [0, %d): %v", f.name, cols, r0+i, r0, r0+n, v, rows, whole[r0+i])
+						}
+					}
+				}
 			}
 		}
 	}
