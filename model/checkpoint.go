@@ -201,25 +201,16 @@ func LoadHF(dir string) (*Checkpoint, error) {
 	// parallel, each by the next idle goroutine. BF16 matrices stay views of
 	// the mapped file; the check reads them once, and their pages are then
 	// released until a kernel or the pruning pass needs them.
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(names)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
-				t := &Tensor{Shape: expected[names[i]]}
-				if info, _ := set.Info(names[i]); info.DType == safetensors.BF16 && len(t.Shape) == 2 {
-					t.BF16, errs[i] = set.BF16(names[i])
-					set.Release(names[i])
-				} else {
-					t.Data, errs[i] = set.Float32(names[i])
-				}
-				tensors[i] = t
-			}
-		}()
-	}
-	wg.Wait()
+	forEachParallel(len(names), func(i int) {
+		t := &Tensor{Shape: expected[names[i]]}
+		if info, _ := set.Info(names[i]); info.DType == safetensors.BF16 && len(t.Shape) == 2 {
+			t.BF16, errs[i] = set.BF16(names[i])
+			set.Release(names[i])
+		} else {
+			t.Data, errs[i] = set.Float32(names[i])
+		}
+		tensors[i] = t
+	})
 	for _, err := range errs { // the first in name order
 		if err != nil {
 			set.Close()
@@ -330,4 +321,21 @@ func checkCheckpointTensors(ck *Checkpoint) error {
 		}
 	}
 	return nil
+}
+
+// forEachParallel calls fn(i) for every i < n, each call on the next idle
+// one of GOMAXPROCS goroutines, and returns when all are done.
+func forEachParallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
 }

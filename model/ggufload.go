@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
@@ -46,32 +43,6 @@ var ggufGlobalTensors = map[string]string{
 
 var ggufLayerName = regexp.MustCompile(`^blk\.(0|[1-9][0-9]*)\.(.+)$`)
 
-// GGUFTensorName is llama.cpp's name of the HuggingFace tensor hf of a llama
-// model (e.g. "model.layers.3.self_attn.q_proj.weight" is
-// "blk.3.attn_q.weight"); ok is false for a tensor llama.cpp's llama
-// architecture does not have.
-func GGUFTensorName(hf string) (name string, ok bool) {
-	for g, h := range ggufGlobalTensors {
-		if h == hf {
-			return g, true
-		}
-	}
-	rest, ok := strings.CutPrefix(hf, "model.layers.")
-	if !ok {
-		return "", false
-	}
-	layer, suffix, ok := strings.Cut(rest, ".")
-	if _, err := strconv.Atoi(layer); !ok || err != nil {
-		return "", false
-	}
-	for g, h := range ggufLayerTensors {
-		if h == suffix {
-			return "blk." + layer + "." + g, true
-		}
-	}
-	return "", false
-}
-
 // hfNameOfGGUF is the HuggingFace name of a llama.cpp tensor name, or "".
 func hfNameOfGGUF(name string) string {
 	if hf, ok := ggufGlobalTensors[name]; ok {
@@ -89,8 +60,10 @@ func hfNameOfGGUF(name string) string {
 	return LayerTensorName(layer, suffix)
 }
 
-// ggufNameOfHF is the llama.cpp name of a HuggingFace tensor name, or "".
-func ggufNameOfHF(name string) string {
+// GGUFTensorName is llama.cpp's name of the HuggingFace tensor name (e.g.
+// "model.layers.3.self_attn.q_proj.weight" is "blk.3.attn_q.weight"), or ""
+// for a tensor llama.cpp's llama architecture does not have.
+func GGUFTensorName(name string) string {
 	for g, hf := range ggufGlobalTensors {
 		if hf == name {
 			return g
@@ -98,7 +71,7 @@ func ggufNameOfHF(name string) string {
 	}
 	rest, ok := strings.CutPrefix(name, "model.layers.")
 	layer, suffix, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 {
+	if _, err := strconv.Atoi(layer); !ok || !ok2 || err != nil {
 		return ""
 	}
 	for g, hf := range ggufLayerTensors {
@@ -335,7 +308,7 @@ func loadGGUF(f *gguf.File) (*Checkpoint, error) {
 		named := maps.Clone(ggufOf)
 		for name := range expected {
 			if _, ok := named[name]; !ok {
-				named[name] = ggufNameOfHF(name)
+				named[name] = GGUFTensorName(name)
 			}
 		}
 		return nil, ggufNamesInError(err, named)
@@ -343,18 +316,9 @@ func loadGGUF(f *gguf.File) (*Checkpoint, error) {
 	names := slices.Sorted(maps.Keys(expected))
 	tensors := make([]*Tensor, len(names))
 	errs := make([]error, len(names))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(names)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
-				tensors[i], errs[i] = ggufTensor(f, cfg, names[i], ggufOf[names[i]], expected[names[i]])
-			}
-		}()
-	}
-	wg.Wait()
+	forEachParallel(len(names), func(i int) {
+		tensors[i], errs[i] = ggufTensor(f, cfg, names[i], ggufOf[names[i]], expected[names[i]])
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -25,7 +25,7 @@ var fileTypes = map[string]uint32{DTypeF32: 0, DTypeF16: 1, DTypeQ8_0: 7, DTypeB
 // GGUFName is llama.cpp's name of the HF tensor hf of a llama model, e.g.
 // "model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight".
 func GGUFName(hf string) (string, error) {
-	if name, ok := model.GGUFTensorName(hf); ok {
+	if name := model.GGUFTensorName(hf); name != "" {
 		return name, nil
 	}
 	return "", fmt.Errorf("export: tensor %q has no GGUF name", hf)
