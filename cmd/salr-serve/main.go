@@ -50,7 +50,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-serve",
 		"salr-serve -model PATH [-tokenizer PATH] [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]\nsalr-serve -run RUN_DIR [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]",
 		"Serve a model, or a salr-train run's compressed model, over an OpenAI-compatible HTTP API:\n/v1/completions, /v1/chat/completions (with the model's chat template), /v1/models, /health.\nOne of -model and -run is required.")
-	fs.StringVar(&o.model, "model", "", "HF model directory or llama2.c .bin file (required unless -run)")
+	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
 	fs.StringVar(&o.run, "run", "", "salr-train run directory: its compressed model, else its pruned base with its adapters (required unless -model)")
 	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")

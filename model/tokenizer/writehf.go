@@ -30,6 +30,12 @@ func (sp *SentencePiece) WriteHF(dir string) error {
 	if err != nil {
 		return fmt.Errorf("tokenizer: writing %s: %w", filepath.Join(dir, hfConfigFile), err)
 	}
+	return writeHFFiles(dir, tokenizerJSON, configJSON)
+}
+
+// writeHFFiles writes tokenizer.json and tokenizer_config.json into dir
+// (created when missing), each through a temporary file renamed into place.
+func writeHFFiles(dir string, tokenizerJSON, configJSON []byte) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("tokenizer: %w", err)
 	}

@@ -3,11 +3,8 @@ package tokenizer
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
-
-	"github.com/salr-go/salr/internal/atomicfile"
 )
 
 // WriteHF writes dir/tokenizer.json and dir/tokenizer_config.json for a byte-level BPE (one
@@ -38,16 +35,7 @@ func (b *ByteLevelBPE) WriteHF(dir string) error {
 	if err != nil {
 		return fmt.Errorf("tokenizer: writing %s: %w", filepath.Join(dir, hfConfigFile), err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
-	}
-	if err := atomicfile.WriteBytes(filepath.Join(dir, hfTokenizerFile), tokenizerJSON); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
-	}
-	if err := atomicfile.WriteBytes(filepath.Join(dir, hfConfigFile), configJSON); err != nil {
-		return fmt.Errorf("tokenizer: %w", err)
-	}
-	return nil
+	return writeHFFiles(dir, tokenizerJSON, configJSON)
 }
 
 // marshalHFTokenizer renders tokenizer.json.
