@@ -300,12 +300,20 @@ var avx2Kernels = &kernelSet{
 			avx2BitmapDecode(m, dst, r0, r1, m.cols)
 			return
 		}
-		// The last row's last chunk would spill past dst: decode it into a
-		// scratch row.
-		avx2BitmapDecode(m, dst, r0, r1-1, m.cols)
+		// A row's last chunk is written whole, past the row's end; the next
+		// row's decode overwrites that. Rows whose spill could reach past
+		// dst go through a scratch row: the last one, and every one when a
+		// row is shorter than a chunk (the spill then outruns the next row).
+		direct := r1 - 1
+		if m.cols < ChunkCols {
+			direct = r0
+		}
+		avx2BitmapDecode(m, dst, r0, direct, m.cols)
 		row, buf := aligned(m.chunks * ChunkCols)
-		avx2BitmapDecode(m, row, r1-1, r1, m.cols)
-		copy(dst[(r1-1-r0)*m.cols:], row[:m.cols])
+		for r := direct; r < r1; r++ {
+			avx2BitmapDecode(m, row, r, r+1, m.cols)
+			copy(dst[(r-r0)*m.cols:], row[:m.cols])
+		}
 		putBuffer(&vectors, buf)
 	},
 	bitmapDotBatch: func(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
