@@ -67,8 +67,17 @@
 // decoded range goes through a scratch row. Dense bf16 loads 16 weights at
 // once and splits them into the even ones (vpslld 16) and the odd ones (vpand
 // 0xffff0000), so its kernels run on x and dx permuted per block of 16 (even
-// columns, then odd); the columns after the last whole block are done in Go. The AVX2 small-batch
-// kernels decode 4 rows at a time into an L1-resident fp32 buffer and
+// columns, then odd); the columns after the last whole block are done in Go.
+// The AVX2 small-batch kernels of bf16 weights (bitmap and dense) are
+// register-blocked: two rows of W times four rows of x per pass, each half
+// chunk of a W row decoded once per pass into a register (bitmap as above,
+// dense by vpmovzxwd and vpslld 16, in column order) and multiplied with the
+// matching 8 columns of the four rows of x, loaded once for both W rows from
+// the chunk-major layout; 8 accumulators, one per (W row, x row) pair, summed
+// horizontally at the row end. Passes over the groups of four rows of x
+// re-decode the two W rows, which stay in L1; a last odd W row is paired with
+// itself, so results do not depend on the ranges. The fp16 and fp32 bitmap
+// small batches decode 4 rows at a time into an L1-resident fp32 buffer and
 // multiply it with the chunk-major x, four rows of x per pass.
 //
 // Small batches (1 < n <= 16, e.g. batched decoding) run kernels that decode
