@@ -70,14 +70,15 @@ func widenBF16AVX2(dst []float32, src []uint16)
 //go:noescape
 func dotBatchF32AVX2(yT []float32, w []float32, xT []float32, chunks, nb, rows int)
 
-// dot2BatchBitmapBF16AVX2 sets y[i][b] = the row whose masks and values
+// dot2BatchBitmapBF16AVX2 adds to y[i][b] the row whose masks and values
 // start at masks[i] and vals[i] · x_b, for i = 0, 1 and the nb rows of x in
-// the chunk-major layout of packBatch (xT), over chunks whole chunks.
+// the chunk-major layout of packBatch (xT), over chunks whole chunks, and
+// moves vals[i] past the values read (rows 0 and 1 may be the same).
 //
 //go:noescape
 func dot2BatchBitmapBF16AVX2(y *[2]*float32, masks, vals *[2]*uint16, xT *float32, chunks, nb int)
 
-// dot2BatchDenseBF16AVX2 sets y[i][b] = the first 16*blocks weights of the
+// dot2BatchDenseBF16AVX2 adds to y[i][b] the first 16*blocks weights of the
 // row at w[i] · x_b, for i = 0, 1 and the nb rows of x in xT as above.
 //
 //go:noescape
@@ -245,39 +246,66 @@ func checkBatch(nb int) {
 // decode at a time.
 const batchRows = 4
 
+// The bf16 small batches go over a tile of batchTileRows rows of W one block
+// of columns at a time, so that the block of x (batchBlockChunks(nb) chunks
+// of nb rows, 16 KB) stays in L1 for all the tile's rows; each block's sums
+// are added to the output. The blocks depend only on nb, so a row's result
+// does not depend on the range or tile it is in.
+const batchTileRows = 8
+
+// batchBlockChunks is the number of chunks of x per block for nb rows of x.
+func batchBlockChunks(nb int) int { return 4096 / (nb * ChunkCols) }
+
 // avx2DotBatchBF16 sets yT[i*nb+b] = row r0+i of m · x_b for rows [r0, r1),
-// two rows at a time; a last odd row is paired with itself, so every row goes
-// through the same operations.
+// two rows at a time; a last odd row of a tile is paired with itself, so
+// every row goes through the same operations.
 func avx2DotBatchBF16(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
+	clear(yT[:(r1-r0)*nb])
 	xT = xT[:m.chunks*nb*ChunkCols]
+	bc := batchBlockChunks(nb)
+	var vp [batchTileRows]*uint16
 	var ys [2]*float32
 	var masks, vals [2]*uint16
-	for r := r0; r < r1; r += 2 {
-		for i := range ys {
-			ri := min(r+i, r1-1)
-			ys[i] = &yT[(ri-r0)*nb]
-			masks[i] = unsafe.SliceData(m.masks[ri*m.chunks:])
-			vals[i] = unsafe.SliceData(m.vals16[m.rowPtr[ri]:]) // valuePad spare values: never nil
+	for t0 := r0; t0 < r1; t0 += batchTileRows {
+		t1 := min(t0+batchTileRows, r1)
+		for r := t0; r < t1; r++ {
+			vp[r-t0] = unsafe.SliceData(m.vals16[m.rowPtr[r]:]) // valuePad spare values: never nil
 		}
-		dot2BatchBitmapBF16AVX2(&ys, &masks, &vals, unsafe.SliceData(xT), m.chunks, nb)
+		for c0 := 0; c0 < m.chunks; c0 += bc {
+			n := min(bc, m.chunks-c0)
+			for r := t0; r < t1; r += 2 {
+				ra, rb := r, min(r+1, t1-1)
+				ys[0], ys[1] = &yT[(ra-r0)*nb], &yT[(rb-r0)*nb]
+				masks[0], masks[1] = &m.masks[ra*m.chunks+c0], &m.masks[rb*m.chunks+c0]
+				vals[0], vals[1] = vp[ra-t0], vp[rb-t0]
+				dot2BatchBitmapBF16AVX2(&ys, &masks, &vals, &xT[c0*nb*ChunkCols], n, nb)
+				vp[ra-t0], vp[rb-t0] = vals[0], vals[1]
+			}
+		}
 	}
 }
 
 // avx2DenseDotBatch is avx2DotBatchBF16 for dense bf16 rows: whole blocks
 // of 16 columns in assembly, the columns after the last one here.
 func avx2DenseDotBatch(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
+	clear(yT[:(r1-r0)*nb])
 	cols := d.cols
 	blocks := cols / ChunkCols
 	xT = xT[:ChunksPerRow(cols)*nb*ChunkCols]
+	bc := batchBlockChunks(nb)
 	var ys [2]*float32
 	var rows [2]*uint16
-	for r := r0; r < r1; r += 2 {
-		for i := range ys {
-			ri := min(r+i, r1-1)
-			ys[i] = &yT[(ri-r0)*nb]
-			rows[i] = unsafe.SliceData(d.w[ri*cols:])
+	for t0 := r0; t0 < r1; t0 += batchTileRows {
+		t1 := min(t0+batchTileRows, r1)
+		for c0 := 0; c0 < blocks; c0 += bc {
+			n := min(bc, blocks-c0)
+			for r := t0; r < t1; r += 2 {
+				ra, rb := r, min(r+1, t1-1)
+				ys[0], ys[1] = &yT[(ra-r0)*nb], &yT[(rb-r0)*nb]
+				rows[0], rows[1] = &d.w[ra*cols+c0*ChunkCols], &d.w[rb*cols+c0*ChunkCols]
+				dot2BatchDenseBF16AVX2(&ys, &rows, &xT[c0*nb*ChunkCols], n, nb)
+			}
 		}
-		dot2BatchDenseBF16AVX2(&ys, &rows, unsafe.SliceData(xT), blocks, nb)
 	}
 	tail := blocks * ChunkCols
 	if tail == cols {

@@ -691,8 +691,9 @@ done:
 // (bitmap bf16 as in ROW4_BF16, dense bf16 by VPMOVZXWD and VPSLLD) and
 // multiplied with the matching 8 columns of the four rows of x; each (weight
 // row, x row) pair has one accumulator that takes columns 0-7, then 8-15 of
-// every chunk, summed horizontally at the end. Every pair goes through the
-// same operations whichever row it is paired with. Registers: R8, R9 the
+// every chunk, summed horizontally at the end and added to the output (the
+// wrappers call the kernels per block of columns). Every pair goes through
+// the same operations whichever row it is paired with. Registers: R8, R9 the
 // ends of the masks (bitmap) or rows (dense) of A and B, R10 minus their
 // length in bytes, R12 the running index from R10 to 0, DX and CX the value
 // pointers of A and B (bitmap), R11 the current chunk of x, R13 the bytes of
@@ -755,9 +756,10 @@ done:
 	FMA2(160, Y9, Y11, Y12, Y2, Y6); \
 	FMA2(224, Y9, Y11, Y13, Y3, Y7)
 
-// STORE2: the four sums of A (Y0-Y3) and of B (Y4-Y7) to the outputs of the
-// pass (AX points to the pointers to the nb outputs of A and of B). Clobbers
-// BX, R12.
+// STORE2: adds the four sums of A (Y0-Y3) and of B (Y4-Y7) to the outputs
+// of the pass (AX points to the pointers to the nb outputs of A and of B;
+// both loaded before either is stored, so A and B may be the same row).
+// Clobbers BX, R12.
 #define STORE2 \
 	VHADDPS Y1, Y0, Y0; \
 	VHADDPS Y3, Y2, Y2; \
@@ -773,6 +775,10 @@ done:
 	MOVQ 0(AX), AX; \
 	MOVQ SI, R12; \
 	SHRQ $4, R12; \
+	VMOVUPS (AX)(R12*1), X1; \
+	VMOVUPS (BX)(R12*1), X5; \
+	VADDPS X1, X0, X0; \
+	VADDPS X5, X4, X4; \
 	VMOVUPS X0, (AX)(R12*1); \
 	VMOVUPS X4, (BX)(R12*1)
 
@@ -816,6 +822,9 @@ sum:
 	ADDQ $256, SI
 	CMPQ SI, R13
 	JNE  pass
+	MOVQ vals+16(FP), AX
+	MOVQ DX, 0(AX)
+	MOVQ CX, 8(AX)
 	VZEROUPPER
 	RET
 
