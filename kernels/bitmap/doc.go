@@ -78,10 +78,10 @@
 // Passes over the groups of four rows of x re-decode the two W rows, which
 // stay in L1. x (up to 256 KB at 4096 columns and 16 rows) would come from
 // L2 for every pair of W rows, so the rows are taken in tiles of 8 and the
-// columns in blocks of 16 KB of x (1024 columns at 4 rows of x, 256 at 16)
-// that stay in L1 for the whole tile. A last odd W row of a tile is paired
-// with itself and the blocks depend only on the batch size, so results do
-// not depend on the ranges the scheduler hands out. The fp16 and fp32 bitmap
+// columns in blocks of 512 (8 KB of x per 4 rows of x) that stay in L1 for
+// the whole tile. A last odd W row of a tile is paired with itself and the
+// blocks are fixed, so results depend neither on the ranges the scheduler
+// hands out nor on the batch size. The fp16 and fp32 bitmap
 // small batches decode 4 rows at a time into an L1-resident fp32 buffer and
 // multiply it with the chunk-major x, four rows of x per pass.
 //

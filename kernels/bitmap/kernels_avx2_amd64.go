@@ -247,14 +247,16 @@ func checkBatch(nb int) {
 const batchRows = 4
 
 // The bf16 small batches go over a tile of batchTileRows rows of W one block
-// of columns at a time, so that the block of x (batchBlockChunks(nb) chunks
-// of nb rows, 16 KB) stays in L1 for all the tile's rows; each block's sums
-// are added to the output. The blocks depend only on nb, so a row's result
-// does not depend on the range or tile it is in.
-const batchTileRows = 8
-
-// batchBlockChunks is the number of chunks of x per block for nb rows of x.
-func batchBlockChunks(nb int) int { return 4096 / (nb * ChunkCols) }
+// of batchBlockChunks chunks (512 columns) at a time, so that the block of x
+// (8 KB per 4 rows of x) stays in L1 for all the tile's rows rather than all
+// of x coming from L2 for every pair of rows; each block's sums are added to
+// the output. The blocks are the same for every range and batch
+// size, so a result depends neither on the range or tile its row is in nor
+// on the number of rows of x.
+const (
+	batchTileRows    = 8
+	batchBlockChunks = 32
+)
 
 // avx2DotBatchBF16 sets yT[i*nb+b] = row r0+i of m · x_b for rows [r0, r1),
 // two rows at a time; a last odd row of a tile is paired with itself, so
@@ -262,7 +264,7 @@ func batchBlockChunks(nb int) int { return 4096 / (nb * ChunkCols) }
 func avx2DotBatchBF16(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
 	clear(yT[:(r1-r0)*nb])
 	xT = xT[:m.chunks*nb*ChunkCols]
-	bc := batchBlockChunks(nb)
+	bc := batchBlockChunks
 	var vp [batchTileRows]*uint16
 	var ys [2]*float32
 	var masks, vals [2]*uint16
@@ -292,7 +294,7 @@ func avx2DenseDotBatch(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
 	cols := d.cols
 	blocks := cols / ChunkCols
 	xT = xT[:ChunksPerRow(cols)*nb*ChunkCols]
-	bc := batchBlockChunks(nb)
+	bc := batchBlockChunks
 	var ys [2]*float32
 	var rows [2]*uint16
 	for t0 := r0; t0 < r1; t0 += batchTileRows {

@@ -4,6 +4,7 @@ package bitmap
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -97,13 +98,14 @@ func TestAVX2DotRowGroups(t *testing.T) {
 // the range they are called with: every range of 1 to 5 rows, at every start,
 // gives bit for bit the results of the whole range, and row b of a batch of
 // nb gives bit for bit what it gives in a batch of 4 at the same position
-// within its group of four.
+// within its group of four. The whole range is checked against a float64
+// reference; 1048 columns make several blocks of columns at every nb.
 func TestAVX2DotBatchRowGroups(t *testing.T) {
 	if !hasAVX2() {
 		t.Skip("no AVX2")
 	}
 	rng := rand.New(rand.NewPCG(23, 24))
-	for _, cols := range []int{16, 40, 256} {
+	for _, cols := range []int{16, 40, 256, 1048} {
 		const rows = 13
 		w := randomSparse(rng, rows, cols, 0.5)
 		m, err := Encode(w, rows, cols, BF16)
@@ -123,6 +125,19 @@ func TestAVX2DotBatchRowGroups(t *testing.T) {
 			}{{"bitmap-bf16", m}, {"dense-bf16", d}} {
 				whole := make([]float32, rows*nb)
 				f.op.dotBatch(whole, xT, nb, 0, rows)
+				dec := make([]float32, rows*cols)
+				f.op.decode(dec, 0, rows)
+				ref, abs := make([]float64, rows*nb), make([]float64, rows*nb)
+				for r := range rows {
+					for b := range nb {
+						for j := range cols {
+							p := float64(dec[r*cols+j]) * float64(x[b*cols+j])
+							ref[r*nb+b] += p
+							abs[r*nb+b] += math.Abs(p)
+						}
+					}
+				}
+				compare(t, fmt.Sprintf("%s cols %d nb %d", f.name, cols, nb), whole, ref, abs, cols)
 				for g := 0; g < nb; g += 4 {
 					x4T := make([]float32, chunks*4*ChunkCols)
 					packBatch(x4T, x[g*cols:], 4, 4, cols)
