@@ -67,8 +67,22 @@
 // decoded range goes through a scratch row. Dense bf16 loads 16 weights at
 // once and splits them into the even ones (vpslld 16) and the odd ones (vpand
 // 0xffff0000), so its kernels run on x and dx permuted per block of 16 (even
-// columns, then odd); the columns after the last whole block are done in Go. The AVX2 small-batch
-// kernels decode 4 rows at a time into an L1-resident fp32 buffer and
+// columns, then odd); the columns after the last whole block are done in Go.
+// The AVX2 small-batch kernels of bf16 weights (bitmap and dense) are
+// register-blocked: two rows of W times four rows of x per pass, each half
+// chunk of a W row decoded once per pass into a register (bitmap as above,
+// dense by vpmovzxwd and vpslld 16, in column order) and multiplied with the
+// matching 8 columns of the four rows of x, loaded once for both W rows from
+// the chunk-major layout; 8 accumulators, one per (W row, x row) pair, summed
+// horizontally and added to the output at the end of a block of columns.
+// Passes over the groups of four rows of x re-decode the two W rows, which
+// stay in L1. x (up to 256 KB at 4096 columns and 16 rows) would come from
+// L2 for every pair of W rows, so the rows are taken in tiles of 8 and the
+// columns in blocks of 512 (8 KB of x per 4 rows of x) that stay in L1 for
+// the whole tile. A last odd W row of a tile is paired with itself and the
+// blocks are fixed, so results depend neither on the ranges the scheduler
+// hands out nor on the batch size. The fp16 and fp32 bitmap
+// small batches decode 4 rows at a time into an L1-resident fp32 buffer and
 // multiply it with the chunk-major x, four rows of x per pass.
 //
 // Small batches (1 < n <= 16, e.g. batched decoding) run kernels that decode

@@ -70,6 +70,20 @@ func widenBF16AVX2(dst []float32, src []uint16)
 //go:noescape
 func dotBatchF32AVX2(yT []float32, w []float32, xT []float32, chunks, nb, rows int)
 
+// dot2BatchBitmapBF16AVX2 adds to y[i][b] the row whose masks and values
+// start at masks[i] and vals[i] · x_b, for i = 0, 1 and the nb rows of x in
+// the chunk-major layout of packBatch (xT), over chunks whole chunks, and
+// moves vals[i] past the values read (rows 0 and 1 may be the same).
+//
+//go:noescape
+func dot2BatchBitmapBF16AVX2(y *[2]*float32, masks, vals *[2]*uint16, xT *float32, chunks, nb int)
+
+// dot2BatchDenseBF16AVX2 adds to y[i][b] the first 16*blocks weights of the
+// row at w[i] · x_b, for i = 0, 1 and the nb rows of x in xT as above.
+//
+//go:noescape
+func dot2BatchDenseBF16AVX2(y *[2]*float32, w *[2]*uint16, xT *float32, blocks, nb int)
+
 // hasAVX2 reports whether the CPU (and OS) support the instructions the AVX2
 // kernels use.
 func hasAVX2() bool {
@@ -228,8 +242,89 @@ func checkBatch(nb int) {
 	}
 }
 
-// batchRows is the number of rows the small-batch kernels decode at a time.
+// batchRows is the number of rows the fp16 and fp32 small-batch kernels
+// decode at a time.
 const batchRows = 4
+
+// The bf16 small batches go over a tile of batchTileRows rows of W one block
+// of batchBlockChunks chunks (512 columns) at a time, so that the block of x
+// (8 KB per 4 rows of x) stays in L1 for all the tile's rows rather than all
+// of x coming from L2 for every pair of rows; each block's sums are added to
+// the output. The blocks are the same for every range and batch
+// size, so a result depends neither on the range or tile its row is in nor
+// on the number of rows of x.
+const (
+	batchTileRows    = 8
+	batchBlockChunks = 32
+)
+
+// avx2DotBatchBF16 sets yT[i*nb+b] = row r0+i of m · x_b for rows [r0, r1),
+// two rows at a time; a last odd row of a tile is paired with itself, so
+// every row goes through the same operations.
+func avx2DotBatchBF16(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
+	clear(yT[:(r1-r0)*nb])
+	xT = xT[:m.chunks*nb*ChunkCols]
+	bc := batchBlockChunks
+	var vp [batchTileRows]*uint16
+	var ys [2]*float32
+	var masks, vals [2]*uint16
+	for t0 := r0; t0 < r1; t0 += batchTileRows {
+		t1 := min(t0+batchTileRows, r1)
+		for r := t0; r < t1; r++ {
+			vp[r-t0] = unsafe.SliceData(m.vals16[m.rowPtr[r]:]) // valuePad spare values: never nil
+		}
+		for c0 := 0; c0 < m.chunks; c0 += bc {
+			n := min(bc, m.chunks-c0)
+			for r := t0; r < t1; r += 2 {
+				ra, rb := r, min(r+1, t1-1)
+				ys[0], ys[1] = &yT[(ra-r0)*nb], &yT[(rb-r0)*nb]
+				masks[0], masks[1] = &m.masks[ra*m.chunks+c0], &m.masks[rb*m.chunks+c0]
+				vals[0], vals[1] = vp[ra-t0], vp[rb-t0]
+				dot2BatchBitmapBF16AVX2(&ys, &masks, &vals, &xT[c0*nb*ChunkCols], n, nb)
+				vp[ra-t0], vp[rb-t0] = vals[0], vals[1]
+			}
+		}
+	}
+}
+
+// avx2DenseDotBatch is avx2DotBatchBF16 for dense bf16 rows: whole blocks
+// of 16 columns in assembly, the columns after the last one here.
+func avx2DenseDotBatch(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
+	clear(yT[:(r1-r0)*nb])
+	cols := d.cols
+	blocks := cols / ChunkCols
+	xT = xT[:ChunksPerRow(cols)*nb*ChunkCols]
+	bc := batchBlockChunks
+	var ys [2]*float32
+	var rows [2]*uint16
+	for t0 := r0; t0 < r1; t0 += batchTileRows {
+		t1 := min(t0+batchTileRows, r1)
+		for c0 := 0; c0 < blocks; c0 += bc {
+			n := min(bc, blocks-c0)
+			for r := t0; r < t1; r += 2 {
+				ra, rb := r, min(r+1, t1-1)
+				ys[0], ys[1] = &yT[(ra-r0)*nb], &yT[(rb-r0)*nb]
+				rows[0], rows[1] = &d.w[ra*cols+c0*ChunkCols], &d.w[rb*cols+c0*ChunkCols]
+				dot2BatchDenseBF16AVX2(&ys, &rows, &xT[c0*nb*ChunkCols], n, nb)
+			}
+		}
+	}
+	tail := blocks * ChunkCols
+	if tail == cols {
+		return
+	}
+	xc := xT[blocks*nb*ChunkCols:]
+	for i := range r1 - r0 {
+		w := d.w[(r0+i)*cols+tail : (r0+i+1)*cols]
+		for b := range nb {
+			s := yT[i*nb+b]
+			for j, v := range w {
+				s += kernels.BF16ToFloat32(v) * xc[b*ChunkCols+j]
+			}
+			yT[i*nb+b] = s
+		}
+	}
+}
 
 // avx2Kernels wraps the AVX2 assembly in the kernelSet signatures.
 var avx2Kernels = &kernelSet{
@@ -318,6 +413,13 @@ var avx2Kernels = &kernelSet{
 	},
 	bitmapDotBatch: func(m *Matrix, yT, xT []float32, nb, r0, r1 int) {
 		checkBatch(nb)
+		if r1 <= r0 {
+			return
+		}
+		if m.dtype == BF16 {
+			avx2DotBatchBF16(m, yT, xT, nb, r0, r1)
+			return
+		}
 		stride := m.chunks * ChunkCols
 		rows, buf := aligned(batchRows * stride)
 		xT = xT[:m.chunks*nb*ChunkCols]
@@ -359,16 +461,9 @@ var avx2Kernels = &kernelSet{
 	},
 	denseDotBatch: func(d *DenseBF16, yT, xT []float32, nb, r0, r1 int) {
 		checkBatch(nb)
-		chunks := ChunksPerRow(d.cols)
-		stride := chunks * ChunkCols
-		rows, buf := aligned(batchRows * stride)
-		xT = xT[:chunks*nb*ChunkCols]
-		for r := r0; r < r1; r += batchRows {
-			n := min(batchRows, r1-r)
-			widenRows(d, rows, r, r+n, stride)
-			dotBatchF32AVX2(yT[(r-r0)*nb:(r-r0+n)*nb], rows[:n*stride], xT, chunks, nb, n)
+		if r1 > r0 {
+			avx2DenseDotBatch(d, yT, xT, nb, r0, r1)
 		}
-		putBuffer(&vectors, buf)
 	},
 	denseAxpy: func(d *DenseBF16, dx, dy []float32, r0, r1 int) {
 		if r1 <= r0 {

@@ -683,3 +683,185 @@ chunk:
 done:
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// Register-blocked small batches: two rows of weights (A and B) times the nb
+// rows of x in the chunk-major layout of packBatch, four rows of x per pass.
+// Each half chunk of a weight row is decoded once per pass into a register
+// (bitmap bf16 as in ROW4_BF16, dense bf16 by VPMOVZXWD and VPSLLD) and
+// multiplied with the matching 8 columns of the four rows of x; each (weight
+// row, x row) pair has one accumulator that takes columns 0-7, then 8-15 of
+// every chunk, summed horizontally at the end and added to the output (the
+// wrappers call the kernels per block of columns). Every pair goes through
+// the same operations whichever row it is paired with. Registers: R8, R9 the
+// ends of the masks (bitmap) or rows (dense) of A and B, R10 minus their
+// length in bytes, R12 the running index from R10 to 0, DX and CX the value
+// pointers of A and B (bitmap), R11 the current chunk of x, R13 the bytes of
+// x per chunk (nb*64), SI the byte offset of the pass's rows of x in a chunk.
+
+// DEC_BITMAP2: Y8, Y9 = the chunk of A (columns 0-7, 8-15), Y10, Y11 that of
+// B; the value pointers move past their values. Clobbers AX, BX.
+#define DEC_BITMAP2 \
+	MOVWLZX (R8)(R12*1), AX; \
+	MOVBLZX AX, BX; \
+	SHLL $5, BX; \
+	VBROADCASTI128 (DX), Y8; \
+	VPSHUFB (R14)(BX*1), Y8, Y8; \
+	POPCNTL BX, BX; \
+	VBROADCASTI128 (DX)(BX*2), Y9; \
+	POPCNTL AX, BX; \
+	SHRL $8, AX; \
+	SHLL $5, AX; \
+	VPSHUFB (R14)(AX*1), Y9, Y9; \
+	LEAQ (DX)(BX*2), DX; \
+	MOVWLZX (R9)(R12*1), AX; \
+	MOVBLZX AX, BX; \
+	SHLL $5, BX; \
+	VBROADCASTI128 (CX), Y10; \
+	VPSHUFB (R14)(BX*1), Y10, Y10; \
+	POPCNTL BX, BX; \
+	VBROADCASTI128 (CX)(BX*2), Y11; \
+	POPCNTL AX, BX; \
+	SHRL $8, AX; \
+	SHLL $5, AX; \
+	VPSHUFB (R14)(AX*1), Y11, Y11; \
+	LEAQ (CX)(BX*2), CX
+
+// DEC_DENSE2: the same for dense bf16 rows (16 weights, 32 bytes per chunk).
+#define DEC_DENSE2 \
+	VPMOVZXWD (R8)(R12*1), Y8; \
+	VPMOVZXWD 16(R8)(R12*1), Y9; \
+	VPMOVZXWD (R9)(R12*1), Y10; \
+	VPMOVZXWD 16(R9)(R12*1), Y11; \
+	VPSLLD $16, Y8, Y8; \
+	VPSLLD $16, Y9, Y9; \
+	VPSLLD $16, Y10, Y10; \
+	VPSLLD $16, Y11, Y11
+
+// FMA2(off, wa, wb, xr, acca, accb): acca += wa * the 8 values of x at
+// off(R11), accb += wb * them.
+#define FMA2(off, wa, wb, xr, acca, accb) \
+	VMOVUPS off(R11), xr; \
+	VFMADD231PS xr, wa, acca; \
+	VFMADD231PS xr, wb, accb
+
+// FMA16: the 16 products of a chunk (Y8-Y11) with four rows of x at R11.
+#define FMA16 \
+	FMA2(0, Y8, Y10, Y12, Y0, Y4); \
+	FMA2(64, Y8, Y10, Y13, Y1, Y5); \
+	FMA2(128, Y8, Y10, Y12, Y2, Y6); \
+	FMA2(192, Y8, Y10, Y13, Y3, Y7); \
+	FMA2(32, Y9, Y11, Y12, Y0, Y4); \
+	FMA2(96, Y9, Y11, Y13, Y1, Y5); \
+	FMA2(160, Y9, Y11, Y12, Y2, Y6); \
+	FMA2(224, Y9, Y11, Y13, Y3, Y7)
+
+// STORE2: adds the four sums of A (Y0-Y3) and of B (Y4-Y7) to the outputs
+// of the pass (AX points to the pointers to the nb outputs of A and of B;
+// both loaded before either is stored, so A and B may be the same row).
+// Clobbers BX, R12.
+#define STORE2 \
+	VHADDPS Y1, Y0, Y0; \
+	VHADDPS Y3, Y2, Y2; \
+	VHADDPS Y2, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS X1, X0, X0; \
+	VHADDPS Y5, Y4, Y4; \
+	VHADDPS Y7, Y6, Y6; \
+	VHADDPS Y6, Y4, Y4; \
+	VEXTRACTF128 $1, Y4, X5; \
+	VADDPS X5, X4, X4; \
+	MOVQ 8(AX), BX; \
+	MOVQ 0(AX), AX; \
+	MOVQ SI, R12; \
+	SHRQ $4, R12; \
+	VMOVUPS (AX)(R12*1), X1; \
+	VMOVUPS (BX)(R12*1), X5; \
+	VADDPS X1, X0, X0; \
+	VADDPS X5, X4, X4; \
+	VMOVUPS X0, (AX)(R12*1); \
+	VMOVUPS X4, (BX)(R12*1)
+
+// func dot2BatchBitmapBF16AVX2(y *[2]*float32, masks, vals *[2]*uint16, xT *float32, chunks, nb int)
+TEXT ·dot2BatchBitmapBF16AVX2(SB), NOSPLIT, $0-48
+	MOVQ ·avx2Tables(SB), R14
+	ADDQ $TAB_BF16, R14
+	MOVQ chunks+32(FP), R10
+	SHLQ $1, R10
+	MOVQ masks+8(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	ADDQ R10, R8                 // the masks' ends
+	ADDQ R10, R9
+	NEGQ R10
+	MOVQ nb+40(FP), R13
+	SHLQ $6, R13
+	XORQ SI, SI
+
+pass:
+	MOVQ xT+24(FP), R11
+	ADDQ SI, R11
+	MOVQ vals+16(FP), AX
+	MOVQ 0(AX), DX
+	MOVQ 8(AX), CX
+	MOVQ R10, R12
+	ZERO8
+	TESTQ R12, R12
+	JZ    sum
+
+chunk:
+	DEC_BITMAP2
+	FMA16
+	ADDQ R13, R11
+	ADDQ $2, R12
+	JNZ  chunk
+
+sum:
+	MOVQ y+0(FP), AX
+	STORE2
+	ADDQ $256, SI
+	CMPQ SI, R13
+	JNE  pass
+	MOVQ vals+16(FP), AX
+	MOVQ DX, 0(AX)
+	MOVQ CX, 8(AX)
+	VZEROUPPER
+	RET
+
+// func dot2BatchDenseBF16AVX2(y *[2]*float32, w *[2]*uint16, xT *float32, blocks, nb int)
+TEXT ·dot2BatchDenseBF16AVX2(SB), NOSPLIT, $0-40
+	MOVQ blocks+24(FP), R10
+	SHLQ $5, R10
+	MOVQ w+8(FP), AX
+	MOVQ 0(AX), R8
+	MOVQ 8(AX), R9
+	ADDQ R10, R8                 // the rows' ends
+	ADDQ R10, R9
+	NEGQ R10
+	MOVQ nb+32(FP), R13
+	SHLQ $6, R13
+	XORQ SI, SI
+
+pass:
+	MOVQ xT+16(FP), R11
+	ADDQ SI, R11
+	MOVQ R10, R12
+	ZERO8
+	TESTQ R12, R12
+	JZ    sum
+
+chunk:
+	DEC_DENSE2
+	FMA16
+	ADDQ R13, R11
+	ADDQ $32, R12
+	JNZ  chunk
+
+sum:
+	MOVQ y+0(FP), AX
+	STORE2
+	ADDQ $256, SI
+	CMPQ SI, R13
+	JNE  pass
+	VZEROUPPER
+	RET

@@ -4,6 +4,7 @@ package bitmap
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -84,6 +85,80 @@ func TestAVX2DotRowGroups(t *testing.T) {
 					for i, v := range y {
 						if math.Float32bits(v) != math.Float32bits(whole[r0+i]) {
 							t.Fatalf("%s cols %d: row %d in [%d, %d): %v, in [0, %d): %v", f.name, cols, r0+i, r0, r0+n, v, rows, whole[r0+i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAVX2DotBatchRowGroups: the bf16 small-batch kernels take rows two at a
+// time and rows of x four at a time, so a row's results must not depend on
+// the range they are called with: every range of 1 to 5 rows, at every start,
+// gives bit for bit the results of the whole range, and row b of a batch of
+// nb gives bit for bit what it gives in a batch of 4 at the same position
+// within its group of four. The whole range is checked against a float64
+// reference; 1048 columns make several blocks of columns at every nb.
+func TestAVX2DotBatchRowGroups(t *testing.T) {
+	if !hasAVX2() {
+		t.Skip("no AVX2")
+	}
+	rng := rand.New(rand.NewPCG(23, 24))
+	for _, cols := range []int{16, 40, 256, 1048} {
+		const rows = 13
+		w := randomSparse(rng, rows, cols, 0.5)
+		m, err := Encode(w, rows, cols, BF16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := NewDenseBF16(w, rows, cols)
+		m.kern, d.kern = avx2Kernels, avx2Kernels
+		chunks := ChunksPerRow(cols)
+		for _, nb := range []int{4, 8, 16} {
+			x := randomInput(rng, nb, cols)
+			xT := make([]float32, chunks*nb*ChunkCols)
+			packBatch(xT, x, nb, nb, cols)
+			for _, f := range []struct {
+				name string
+				op   rowOps
+			}{{"bitmap-bf16", m}, {"dense-bf16", d}} {
+				whole := make([]float32, rows*nb)
+				f.op.dotBatch(whole, xT, nb, 0, rows)
+				dec := make([]float32, rows*cols)
+				f.op.decode(dec, 0, rows)
+				ref, abs := make([]float64, rows*nb), make([]float64, rows*nb)
+				for r := range rows {
+					for b := range nb {
+						for j := range cols {
+							p := float64(dec[r*cols+j]) * float64(x[b*cols+j])
+							ref[r*nb+b] += p
+							abs[r*nb+b] += math.Abs(p)
+						}
+					}
+				}
+				compare(t, fmt.Sprintf("%s cols %d nb %d", f.name, cols, nb), whole, ref, abs, cols)
+				for g := 0; g < nb; g += 4 {
+					x4T := make([]float32, chunks*4*ChunkCols)
+					packBatch(x4T, x[g*cols:], 4, 4, cols)
+					y4 := make([]float32, rows*4)
+					f.op.dotBatch(y4, x4T, 4, 0, rows)
+					for r := range rows {
+						for b := range 4 {
+							if v, u := y4[r*4+b], whole[r*nb+g+b]; math.Float32bits(v) != math.Float32bits(u) {
+								t.Fatalf("%s cols %d: row %d, x row %d: %v in a batch of 4, %v in a batch of %d", f.name, cols, r, g+b, v, u, nb)
+							}
+						}
+					}
+				}
+				for n := 1; n <= 5; n++ {
+					for r0 := 0; r0+n <= rows; r0++ {
+						yT := make([]float32, n*nb)
+						f.op.dotBatch(yT, xT, nb, r0, r0+n)
+						for i, v := range yT {
+							if u := whole[r0*nb+i]; math.Float32bits(v) != math.Float32bits(u) {
+								t.Fatalf("%s cols %d nb %d: row %d x row %d in [%d, %d): %v, in [0, %d): %v", f.name, cols, nb, r0+i/nb, i%nb, r0, r0+n, v, rows, u)
+							}
 						}
 					}
 				}
