@@ -183,29 +183,10 @@ func TestLoadGGUFStories260KF32(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	ids, err := m.Tokenizer.Encode(refPromptText)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if !m.Tokenizer.AddBOS() || m.Tokenizer.EOS() != 2 {
 		t.Fatalf("AddBOS %v EOS %d", m.Tokenizer.AddBOS(), m.Tokenizer.EOS())
 	}
-	ids = append([]int{m.Tokenizer.BOS()}, ids...)
-	if !slices.Equal(ids, refPromptIDs) {
-		t.Fatalf("prompt ids %v, want %v", ids, refPromptIDs)
-	}
-	s, _ := NewSampler(0, 1, 0)
-	r := NewRunner(m.Params)
-	gen, err := r.Generate([][]int{ids}, GenerateOptions{MaxNewTokens: len(refGenerated), Sampler: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(gen[0], refGenerated) {
-		t.Fatalf("generated %v\nwant      %v", gen[0], refGenerated)
-	}
-	if got := refPromptText + m.Tokenizer.Decode(append(ids[1:], gen[0]...))[len(refPromptText):]; got != refText {
-		t.Fatalf("text %q\nwant %q", got, refText)
-	}
+	checkReferenceContinuation(t, m)
 }
 
 // TestLoadGGUFStories260KHalfAndQ8_0: F16, BF16 and Q8_0 matrices load as

@@ -51,32 +51,37 @@ func storiesModels(t *testing.T) map[string]*Loaded {
 
 func TestGenerateReferenceContinuation(t *testing.T) {
 	for name, m := range storiesModels(t) {
-		t.Run(name, func(t *testing.T) {
-			ids, err := m.Tokenizer.Encode(refPromptText)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ids = append([]int{m.Tokenizer.BOS()}, ids...)
-			if !slices.Equal(ids, refPromptIDs) {
-				t.Fatalf("prompt ids %v, want %v", ids, refPromptIDs)
-			}
-			s, _ := NewSampler(0, 1, 0)
-			r := NewRunner(m.Params)
-			gen, err := r.Generate([][]int{ids}, GenerateOptions{MaxNewTokens: len(refGenerated), Sampler: s})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !slices.Equal(gen[0], refGenerated) {
-				t.Fatalf("generated %v\nwant      %v", gen[0], refGenerated)
-			}
-			texts, err := GenerateText(r, m.Tokenizer, []string{refPromptText}, TextOptions{MaxNewTokens: len(refGenerated), Sampler: s})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := refPromptText + texts[0]; got != refText {
-				t.Fatalf("text %q\nwant %q", got, refText)
-			}
-		})
+		t.Run(name, func(t *testing.T) { checkReferenceContinuation(t, m) })
+	}
+}
+
+// checkReferenceContinuation: m continues the reference prompt with the
+// reference tokens and text of stories260K.
+func checkReferenceContinuation(t *testing.T, m *Loaded) {
+	t.Helper()
+	ids, err := m.Tokenizer.Encode(refPromptText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append([]int{m.Tokenizer.BOS()}, ids...)
+	if !slices.Equal(ids, refPromptIDs) {
+		t.Fatalf("prompt ids %v, want %v", ids, refPromptIDs)
+	}
+	s, _ := NewSampler(0, 1, 0)
+	r := NewRunner(m.Params)
+	gen, err := r.Generate([][]int{ids}, GenerateOptions{MaxNewTokens: len(refGenerated), Sampler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gen[0], refGenerated) {
+		t.Fatalf("generated %v\nwant      %v", gen[0], refGenerated)
+	}
+	texts, err := GenerateText(r, m.Tokenizer, []string{refPromptText}, TextOptions{MaxNewTokens: len(refGenerated), Sampler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := refPromptText + texts[0]; got != refText {
+		t.Fatalf("text %q\nwant %q", got, refText)
 	}
 }
 
