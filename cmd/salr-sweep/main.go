@@ -7,6 +7,7 @@
 //	salr-sweep -config sweeps/sparsity.toml -dry-run         # list the runs
 //	salr-sweep -config sweep.toml -emit slurm -parallel 8    # sbatch script
 //	salr-sweep -config sweep.toml -emit k8s -image IMG -pvc CLAIM
+//	salr-sweep -config sweep.toml -emit slurm -ranks 8 -ranks-per-node 4  # MPI runs
 //	salr-sweep -config sweep.toml -index 3                   # execute run 3 only
 //	salr-sweep -collect runs/sweeps/sparsity                 # results table + plot
 //
@@ -15,6 +16,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -66,6 +68,8 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.emitOpt.Mount, "mount", d.Mount, "-emit k8s: where the volume is mounted (the workers' working directory)")
 	fs.IntVar(&o.emitOpt.Retries, "retries", d.Retries, "-emit k8s: retries of a failed run (backoffLimitPerIndex)")
 	fs.StringVar(&o.emitOpt.Binary, "binary", d.Binary, "-emit: the salr-sweep command on the cluster")
+	fs.IntVar(&o.emitOpt.Ranks, "ranks", d.Ranks, "-emit: MPI ranks per run (Slurm srun --mpi=pmix --ntasks, Kubernetes an MPIJob per run); must divide train.batch_size; -cpus and -mem are then per rank")
+	fs.IntVar(&o.emitOpt.RanksPerNode, "ranks-per-node", 0, "-emit with -ranks: ranks per node (Slurm --ntasks-per-node, Kubernetes slotsPerWorker; 0: Slurm places them, one per worker pod)")
 	fs.Var(&o.env, "env", "-emit: NAME=VALUE set for the workers (repeatable), e.g. SALR_ASSETS=/data/assets")
 }
 
@@ -90,6 +94,14 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 		return o, cli.UsageError(fmt.Sprintf("-emit %q: want slurm or k8s", o.emit))
 	case o.config != "" && countTrue(o.dryRun, o.index >= 0, o.emit != "") > 1:
 		return o, cli.UsageError("-dry-run, -index and -emit exclude each other")
+	case o.emitOpt.Ranks < 1:
+		return o, cli.UsageError(fmt.Sprintf("-ranks must be >= 1 (got %d)", o.emitOpt.Ranks))
+	case o.emitOpt.RanksPerNode < 0:
+		return o, cli.UsageError(fmt.Sprintf("-ranks-per-node must be >= 0 (got %d)", o.emitOpt.RanksPerNode))
+	case (o.emitOpt.Ranks > 1 || o.emitOpt.RanksPerNode > 0) && o.emit == "":
+		return o, cli.UsageError("-ranks and -ranks-per-node apply only to -emit")
+	case o.emit == "k8s" && o.emitOpt.Ranks > 1 && o.parallel > 1:
+		return o, cli.UsageError("-parallel does not apply to -emit k8s -ranks: every run is its own MPIJob, all submitted at once (throttle them with a queue such as Kueue)")
 	}
 	return o, nil
 }
@@ -176,24 +188,35 @@ func emit(s *sweep.Sweep, runs []sweep.Run, o options, stdout, stderr io.Writer)
 		}
 		eo.WorkDir = wd
 	}
+	// Render first: bad options (-ranks not dividing a run's batch size, a
+	// missing -image, ...) fail before anything is written.
+	var job bytes.Buffer
+	if err := write(&job, s, eo); err != nil {
+		return err
+	}
 	if err := sweep.WriteManifest(s, runs); err != nil {
 		return err
 	}
 	if o.out == "-" {
-		return write(stdout, s, eo)
+		_, err := stdout.Write(job.Bytes())
+		return err
 	}
 	path := o.out
 	if path == "" {
 		path = filepath.Join(s.Dir(), name)
 	}
-	if err := atomicfile.Write(path, func(w io.Writer) error { return write(w, s, eo) }); err != nil {
+	if err := atomicfile.Write(path, func(w io.Writer) error { _, err := w.Write(job.Bytes()); return err }); err != nil {
 		return err
 	}
 	submit := "sbatch " + path
 	if o.emit == "k8s" {
 		submit = "kubectl apply -f " + path
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d runs); submit with: %s\n", path, len(runs), submit)
+	ranks := ""
+	if eo.Ranks > 1 {
+		ranks = fmt.Sprintf(" of %d ranks", eo.Ranks)
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d runs%s); submit with: %s\n", path, len(runs), ranks, submit)
 	return nil
 }
 

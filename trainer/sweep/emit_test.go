@@ -14,8 +14,8 @@ import (
 
 // emitSweep is a 6-run sweep with awkward values to quote: a sweep file
 // path with a space and a quote, and a -set override with shell
-// metacharacters.
-func emitSweep(t *testing.T) *Sweep {
+// metacharacters; extra are further -set overrides.
+func emitSweep(t *testing.T, extra ...string) *Sweep {
 	t.Helper()
 	assetsDir(t)
 	tmp := t.TempDir()
@@ -28,7 +28,7 @@ func emitSweep(t *testing.T) *Sweep {
 	if err := os.Rename(path, quoted); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Load(quoted, []string{`train.seed=7`, `model.tokenizer=$$HOME/x y;z`})
+	s, err := Load(quoted, append([]string{`train.seed=7`, `model.tokenizer=$$HOME/x y;z`}, extra...))
 	if err != nil {
 		t.Fatal(err)
 	}
