@@ -27,6 +27,10 @@ func TestParseArgsRejectsBadUsage(t *testing.T) {
 		{"-config", "a.toml", "-emit", "pbs"},
 		{"-config", "a.toml", "-parallel", "0"},
 		{"-config", "a.toml", "extra"},
+		{"-config", "a.toml", "-emit", "slurm", "-ranks", "0"},
+		{"-config", "a.toml", "-emit", "slurm", "-ranks", "2", "-ranks-per-node", "-1"},
+		{"-config", "a.toml", "-ranks", "2"},
+		{"-config", "a.toml", "-emit", "k8s", "-ranks", "2", "-parallel", "2"},
 	} {
 		_, err := parseArgs(args, io.Discard)
 		if !cli.IsUsage(err) {
@@ -97,5 +101,48 @@ method = ["lora", "prune-lora", "salr"]
 		if _, err := os.Stat(filepath.Join(dir, "cmd", f)); err != nil {
 			t.Errorf("-collect did not write %s", f)
 		}
+	}
+}
+
+// TestEmitRanksFailsBeforeWriting checks that -emit with -ranks not dividing
+// a run's batch size fails naming the flag and the run, and writes nothing;
+// with a rank count that divides it the script runs srun --mpi=pmix.
+func TestEmitRanksFailsBeforeWriting(t *testing.T) {
+	setAssets(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mpi.toml")
+	text := fmt.Sprintf(`name = "mpi"
+base = "quickstart"
+root = %q
+[grid]
+"train.batch_size" = [8, 4]
+`, dir)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, emit := range []string{"slurm", "k8s"} {
+		o, err := parseArgs([]string{"-config", path, "-emit", emit, "-ranks", "8", "-image", "img", "-pvc", "claim"}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = run(context.Background(), o, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-ranks 8") || !strings.Contains(err.Error(), "run 1") {
+			t.Errorf("-emit %s -ranks 8: %v, want an error naming -ranks 8 and run 1", emit, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "mpi")); !os.IsNotExist(err) {
+			t.Fatalf("-emit %s -ranks 8 wrote the sweep directory (%v)", emit, err)
+		}
+	}
+	o, err := parseArgs([]string{"-config", path, "-emit", "slurm", "-ranks", "4", "-ranks-per-node", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), o, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	script, err := os.ReadFile(filepath.Join(dir, "mpi", "sweep.sbatch"))
+	if err != nil || !strings.Contains(string(script), "#SBATCH --ntasks=4\n") ||
+		!strings.Contains(string(script), "exec srun --mpi=pmix ") {
+		t.Errorf("-emit slurm -ranks 4: %v\n%s", err, script)
 	}
 }
