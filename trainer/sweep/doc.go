@@ -4,6 +4,8 @@
 // worker process, skipping finished runs and resuming interrupted ones) or
 // on a cluster engine the user already has (EmitSlurm: a job array;
 // EmitK8s: an Indexed Job), whose workers execute one run each (Execute).
+// With EmitOptions.Ranks > 1 each run is one MPI job of that many ranks
+// (srun --mpi=pmix in the array task; one Kubeflow MPIJob per run).
 // Collect gathers the runs' summaries and evaluation metrics into one table
 // (CSV, Markdown) and a plot of the objective; when train.seed is varied,
 // the runs that differ only in it are also summarised as mean ± standard

@@ -149,6 +149,9 @@ func (o EmitOptions) slotsPerNode() int {
 // --array=0-(N-1)%P, each task executing run $SLURM_ARRAY_TASK_ID with
 // salr-sweep -index. Slurm sends SIGTERM two minutes before the time limit,
 // so the run checkpoints; resubmitting the script continues the sweep.
+// With o.Ranks > 1 each task allocates Ranks tasks (--ntasks, and --nodes
+// and --ntasks-per-node with RanksPerNode) and starts the run's ranks with
+// srun --mpi=pmix --kill-on-bad-exit=1.
 func EmitSlurm(w io.Writer, s *Sweep, o EmitOptions) error {
 	env, err := o.check(s)
 	if err != nil {
@@ -226,7 +229,8 @@ exec {{.Command}}
 // $(JOB_COMPLETION_INDEX) with salr-sweep -index, on a PersistentVolumeClaim
 // mounted as the working directory. A failed or evicted index is retried
 // (backoffLimitPerIndex, Kubernetes 1.29 or later) and resumes from its
-// checkpoint.
+// checkpoint. With o.Ranks > 1 it writes one MPIJob per run instead
+// (emitMPIJobs).
 func EmitK8s(w io.Writer, s *Sweep, o EmitOptions) error {
 	env, err := o.check(s)
 	if err != nil {
