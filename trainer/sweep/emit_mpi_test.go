@@ -236,7 +236,7 @@ func TestEmitK8sRanks(t *testing.T) {
 		}
 		c := w.Template.Spec.Containers[0]
 		vols := w.Template.Spec.Volumes
-		if c.Image != o.Image || c.Resources.Requests["cpu"] != "4" || c.Resources.Limits["cpu"] != "4" ||
+		if c.Image != o.Image || !slices.Equal(c.Command, []string{"/usr/sbin/sshd", "-De"}) || c.Resources.Requests["cpu"] != "4" || c.Resources.Limits["cpu"] != "4" ||
 			c.Resources.Requests["memory"] != "12Gi" || c.Resources.Limits["memory"] != "12Gi" ||
 			len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/work" || len(vols) != 1 ||
 			vols[0].Name != c.VolumeMounts[0].Name || vols[0].PersistentVolumeClaim.ClaimName != "salr-runs" {
