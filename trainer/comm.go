@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"time"
 
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
@@ -115,9 +116,12 @@ func (s *stepper) stepParallel(step int, lr float64, next func() datasets.Batch,
 	if stop {
 		s.flat[len(s.flat)-1] = 1
 	}
+	start := time.Now()
 	if err := s.comm.AllreduceSum(s.flat); err != nil {
 		return r, fmt.Errorf("trainer: step %d: %w", step+1, err)
 	}
+	s.reduceTime += time.Since(start)
+	s.reduces++
 	off := 0
 	for _, p := range params {
 		copy(p.Grad, s.flat[off:off+len(p.Grad)])
@@ -180,4 +184,14 @@ func trainFollower(ctx context.Context, opt Options) (*Summary, error) {
 	err = r.loop(ctx, opt.StopAfter)
 	rep.stop()
 	return nil, err
+}
+
+// reduceSummary describes the allreduce time of the steps run so far (it
+// includes waiting for the slowest rank).
+func (s *stepper) reduceSummary() string {
+	if s.reduces == 0 {
+		return ""
+	}
+	return fmt.Sprintf("allreduce: %d values (%.2f MB) per step, %.2f ms per step on average over %d steps, waiting for the slowest rank included",
+		len(s.flat), float64(4*len(s.flat))/1e6, float64(s.reduceTime.Microseconds())/1e3/float64(s.reduces), s.reduces)
 }

@@ -299,6 +299,13 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 		r.rep.begin(r.state.Step, steps)
 	}
 	ranHere := 0
+	if parallel {
+		defer func() {
+			if m := step.reduceSummary(); m != "" {
+				r.rep.logf("%s", m)
+			}
+		}()
+	}
 	for r.state.Step < steps {
 		// Ranks agree on a signal through the step's allreduce (res.stop):
 		// one rank alone leaving the loop would leave the others waiting.
@@ -423,6 +430,9 @@ type stepper struct {
 	rows, seq int
 	// flat is the allreduce buffer: the gradients, the loss, the stop flag.
 	flat []float32
+	// reduceTime is the time spent in the reduces allreduces.
+	reduceTime time.Duration
+	reduces    int
 }
 
 // stepResult is what one update reports.
