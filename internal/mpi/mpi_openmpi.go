@@ -8,6 +8,10 @@ package mpi
 #include <stdlib.h>
 
 static int salr_init(int *provided) {
+	// Open MPI's own handlers for SIGSEGV, SIGBUS, SIGFPE and SIGABRT would
+	// replace the Go runtime's (nil dereferences are Go panics); keep Go's
+	// unless the user chose otherwise.
+	setenv("OMPI_MCA_opal_signal", "", 0);
 	int flag = 0;
 	int rc = MPI_Initialized(&flag);
 	if (rc != MPI_SUCCESS) return rc;
