@@ -53,14 +53,17 @@ type FusedKernel[T kernels.Float] struct {
 	scale                  []T
 	frozen                 []int // ranks whose gradients are zeroed
 	seed, step             uint64
+	rowFirst, rowTotal     int
 	training               bool
 	precision              kernels.Precision
 
 	maskValid bool
 	maskStep  uint64
 	maskRows  int
-	maskBits  []uint64 // kept elements of x for (maskStep, maskRows)
-	maskMu    sync.Mutex
+	// maskFirst, maskTotal are the rowFirst, rowTotal of the cached mask.
+	maskFirst, maskTotal int
+	maskBits             []uint64 // kept elements of x for (maskStep, maskRows)
+	maskMu               sync.Mutex
 }
 
 // NewFusedKernel returns the kernel for f. name identifies the projection
@@ -89,6 +92,12 @@ func NewFusedKernel[T kernels.Float](f *Fused, name string, seed uint64) *FusedK
 
 // SetStep selects the dropout mask of a training step (or micro-step).
 func (k *FusedKernel[T]) SetStep(step uint64) { k.step = step }
+
+// SetRows makes the dropout masks those of rows [first, first+n) of a batch
+// of total rows, n being the rows of the op's input (a rank's share of a
+// data-parallel batch draws what one process draws for the whole batch).
+// total 0 (the default) means the input is the whole batch.
+func (k *FusedKernel[T]) SetRows(first, total int) { k.rowFirst, k.rowTotal = first, total }
 
 // SetTraining switches dropout on (training) or off (evaluation).
 func (k *FusedKernel[T]) SetTraining(on bool) { k.training = on }
@@ -310,7 +319,29 @@ func (k *FusedKernel[T]) prepare(x []T, wantDrop bool) (d kernels.AdapterDims, d
 func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 	k.maskMu.Lock()
 	defer k.maskMu.Unlock()
-	if k.maskValid && k.maskStep == k.step && k.maskRows == n {
+	return k.drawMask(n)
+}
+
+// drawMask is maskFor with maskMu held.
+func (k *FusedKernel[T]) drawMask(n int) []uint64 {
+	if k.maskValid && k.maskStep == k.step && k.maskRows == n && k.maskFirst == k.rowFirst && k.maskTotal == k.rowTotal {
+		return k.maskBits
+	}
+	if k.rowTotal > 0 && (k.rowFirst != 0 || k.rowTotal != n) {
+		// Draw the whole batch's mask, keep this input's rows.
+		first, total := k.rowFirst, k.rowTotal
+		k.rowFirst, k.rowTotal = 0, 0
+		all := slices.Clone(k.drawMask(total))
+		k.rowFirst, k.rowTotal = first, total
+		size := n * k.in
+		k.maskBits = slices.Grow(k.maskBits[:0], (size+63)/64)[:(size+63)/64]
+		clear(k.maskBits)
+		start := first * k.in
+		for i := range size {
+			j := start + i
+			k.maskBits[i/64] |= (all[j/64] >> (j % 64) & 1) << (i % 64)
+		}
+		k.maskValid, k.maskStep, k.maskRows, k.maskFirst, k.maskTotal = true, k.step, n, first, total
 		return k.maskBits
 	}
 	size := n * k.in
@@ -331,7 +362,7 @@ func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 		}
 		k.maskBits[w] = word
 	}
-	k.maskValid, k.maskStep, k.maskRows = true, k.step, n
+	k.maskValid, k.maskStep, k.maskRows, k.maskFirst, k.maskTotal = true, k.step, n, k.rowFirst, k.rowTotal
 	return k.maskBits
 }
 

@@ -3,6 +3,7 @@ package adapters
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/salr-go/salr/kernels"
@@ -364,4 +365,35 @@ func fusedKernelInGraph(t *testing.T, dropout float64) uint64 {
 		compare("grad of "+nd.Name(), grad, want)
 	}
 	return calls
+}
+
+// TestDropoutRows: a kernel told its input is rows [first, first+n) of a
+// batch of total rows draws exactly those rows' bits of the whole batch's
+// mask (a data-parallel rank drops what one process drops), whatever the
+// alignment of the rows to the 64-bit words.
+func TestDropoutRows(t *testing.T) {
+	lora, svd := testAdapters(t, 4, 100, 0.3, true)
+	f := mustConcat(t, lora, svd)
+	whole := NewFusedKernel[float32](f, "q", 7)
+	whole.SetStep(3)
+	all := append([]uint64(nil), whole.maskFor(13)...)
+	bit := func(bits []uint64, i int) uint64 { return bits[i/64] >> (i % 64) & 1 }
+	k := NewFusedKernel[float32](f, "q", 7)
+	k.SetStep(3)
+	for _, c := range []struct{ first, n int }{{0, 5}, {5, 5}, {3, 10}, {12, 1}} {
+		k.SetRows(c.first, 13)
+		got := k.maskFor(c.n)
+		for i := range c.n * 100 {
+			if bit(got, i) != bit(all, c.first*100+i) {
+				t.Fatalf("rows [%d,%d): element %d differs from the whole batch's mask", c.first, c.first+c.n, i)
+			}
+		}
+		if n := c.n * 100; n%64 != 0 && got[len(got)-1]>>(n%64) != 0 {
+			t.Fatalf("rows [%d,%d): bits beyond the last element are set", c.first, c.first+c.n)
+		}
+	}
+	k.SetRows(0, 0)
+	if got := k.maskFor(13); !slices.Equal(got, all) {
+		t.Fatal("SetRows(0, 0) does not restore the whole-input mask")
+	}
 }

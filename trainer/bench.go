@@ -143,7 +143,7 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	var times []float64
 	for i := 0; i < o.Warmup+o.Steps; i++ {
 		t0 := time.Now()
-		if _, err := stp.step(i, tc.LR, loader.Next); err != nil {
+		if _, err := stp.step(i, tc.LR, loader.Next, false); err != nil {
 			return nil, err
 		}
 		if i >= o.Warmup {

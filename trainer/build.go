@@ -402,6 +402,16 @@ func (s *Setup) SetDropoutStep(step int) {
 	}
 }
 
+// SetDropoutRows makes every adapter op draw the dropout masks of rows
+// [first, first+n) of a batch of total rows (n: the op's rows), so that a
+// rank of a data-parallel run drops what a single process would drop on the
+// same rows of the global batch.
+func (s *Setup) SetDropoutRows(first, total int) {
+	for _, k := range s.kernels {
+		k.SetRows(first, total)
+	}
+}
+
 // ReadGrads points every trainable's Grad at its accumulated gradient in the
 // graph (read after the step's micro-batches).
 func (s *Setup) ReadGrads(g *model.Graph[float32]) error {

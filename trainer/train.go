@@ -45,12 +45,20 @@ type Options struct {
 	// optimizer steps of this invocation as if interrupted (for tests of
 	// resumption).
 	StopAfter int
+	// Comm makes this process one rank of a data-parallel run (nil: a
+	// single process); see Comm. Rank 0 alone writes the run directory,
+	// logs and evaluates; Train returns a nil Summary on the other ranks.
+	Comm Comm
 }
 
 // Train runs (or resumes) a fine-tuning run, then the evaluation its
 // config's [eval] names (see evaluateRun), and returns its summary. Resuming
 // a finished run whose evaluation did not finish does the evaluation.
 func Train(ctx context.Context, opt Options) (*Summary, error) {
+	opt.Comm = commOrSingle(opt.Comm)
+	if opt.Comm.Rank() != 0 {
+		return trainFollower(ctx, opt)
+	}
 	rep := &reporter{log: opt.Log, out: opt.Progress, every: opt.StatusEvery}
 	cfg, runDir, unlock, err := openRun(opt, rep.logf)
 	if err != nil {
@@ -77,7 +85,7 @@ func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options,
 		return nil, err
 	}
 	defer setup.Close()
-	r, err := startTraining(setup, runDir, opt.Resume != "", rep)
+	r, err := startTraining(setup, runDir, opt.Resume != "", rep, opt.Comm)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +116,8 @@ type training struct {
 	// heldOut is the evaluated part of the held-out set (empty: disabled).
 	heldOut []datasets.Sequence
 	runner  *model.Runner
+	// comm is the data-parallel communication (single: one process).
+	comm Comm
 	// wallBefore is the training time of earlier invocations; start is when
 	// this invocation's loop began.
 	wallBefore float64
@@ -118,11 +128,18 @@ type training struct {
 // run, restores the latest checkpoint when resuming, opens metrics.jsonl and
 // measures the held-out loss before training (a resumed run keeps the first
 // measurement).
-func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*training, error) {
+func startTraining(setup *Setup, runDir string, resume bool, rep *reporter, comm Comm) (*training, error) {
 	cfg := setup.Config
 	tc := cfg.Train
 	data := setup.Data
 	st := data.Stats
+	comm = commOrSingle(comm)
+	if err := checkRanks(cfg.Train.BatchSize, comm); err != nil {
+		return nil, err
+	}
+	if comm.Size() > 1 {
+		rep.logf("data parallel: %d ranks, %d of the %d sequences of every batch each", comm.Size(), cfg.Train.BatchSize/comm.Size(), cfg.Train.BatchSize)
+	}
 	rep.logf("kernels: %s", bitmap.CurrentPaths())
 	rep.logf("precision: %s", precisionPhrase(tc.Precision))
 	rep.logf("data: %d training sequences (%d truncated, %d dropped, %d with no answer tokens left after truncation), %d held out",
@@ -134,9 +151,13 @@ func startTraining(setup *Setup, runDir string, resume bool, rep *reporter) (*tr
 			Precision: tc.Precision, Paths: bitmap.CurrentPaths()},
 		heldOut: heldOutSeqs(cfg, data),
 		runner:  model.NewRunner(setup.Params),
+		comm:    comm,
 		adam:    NewAdamW(setup.Trainables, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEps, tc.WeightDecay),
 	}
 	r.state.ConfigHash = r.sum.ConfigHash
+	if comm.Rank() != 0 {
+		r.heldOut = nil // rank 0 alone measures the held-out loss
+	}
 	r.sum.noHeldOut = len(r.heldOut) == 0
 	if err := r.open(resume); err != nil {
 		r.close()
@@ -164,7 +185,7 @@ func (r *training) open(resume bool) error {
 			return fmt.Errorf("train.precision: %w", err)
 		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
-			Batch: tc.BatchSize, Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
+			Batch: tc.BatchSize / r.comm.Size(), Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
 			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec}); err != nil {
 			return err
 		}
@@ -179,6 +200,9 @@ func (r *training) open(resume bool) error {
 		keep = r.state.Step
 	}
 	var err error
+	if r.comm.Rank() != 0 {
+		return nil
+	}
 	if r.metrics, r.history, err = openMetrics(r.runDir, keep); err != nil {
 		return err
 	}
@@ -247,8 +271,12 @@ func (r *training) evalLoss() (float64, error) {
 	return HeldOutLoss(r.runner, r.heldOut, r.cfg.Train.BatchSize)
 }
 
-// checkpoint saves the training state.
+// checkpoint saves the training state (rank 0; the other ranks hold the
+// same state).
 func (r *training) checkpoint() error {
+	if r.comm.Rank() != 0 {
+		return nil
+	}
 	r.state.WallSeconds = r.wallBefore + time.Since(r.start).Seconds()
 	r.state.AdamSteps = r.adam.Steps
 	r.state.Loader = r.loader.State()
@@ -262,15 +290,26 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 	tc := r.cfg.Train
 	steps := r.sum.Steps
 	sched := Schedule{Kind: tc.Schedule, Peak: tc.LR, Warmup: tc.WarmupSteps, Total: steps, MinRatio: tc.MinLRRatio}
-	step := &stepper{setup: r.setup, graph: r.graph, opt: r.adam, accum: tc.GradAccum, clip: tc.GradClip}
+	step := &stepper{setup: r.setup, graph: r.graph, opt: r.adam, accum: tc.GradAccum, clip: tc.GradClip,
+		comm: r.comm, rows: tc.BatchSize, seq: r.cfg.Data.SeqLen}
+	parallel := r.comm.Size() > 1
 	r.wallBefore = r.state.WallSeconds
 	r.start = time.Now()
 	if steps > 0 {
 		r.rep.begin(r.state.Step, steps)
 	}
 	ranHere := 0
+	if parallel {
+		defer func() {
+			if m := step.reduceSummary(); m != "" {
+				r.rep.logf("%s", m)
+			}
+		}()
+	}
 	for r.state.Step < steps {
-		if ctx.Err() != nil || (stopAfter > 0 && ranHere == stopAfter) {
+		// Ranks agree on a signal through the step's allreduce (res.stop):
+		// one rank alone leaving the loop would leave the others waiting.
+		if (!parallel && ctx.Err() != nil) || (stopAfter > 0 && ranHere == stopAfter) {
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
@@ -278,7 +317,7 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 		}
 		stepStart := time.Now()
 		lr := sched.LR(r.state.Step)
-		res, err := step.step(r.state.Step, lr, r.loader.Next)
+		res, err := step.step(r.state.Step, lr, r.loader.Next, ctx.Err() != nil)
 		if errors.Is(err, errNonFinite) {
 			ck, _ := latestCheckpoint(r.runDir)
 			if ck == "" {
@@ -305,7 +344,7 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 			m.EvalLoss = &el
 			r.rep.logf("step %d: held-out loss %.4f", m.Step, el)
 		}
-		if m.Step%max(tc.LogEvery, 1) == 0 || m.EvalLoss != nil || m.Step == steps {
+		if r.metrics != nil && (m.Step%max(tc.LogEvery, 1) == 0 || m.EvalLoss != nil || m.Step == steps) {
 			if err := r.metrics.write(m); err != nil {
 				return err
 			}
@@ -315,6 +354,12 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 			if err := r.checkpoint(); err != nil {
 				return err
 			}
+		}
+		if res.stop && m.Step < steps {
+			if err := r.checkpoint(); err != nil {
+				return err
+			}
+			return ErrInterrupted
 		}
 	}
 	return nil
@@ -379,17 +424,32 @@ type stepper struct {
 	opt   *AdamW
 	accum int
 	clip  float64
+	// comm, when of more than one rank, splits every global batch of rows
+	// sequences of seq tokens across the ranks (see stepParallel).
+	comm      Comm
+	rows, seq int
+	// flat is the allreduce buffer: the gradients, the loss, the stop flag.
+	flat []float32
+	// reduceTime is the time spent in the reduces allreduces.
+	reduceTime time.Duration
+	reduces    int
 }
 
 // stepResult is what one update reports.
 type stepResult struct {
 	loss, gradNorm float64
 	tokens         int
+	// stop: a rank was asked to stop (parallel runs).
+	stop bool
 }
 
 // step runs update number step (0-based) at learning rate lr on batches from
-// next.
-func (s *stepper) step(step int, lr float64, next func() datasets.Batch) (stepResult, error) {
+// next; stop says this process was asked to stop (reported back in
+// stepResult.stop after the ranks agree).
+func (s *stepper) step(step int, lr float64, next func() datasets.Batch, stop bool) (stepResult, error) {
+	if s.comm != nil && s.comm.Size() > 1 {
+		return s.stepParallel(step, lr, next, stop)
+	}
 	var r stepResult
 	if err := s.graph.ZeroGrad(); err != nil {
 		return r, err

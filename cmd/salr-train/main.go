@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/pprof"
@@ -21,6 +22,7 @@ import (
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/internal/atomicfile"
+	"github.com/salr-go/salr/internal/mpi"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer"
 )
@@ -35,13 +37,35 @@ type options struct {
 
 func main() { cli.Main("salr-train", command) }
 
-// command parses args and runs.
+// command parses args and runs, as one rank of a data-parallel run when
+// started by mpirun (a build with the tag mpi).
 func command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseArgs(args, stdout)
 	if err != nil {
 		return err
 	}
-	return run(ctx, o, stdout, stderr)
+	world, err := mpi.Init()
+	if err != nil {
+		return err
+	}
+	if world.Size() == 1 {
+		err = run(ctx, o, world, stdout, stderr)
+		if ferr := world.Finalize(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	err = run(ctx, o, world, stdout, stderr)
+	if err != nil && !errors.Is(err, trainer.ErrInterrupted) {
+		// The other ranks may be waiting in a collective: end the job.
+		fmt.Fprintf(stderr, "salr-train: rank %d of %d: %v; aborting the job\n", world.Rank(), world.Size(), err)
+		world.Abort(1)
+		return err
+	}
+	if ferr := world.Finalize(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // parseArgs reads the command line; -h prints the help to stdout.
@@ -74,8 +98,8 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 
 // run trains (or prints the config) as o says; the summary goes to stdout,
 // the log and progress to stderr.
-func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
-	opt := trainer.Options{Resume: o.resume, Overwrite: o.overwrite}
+func run(ctx context.Context, o options, comm trainer.Comm, stdout, stderr io.Writer) (err error) {
+	opt := trainer.Options{Resume: o.resume, Overwrite: o.overwrite, Comm: comm}
 	var threads int
 	if o.Path != "" {
 		cfg, err := o.Load("salr-train", stdout, stderr)
@@ -107,7 +131,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 		opt.Progress = cli.Progress(stderr)
 	}
 	sum, err := trainer.Train(ctx, opt)
-	if err != nil {
+	if err != nil || sum == nil { // nil: a rank other than 0
 		return err
 	}
 	if sum.HasHeldOutLoss() {

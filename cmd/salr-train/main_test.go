@@ -35,7 +35,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		o := options{ConfigFlags: cli.ConfigFlags{Path: writeConfig(t, c.text+"[output]\ndir = \""+out+"\"\n")}, quiet: true}
-		err := run(context.Background(), o, &bytes.Buffer{}, &bytes.Buffer{})
+		err := run(context.Background(), o, nil, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want it to contain %q", c.name, err, c.want)
 		}
@@ -78,7 +78,7 @@ func TestPrintConfig(t *testing.T) {
 	t.Setenv("SALR_ASSETS", "/assets")
 	var out bytes.Buffer
 	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"train.lr=1e-4"}, Print: true}}
-	if err := run(context.Background(), o, &out, &bytes.Buffer{}); err != nil {
+	if err := run(context.Background(), o, nil, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"lr = 0.0001", `path = "/assets/stories260K/stories260K.bin"`, `method = "salr"`} {
@@ -93,7 +93,7 @@ func TestCPUProfile(t *testing.T) {
 	assets.ForTest(t)
 	dir := t.TempDir()
 	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=0", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=2"}}, quiet: true, cpuProfile: filepath.Join(dir, "cpu.pprof")}
-	if err := run(context.Background(), o, io.Discard, io.Discard); err != nil {
+	if err := run(context.Background(), o, nil, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if info, err := os.Stat(o.cpuProfile); err != nil || info.Size() == 0 {
@@ -114,7 +114,7 @@ func TestPrintConfigWithoutVariables(t *testing.T) {
 	}
 	var out, errs bytes.Buffer
 	o := options{ConfigFlags: cli.ConfigFlags{Path: "gsm8k.toml", Sets: cli.StringList{"output.base_format=dense-f32"}, Print: true}}
-	if err := run(context.Background(), o, &out, &errs); err != nil {
+	if err := run(context.Background(), o, nil, &out, &errs); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`path = "${SALR_MODEL}"`, `train_path = "${SALR_METAMATHQA}/MetaMathQA-395K.json"`, `base_format = "dense-fp32"`} {
@@ -134,7 +134,7 @@ func TestSummaryLineWithoutHeldOutSet(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	o := options{ConfigFlags: cli.ConfigFlags{Path: "quickstart.toml", Sets: cli.StringList{"output.dir=" + filepath.Join(dir, "run"), "train.max_steps=2", "data.seq_len=160", "data.max_examples=16", "data.eval_examples=0"}}, quiet: true}
-	if err := run(context.Background(), o, &out, io.Discard); err != nil {
+	if err := run(context.Background(), o, nil, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if got := out.String(); !strings.HasPrefix(got, "no held-out set, final training loss ") || strings.Contains(got, "held-out loss") {

@@ -1,0 +1,90 @@
+package mpi
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+// TestWorld checks the collectives on however many ranks run the test: one
+// (go test, with or without the tag mpi), or several under mpirun:
+//
+//	go test -tags mpi -c -o /tmp/mpi.test ./internal/mpi
+//	mpirun -np 2 /tmp/mpi.test -test.v
+//
+// Every rank fills a buffer from its rank; the sums and the broadcast are
+// known in closed form. With SALR_MPI_BENCH set it also times allreduces of
+// that many float32 values.
+func TestWorld(t *testing.T) {
+	w, err := Init()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := w.Finalize(); err != nil {
+			t.Error(err)
+		}
+	}()
+	n, rank := w.Size(), w.Rank()
+	if n < 1 || rank < 0 || rank >= n || (!Enabled && n != 1) {
+		t.Fatalf("rank %d of %d", rank, n)
+	}
+	buf := make([]float32, 1000)
+	for i := range buf {
+		buf[i] = float32(rank*1000 + i)
+	}
+	if err := w.AllreduceSum(buf); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range buf {
+		// Σ_r (1000r + i) = 1000·n(n-1)/2 + n·i
+		if want := float32(1000*n*(n-1)/2 + n*i); v != want {
+			t.Fatalf("rank %d: sum[%d] = %v, want %v", rank, i, v, want)
+		}
+	}
+	for i := range buf {
+		buf[i] = float32(rank + i)
+	}
+	if err := w.Bcast(buf, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range buf {
+		if v != float32(i) {
+			t.Fatalf("rank %d: broadcast[%d] = %v, want rank 0's %d", rank, i, v, i)
+		}
+	}
+	if err := w.Bcast(buf, n); err == nil {
+		t.Error("a broadcast from a rank that does not exist was accepted")
+	}
+	if err := w.Barrier(); err != nil {
+		t.Fatal(err)
+	}
+	if s := os.Getenv("SALR_MPI_BENCH"); s != "" && n > 1 {
+		bench(t, w, s)
+	}
+}
+
+// bench logs the time of an allreduce of size (a decimal count) float32
+// values, after a barrier, averaged over 200.
+func bench(t *testing.T, w *World, size string) {
+	var count int
+	for _, c := range size {
+		if c < '0' || c > '9' {
+			t.Fatalf("SALR_MPI_BENCH=%q: not a count", size)
+		}
+		count = 10*count + int(c-'0')
+	}
+	buf := make([]float32, count)
+	if err := w.Barrier(); err != nil {
+		t.Fatal(err)
+	}
+	const reps = 200
+	start := time.Now()
+	for range reps {
+		if err := w.AllreduceSum(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("rank %d of %d: allreduce of %d float32 (%.2f MB): %.3f ms", w.Rank(), w.Size(), count, float64(4*count)/1e6,
+		float64(time.Since(start).Microseconds())/1e3/reps)
+}

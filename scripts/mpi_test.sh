@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Data parallelism over MPI on this machine: runs the Go test of 1 vs 2 ranks
+# (adapters and losses equal within its tolerance, a batch that does not
+# split, a failing rank), then trains the quickstart for STEPS steps (default
+# 10) as 1 process and as 2 ranks and prints both runs' losses, step times
+# and the allreduce cost. Needs Open MPI (apt-get install libopenmpi-dev
+# openmpi-bin) and the assets (SALR_ASSETS, default ../shared/assets).
+#
+#   bash scripts/mpi_test.sh [STEPS]
+set -euo pipefail
+steps="${1:-10}"
+cd "$(dirname "$0")/.."
+export SALR_ASSETS="$(cd "${SALR_ASSETS:-../shared/assets}" && pwd)"
+command -v mpirun >/dev/null || { echo "mpi_test.sh: mpirun is not on PATH (apt-get install openmpi-bin)" >&2; exit 1; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+go test -tags mpi -count=1 -run '^TestMPIRanks$' -v ./cmd/salr-train
+go build -tags mpi -o "$tmp/" ./cmd/salr-train
+
+sets=(-set "train.max_steps=$steps" -set train.eval_every=0)
+echo "== 1 process"
+/usr/bin/time -f "wall %e s" "$tmp/salr-train" -config quickstart "${sets[@]}" -set "output.dir=$tmp/one" -quiet
+echo "== 2 ranks"
+/usr/bin/time -f "wall %e s" mpirun --allow-run-as-root --oversubscribe -np 2 -x SALR_ASSETS \
+  "$tmp/salr-train" -config quickstart "${sets[@]}" -set "output.dir=$tmp/two" 2>&1 | grep -E "allreduce|held-out loss [0-9]|wall" || true
+
+# Losses and seconds per step (from each run's metrics.jsonl elapsed times,
+# so the preparation before the first step is left out).
+python3 - "$tmp/one/metrics.jsonl" "$tmp/two/metrics.jsonl" <<'PY'
+import json, sys
+runs = [[json.loads(l) for l in open(p)] for p in sys.argv[1:]]
+print("step  loss(1 process)  loss(2 ranks)")
+for a, b in zip(*runs):
+    print(f"{a['step']:4d}  {a['loss']:.6f}        {b['loss']:.6f}")
+for name, r in zip(("1 process", "2 ranks"), runs):
+    if len(r) > 1:
+        per = (r[-1]["elapsed_seconds"] - r[0]["elapsed_seconds"]) / (len(r) - 1)
+        print(f"{name}: {per*1000:.0f} ms per step (steps 2-{len(r)})")
+PY

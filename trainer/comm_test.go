@@ -1,0 +1,174 @@
+package trainer
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/salr-go/salr/adapters"
+	"github.com/salr-go/salr/datasets"
+)
+
+// fakeWorld is an in-process Comm of n ranks (goroutines): AllreduceSum
+// waits for every rank's buffer and hands each the sum, taken in rank order.
+type fakeWorld struct {
+	n     int
+	parts chan fakePart
+	outs  []chan []float32
+}
+
+type fakePart struct {
+	rank int
+	buf  []float32
+}
+
+type fakeRank struct {
+	w    *fakeWorld
+	rank int
+}
+
+func newFakeWorld(n int) *fakeWorld {
+	w := &fakeWorld{n: n, parts: make(chan fakePart), outs: make([]chan []float32, n)}
+	for i := range w.outs {
+		w.outs[i] = make(chan []float32)
+	}
+	go func() {
+		for {
+			bufs := make([][]float32, n)
+			for range n {
+				p, ok := <-w.parts
+				if !ok {
+					return
+				}
+				bufs[p.rank] = p.buf
+			}
+			sum := make([]float32, len(bufs[0]))
+			for _, b := range bufs {
+				for i, v := range b {
+					sum[i] += v
+				}
+			}
+			for _, o := range w.outs {
+				o <- sum
+			}
+		}
+	}()
+	return w
+}
+
+func (r fakeRank) Rank() int { return r.rank }
+func (r fakeRank) Size() int { return r.w.n }
+func (r fakeRank) AllreduceSum(buf []float32) error {
+	r.w.parts <- fakePart{r.rank, append([]float32(nil), buf...)}
+	copy(buf, <-r.w.outs[r.rank])
+	return nil
+}
+
+// trainRanks runs Train as n ranks of a fakeWorld (rank r with opts[r])
+// and returns rank 0's error and summary; the others must return no summary.
+func trainRanks(t *testing.T, opts []Options) (*Summary, error) {
+	t.Helper()
+	w := newFakeWorld(len(opts))
+	defer close(w.parts)
+	sums := make([]*Summary, len(opts))
+	errs := make([]error, len(opts))
+	var wg sync.WaitGroup
+	for r := range opts {
+		opts[r].Comm = fakeRank{w, r}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sums[r], errs[r] = Train(context.Background(), opts[r])
+		}()
+	}
+	wg.Wait()
+	for r := 1; r < len(opts); r++ {
+		if sums[r] != nil || (errs[r] == nil) != (errs[0] == nil) {
+			t.Fatalf("rank %d: summary %v, error %v; rank 0: error %v", r, sums[r], errs[r], errs[0])
+		}
+	}
+	return sums[0], errs[0]
+}
+
+// TestRanksTrainLikeOneProcess: 2 ranks, with gradient accumulation and
+// dropout, stopped after 3 of 6 steps and resumed as 1 process, end with
+// the adapters of one uninterrupted process up to float32 summation order.
+func TestRanksTrainLikeOneProcess(t *testing.T) {
+	root := t.TempDir()
+	sets := []string{"train.max_steps=6", "train.grad_accum=2", "adapters.lora_dropout=0.1", "train.lr=3e-3"}
+	ref := filepath.Join(root, "ref")
+	if _, err := Train(context.Background(), Options{Config: tinyConfig(t, ref, sets...)}); err != nil {
+		t.Fatal(err)
+	}
+	two := filepath.Join(root, "two")
+	opts := []Options{{Config: tinyConfig(t, two, sets...), StopAfter: 3}, {Config: tinyConfig(t, two, sets...), StopAfter: 3}}
+	if _, err := trainRanks(t, opts); err != ErrInterrupted {
+		t.Fatalf("2 ranks, stopped: %v", err)
+	}
+	if _, err := Train(context.Background(), Options{Resume: two}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := adapters.ReadNative(filepath.Join(ref, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := adapters.ReadNative(filepath.Join(two, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxAbs, maxDiff float64
+	for name, fa := range a {
+		fb := b[name]
+		if fb == nil || len(fa.A) != len(fb.A) || len(fa.B) != len(fb.B) {
+			t.Fatalf("%s: missing or of another shape in the 2-rank run", name)
+		}
+		for i := range fa.A {
+			maxAbs = max(maxAbs, math.Abs(float64(fa.A[i])))
+			maxDiff = max(maxDiff, math.Abs(float64(fa.A[i]-fb.A[i])))
+		}
+		for i := range fa.B {
+			maxAbs = max(maxAbs, math.Abs(float64(fa.B[i])))
+			maxDiff = max(maxDiff, math.Abs(float64(fa.B[i]-fb.B[i])))
+		}
+	}
+	t.Logf("max |difference| %.3g, max |value| %.3g", maxDiff, maxAbs)
+	if len(a) == 0 || len(a) != len(b) || maxDiff > 1e-4*maxAbs {
+		t.Errorf("1 process vs 2 ranks: %d vs %d adapters, max difference %g (max value %g)", len(a), len(b), maxDiff, maxAbs)
+	}
+}
+
+func TestRanksNeedADivisibleBatch(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	opts := []Options{{Config: tinyConfig(t, dir, "train.batch_size=3")}, {Config: tinyConfig(t, dir, "train.batch_size=3")}}
+	_, err := trainRanks(t, opts)
+	if err == nil || !strings.Contains(err.Error(), "train.batch_size 3 is not divisible by the 2 ranks") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestShard(t *testing.T) {
+	b := datasets.Batch{Inputs: []int{1, 2, 3, 4, 5, 6}, Targets: []int{2, 3, 4, 5, 6, 7},
+		Mask: []float32{0, 1, 1, 1, 0, 0}, Positions: []int{0, 1, 0, 1, 0, 1}, LossTokens: 3}
+	s := shard(b, 3, 2, 1, 3)
+	if !equalInts(s.Inputs, []int{3, 4}) || !equalInts(s.Targets, []int{4, 5}) || !equalInts(s.Positions, []int{0, 1}) || s.LossTokens != 2 {
+		t.Fatalf("rank 1 of 3: %+v", s)
+	}
+	if s := shard(b, 3, 2, 2, 3); s.LossTokens != 0 || !equalInts(s.Inputs, []int{5, 6}) {
+		t.Fatalf("rank 2 of 3: %+v", s)
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
