@@ -27,6 +27,7 @@ import (
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/internal/atomicfile"
+	"github.com/salr-go/salr/internal/mpi"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/trainer/sweep"
 )
@@ -170,8 +171,11 @@ func runIndex(ctx context.Context, s *sweep.Sweep, runs []sweep.Run, o options, 
 	if err := sweep.WriteManifest(s, runs); err != nil {
 		return err
 	}
-	opt := sweep.ExecOptions{Log: stderr, Progress: cli.Progress(stderr)}
-	return sweep.Execute(ctx, r, opt)
+	// Under mpirun or srun (a build with the tag mpi) the run is one
+	// data-parallel training of all the job's ranks.
+	return cli.RunAsRank("salr-sweep", stderr, func(world *mpi.World) error {
+		return sweep.Execute(ctx, r, sweep.ExecOptions{Log: stderr, Progress: cli.Progress(stderr), Comm: world})
+	})
 }
 
 // emit writes the Slurm script or Kubernetes manifest.

@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime/pprof"
@@ -44,28 +43,9 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	world, err := mpi.Init()
-	if err != nil {
-		return err
-	}
-	if world.Size() == 1 {
-		err = run(ctx, o, world, stdout, stderr)
-		if ferr := world.Finalize(); err == nil {
-			err = ferr
-		}
-		return err
-	}
-	err = run(ctx, o, world, stdout, stderr)
-	if err != nil && !errors.Is(err, trainer.ErrInterrupted) {
-		// The other ranks may be waiting in a collective: end the job.
-		fmt.Fprintf(stderr, "salr-train: rank %d of %d: %v; aborting the job\n", world.Rank(), world.Size(), err)
-		world.Abort(1)
-		return err
-	}
-	if ferr := world.Finalize(); err == nil {
-		err = ferr
-	}
-	return err
+	return cli.RunAsRank("salr-train", stderr, func(world *mpi.World) error {
+		return run(ctx, o, world, stdout, stderr)
+	})
 }
 
 // parseArgs reads the command line; -h prints the help to stdout.

@@ -106,6 +106,9 @@ type ExecOptions struct {
 	// Progress receives the training and evaluation progress bars (nil:
 	// none).
 	Progress io.Writer
+	// Comm joins the ranks of a data-parallel run (trainer.Options.Comm;
+	// nil: one process).
+	Comm trainer.Comm
 }
 
 // Execute carries run r to the end in this process: it trains it (a new
@@ -130,7 +133,7 @@ func Execute(ctx context.Context, r Run, opt ExecOptions) error {
 		return nil
 	}
 	logf("run %d: %s (%s)", r.Index, r.Describe(), state)
-	_, err := trainer.Train(ctx, trainer.Options{Resume: r.Dir, Log: opt.Log, Progress: opt.Progress})
+	_, err := trainer.Train(ctx, trainer.Options{Resume: r.Dir, Log: opt.Log, Progress: opt.Progress, Comm: opt.Comm})
 	if errors.Is(err, trainer.ErrInterrupted) || (err != nil && ctx.Err() != nil) {
 		return ErrInterrupted
 	}
