@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README "Install"): vet, the unit tests, the
-# pure-Go BLAS build of the kernels, and a brief run of every fuzz target.
+# pure-Go BLAS build of the kernels, the MPI build's tests where Open MPI is
+# installed, and a brief run of every fuzz target.
 # Needs SALR_ASSETS (default ../shared/assets); FUZZTIME (default 20000x)
 # sets how long each fuzz target runs. The default is a count, not a duration:
 # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded"
@@ -29,6 +30,13 @@ echo "== go test"
 go test -count=1 ./...
 echo "== go test -tags purego (pure-Go BLAS fallback)"
 go test -count=1 -tags purego ./kernels/...
+if command -v mpirun >/dev/null && pkg-config --exists ompi-c 2>/dev/null; then
+  echo "== go test -tags mpi (data parallelism over MPI: 1 vs 2 ranks under mpirun)"
+  go vet -tags mpi ./internal/mpi ./cmd/...
+  go test -count=1 -tags mpi ./internal/mpi ./cmd/salr-train
+else
+  echo "== go test -tags mpi: skipped (no Open MPI here: apt-get install libopenmpi-dev openmpi-bin)"
+fi
 echo "== fuzz (${fuzztime} each, minimising ${minimizetime} per input)"
 # Every FuzzXxx function in a _test.go file, run on its own package.
 grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]+\(' . | sort | while read -r file; do
