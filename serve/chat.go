@@ -1,11 +1,8 @@
 package serve
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -55,43 +52,6 @@ func DetectChatTemplate(tmpl string) (*ChatTemplate, error) {
 		return &ChatTemplate{Name: "zephyr", Stop: "</s>"}, nil
 	}
 	return nil, errors.New("the chat template is none of the formats the server renders (ChatML, Llama-2, Llama-3, Mistral, Zephyr)")
-}
-
-// ReadChatTemplate returns the chat template of the model directory dir
-// (tokenizer_config.json's chat_template: a string, or a list of named
-// templates of which "default" is used), or "" when it has none.
-func ReadChatTemplate(dir string) (string, error) {
-	path := filepath.Join(dir, "tokenizer_config.json")
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	var cfg struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
-	}
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return "", fmt.Errorf("serve: %s: %w", path, err)
-	}
-	if len(cfg.ChatTemplate) == 0 || string(cfg.ChatTemplate) == "null" {
-		return "", nil
-	}
-	var s string
-	if err := json.Unmarshal(cfg.ChatTemplate, &s); err == nil {
-		return s, nil
-	}
-	var named []struct{ Name, Template string }
-	if err := json.Unmarshal(cfg.ChatTemplate, &named); err != nil {
-		return "", fmt.Errorf("serve: %s: chat_template is neither a string nor a list of {name, template}", path)
-	}
-	for _, n := range named {
-		if n.Name == "default" {
-			return n.Template, nil
-		}
-	}
-	return "", fmt.Errorf("serve: %s: chat_template lists no template named \"default\"", path)
 }
 
 // Render writes msgs as a prompt ending where the assistant's reply starts.

@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,29 +61,6 @@ func TestChatRender(t *testing.T) {
 	l2, _ := DetectChatTemplate(templates["llama2"])
 	if _, err := l2.Render([]message{{"user", "a"}, {"user", "b"}}); err == nil {
 		t.Error("llama2: two user messages in a row accepted")
-	}
-}
-
-// TestReadChatTemplate reads tokenizer_config.json's chat_template, a string
-// or a list of named templates.
-func TestReadChatTemplate(t *testing.T) {
-	dir := t.TempDir()
-	if got, err := ReadChatTemplate(dir); got != "" || err != nil {
-		t.Errorf("no file: %q, %v", got, err)
-	}
-	for body, want := range map[string]string{
-		`{"chat_template": "<|im_start|>"}`: "<|im_start|>",
-		`{"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": "[INST]"}]}`: "[INST]",
-		`{"bos_token": "<s>"}`: "",
-	} {
-		os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(body), 0o644)
-		if got, err := ReadChatTemplate(dir); got != want || err != nil {
-			t.Errorf("%s: %q, %v", body, got, err)
-		}
-	}
-	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"chat_template": 3}`), 0o644)
-	if _, err := ReadChatTemplate(dir); err == nil || !strings.Contains(err.Error(), "chat_template") {
-		t.Errorf("a numeric chat_template: %v", err)
 	}
 }
 

@@ -52,7 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o                                          serve.LoadOptions
 	)
 	fs := newFlagSet("serve")
-	fs.StringVar(&modelPath, "model", "", "HF model directory or llama2.c .bin file to serve")
+	fs.StringVar(&modelPath, "model", "", "HF model directory, .gguf file or llama2.c .bin file to serve")
 	fs.StringVar(&runDir, "run", "", "salr-train run directory to serve (its compressed model)")
 	fs.StringVar(&shape, "shape", "", "random-weight model `shape` instead ("+model.ShapeNames+"), pruned by magnitude at -sparsity; needs -tokenizer")
 	fs.StringVar(&tokPath, "tokenizer", "", "tokenizer file or directory (with -shape: its size sets the vocabulary)")

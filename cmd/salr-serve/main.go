@@ -25,6 +25,7 @@ import (
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/model"
+	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/serve"
 	"github.com/salr-go/salr/trainer"
 )
@@ -97,7 +98,7 @@ func run(ctx context.Context, o options, stderr io.Writer, ready chan<- string) 
 	}
 	defer m.Close()
 	opt := serve.Options{ModelName: o.name, MaxBatch: o.maxBatch, QueueSize: o.queue, KVCacheBytes: int64(o.kvCacheMB) << 20, Logger: log}
-	tmpl, err := serve.ReadChatTemplate(tmplDir)
+	tmpl, err := model.ChatTemplate(tmplDir)
 	switch {
 	case err != nil:
 		return err
@@ -143,8 +144,9 @@ func run(ctx context.Context, o options, stderr io.Writer, ready chan<- string) 
 	return nil
 }
 
-// open loads the model and returns the directory whose tokenizer_config.json
-// may hold its chat template.
+// open loads the model and returns where its chat template may be (see
+// model.ChatTemplate): a GGUF file, or the directory whose
+// tokenizer_config.json may hold it.
 func open(o options) (*model.Loaded, string, error) {
 	if o.run != "" {
 		m, err := trainer.OpenRun(o.run)
@@ -163,6 +165,9 @@ func open(o options) (*model.Loaded, string, error) {
 	}
 	tokPath := o.tokenizer
 	if tokPath == "" {
+		if gguf.HasExtension(o.model) {
+			return m, o.model, nil // its tokenizer.chat_template
+		}
 		tokPath = o.model
 	}
 	dir := tokPath

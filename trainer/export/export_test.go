@@ -656,7 +656,7 @@ func TestByteLevelTokenizerMetadata(t *testing.T) {
 
 func TestChatTemplate(t *testing.T) {
 	dir := t.TempDir()
-	if got, err := chatTemplate(dir); got != "" || err != nil {
+	if got, err := model.ChatTemplate(dir); got != "" || err != nil {
 		t.Errorf("no tokenizer_config.json: %q, %v", got, err)
 	}
 	write := func(text string) {
@@ -665,15 +665,15 @@ func TestChatTemplate(t *testing.T) {
 		}
 	}
 	write(`{"chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}", "bos_token": "<s>"}`)
-	if got, err := chatTemplate(dir); got != "{% for m in messages %}{{ m['content'] }}{% endfor %}" || err != nil {
+	if got, err := model.ChatTemplate(dir); got != "{% for m in messages %}{{ m['content'] }}{% endfor %}" || err != nil {
 		t.Errorf("chat template %q, %v", got, err)
 	}
 	write(`{"bos_token": "<s>"}`)
-	if got, err := chatTemplate(dir); got != "" || err != nil {
+	if got, err := model.ChatTemplate(dir); got != "" || err != nil {
 		t.Errorf("no chat_template: %q, %v", got, err)
 	}
 	write(`{"chat_template": `)
-	if _, err := chatTemplate(dir); err == nil || !strings.Contains(err.Error(), "tokenizer_config.json") {
+	if _, err := model.ChatTemplate(dir); err == nil || !strings.Contains(err.Error(), "tokenizer_config.json") {
 		t.Errorf("bad JSON: %v", err)
 	}
 }

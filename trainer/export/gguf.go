@@ -1,13 +1,8 @@
 package export
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/salr-go/salr/model"
@@ -62,7 +57,7 @@ func writeGGUF(path string, l *model.Loaded, srcDir, name string, o Options) err
 		return err
 	}
 	kvs = append(kvs, tokKVs...)
-	template, err := chatTemplate(srcDir)
+	template, err := model.ChatTemplate(srcDir)
 	if err != nil {
 		return err
 	}
@@ -259,29 +254,4 @@ func tokenizerMetadata(tok tokenizer.Tokenizer, vocab int) ([]gguf.KV, error) {
 	kvs = append(kvs, gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: tok.AddBOS()},
 		gguf.KV{Key: "tokenizer.ggml.add_eos_token", Value: false})
 	return kvs, nil
-}
-
-// chatTemplate is the chat_template string of dir's tokenizer_config.json,
-// or "" when the file or the field is absent (a list of named templates is
-// not written: GGUF's tokenizer.chat_template holds one).
-func chatTemplate(dir string) (string, error) {
-	path := filepath.Join(dir, "tokenizer_config.json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("export: %w", err)
-	}
-	var cfg struct {
-		ChatTemplate json.RawMessage `json:"chat_template"`
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return "", fmt.Errorf("export: %s: %w", path, err)
-	}
-	var template string
-	if len(cfg.ChatTemplate) == 0 || json.Unmarshal(cfg.ChatTemplate, &template) != nil {
-		return "", nil
-	}
-	return template, nil
 }
