@@ -161,6 +161,17 @@ func copyFile(src, dst string) error {
 	})
 }
 
+// OpenModelOrRun loads what the -model/-tokenizer or -run flags of the
+// inference commands name: the run directory runDir (OpenRun) when it is
+// set, else the model at modelPath with the tokenizer at tokenizerPath
+// (model.Open; "" for the model's own).
+func OpenModelOrRun(modelPath, tokenizerPath, runDir string) (*model.Loaded, error) {
+	if runDir != "" {
+		return OpenRun(runDir)
+	}
+	return model.Open(modelPath, tokenizerPath)
+}
+
 // OpenRun loads a run directory for inference: its compressed model
 // (compressed/: bitmap bases with the trained adapters) when present, else
 // its pruned base (base/) with its trained adapters

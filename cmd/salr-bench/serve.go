@@ -109,12 +109,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		name = fmt.Sprintf("%s (random, sparsity %.2f, vocab %d)", shape, sparsity, cfg.Vocab)
 	default:
-		var m *model.Loaded
-		if runDir != "" {
-			m, err = trainer.OpenRun(runDir)
-		} else {
-			m, err = model.Open(modelPath, tokPath)
-		}
+		m, err := trainer.OpenModelOrRun(modelPath, tokPath, runDir)
 		if err != nil {
 			return err
 		}

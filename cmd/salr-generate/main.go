@@ -73,12 +73,7 @@ func run(o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var m *model.Loaded
-	if o.run != "" {
-		m, err = trainer.OpenRun(o.run)
-	} else {
-		m, err = model.Open(o.model, o.tokenizer)
-	}
+	m, err := trainer.OpenModelOrRun(o.model, o.tokenizer, o.run)
 	if err != nil {
 		return err
 	}
