@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/salr-go/salr/kernels"
@@ -44,6 +45,10 @@ type GraphOptions[T kernels.Float] struct {
 	// (only the activation operand rounds). Trainable base weights need
 	// FP32.
 	Precision kernels.Precision
+	// LossWeight multiplies the loss by a weight set before each Step
+	// (SetLossWeight; 1 until then), and so every gradient: a data-parallel
+	// rank weighs its share of a batch with it.
+	LossWeight bool
 }
 
 // Builder is the graph under construction, handed to the Adapter hook.
@@ -97,6 +102,7 @@ type Graph[T kernels.Float] struct {
 	idsT, targetsT     []int
 	posT               []int // RoPE positions of a packed graph, else nil
 	maskT              []T
+	lossWeightT        []T // nil without GraphOptions.LossWeight
 	logits, loss       *G.Node
 	plan               *gop.Plan
 	vm                 G.VM
@@ -307,6 +313,14 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	if buildErr != nil {
 		return nil, fmt.Errorf("model: BuildGraph: %w", buildErr)
 	}
+	if opt.LossWeight {
+		gr.lossWeightT = []T{1}
+		weighted, err := b.Apply(gop.Weighted[T]{}, gr.loss, b.Input("loss_weight", gr.lossWeightT, 1))
+		if err != nil {
+			return nil, fmt.Errorf("model: BuildGraph: %w", err)
+		}
+		gr.loss = weighted
+	}
 
 	gr.Learnables = b.learnables
 	outputs := G.Nodes{gr.loss}
@@ -395,6 +409,16 @@ func (gr *Graph[T]) StepPositions(inputs, targets, positions []int, mask []T) (T
 		return 0, fmt.Errorf("model: Step: %w", err)
 	}
 	return scalar[T](gr.loss.Value())
+}
+
+// SetLossWeight sets the weight of the loss of the next Steps (see
+// GraphOptions.LossWeight).
+func (gr *Graph[T]) SetLossWeight(w T) error {
+	if gr.lossWeightT == nil {
+		return errors.New("model: SetLossWeight: the graph was built without GraphOptions.LossWeight")
+	}
+	gr.lossWeightT[0] = w
+	return nil
 }
 
 // Logits returns the logits [Batch·Seq, Vocab] of the last Step (valid until

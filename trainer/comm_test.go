@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -171,4 +172,54 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// countingRank is a Comm of 2 ranks whose other rank holds the same values:
+// AllreduceSum doubles buf and records its length.
+type countingRank struct{ calls *[]int }
+
+func (countingRank) Rank() int { return 0 }
+func (countingRank) Size() int { return 2 }
+func (c countingRank) AllreduceSum(buf []float32) error {
+	*c.calls = append(*c.calls, len(buf))
+	for i := range buf {
+		buf[i] *= 2
+	}
+	return nil
+}
+
+// TestReduceGradsBuckets: small gradients share buckets of at most
+// bucketFloats values with the extra values first, a larger one is reduced
+// in place in pieces, and every value is summed exactly once.
+func TestReduceGradsBuckets(t *testing.T) {
+	sizes := []int{3, bucketFloats - 10, 20, 2*bucketFloats + 5, 7}
+	params := make([]Param, len(sizes))
+	for i, n := range sizes {
+		params[i].Grad = make([]float32, n)
+		for j := range params[i].Grad {
+			params[i].Grad[j] = float32(i + 1)
+		}
+	}
+	var calls []int
+	s := &stepper{comm: countingRank{&calls}}
+	extra := []float32{1.5, 0}
+	if err := s.reduceGrads(params, extra); err != nil {
+		t.Fatal(err)
+	}
+	// extra+3+(bucketFloats-10) fit in one bucket; 20 starts the next, which
+	// the large gradient flushes; then its three pieces; then 7.
+	want := []int{2 + 3 + bucketFloats - 10, 20, bucketFloats, bucketFloats, 5, 7}
+	if !slices.Equal(calls, want) {
+		t.Errorf("allreduce calls of %v values, want %v", calls, want)
+	}
+	if extra[0] != 3 || extra[1] != 0 {
+		t.Errorf("extra values %v, want [3 0]", extra)
+	}
+	for i, p := range params {
+		for j, g := range p.Grad {
+			if g != float32(2*(i+1)) {
+				t.Fatalf("gradient %d[%d] = %v, want %v", i, j, g, 2*(i+1))
+			}
+		}
+	}
 }

@@ -186,7 +186,7 @@ func (r *training) open(resume bool) error {
 		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
 			Batch: tc.BatchSize / r.comm.Size(), Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
-			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec}); err != nil {
+			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec, LossWeight: r.comm.Size() > 1}); err != nil {
 			return err
 		}
 		if resume {
@@ -428,11 +428,13 @@ type stepper struct {
 	// sequences of seq tokens across the ranks (see stepParallel).
 	comm      Comm
 	rows, seq int
-	// flat is the allreduce buffer: the gradients, the loss, the stop flag.
-	flat []float32
-	// reduceTime is the time spent in the reduces allreduces.
-	reduceTime time.Duration
-	reduces    int
+	// bucket is the allreduce buffer of small gradients (see reduceGrads).
+	bucket []float32
+	// reduceTime is the time spent in the reduces exchanges of gradients,
+	// reduceCalls and reducedValues count their allreduces and values.
+	reduceTime                 time.Duration
+	reduces                    int
+	reduceCalls, reducedValues int
 }
 
 // stepResult is what one update reports.

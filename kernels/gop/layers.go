@@ -414,3 +414,42 @@ func (ConcatColumns[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
 
 // BackwardReads implements BackwardReader: only the inputs' widths matter.
 func (ConcatColumns[T]) BackwardReads(wrt, i int) bool { return false }
+
+// Weighted multiplies its first input by the one value of its second (not
+// differentiated): out = w·x. A data-parallel run weighs each rank's loss by
+// the rank's share of the batch's loss tokens with it, so that the ranks'
+// gradients add up to the whole batch's.
+type Weighted[T kernels.Float] struct{}
+
+// Name implements Kernel.
+func (Weighted[T]) Name() string { return "Weighted" }
+
+// OutShape implements Kernel.
+func (k Weighted[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) != 2 || in[1].TotalSize() != 1 {
+		return nil, fmt.Errorf("%s: want an input and a one-value weight, got %v", k.Name(), in)
+	}
+	return in[0].Clone(), nil
+}
+
+// Forward implements Kernel.
+func (Weighted[T]) Forward(out []T, in []Arg[T]) {
+	w := in[1].Data[0]
+	for i, v := range in[0].Data {
+		out[i] = w * v
+	}
+}
+
+// Differentiable implements Kernel: the input, not the weight.
+func (Weighted[T]) Differentiable(i int) bool { return i == 0 }
+
+// Backward implements Kernel.
+func (Weighted[T]) Backward(wrt int, dIn, dOut []T, in []Arg[T]) {
+	w := in[1].Data[0]
+	for i, d := range dOut {
+		dIn[i] = w * d
+	}
+}
+
+// BackwardReads implements BackwardReader: only the weight is read.
+func (Weighted[T]) BackwardReads(wrt, i int) bool { return i == 1 }

@@ -57,6 +57,7 @@ func TestLayerKernelsGradients(t *testing.T) {
 		{"ConcatColumns", ConcatColumns[float64]{}, []Arg[float64]{randArg(rng, n, 3), randArg(rng, n, 2), randArg(rng, n, 4)}},
 		{"CrossEntropy", CrossEntropy[float64]{}, []Arg[float64]{randArg(rng, n, v), intArg(rng, n, v), mask}},
 		{"SelfAttentionPacked", SelfAttention[float64]{SelfAttention: packed}, []Arg[float64]{randArg(rng, 6, (4+2*2)*4)}},
+		{"Weighted", Weighted[float64]{}, []Arg[float64]{randArg(rng, n, c), randArg(rng, 1)}},
 	}
 	for _, tc := range cases {
 		if err := CheckGradients(tc.k, tc.in, 7, 1e-6); err != nil {
@@ -77,6 +78,7 @@ func TestLayerKernelsRejectBadShapes(t *testing.T) {
 		{SwiGLU[float32]{}, []tensor.Shape{{4, 8}, {4, 9}}},
 		{Add[float32]{}, []tensor.Shape{{4, 8}, {4, 9}}},
 		{ConcatColumns[float32]{}, []tensor.Shape{{4, 8}, {5, 9}}},
+		{Weighted[float32]{}, []tensor.Shape{{4, 8}, {2}}},
 		{CrossEntropy[float32]{}, []tensor.Shape{{4, 8}, {3}, {4}}},
 		{SelfAttention[float32]{SelfAttention: kernels.SelfAttention{Batch: 1, Seq: 4, Heads: 2, KVHeads: 1, HeadDim: 2}}, []tensor.Shape{{4, 9}}},
 	}
