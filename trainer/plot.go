@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 
 	"github.com/salr-go/salr/internal/atomicfile"
 )
@@ -18,7 +20,45 @@ import (
 // evaluation steps (from initial at step 0 when not nil) into path (PNG),
 // written atomically.
 func plotLoss(path, title string, ms []Metrics, initial *float64) error {
-	p, err := lossPlot(title, ms, initial)
+	return writePlot(path, title, []Curve{{Metrics: ms, InitialEvalLoss: initial}})
+}
+
+// Curve is one run's losses in a plot: Label names it in the legend (none
+// for a plot of one run).
+type Curve struct {
+	Label           string
+	Metrics         []Metrics
+	InitialEvalLoss *float64 // the held-out loss at step 0, if measured
+}
+
+// PlotRuns overlays the training and held-out losses of runs (run
+// directories, finished or not) in one PNG at path, written atomically;
+// labels names them in the legend (nil: the directories' base names).
+func PlotRuns(path, title string, runs, labels []string) error {
+	if labels != nil && len(labels) != len(runs) {
+		return fmt.Errorf("trainer: %d labels for %d runs", len(labels), len(runs))
+	}
+	curves := make([]Curve, len(runs))
+	for i, dir := range runs {
+		ms, err := ReadMetrics(dir)
+		if err != nil {
+			return err
+		}
+		c := Curve{Label: filepath.Base(dir), Metrics: ms}
+		if labels != nil {
+			c.Label = labels[i]
+		}
+		if s, err := ReadSummary(dir); err == nil && !s.noHeldOut && s.Finished {
+			c.InitialEvalLoss = &s.InitialEvalLoss
+		}
+		curves[i] = c
+	}
+	return writePlot(path, title, curves)
+}
+
+// writePlot draws curves (see curvesPlot) into path.
+func writePlot(path, title string, curves []Curve) error {
+	p, err := curvesPlot(title, curves)
 	if err != nil {
 		return fmt.Errorf("trainer: plotting %s: %w", path, err)
 	}
@@ -36,45 +76,67 @@ func plotLoss(path, title string, ms []Metrics, initial *float64) error {
 	return nil
 }
 
-// lossPlot is the plot plotLoss draws. The axes leave a margin around the
-// data so that the markers at the ends and the legend stay inside the frame;
-// steps are ticked at round numbers.
-func lossPlot(title string, ms []Metrics, initial *float64) (*plot.Plot, error) {
+// curvesPlot draws each curve's training loss as a line and its held-out
+// losses as a line with markers, in a colour of its own (a single curve:
+// training and held-out in two colours). Later curves are drawn dashed, so
+// that curves lying on top of each other stay visible. The axes leave a
+// margin around the data so that the markers at the ends and the legend stay
+// inside the frame; steps are ticked at round numbers.
+func curvesPlot(title string, curves []Curve) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "step"
 	p.Y.Label.Text = "loss (nats/token)"
 	p.X.Tick.Marker = stepTicks{}
 	p.Add(plotter.NewGrid())
-	var train, eval plotter.XYs
-	if initial != nil {
-		eval = append(eval, plotter.XY{X: 0, Y: *initial})
-	}
-	for _, m := range ms {
-		if m.Step > 0 {
-			train = append(train, plotter.XY{X: float64(m.Step), Y: m.Loss})
+	for i, c := range curves {
+		var train, eval plotter.XYs
+		if c.InitialEvalLoss != nil {
+			eval = append(eval, plotter.XY{X: 0, Y: *c.InitialEvalLoss})
 		}
-		if m.EvalLoss != nil {
-			eval = append(eval, plotter.XY{X: float64(m.Step), Y: *m.EvalLoss})
+		for _, m := range c.Metrics {
+			if m.Step > 0 {
+				train = append(train, plotter.XY{X: float64(m.Step), Y: m.Loss})
+			}
+			if m.EvalLoss != nil {
+				eval = append(eval, plotter.XY{X: float64(m.Step), Y: *m.EvalLoss})
+			}
 		}
-	}
-	if len(train) > 0 {
-		l, err := plotter.NewLine(train)
-		if err != nil {
-			return nil, err
+		trainColor, evalColor := plotutil.Color(2*i), plotutil.Color(2*i+1)
+		if len(curves) == 1 {
+			trainColor, evalColor = plotutil.Color(0), plotutil.Color(1)
 		}
-		l.Color = plotutil.Color(0)
-		p.Add(l)
-		p.Legend.Add("train", l)
-	}
-	if len(eval) > 0 {
-		l, pts, err := plotter.NewLinePoints(eval)
-		if err != nil {
-			return nil, err
+		name := func(what string) string {
+			if c.Label == "" {
+				return what
+			}
+			return c.Label + ": " + what
 		}
-		l.Color, pts.Color = plotutil.Color(1), plotutil.Color(1)
-		p.Add(l, pts)
-		p.Legend.Add("held-out", l, pts)
+		if len(train) > 0 {
+			l, err := plotter.NewLine(train)
+			if err != nil {
+				return nil, err
+			}
+			l.Color = trainColor
+			if i > 0 {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			}
+			p.Add(l)
+			p.Legend.Add(name("train"), l)
+		}
+		if len(eval) > 0 {
+			l, pts, err := plotter.NewLinePoints(eval)
+			if err != nil {
+				return nil, err
+			}
+			l.Color, pts.Color = evalColor, evalColor
+			if i > 0 {
+				l.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+				pts.Shape = draw.PyramidGlyph{}
+			}
+			p.Add(l, pts)
+			p.Legend.Add(name("held-out"), l, pts)
+		}
 	}
 	p.Legend.Top = true
 	p.Legend.XOffs, p.Legend.YOffs = -vg.Millimeter*3, -vg.Millimeter*3
@@ -88,7 +150,7 @@ func lossPlot(title string, ms []Metrics, initial *float64) (*plot.Plot, error) 
 		a.Max += above * span
 	}
 	pad(&p.X, 0.03, 0.03)
-	pad(&p.Y, 0.05, 0.25)
+	pad(&p.Y, 0.05, 0.17+0.08*float64(len(curves)))
 	return p, nil
 }
 

@@ -1,7 +1,11 @@
 package trainer
 
 import (
+	"bytes"
 	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -18,7 +22,7 @@ func TestLossPlotFrame(t *testing.T) {
 		ms = append(ms, m)
 	}
 	initial := 3.2
-	p, err := lossPlot("t", ms, &initial)
+	p, err := curvesPlot("t", []Curve{{Metrics: ms, InitialEvalLoss: &initial}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,5 +43,42 @@ func TestLossPlotFrame(t *testing.T) {
 	}
 	if got := (stepTicks{}).Ticks(-0.2, 8.2); len(got) != 5 || got[0].Label != "0" || got[4].Label != "8" {
 		t.Errorf("ticks of 0..8: %v", got)
+	}
+}
+
+// TestPlotRuns overlays two run directories' curves, one with a torn last
+// line, and refuses a malformed line in the middle of metrics.jsonl.
+func TestPlotRuns(t *testing.T) {
+	root := t.TempDir()
+	one, two := filepath.Join(root, "one"), filepath.Join(root, "two")
+	for _, d := range []string{one, two} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(dir, s string) {
+		if err := os.WriteFile(filepath.Join(dir, MetricsFile), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(one, `{"step":1,"loss":3}`+"\n"+`{"step":2,"loss":2.5,"eval_loss":2.7}`+"\n")
+	write(two, `{"step":1,"loss":3.1}`+"\n"+`{"step":2,"lo`)
+	ms, err := ReadMetrics(two)
+	if err != nil || len(ms) != 1 || ms[0].Loss != 3.1 {
+		t.Fatalf("torn last line: %v, %v", ms, err)
+	}
+	out := filepath.Join(root, "curves.png")
+	if err := PlotRuns(out, "t", []string{one, two}, []string{"1 process", "2 ranks"}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(out); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Fatalf("no PNG written: %v", err)
+	}
+	if err := PlotRuns(out, "t", []string{one}, []string{"a", "b"}); err == nil {
+		t.Error("2 labels for 1 run accepted")
+	}
+	write(two, `{"step":1,"loss":3.1}`+"\n"+`not json`+"\n"+`{"step":3,"loss":2}`+"\n")
+	if _, err := ReadMetrics(two); err == nil || !strings.Contains(err.Error(), "metrics.jsonl:2") {
+		t.Errorf("malformed line 2: %v", err)
 	}
 }

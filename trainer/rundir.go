@@ -97,6 +97,33 @@ type Metrics struct {
 	EvalLoss        *float64 `json:"eval_loss,omitempty"`
 }
 
+// ReadMetrics reads a run directory's metrics.jsonl. A torn last line (a
+// killed or running run) is left out; any other line that is not a Metrics
+// object is an error naming the file and line.
+func ReadMetrics(runDir string) ([]Metrics, error) {
+	path := filepath.Join(runDir, MetricsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trainer: %w", err)
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	var ms []Metrics
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m Metrics
+		if err := json.Unmarshal(line, &m); err != nil {
+			if i == len(lines)-1 {
+				break // no newline yet: torn by a kill, or being written
+			}
+			return nil, fmt.Errorf("trainer: %s:%d: %w", path, i+1, err)
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
 // ReadSummary reads a run directory's summary.json.
 func ReadSummary(runDir string) (*Summary, error) {
 	b, err := os.ReadFile(filepath.Join(runDir, SummaryFile))

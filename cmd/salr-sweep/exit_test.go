@@ -17,7 +17,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{[]string{"-h"}, 0, "usage: salr-sweep -config SWEEP", ""},
 		{[]string{"-h"}, 0, "(required unless -collect)", ""},
-		{nil, 2, "", "salr-sweep: give exactly one of -config and -collect\nrun 'salr-sweep -h' for usage\n"},
+		{nil, 2, "", "salr-sweep: give exactly one of -config, -collect and -curves\nrun 'salr-sweep -h' for usage\n"},
 		{[]string{"-nosuchflag"}, 2, "", "salr-sweep: flag provided but not defined: -nosuchflag\nrun 'salr-sweep -h' for usage\n"},
 		{[]string{"-config", "a.toml", "extra", "-dry-run"}, 2, "", `salr-sweep: unexpected argument "extra"`},
 		{[]string{"-config", "/nonexistent/sweep.toml", "-dry-run"}, 1, "", "salr-sweep: "},

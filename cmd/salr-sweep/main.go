@@ -9,7 +9,8 @@
 //	salr-sweep -config sweep.toml -emit k8s -image IMG -pvc CLAIM
 //	salr-sweep -config sweep.toml -emit slurm -ranks 8 -ranks-per-node 4  # MPI runs
 //	salr-sweep -config sweep.toml -index 3                   # execute run 3 only
-//	salr-sweep -collect runs/sweeps/sparsity                 # results table + plot
+//	salr-sweep -collect runs/sweeps/sparsity                 # results table + plots
+//	salr-sweep -curves runs/a,runs/b -labels "1 rank,2 ranks" -out curves.png
 //
 // Exit status: 0 on success, 1 when a run or the command fails, 2 for bad
 // usage, 130 when interrupted (rerun the same command to continue).
@@ -29,6 +30,7 @@ import (
 	"github.com/salr-go/salr/internal/atomicfile"
 	"github.com/salr-go/salr/internal/mpi"
 	"github.com/salr-go/salr/kernels"
+	"github.com/salr-go/salr/trainer"
 	"github.com/salr-go/salr/trainer/sweep"
 )
 
@@ -41,6 +43,8 @@ type options struct {
 	index    int
 	threads  int
 	collect  string
+	curves   string
+	labels   string
 	emit     string
 	out      string
 	emitOpt  sweep.EmitOptions
@@ -55,9 +59,11 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.dryRun, "dry-run", false, "list the runs (index, directory, varied values, state) and exit")
 	fs.IntVar(&o.index, "index", -1, "execute only run `i` in this process (what cluster workers run)")
 	fs.IntVar(&o.threads, "threads", 0, "threads of an -index run (0: the config's train.threads)")
-	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md and objective.png (and results_mean_sd.csv when train.seed varies) of a sweep `directory` (or sweep file) (required unless -config)")
+	fs.StringVar(&o.collect, "collect", "", "write results.csv, results.md, objective.png and loss_curves.png (and results_mean_sd.csv when train.seed varies) of a sweep `directory` (or sweep file)")
+	fs.StringVar(&o.curves, "curves", "", "overlay the loss curves of comma-separated run `directories` in one PNG (-out, default loss_curves.png)")
+	fs.StringVar(&o.labels, "labels", "", "-curves: comma-separated legend `names` of the runs (default: the directories' names)")
 	fs.StringVar(&o.emit, "emit", "", "write a cluster job instead of running: slurm (sbatch job array) or k8s (Indexed Job)")
-	fs.StringVar(&o.out, "out", "", "file written by -emit (default: sweep.sbatch or sweep-job.yaml in the sweep directory; - for stdout)")
+	fs.StringVar(&o.out, "out", "", "file written by -emit (default: sweep.sbatch or sweep-job.yaml in the sweep directory; - for stdout) or -curves")
 	fs.IntVar(&o.emitOpt.CPUs, "cpus", d.CPUs, "-emit: cores per run (Slurm --cpus-per-task, Kubernetes cpu)")
 	fs.StringVar(&o.emitOpt.Mem, "mem", d.Mem, "-emit: memory per run (Slurm --mem, Kubernetes memory)")
 	fs.StringVar(&o.emitOpt.Time, "time", d.Time, "-emit slurm: time limit per run (--time)")
@@ -78,8 +84,8 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 func parseArgs(args []string, stdout io.Writer) (options, error) {
 	var o options
 	fs := cli.NewFlagSet("salr-sweep",
-		"salr-sweep -config SWEEP [-parallel N] [-dry-run | -index I | -emit slurm|k8s] [-set KEY=VALUE ...]\nsalr-sweep -collect SWEEP_DIR",
-		"Run an experiment sweep on this machine, or write a Slurm or Kubernetes job that runs it on a cluster,\nand collect its results into a table and a plot. One of -config and -collect is required.")
+		"salr-sweep -config SWEEP [-parallel N] [-dry-run | -index I | -emit slurm|k8s] [-set KEY=VALUE ...]\nsalr-sweep -collect SWEEP_DIR\nsalr-sweep -curves RUN_DIR,RUN_DIR... [-labels A,B...] [-out FILE.png]",
+		"Run an experiment sweep on this machine, or write a Slurm or Kubernetes job that runs it on a cluster,\nand collect its results into a table and plots; or overlay the loss curves of any runs.\nOne of -config, -collect and -curves is required.")
 	o.addFlags(fs)
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
@@ -87,8 +93,10 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	o.emitOpt.Parallel = o.parallel
 	o.emitOpt.Env = o.env
 	switch {
-	case (o.config == "") == (o.collect == ""):
-		return o, cli.UsageError("give exactly one of -config and -collect")
+	case countTrue(o.config != "", o.collect != "", o.curves != "") != 1:
+		return o, cli.UsageError("give exactly one of -config, -collect and -curves")
+	case o.labels != "" && o.curves == "":
+		return o, cli.UsageError("-labels applies only to -curves")
 	case o.parallel < 1:
 		return o, cli.UsageError("-parallel must be >= 1")
 	case o.emit != "" && o.emit != "slurm" && o.emit != "k8s":
@@ -132,6 +140,9 @@ func command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if o.collect != "" {
 		return collect(o.collect, stdout)
+	}
+	if o.curves != "" {
+		return curves(o, stdout)
 	}
 	s, err := sweep.Load(o.config, o.sets)
 	if err != nil {
@@ -221,6 +232,27 @@ func emit(s *sweep.Sweep, runs []sweep.Run, o options, stdout, stderr io.Writer)
 		ranks = fmt.Sprintf(" of %d ranks", eo.Ranks)
 	}
 	fmt.Fprintf(stderr, "wrote %s (%d runs%s); submit with: %s\n", path, len(runs), ranks, submit)
+	return nil
+}
+
+// curves overlays the loss curves of the -curves runs.
+func curves(o options, stdout io.Writer) error {
+	runs := strings.Split(o.curves, ",")
+	var labels []string
+	if o.labels != "" {
+		labels = strings.Split(o.labels, ",")
+		if len(labels) != len(runs) {
+			return cli.UsageError(fmt.Sprintf("-labels names %d runs, -curves gives %d", len(labels), len(runs)))
+		}
+	}
+	path := o.out
+	if path == "" {
+		path = sweep.CurvesPlot
+	}
+	if err := trainer.PlotRuns(path, "loss", runs, labels); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", path)
 	return nil
 }
 

@@ -102,6 +102,24 @@ method = ["lora", "prune-lora", "salr"]
 			t.Errorf("-collect did not write %s", f)
 		}
 	}
+	if _, err := os.Stat(filepath.Join(dir, "cmd", "loss_curves.png")); err == nil {
+		t.Error("-collect drew loss curves of runs that logged no step")
+	}
+	// -curves of two runs' metrics.jsonl.
+	png := filepath.Join(dir, "two.png")
+	run2 := filepath.Join(dir, "cmd", runDirs[0])
+	if err := os.WriteFile(filepath.Join(run2, trainer.MetricsFile), []byte(`{"step":1,"loss":3}`+"\n"+`{"step":2,"loss":2}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out = do("-curves", run2+","+run2, "-labels", "a,b", "-out", png)
+	if b, err := os.ReadFile(png); err != nil || !strings.HasPrefix(string(b), "\x89PNG") || !strings.Contains(out, "wrote "+png) {
+		t.Errorf("-curves: %v\n%s", err, out)
+	}
+	if _, err := parseArgs([]string{"-curves", run2, "-labels", "a,b"}, io.Discard); err != nil {
+		t.Fatal(err)
+	} else if err := run(context.Background(), options{curves: run2, labels: "a,b"}, io.Discard, io.Discard); err == nil {
+		t.Error("-curves with 2 labels for 1 run accepted")
+	}
 }
 
 // TestEmitRanksFailsBeforeWriting checks that -emit with -ranks not dividing

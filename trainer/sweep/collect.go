@@ -23,6 +23,7 @@ const (
 	ResultsCSV      = "results.csv"
 	ResultsMarkdown = "results.md"
 	ObjectivePlot   = "objective.png"
+	CurvesPlot      = "loss_curves.png"
 	// GroupsCSV holds mean and standard deviation over the seeds of each
 	// setting; it is written only for sweeps that vary train.seed.
 	GroupsCSV = "results_mean_sd.csv"
@@ -71,6 +72,19 @@ type Row struct {
 	State State
 	// Metrics holds the metrics the run reported, by column name.
 	Metrics map[string]float64
+}
+
+// label names the row in a legend: its varied values ("lora.r=8,
+// sparsity.ratio=0.5"), or its index when nothing varies.
+func (row Row) label(varied []string) string {
+	if len(varied) == 0 {
+		return fmt.Sprintf("run %d", row.Index)
+	}
+	parts := make([]string, len(varied))
+	for i, k := range varied {
+		parts[i] = k + "=" + row.Values[i]
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Collect reads the results of every run listed in a sweep directory's
@@ -126,9 +140,11 @@ func (r *Results) best() int {
 }
 
 // WriteResults collects a sweep directory and writes results.csv,
-// results.md and objective.png into it, and results_mean_sd.csv when the
-// sweep varies train.seed; it returns the results and the paths written
-// (no plot when no run has the objective yet).
+// results.md, objective.png and loss_curves.png (every run's losses, labelled
+// by its varied values) into it, and results_mean_sd.csv when the sweep
+// varies train.seed; it returns the results and the paths written (no
+// objective plot when no run has the objective yet, no curves before a run
+// has logged a step).
 func WriteResults(dir string) (*Results, []string, error) {
 	res, err := Collect(dir)
 	if err != nil {
@@ -163,6 +179,22 @@ func WriteResults(dir string) (*Results, []string, error) {
 	}
 	if drawn {
 		written = append(written, plotPath)
+	}
+	var runs, labels []string
+	for _, row := range res.Rows {
+		runDir := filepath.Join(dir, row.Dir)
+		if info, err := os.Stat(filepath.Join(runDir, trainer.MetricsFile)); err != nil || info.Size() == 0 {
+			continue // no step logged yet
+		}
+		runs = append(runs, runDir)
+		labels = append(labels, row.label(res.Varied))
+	}
+	if len(runs) > 0 {
+		path := filepath.Join(dir, CurvesPlot)
+		if err := trainer.PlotRuns(path, "sweep "+res.Name, runs, labels); err != nil {
+			return nil, nil, err
+		}
+		written = append(written, path)
 	}
 	return res, written, nil
 }

@@ -104,8 +104,8 @@ method = ["prune-lora", "salr"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(written) != 3 {
-		t.Errorf("wrote %v, want the CSV, the Markdown and the plot", written)
+	if len(written) != 4 || filepath.Base(written[3]) != CurvesPlot {
+		t.Errorf("wrote %v, want the CSV, the Markdown, the objective plot and the loss curves", written)
 	}
 	if len(res.Rows) != 4 {
 		t.Fatalf("%d rows", len(res.Rows))
