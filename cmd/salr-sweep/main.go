@@ -249,7 +249,13 @@ func curves(o options, stdout io.Writer) error {
 	if path == "" {
 		path = sweep.CurvesPlot
 	}
-	if err := trainer.PlotRuns(path, "loss", runs, labels); err != nil {
+	names := labels
+	if names == nil {
+		for _, r := range runs {
+			names = append(names, filepath.Base(r))
+		}
+	}
+	if err := trainer.PlotRuns(path, strings.Join(names, " vs "), runs, labels); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", path)
