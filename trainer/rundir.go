@@ -35,6 +35,11 @@ type Summary struct {
 	// before training (omitted from summary.json without a held-out set).
 	EvalLoss         float64 `json:"eval_loss"`
 	InitialEvalLoss  float64 `json:"initial_eval_loss"`
+	// EvalLossBeforePrune is the held-out loss of lora-prune and
+	// lora-prune-dynamic runs before the final merge and pruning (the dense
+	// LoRA model; the model through its last training mask); EvalLoss is the
+	// pruned merged model's.
+	EvalLossBeforePrune *float64 `json:"eval_loss_before_prune,omitempty"`
 	TokensPerSecond  float64 `json:"tokens_per_second"`
 	Sparsity         float64 `json:"sparsity"`
 	TrainableParams  int     `json:"trainable_params"`

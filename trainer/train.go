@@ -266,8 +266,12 @@ func (r *training) planMemory() (previous int64) {
 	return previous
 }
 
-// evalLoss is the held-out loss of the model as it is now.
+// evalLoss is the held-out loss of the model as it is now (for
+// lora-prune-dynamic: with its masked merged weights).
 func (r *training) evalLoss() (float64, error) {
+	if r.setup.dynamic != nil {
+		defer r.setup.servePruned()()
+	}
 	return HeldOutLoss(r.runner, r.heldOut, r.cfg.Train.BatchSize)
 }
 
@@ -314,6 +318,16 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 				return err
 			}
 			return ErrInterrupted
+		}
+		if r.setup.dynamic != nil && (r.state.Step%r.cfg.Sparsity.Every == 0 || ranHere == 0) {
+			// A resumed run recomputes the masks where it resumes.
+			changed, err := r.setup.updateMasks(r.state.Step)
+			if err != nil {
+				return err
+			}
+			if r.state.Step > 0 {
+				r.rep.logf("step %d: masks recomputed, %d weights changed", r.state.Step, changed)
+			}
 		}
 		stepStart := time.Now()
 		lr := sched.LR(r.state.Step)
@@ -382,6 +396,11 @@ func (r *training) finish() (*Summary, error) {
 	} else {
 		sum.EvalLoss = sum.InitialEvalLoss
 	}
+	if r.cfg.PrunesMerged() {
+		if err := r.pruneMerged(); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.setup.Export(r.runDir); err != nil {
 		return nil, err
 	}
@@ -410,6 +429,26 @@ func (r *training) finish() (*Summary, error) {
 		r.rep.logf("finished (no held-out set); run directory %s", r.runDir)
 	}
 	return sum, nil
+}
+
+// pruneMerged merges and prunes the model of a lora-prune(-dynamic) run
+// (Setup.PruneMerged) and measures the pruned model's held-out loss.
+func (r *training) pruneMerged() error {
+	if err := r.setup.PruneMerged(r.rep.logf); err != nil {
+		return err
+	}
+	r.sum.Sparsity = r.setup.Sparsity
+	if len(r.heldOut) == 0 {
+		return nil
+	}
+	before := r.sum.EvalLoss
+	el, err := r.evalLoss()
+	if err != nil {
+		return err
+	}
+	r.sum.EvalLoss, r.sum.EvalLossBeforePrune = el, &before
+	r.rep.logf("held-out loss of the pruned merged model: %.4f (%.4f before the final pruning)", el, before)
+	return nil
 }
 
 // errNonFinite reports a NaN or infinite training loss.
