@@ -33,22 +33,17 @@ type Summary struct {
 	FinalTrainLoss float64 `json:"final_train_loss"`
 	// EvalLoss and InitialEvalLoss are the held-out losses after and
 	// before training (omitted from summary.json without a held-out set).
-	EvalLoss        float64 `json:"eval_loss"`
-	InitialEvalLoss float64 `json:"initial_eval_loss"`
-	// EvalLossBeforePrune is the held-out loss of lora-prune and
-	// lora-prune-dynamic runs before the final merge and pruning (the dense
-	// LoRA model; the model through its last training mask); EvalLoss is the
-	// pruned merged model's.
-	EvalLossBeforePrune *float64 `json:"eval_loss_before_prune,omitempty"`
-	TokensPerSecond     float64  `json:"tokens_per_second"`
-	Sparsity            float64  `json:"sparsity"`
-	TrainableParams     int      `json:"trainable_params"`
-	WallSeconds         float64  `json:"wall_seconds"`
-	Finished            bool     `json:"finished"`
-	TrainExamples       int      `json:"train_examples"`
-	EvalExamples        int      `json:"eval_examples"`
-	TruncatedExample    int      `json:"truncated_examples"`
-	DroppedExamples     int      `json:"dropped_examples"`
+	EvalLoss         float64 `json:"eval_loss"`
+	InitialEvalLoss  float64 `json:"initial_eval_loss"`
+	TokensPerSecond  float64 `json:"tokens_per_second"`
+	Sparsity         float64 `json:"sparsity"`
+	TrainableParams  int     `json:"trainable_params"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	Finished         bool    `json:"finished"`
+	TrainExamples    int     `json:"train_examples"`
+	EvalExamples     int     `json:"eval_examples"`
+	TruncatedExample int     `json:"truncated_examples"`
+	DroppedExamples  int     `json:"dropped_examples"`
 	// DroppedNoAnswer counts the training examples skipped because no
 	// answer token was left after truncation to data.seq_len.
 	DroppedNoAnswer int    `json:"dropped_no_answer"`
@@ -62,6 +57,11 @@ type Summary struct {
 	Eval *EvalSummary `json:"eval,omitempty"`
 	// Memory is the run's memory plan beside its peak RSS.
 	Memory *Memory `json:"memory,omitempty"`
+	// EvalLossBeforePrune is the held-out loss of lora-prune and
+	// lora-prune-dynamic runs before the final merge and pruning (the dense
+	// LoRA model; the model through its last training mask); EvalLoss is the
+	// pruned merged model's.
+	EvalLossBeforePrune *float64 `json:"eval_loss_before_prune,omitempty"`
 	// Precision is train.precision, the arithmetic of the training step's
 	// products ("fp32" or "bf16").
 	Precision string `json:"precision"`
