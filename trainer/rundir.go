@@ -23,7 +23,11 @@ const (
 	AdapterDir    = "adapter"
 	BaseDir       = "base"
 	CompressedDir = "compressed"
-	lockFile      = ".lock"
+	// MergedAdapterDir holds the adapters lora-prune and lora-prune-dynamic
+	// trained and merged into their pruned base (salr_adapters.safetensors);
+	// the run's model does not use them.
+	MergedAdapterDir = "merged-adapter"
+	lockFile         = ".lock"
 )
 
 // Summary is summary.json: the outcome of a run.

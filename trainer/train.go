@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
@@ -431,9 +432,21 @@ func (r *training) finish() (*Summary, error) {
 	return sum, nil
 }
 
-// pruneMerged merges and prunes the model of a lora-prune(-dynamic) run
-// (Setup.PruneMerged) and measures the pruned model's held-out loss.
+// pruneMerged writes the trained adapters of a lora-prune(-dynamic) run to
+// merged-adapter/, merges and prunes its model (Setup.PruneMerged) and
+// measures the pruned model's held-out loss.
 func (r *training) pruneMerged() error {
+	// The trained adapters the model merges, kept for analysis and for
+	// rebuilding the unpruned model (nothing loads them with the run).
+	if len(r.setup.Adapters) > 0 {
+		dir := filepath.Join(r.runDir, MergedAdapterDir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("trainer: %w", err)
+		}
+		if err := adapters.WriteNative(filepath.Join(dir, adapters.NativeFile), r.setup.Adapters); err != nil {
+			return fmt.Errorf("trainer: writing the merged adapters: %w", err)
+		}
+	}
 	if err := r.setup.PruneMerged(r.rep.logf); err != nil {
 		return err
 	}
