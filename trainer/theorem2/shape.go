@@ -45,7 +45,8 @@ type ShapeOptions struct {
 //	            lora-prune's)
 //	after       W_ft ⊙ M(W_ft)
 //
-// The own errors are not measured (NaN).
+// Every strategy keeps the same ΔW, so its own unpruned weight is W_ft and
+// the own errors equal the errors vs dense.
 func Shape(o ShapeOptions) ([]*Table, error) {
 	mc, err := model.NamedShape(o.Shape)
 	if err != nil {
@@ -104,7 +105,7 @@ func Shape(o ShapeOptions) ([]*Table, error) {
 			after := slices.Clone(ft)
 			mf.Apply(after)
 			for i, served := range [][]float32{salr, pruneLoRA, during, after} {
-				m.set(i, served, ft, nil)
+				m.set(i, served, ft, ft)
 			}
 			t.Matrices = append(t.Matrices, m)
 		}

@@ -326,6 +326,9 @@ func sameTraining(a, b *configs.Config, da, db string) error {
 // fails ("" when it holds).
 func Order(e []float64, first int) (ok bool, fails string) {
 	during, after := slices.Index(Strategies, configs.MethodLoRAPruneDynamic), slices.Index(Strategies, configs.MethodLoRAPrune)
+	if math.IsNaN(e[first]) || math.IsNaN(e[during]) || math.IsNaN(e[after]) {
+		return false, "not measured"
+	}
 	var f []string
 	if !(e[first] <= e[during]) {
 		f = append(f, "before > during")
@@ -391,6 +394,16 @@ func orDash(why string) string {
 func (t *Table) orderLine(w io.Writer, first int, name string) {
 	fmt.Fprintf(w, "- %.0f%%, %s <= during <= after:", 100*t.Ratio, name)
 	for _, own := range []bool{false, true} {
+		overall := t.OverallVsDense
+		what := "vs dense"
+		if own {
+			overall, what = t.OverallOwn, "own"
+		}
+		ok, why := Order(overall, first)
+		if why == "not measured" {
+			fmt.Fprintf(w, " %s: not measured;", what)
+			continue
+		}
 		holds := 0
 		fails := map[string][]string{}
 		for _, m := range t.Matrices {
@@ -404,12 +417,6 @@ func (t *Table) orderLine(w io.Writer, first int, name string) {
 				fails[why] = append(fails[why], short(m.Module))
 			}
 		}
-		overall := t.OverallVsDense
-		what := "vs dense"
-		if own {
-			overall, what = t.OverallOwn, "own"
-		}
-		ok, why := Order(overall, first)
 		fmt.Fprintf(w, " %s: %d of %d matrices, overall %s", what, holds, len(t.Matrices), verdict(ok, why))
 		keys := make([]string, 0, len(fails))
 		for k := range fails {
@@ -421,13 +428,18 @@ func (t *Table) orderLine(w io.Writer, first int, name string) {
 		}
 		fmt.Fprint(w, ";")
 	}
-	ok, why := Order(t.NLL, first)
-	fmt.Fprintf(w, " held-out NLL %s.\n", verdict(ok, why))
+	if ok, why := Order(t.NLL, first); why != "not measured" {
+		fmt.Fprintf(w, " held-out NLL %s.", verdict(ok, why))
+	}
+	fmt.Fprintln(w)
 }
 
 func verdict(ok bool, why string) string {
 	if ok {
 		return "holds"
+	}
+	if why == "not measured" {
+		return why
 	}
 	return "fails (" + why + ")"
 }
@@ -474,7 +486,7 @@ func num(x float64) string {
 	if math.IsNaN(x) {
 		return "-"
 	}
-	return fmt.Sprintf("%.4f", x)
+	return fmt.Sprintf("%.5f", x)
 }
 
 func nll(x float64) string {
