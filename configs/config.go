@@ -68,7 +68,7 @@ type ModelConfig struct {
 }
 
 // SparsityConfig says how the frozen base weights are pruned (ignored by
-// method lora).
+// method lora), or the merged weights of lora-prune and lora-prune-dynamic.
 type SparsityConfig struct {
 	// Fraction of the weights of each pruned projection set to zero. With an
 	// N:M pattern it must equal 1 - N/M.
@@ -94,8 +94,8 @@ type SparsityConfig struct {
 
 // AdaptersConfig holds the LoRA and SVD residual adapter settings.
 type AdaptersConfig struct {
-	// Projections that get a LoRA adapter (methods lora, prune-lora, salr);
-	// same names as sparsity.target_modules.
+	// Projections that get a LoRA adapter (methods lora, prune-lora, salr,
+	// lora-prune, lora-prune-dynamic); same names as sparsity.target_modules.
 	TargetModules []string `toml:"target_modules"`
 	// LoRA rank r; at least 1 for the methods that train LoRA.
 	LoRARank int `toml:"lora_rank"`

@@ -14,7 +14,7 @@ var fieldDocs = map[string]string{
 	"adapters.svd_power_iters":     "Power iterations of the randomized SVD (more: closer to the exact SVD).",
 	"adapters.svd_rank":            "Rank of the truncated SVD of the pruning residual; at least 1 for salr and prune-svd, 0 allowed for the other methods.",
 	"adapters.svd_trainable":       "Train the SVD residual adapter along with LoRA (salr); false keeps it frozen at its SVD initialisation.",
-	"adapters.target_modules":      "Projections that get a LoRA adapter (methods lora, prune-lora, salr); same names as sparsity.target_modules.",
+	"adapters.target_modules":      "Projections that get a LoRA adapter (methods lora, prune-lora, salr, lora-prune, lora-prune-dynamic); same names as sparsity.target_modules.",
 	"data.eval_examples":           "Number of training examples held out for evaluation when eval_path is empty; 0 disables the held-out loss.",
 	"data.eval_path":               "Held-out data in the same format. Empty: hold out eval_examples examples of the training data.",
 	"data.format":                  "Training data format: gsm8k (JSONL with question/answer), jsonl (instruction JSONL with the fields below), metamathqa (MetaMathQA as released, MetaMathQA-395K.json, or the same records as JSONL, in the MetaMath authors' prompt template) or mmlu (a directory of MMLU CSV files: auxiliary_train, or the data.tar root holding it).",
