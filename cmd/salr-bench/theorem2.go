@@ -16,7 +16,7 @@ import (
 func init() {
 	register(subcommand{
 		name:    "theorem2",
-		summary: "compare pruning before (salr, prune-lora), during (lora-prune-dynamic) and after (lora-prune) training with the dense fine-tuned weights of a lora run (the SALR paper's Theorem 2), as Markdown",
+		summary: "pruning before, during and after LoRA training against the dense fine-tuned weights (the SALR paper's Theorem 2), as Markdown",
 		run:     runTheorem2,
 	})
 }
