@@ -85,9 +85,9 @@ if [ "$which" = theorem2 ]; then
     for method in salr prune-lora lora-prune-dynamic lora-prune; do
       train2 "$method-$ratio" -set method=$method -set sparsity.ratio=$ratio
     done
-    args+=(-runs "$ratio=$out/theorem2/salr-$ratio,$out/theorem2/prune-lora-$ratio,$out/theorem2/lora-prune-dynamic-$ratio,$out/theorem2/lora-prune-$ratio")
+    args+=(-runs "$out/theorem2/salr-$ratio,$out/theorem2/prune-lora-$ratio,$out/theorem2/lora-prune-dynamic-$ratio,$out/theorem2/lora-prune-$ratio")
   done
-  "$out/bin/salr-bench" theorem2 "${args[@]}"
+  "$out/bin/salr-bench" theorem2 "${args[@]}" -detail
   echo
   "$out/bin/salr-bench" theorem2 -shape llama-2048x16 -dense "$out/theorem2/lora"
   echo
