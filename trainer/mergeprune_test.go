@@ -138,10 +138,10 @@ func TestLoRAPruneIsLoRAMergedThenPruned(t *testing.T) {
 }
 
 // TestLoRAPruneDynamicMasks runs lora-prune-dynamic for 7 steps with masks
-// every 3: they are recomputed before steps 0, 3 and 6, each the magnitude
-// mask of the merged weight at that time (checked in float64 after the
-// loop); the finished run is the final merged weight pruned, loads, and
-// evaluates to the summary's loss.
+// every 3: they are recomputed before steps 0, 3 and 6 (and no other); a
+// recomputation after the loop gives the magnitude mask of the merged weight
+// W0 + s·BA (checked in float64) and the base W0 ⊙ M; the finished run
+// loads and evaluates to the summary's loss.
 func TestLoRAPruneDynamicMasks(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "run")
 	cfg := tinyConfig(t, dir, "method=lora-prune-dynamic", "sparsity.every=3", "train.max_steps=7",
