@@ -20,6 +20,13 @@ type Config struct {
 	// plus the trainable SVD residual adapter. prune and prune-svd measure the
 	// pruned base alone or with the SVD residual adapter; they never train, so
 	// the train section is ignored (the run still writes its outputs).
+	// lora-prune: LoRA on the dense base, then the merged weight W0 + s·BA of
+	// every sparsity.target_modules projection pruned at sparsity.ratio
+	// (prune after training). lora-prune-dynamic: LoRA on the dense base
+	// whose forward uses (W0 + s·BA) ⊙ M, the mask M recomputed from the
+	// merged weight every sparsity.every steps (prune during training). Both
+	// end with the pruned merged model and no adapter, written like prune's
+	// pruned base.
 	Method string `toml:"method"`
 	// Model holds the base checkpoint and tokenizer.
 	Model ModelConfig `toml:"model"`
@@ -61,7 +68,7 @@ type ModelConfig struct {
 }
 
 // SparsityConfig says how the frozen base weights are pruned (ignored by
-// method lora).
+// method lora), or the merged weights of lora-prune and lora-prune-dynamic.
 type SparsityConfig struct {
 	// Fraction of the weights of each pruned projection set to zero. With an
 	// N:M pattern it must equal 1 - N/M.
@@ -79,12 +86,16 @@ type SparsityConfig struct {
 	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all seven. With
 	// salr and prune-svd every pruned projection gets the SVD residual adapter.
 	TargetModules []string `toml:"target_modules"`
+	// Steps between recomputations of the mask of W0 + s·BA (method
+	// lora-prune-dynamic only): before steps 0, every, 2·every, ... and once
+	// more after the last step, which gives the final model's mask.
+	Every int `toml:"every"`
 }
 
 // AdaptersConfig holds the LoRA and SVD residual adapter settings.
 type AdaptersConfig struct {
-	// Projections that get a LoRA adapter (methods lora, prune-lora, salr);
-	// same names as sparsity.target_modules.
+	// Projections that get a LoRA adapter (methods lora, prune-lora, salr,
+	// lora-prune, lora-prune-dynamic); same names as sparsity.target_modules.
 	TargetModules []string `toml:"target_modules"`
 	// LoRA rank r; at least 1 for the methods that train LoRA.
 	LoRARank int `toml:"lora_rank"`
@@ -281,6 +292,7 @@ func Default() Config {
 			Score:              ScoreMagnitude,
 			CalibrationBatches: 4,
 			TargetModules:      []string{AllLinear},
+			Every:              10,
 		},
 		Adapters: AdaptersConfig{
 			TargetModules: []string{AllLinear},

@@ -29,6 +29,7 @@ var rules = map[string]rule{
 	"sparsity.score":               oneOf(scores),
 	"sparsity.calibration_batches": intAtLeast(1),
 	"sparsity.target_modules":      modulesRule(),
+	"sparsity.every":               intAtLeast(1),
 
 	"adapters.target_modules":  modulesRule(),
 	"adapters.lora_rank":       intAtLeast(0),
@@ -130,11 +131,20 @@ func (c *Config) checkCombinations(errs *Errors, bad map[string]bool) {
 	if c.HasSVDAdapter() && c.Adapters.SVDRank < 1 {
 		report("adapters.svd_rank", "must be >= 1 for method %s, got %d", c.Method, c.Adapters.SVDRank)
 	}
-	if n, m, ok := c.Sparsity.NM(); ok && c.Prunes() && !bad["sparsity.pattern"] {
+	if n, m, ok := c.Sparsity.NM(); ok && (c.Prunes() || c.PrunesMerged()) && !bad["sparsity.pattern"] {
 		implied := 1 - float64(n)/float64(m)
 		if math.Abs(c.Sparsity.Ratio-implied) > 1e-9 {
 			report("sparsity.ratio", "must be %s (1 - N/M) with pattern %q, got %s",
 				formatNumber(implied), c.Sparsity.Pattern, formatNumber(c.Sparsity.Ratio))
+		}
+	}
+	if c.Method == MethodLoRAPruneDynamic {
+		if c.Sparsity.Score != ScoreMagnitude {
+			report("sparsity.score", "must be %q for method %s (its mask is recomputed from the merged weight during training; wanda's activation norms would need a calibration pass each time), got %q",
+				ScoreMagnitude, c.Method, c.Sparsity.Score)
+		}
+		if c.Train.Precision != PrecisionFP32 {
+			report("train.precision", "must be %q for method %s (its frozen base changes with every mask), got %q", PrecisionFP32, c.Method, c.Train.Precision)
 		}
 	}
 	d := c.Data

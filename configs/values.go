@@ -18,6 +18,13 @@ const (
 	MethodSALR      = "salr"       // pruned base, LoRA and the SVD residual adapter
 	MethodPrune     = "prune"      // pruned base only, no training
 	MethodPruneSVD  = "prune-svd"  // pruned base and the SVD residual adapter, no training
+	// LoRA on the dense base, then the merged W0 + s·BA pruned (prune after
+	// training); the result has no adapter.
+	MethodLoRAPrune = "lora-prune"
+	// LoRA on the dense base trained through the mask of W0 + s·BA,
+	// recomputed every sparsity.every steps (prune during training); the
+	// result is the pruned merged weight, no adapter.
+	MethodLoRAPruneDynamic = "lora-prune-dynamic"
 )
 
 // Values of sparsity.pattern other than "N:M".
@@ -98,7 +105,7 @@ const AllLinear = "all-linear"
 
 // Allowed values of each enumerated key, in documentation order.
 var (
-	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
+	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD, MethodLoRAPrune, MethodLoRAPruneDynamic}
 	scores      = []string{ScoreMagnitude, ScoreWanda}
 	loraInits   = []string{InitKaiming, InitGaussian}
 	svdMethods  = []string{SVDAuto, SVDExact, SVDRandomized}
@@ -133,14 +140,28 @@ func ExpandModules(targets []string) []string {
 }
 
 // Trains reports whether the method trains adapters (lora, prune-lora,
-// salr); prune and prune-svd only measure.
+// salr, lora-prune, lora-prune-dynamic); prune and prune-svd only measure.
 func (c *Config) Trains() bool {
-	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR
+	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR || c.PrunesMerged()
 }
 
-// Prunes reports whether the method prunes the frozen base (every method but
-// lora).
-func (c *Config) Prunes() bool { return c.Method != MethodLoRA }
+// Prunes reports whether the method prunes the frozen base before training
+// (every method but lora, lora-prune and lora-prune-dynamic).
+func (c *Config) Prunes() bool { return c.Method != MethodLoRA && !c.PrunesMerged() }
+
+// PrunesMerged reports whether the method trains LoRA on the dense base and
+// prunes the merged weight W0 + s·BA, after training (lora-prune) or during
+// it (lora-prune-dynamic); its result is a pruned model without adapters.
+func (c *Config) PrunesMerged() bool {
+	return c.Method == MethodLoRAPrune || c.Method == MethodLoRAPruneDynamic
+}
+
+// SavesAdapters reports whether the method's run directory holds adapters
+// (every training method but lora-prune and lora-prune-dynamic, which merge
+// them, and prune-svd).
+func (c *Config) SavesAdapters() bool {
+	return (c.HasLoRA() && !c.PrunesMerged()) || c.HasSVDAdapter()
+}
 
 // HasLoRA reports whether the method uses LoRA adapters.
 func (c *Config) HasLoRA() bool { return c.Trains() }

@@ -10,8 +10,16 @@
 #           so that every method meets another at its trainable-parameter
 #           count, each under seeds 42, 7 and 1; the table is the mean ±
 #           sample standard deviation over the seeds (issue O)
+#   theorem2 the three ways of combining magnitude pruning with LoRA of the
+#           SALR paper's Theorem 2 (salr: prune the frozen base before
+#           training; lora-prune-dynamic: prune during training; lora-prune:
+#           prune after training), plus prune-lora, at 30%, 50% and 70%:
+#           quickstart runs of the same steps, seed and data, compared with
+#           the dense fine-tuned weights of a lora run by salr-bench theorem2,
+#           then the weight-space check at the llama-2048x16 shape (issue L).
+#           Not part of all.
 #
-#   SALR_ASSETS=../shared/assets bash scripts/method_table.sh [nll|trained|all] [OUT_DIR]
+#   SALR_ASSETS=../shared/assets bash scripts/method_table.sh [nll|trained|theorem2|all] [OUT_DIR]
 #
 # nll runs are salr-train run directories under OUT_DIR (default
 # runs/method-table); the trained sweep runs in runs/sweeps/methods (its
@@ -55,6 +63,33 @@ if [ "$which" = nll ] || [ "$which" = all ]; then
     b=$(run "prune-svd-$tag" -set method=prune-svd -set sparsity.pattern="$pattern" -set sparsity.score="$score")
     echo "| $label | $a | $b |"
   done
+  echo
+fi
+
+if [ "$which" = theorem2 ]; then
+  # Runs under OUT_DIR/theorem2, dense fp32 bases so that the stored weights
+  # are the trained ones exactly; STEPS (default 300) and EVERY (the mask
+  # interval of lora-prune-dynamic, default 10) apply to every run.
+  go build -o "$out/bin/" ./cmd/salr-bench
+  t2=(-set "train.max_steps=${STEPS:-300}" -set output.base_format=dense-fp32 -set output.save_peft=false
+      -set train.checkpoint_every=0 -set "sparsity.every=${EVERY:-10}" -quiet)
+  train2() { # NAME SETTINGS...: train (or reuse) a run of the theorem2 table
+    local dir="$out/theorem2/$1"; shift
+    if ! grep -q '"finished": true' "$dir/summary.json" 2>/dev/null; then
+      "$out/bin/salr-train" -config quickstart.toml "${t2[@]}" -set "output.dir=$dir" -overwrite "$@" >/dev/null
+    fi
+  }
+  train2 lora -set method=lora
+  args=(-dense "$out/theorem2/lora")
+  for ratio in 0.5 0.3 0.7; do
+    for method in salr prune-lora lora-prune-dynamic lora-prune; do
+      train2 "$method-$ratio" -set method=$method -set sparsity.ratio=$ratio
+    done
+    args+=(-runs "$out/theorem2/salr-$ratio,$out/theorem2/prune-lora-$ratio,$out/theorem2/lora-prune-dynamic-$ratio,$out/theorem2/lora-prune-$ratio")
+  done
+  "$out/bin/salr-bench" theorem2 "${args[@]}" -detail
+  echo
+  "$out/bin/salr-bench" theorem2 -shape llama-2048x16 -dense "$out/theorem2/lora"
   echo
 fi
 

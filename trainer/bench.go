@@ -45,7 +45,7 @@ type TrainBenchResult struct {
 // TrainBenchOptions configures RunTrainBench.
 type TrainBenchOptions struct {
 	Shape      string // a model.NamedShape, e.g. "bench-60M"
-	Method     string // lora | prune-lora | salr
+	Method     string // lora | prune-lora | salr | lora-prune | lora-prune-dynamic
 	Batch, Seq int
 	Steps      int // timed steps
 	Warmup     int // untimed steps first

@@ -48,6 +48,11 @@ type Setup struct {
 	pruneLimit *pruningLimit
 	// progress receives the bar of pruning and the SVD (see stageProgress).
 	progress io.Writer
+	// dynamic holds the projections lora-prune-dynamic trains through the
+	// mask of their merged weight; maskSteps the steps before which the
+	// masks were recomputed.
+	dynamic   map[string]*dynamicMask
+	maskSteps []int
 }
 
 // Build loads the model and data of cfg and prepares them for cfg.Method:
@@ -57,8 +62,11 @@ type Setup struct {
 //	salr        pruned base, LoRA + the SVD residual adapter of each pruned projection
 //	prune       pruned base only (no training)
 //	prune-svd   pruned base + SVD residual adapters (no training)
+//	lora-prune  dense base, LoRA; the merged weight is pruned at the end (PruneMerged)
+//	lora-prune-dynamic  dense base, LoRA through the mask of W0 + s·BA on sparsity.target_modules
 //
-// Masks are computed once from the frozen W0 before any training. Every
+// Masks are computed once from the frozen W0 before any training (from the
+// merged weight for lora-prune and lora-prune-dynamic). Every
 // random choice (LoRA init, SVD sketch, dropout) derives from train.seed and
 // the module name. A prepared base (salr-prepare) as model.path supplies the
 // pruned bases and SVD factors, made with its own seed.
@@ -134,6 +142,11 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 	if err := s.attachAdapters(logf); err != nil {
 		return nil, err
 	}
+	if cfg.Method == configs.MethodLoRAPruneDynamic {
+		if err := s.initDynamic(logf); err != nil {
+			return nil, err
+		}
+	}
 	// Pruning and the SVD leave hundreds of MB of temporaries (residuals,
 	// sketches, dense copies) behind; return their pages to the OS now
 	// rather than carry them into training's peak memory.
@@ -198,13 +211,11 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	if err != nil {
 		return err
 	}
+	s.Sparsity = s.prunedSparsity()
 	var pruned, total int
 	for _, stats := range s.Pruned {
 		pruned += stats.Pruned
 		total += stats.Rows * stats.Cols
-	}
-	if total > 0 {
-		s.Sparsity = float64(pruned) / float64(total)
 	}
 	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights), bases stored as %s, in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, cfg.Output.BaseFormat, time.Since(start).Seconds())
 	return nil
@@ -391,6 +402,13 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 	a := input(lin.Module+".A", f.A, f.Rank, f.In)
 	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
 	s.nodes[lin.Module] = [2]*G.Node{a, bb}
+	if d := s.dynamic[lin.Module]; d != nil {
+		m, err := adapters.NewMaskedKernel(f, k, d.keep)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: %s: %w", lin.Module, err)
+		}
+		return m.Apply(x, a, bb)
+	}
 	return k.Apply(x, a, bb)
 }
 

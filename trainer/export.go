@@ -224,7 +224,7 @@ func checkNoAdapters(runDir, path string) error {
 	if err != nil {
 		return fmt.Errorf("trainer: %s: %w", runDir, err)
 	}
-	if cfg.HasLoRA() || cfg.HasSVDAdapter() {
+	if cfg.SavesAdapters() {
 		return fmt.Errorf("trainer: %s: method %q has adapters but %s is missing (was the run finished?)", cfgPath, cfg.Method, path)
 	}
 	return nil

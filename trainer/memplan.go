@@ -89,6 +89,10 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 			}
 		}
 	}
+	for _, d := range s.dynamic {
+		// lora-prune-dynamic's W0 copy and 0/1 mask of each pruned projection.
+		mp.Base += 4 * int64(len(d.w0)+len(d.keep))
+	}
 	frozen(p.Norm)
 	frozenMatrix := func(m kernels.Matrix[float32]) {
 		n := model.BaseBytes(m)

@@ -23,7 +23,11 @@ const (
 	AdapterDir    = "adapter"
 	BaseDir       = "base"
 	CompressedDir = "compressed"
-	lockFile      = ".lock"
+	// MergedAdapterDir holds the adapters lora-prune and lora-prune-dynamic
+	// trained and merged into their pruned base (salr_adapters.safetensors);
+	// the run's model does not use them.
+	MergedAdapterDir = "merged-adapter"
+	lockFile         = ".lock"
 )
 
 // Summary is summary.json: the outcome of a run.
@@ -57,6 +61,11 @@ type Summary struct {
 	Eval *EvalSummary `json:"eval,omitempty"`
 	// Memory is the run's memory plan beside its peak RSS.
 	Memory *Memory `json:"memory,omitempty"`
+	// EvalLossBeforePrune is the held-out loss of lora-prune and
+	// lora-prune-dynamic runs before the final merge and pruning (the dense
+	// LoRA model; the model through its last training mask); EvalLoss is the
+	// pruned merged model's.
+	EvalLossBeforePrune *float64 `json:"eval_loss_before_prune,omitempty"`
 	// Precision is train.precision, the arithmetic of the training step's
 	// products ("fp32" or "bf16").
 	Precision string `json:"precision"`

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/internal/atomicfile"
@@ -266,8 +267,12 @@ func (r *training) planMemory() (previous int64) {
 	return previous
 }
 
-// evalLoss is the held-out loss of the model as it is now.
+// evalLoss is the held-out loss of the model as it is now (for
+// lora-prune-dynamic: with its masked merged weights).
 func (r *training) evalLoss() (float64, error) {
+	if r.setup.dynamic != nil {
+		defer r.setup.servePruned()()
+	}
 	return HeldOutLoss(r.runner, r.heldOut, r.cfg.Train.BatchSize)
 }
 
@@ -314,6 +319,16 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 				return err
 			}
 			return ErrInterrupted
+		}
+		if r.setup.dynamic != nil && (r.state.Step%r.cfg.Sparsity.Every == 0 || ranHere == 0) {
+			// A resumed run recomputes the masks where it resumes.
+			changed, err := r.setup.updateMasks(r.state.Step)
+			if err != nil {
+				return err
+			}
+			if r.state.Step > 0 {
+				r.rep.logf("step %d: masks recomputed, %d weights changed", r.state.Step, changed)
+			}
 		}
 		stepStart := time.Now()
 		lr := sched.LR(r.state.Step)
@@ -382,6 +397,11 @@ func (r *training) finish() (*Summary, error) {
 	} else {
 		sum.EvalLoss = sum.InitialEvalLoss
 	}
+	if r.cfg.PrunesMerged() {
+		if err := r.pruneMerged(); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.setup.Export(r.runDir); err != nil {
 		return nil, err
 	}
@@ -410,6 +430,38 @@ func (r *training) finish() (*Summary, error) {
 		r.rep.logf("finished (no held-out set); run directory %s", r.runDir)
 	}
 	return sum, nil
+}
+
+// pruneMerged writes the trained adapters of a lora-prune(-dynamic) run to
+// merged-adapter/, merges and prunes its model (Setup.PruneMerged) and
+// measures the pruned model's held-out loss.
+func (r *training) pruneMerged() error {
+	// The trained adapters the model merges, kept for analysis and for
+	// rebuilding the unpruned model (nothing loads them with the run).
+	if len(r.setup.Adapters) > 0 {
+		dir := filepath.Join(r.runDir, MergedAdapterDir)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("trainer: %w", err)
+		}
+		if err := adapters.WriteNative(filepath.Join(dir, adapters.NativeFile), r.setup.Adapters); err != nil {
+			return fmt.Errorf("trainer: writing the merged adapters: %w", err)
+		}
+	}
+	if err := r.setup.PruneMerged(r.rep.logf); err != nil {
+		return err
+	}
+	r.sum.Sparsity = r.setup.Sparsity
+	if len(r.heldOut) == 0 {
+		return nil
+	}
+	before := r.sum.EvalLoss
+	el, err := r.evalLoss()
+	if err != nil {
+		return err
+	}
+	r.sum.EvalLoss, r.sum.EvalLossBeforePrune = el, &before
+	r.rep.logf("held-out loss of the pruned merged model: %.4f (%.4f before the final pruning)", el, before)
+	return nil
 }
 
 // errNonFinite reports a NaN or infinite training loss.

@@ -17,9 +17,9 @@ func TestExitCodes(t *testing.T) {
 		code           int
 		stdout, stderr string
 	}{
-		{[]string{"-h"}, 0, "usage: salr-bench checkpoint|generate|kernels|serve|train [flags]", ""},
+		{[]string{"-h"}, 0, "usage: salr-bench checkpoint|generate|kernels|serve|theorem2|train [flags]", ""},
 		{[]string{"kernels", "-h"}, 0, "usage: salr-bench kernels [flags]", ""},
-		{nil, 2, "", "salr-bench: missing subcommand (checkpoint, generate, kernels, serve, train)\nrun 'salr-bench -h' for usage\n"},
+		{nil, 2, "", "salr-bench: missing subcommand (checkpoint, generate, kernels, serve, theorem2, train)\nrun 'salr-bench -h' for usage\n"},
 		{[]string{"kernels", "extra", "-reps", "1"}, 2, "", `salr-bench: kernels: unexpected argument "extra"`},
 		{[]string{"kernels", "-shapes", "1x2"}, 1, "", "salr-bench: kernels: "},
 		{[]string{"checkpoint", "-h"}, 0, "usage: salr-bench checkpoint [flags]", ""},

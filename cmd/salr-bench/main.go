@@ -7,6 +7,8 @@
 //	salr-bench generate -shape llama-2048x16 [-formats dense-bf16,bitmap-bf16] [-in-turns] [-json]
 //	salr-bench checkpoint -shape llama2-7b -out DIR [-dtype bf16] [-max-shard-size 5GB] [-tokenizer PATH]
 //	salr-bench serve -run RUN_DIR|-model PATH|-shape NAME -tokenizer PATH [-clients 8] [-formats dense-bf16,bitmap-bf16] [-json]
+//	salr-bench theorem2 -dense LORA_RUN -runs SALR_RUN,PRUNE_LORA_RUN,DYNAMIC_RUN,LORA_PRUNE_RUN [-runs ...] [-detail]
+//	salr-bench theorem2 -shape llama-2048x16 [-delta X | -dense LORA_RUN]
 //
 // "salr-bench -h" lists the subcommands; "salr-bench NAME -h" their flags.
 package main

@@ -20,7 +20,7 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 
 func TestHelpListsSubcommands(t *testing.T) {
 	code, out, _ := runCmd("-h")
-	if code != 0 || !strings.Contains(out, "kernels") || !strings.HasPrefix(out, "usage: salr-bench checkpoint|generate|kernels|serve|train [flags]\n") {
+	if code != 0 || !strings.Contains(out, "kernels") || !strings.HasPrefix(out, "usage: salr-bench checkpoint|generate|kernels|serve|theorem2|train [flags]\n") {
 		t.Fatalf("salr-bench -h: exit %d, output %q", code, out)
 	}
 }
@@ -30,8 +30,8 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "salr-bench: missing subcommand (checkpoint, generate, kernels, serve, train)\n"},
-		{[]string{"nosuch"}, `salr-bench: unknown subcommand "nosuch" (want checkpoint, generate, kernels, serve, train)` + "\n"},
+		{nil, "salr-bench: missing subcommand (checkpoint, generate, kernels, serve, theorem2, train)\n"},
+		{[]string{"nosuch"}, `salr-bench: unknown subcommand "nosuch" (want checkpoint, generate, kernels, serve, theorem2, train)` + "\n"},
 		{[]string{"kernels", "-nosuchflag"}, "salr-bench: kernels: flag provided but not defined: -nosuchflag\n"},
 		{[]string{"kernels", "extra"}, `salr-bench: kernels: unexpected argument "extra"` + "\n"},
 		{[]string{"generate", "-json", "extra", "-reps", "1"}, `salr-bench: generate: unexpected argument "extra" (flags after it are not read)` + "\n"},
@@ -47,7 +47,7 @@ func TestUsageErrors(t *testing.T) {
 	if code, _, errOut := runCmd("kernels", "-cold-mb", "-1"); code != 1 || !strings.Contains(errOut, "-cold-mb -1") {
 		t.Errorf("negative -cold-mb: exit %d, stderr %q", code, errOut)
 	}
-	for _, name := range []string{"checkpoint", "kernels", "generate", "serve", "train"} {
+	for _, name := range []string{"checkpoint", "kernels", "generate", "serve", "theorem2", "train"} {
 		code, out, _ := runCmd(name, "-h")
 		if want := "usage: salr-bench " + name + " [flags]\n\n"; code != 0 || !strings.HasPrefix(out, want) || !strings.Contains(out, "flags:\n  -") {
 			t.Errorf("salr-bench %s -h: exit %d, output %q; want 0 and a help starting %q", name, code, out, want)
@@ -121,5 +121,22 @@ func TestKernelsCaseSpellings(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %s result:\n%s", want, out)
 		}
+	}
+}
+
+func TestTheorem2Errors(t *testing.T) {
+	if code, _, errOut := runCmd("theorem2"); code != 2 || !strings.Contains(errOut, "-dense") {
+		t.Errorf("theorem2 without runs: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := runCmd("theorem2", "-shape", "llama-64x1", "-ratios", "0.5,1.5", "-delta", "0.1"); code != 2 || !strings.Contains(errOut, "1.5") {
+		t.Errorf("bad -ratios: exit %d, stderr %q", code, errOut)
+	}
+	dir := t.TempDir()
+	if code, _, errOut := runCmd("theorem2", "-dense", dir, "-runs", dir); code != 1 || !strings.Contains(errOut, "config.toml") {
+		t.Errorf("not a run directory: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := runCmd("theorem2", "-shape", "llama-64x1", "-ratios", "0.5", "-delta", "0.2", "-rank", "2", "-svd-rank", "2")
+	if code != 0 || !strings.Contains(out, "| 50% | lora-prune (after) |") || !strings.Contains(out, "of 7 matrices") {
+		t.Errorf("theorem2 -shape: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -32,7 +32,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var precision string
 	fs := newFlagSet("train")
 	fs.StringVar(&o.Shape, "shape", "bench-60M", "model `shape`: "+model.ShapeNames)
-	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr (each in its own process when several, so each peak RSS is its own)")
+	fs.StringVar(&methods, "method", "lora", "comma-separated `methods` among lora, prune-lora, salr, lora-prune, lora-prune-dynamic (each in its own process when several, so each peak RSS is its own)")
 	fs.IntVar(&o.Batch, "batch", 4, "sequences per step")
 	fs.IntVar(&o.Seq, "seq", 256, "tokens per sequence")
 	fs.IntVar(&o.Steps, "steps", 5, "timed steps (the median is reported)")
