@@ -22,6 +22,12 @@ type GraphOptions[T kernels.Float] struct {
 	// input; a non-nil node it returns is added to the projection's output.
 	// Adapter parameters are created with Builder.Learnable.
 	Adapter func(b *Builder[T], lin *Linear[T], x *G.Node) (*G.Node, error)
+	// ExpertAdapter, when set, is called once per projection of a routed
+	// expert (which runs inside a MoEExperts kernel on the rows routed to
+	// it, not as a node of its own): a non-nil kernel it returns, of inputs
+	// (x, A, B), adds its output to the projection's, with A and B the
+	// nodes it returns (made with Builder.Learnable or Builder.Input).
+	ExpertAdapter func(b *Builder[T], lin *Linear[T]) (k gop.Kernel[T], a, bn *G.Node, err error)
 	// Packed lets each sequence hold several examples, separated by the
 	// positions given to StepPositions (see kernels.SelfAttention.Positions).
 	Packed bool
@@ -274,10 +280,14 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			a := must(b.Apply(attn, qkv))
 			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[OProj], a)))
 			h = must(b.Apply(norm, x, param(prefix+"post_attention_layernorm.weight", L.MLPNorm, c)))
-			gate := proj(L.Proj[GateProj], h)
-			up := proj(L.Proj[UpProj], h)
-			m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
-			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
+			if L.MoE != nil {
+				x = must(b.Apply(gop.Add[T]{}, x, must(moeBlock(b, L.MoE, h, proj, opt, &gr.castBytes))))
+			} else {
+				gate := proj(L.Proj[GateProj], h)
+				up := proj(L.Proj[UpProj], h)
+				m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
+				x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
+			}
 			if opt.GradientCheckpointing {
 				segments = append(segments, layerNodes(b.g.AllNodes()[first:], x))
 			}
