@@ -185,6 +185,11 @@ type TrainConfig struct {
 	MinLRRatio float64 `toml:"min_lr_ratio"`
 	// Clip the global gradient norm to this value; 0 disables clipping.
 	GradClip float64 `toml:"grad_clip"`
+	// Weight of a mixture-of-experts model's load-balancing loss (Mixtral's
+	// router auxiliary loss, num_experts · Σ_e f_e · P_e). The router is
+	// frozen, so the loss would change nothing: only 0 is accepted for now,
+	// and other models ignore the key.
+	RouterAuxLossCoef float64 `toml:"router_aux_loss_coef"`
 	// Keep only each decoder layer's input through the forward pass and
 	// recompute the layer when the backward pass reaches it (HF's
 	// gradient_checkpointing): the activations of all layers but one are

@@ -118,7 +118,7 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	if err != nil {
 		return nil, fmt.Errorf("train.precision: %w", err)
 	}
-	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter,
+	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter, ExpertAdapter: setup.GraphExpertAdapter,
 		GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: prec})
 	if err != nil {
 		return nil, err
@@ -196,7 +196,7 @@ func benchModel(cfg model.Config, seed uint64, lazy func(short string) bool) (*m
 		return nil, nil, err
 	}
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			if name := lin.Module + ".weight"; generated[name] {
 				lin.Base = &randomBase{name: name, rows: lin.Base.Rows(), cols: lin.Base.Cols(), seed: seed}
 				delete(ck.Tensors, name)

@@ -238,7 +238,7 @@ func projectionWeights(cfg model.Config) int64 {
 func paramsBytes(p *model.Params[float32]) (all, projections int64) {
 	for _, L := range p.Layers {
 		all += 4 * int64(len(L.AttnNorm)+len(L.MLPNorm))
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			projections += model.BaseBytes(lin.Base)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/kernels/gop"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/tokenizer"
 	"github.com/salr-go/salr/sparsity"
@@ -168,8 +169,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	// check them all before calibrating or pruning anything.
 	var targeted int
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
-			if targets.Has(model.Projection(p).Short()) {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if targets.HasModule(lin.Module) {
 				targeted++
 				if err := spec.Pattern.CheckCols(lin.Base.Cols()); err != nil {
 					return fmt.Errorf("trainer: cannot prune %s (%d×%d): %w", lin.Module, lin.Base.Rows(), lin.Base.Cols(), err)
@@ -263,10 +264,10 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 	start := time.Now()
 	var energy, residual float64
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
+		for _, lin := range s.Params.Layers[l].Linears() {
 			out, in := lin.Base.Rows(), lin.Base.Cols()
 			var parts []*adapters.LowRank
-			if cfg.HasLoRA() && loraTargets.Has(model.Projection(p).Short()) {
+			if cfg.HasLoRA() && loraTargets.HasModule(lin.Module) {
 				lora, err := adapters.NewLoRA(out, in, adapters.LoRAConfig{Rank: ac.LoRARank, Alpha: ac.LoRAAlpha,
 					Dropout: ac.LoRADropout, Init: adapters.Init(ac.LoRAInit), RSLoRA: ac.RSLoRA},
 					adapters.SeedFor(seed, lin.Module+".lora"))
@@ -374,9 +375,21 @@ func (s *Setup) TrainableCount() int {
 // GraphAdapter is the model.GraphOptions.Adapter hook: it adds the fused
 // adapter op of a projection, with A and B as learnables when they train.
 func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float32], x *G.Node) (*G.Node, error) {
+	k, a, bb, err := s.GraphExpertAdapter(b, lin)
+	if k == nil || err != nil {
+		return nil, err
+	}
+	return k.(*adapters.FusedKernel[float32]).Apply(x, a, bb)
+}
+
+// GraphExpertAdapter is the model.GraphOptions.ExpertAdapter hook: the fused
+// adapter kernel of a projection (nil when it has none) and its A and B
+// nodes, learnables when they train. GraphAdapter adds the same kernel as
+// nodes of its own.
+func (s *Setup) GraphExpertAdapter(b *model.Builder[float32], lin *model.Linear[float32]) (gop.Kernel[float32], *G.Node, *G.Node, error) {
 	f := s.Adapters[lin.Module]
 	if f == nil {
-		return nil, nil
+		return nil, nil, nil, nil
 	}
 	k := s.kernels[lin.Module]
 	if k == nil {
@@ -391,7 +404,7 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 	a := input(lin.Module+".A", f.A, f.Rank, f.In)
 	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
 	s.nodes[lin.Module] = [2]*G.Node{a, bb}
-	return k.Apply(x, a, bb)
+	return k, a, bb, nil
 }
 
 // SetDropoutStep selects the dropout masks of a (micro-)step in every
