@@ -2,10 +2,10 @@ package model
 
 import (
 	"fmt"
-	"strings"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+	"strings"
 )
 
 // Bench60M is the "bench-60M" training-step benchmark shape: Llama
