@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/gop"
 	G "gorgonia.org/gorgonia"
@@ -240,6 +241,100 @@ func TestMoEGraphMatchesInferenceAndGradients(t *testing.T) {
 			}
 			if !checkedAdapter {
 				t.Error("no expert adapter was checked")
+			}
+		})
+	}
+}
+
+// TestMoEGradientCheckpointingIsBitwiseIdentical trains both families with
+// fused adapters (LoRA with dropout and an SVD part) on every projection,
+// experts included, for two SGD steps with and without gradient
+// checkpointing: losses and gradients must agree bit for bit.
+func TestMoEGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
+	for name, cfg := range testMoEConfigs() {
+		t.Run(name, func(t *testing.T) {
+			base, err := RandomCheckpoint(cfg, 4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			train := func(checkpointing bool) (losses []float32, grads [][]float32) {
+				ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: base.Source}
+				for n, tensor := range base.Tensors {
+					ck.Tensors[n] = &Tensor{Shape: tensor.Shape, Data: slices.Clone(tensor.Data)}
+				}
+				p, err := NewParams(ck)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ks []*adapters.FusedKernel[float32]
+				kernel := func(b *Builder[float32], lin *Linear[float32]) (gop.Kernel[float32], *G.Node, *G.Node, error) {
+					seed := adapters.SeedFor(5, lin.Module)
+					in, out := lin.Base.Cols(), lin.Base.Rows()
+					lora := &adapters.LowRank{Kind: adapters.KindLoRA, Rank: 2, In: in, Out: out, Scale: 1.5, Dropout: 0.2, Trainable: true,
+						A: RandomTensor(lin.Module+".la", []int{2, in}, seed), B: RandomTensor(lin.Module+".lb", []int{out, 2}, seed)}
+					svd := &adapters.LowRank{Kind: adapters.KindSVD, Rank: 2, In: in, Out: out, Scale: 1, Trainable: true,
+						A: RandomTensor(lin.Module+".sa", []int{2, in}, seed), B: RandomTensor(lin.Module+".sb", []int{out, 2}, seed)}
+					f, err := adapters.Concat(lora, svd)
+					if err != nil {
+						return nil, nil, nil, err
+					}
+					k := adapters.NewFusedKernel[float32](f, lin.Module, seed)
+					ks = append(ks, k)
+					return k, b.Learnable(lin.Module+".A", f.A, f.Rank, f.In), b.Learnable(lin.Module+".B", f.B, f.Out, f.Rank), nil
+				}
+				hook := func(b *Builder[float32], lin *Linear[float32], x *G.Node) (*G.Node, error) {
+					k, a, bb, err := kernel(b, lin)
+					if err != nil {
+						return nil, err
+					}
+					return k.(*adapters.FusedKernel[float32]).Apply(x, a, bb)
+				}
+				const batch, seq = 2, 6
+				g, err := BuildGraph(p, GraphOptions[float32]{Batch: batch, Seq: seq, Adapter: hook, ExpertAdapter: kernel,
+					GradientCheckpointing: checkpointing, Trainable: func(n string) bool { return strings.HasSuffix(n, "layernorm.weight") }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer g.Close()
+				rng := rand.New(rand.NewPCG(31, 32))
+				for step := range 2 {
+					ids, targets, mask := make([]int, batch*seq), make([]int, batch*seq), make([]float32, batch*seq)
+					for i := range ids {
+						ids[i], targets[i], mask[i] = rng.IntN(cfg.Vocab), rng.IntN(cfg.Vocab), 1
+					}
+					for _, k := range ks {
+						k.SetStep(uint64(step))
+						k.SetTraining(true)
+					}
+					if err := g.ZeroGrad(); err != nil {
+						t.Fatal(err)
+					}
+					loss, err := g.Step(ids, targets, mask)
+					if err != nil {
+						t.Fatal(err)
+					}
+					losses = append(losses, loss)
+					grads = grads[:0]
+					for i, n := range g.Learnables {
+						grad, _ := g.Grad(i)
+						grads = append(grads, slices.Clone(grad))
+						w := n.Value().Data().([]float32)
+						for j := range w {
+							w[j] -= 0.05 * grad[j]
+						}
+					}
+				}
+				return losses, grads
+			}
+			l0, g0 := train(false)
+			l1, g1 := train(true)
+			if !slices.Equal(l0, l1) {
+				t.Fatalf("losses %v without checkpointing, %v with", l0, l1)
+			}
+			for i := range g0 {
+				if !slices.Equal(g0[i], g1[i]) {
+					t.Fatalf("gradient %d differs with checkpointing", i)
+				}
 			}
 		})
 	}
