@@ -180,7 +180,7 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	var norms map[string][]float32
 	if spec.Method == sparsity.Wanda {
-		if norms, err = s.calibrate(); err != nil {
+		if norms, err = s.calibrate(logf); err != nil {
 			return err
 		}
 	}
@@ -213,8 +213,10 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 
 // calibrate runs the dense model over the calibration sequences
 // (calibrationSeqs) and returns, per projection, the L2 norms of its input
-// features (Wanda's ||X_j||).
-func (s *Setup) calibrate() (map[string][]float32, error) {
+// features (Wanda's ||X_j||). An expert of a mixture-of-experts model that
+// no calibration token was routed to gets norms of 1: Wanda's score is
+// then the magnitude.
+func (s *Setup) calibrate(logf func(string, ...any)) (map[string][]float32, error) {
 	cal := map[string]*sparsity.Calibration{}
 	r := model.NewRunner(s.Params)
 	r.Observe = func(lin *model.Linear[float32], x []float32, n int) {
@@ -233,6 +235,22 @@ func (s *Setup) calibrate() (map[string][]float32, error) {
 	norms := map[string][]float32{}
 	for m, c := range cal {
 		norms[m] = c.Norms()
+	}
+	var unseen []string
+	for l := range s.Params.Layers {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if _, ok := norms[lin.Module]; !ok {
+				ones := make([]float32, lin.Base.Cols())
+				for i := range ones {
+					ones[i] = 1
+				}
+				norms[lin.Module] = ones
+				unseen = append(unseen, lin.Module)
+			}
+		}
+	}
+	if len(unseen) > 0 {
+		logf("wanda: no calibration token reached %d expert projections (%s, ...): they are pruned by magnitude", len(unseen), unseen[0])
 	}
 	return norms, nil
 }
