@@ -76,8 +76,13 @@ type SparsityConfig struct {
 	// Number of training batches used to collect activation norms for wanda.
 	CalibrationBatches int `toml:"calibration_batches"`
 	// Projections whose frozen base is pruned: any of q_proj, k_proj, v_proj,
-	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all seven. With
-	// salr and prune-svd every pruned projection gets the SVD residual adapter.
+	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all of them.
+	// Mixture-of-experts models also take w1, w2, w3 (Mixtral's expert
+	// projections), experts (every routed expert's projections) and
+	// shared_expert (Qwen2-MoE's); gate_proj, up_proj and down_proj select
+	// Qwen2-MoE's experts too, and all-linear includes every expert. Routers
+	// are never pruned. With salr and prune-svd every pruned projection gets
+	// the SVD residual adapter.
 	TargetModules []string `toml:"target_modules"`
 }
 

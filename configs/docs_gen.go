@@ -45,7 +45,7 @@ var fieldDocs = map[string]string{
 	"sparsity.pattern":             "Where the ratio is enforced: matrix (the smallest scores of the whole matrix, as in the paper), row (per output row), or N:M (keep N of every M consecutive weights along the input dimension, e.g. 2:4).",
 	"sparsity.ratio":               "Fraction of the weights of each pruned projection set to zero. With an N:M pattern it must equal 1 - N/M.",
 	"sparsity.score":               "Pruning score: magnitude (|W|) or wanda (|W| times the input activation norm, from calibration batches of the training data).",
-	"sparsity.target_modules":      "Projections whose frozen base is pruned: any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear for all seven. With salr and prune-svd every pruned projection gets the SVD residual adapter.",
+	"sparsity.target_modules":      "Projections whose frozen base is pruned: any of q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear for all of them. Mixture-of-experts models also take w1, w2, w3 (Mixtral's expert projections), experts (every routed expert's projections) and shared_expert (Qwen2-MoE's); gate_proj, up_proj and down_proj select Qwen2-MoE's experts too, and all-linear includes every expert. Routers are never pruned. With salr and prune-svd every pruned projection gets the SVD residual adapter.",
 	"train.adam_beta1":             "AdamW beta1.",
 	"train.adam_beta2":             "AdamW beta2.",
 	"train.adam_eps":               "AdamW epsilon.",
