@@ -451,3 +451,27 @@ func checkRoutes(t *testing.T, p *Params[float32], seq []int, want [][][]int) {
 		t.Error("no router ran")
 	}
 }
+
+func TestMoENamedShapes(t *testing.T) {
+	c, err := NamedShape("mixtral-1024x8e8k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ModelType != "mixtral" || c.Hidden != 1024 || c.Layers != 8 || c.Experts != 8 || c.ExpertsPerToken != 2 ||
+		c.ExpertIntermediate != 2816 || c.KVHeads != 4 || !c.NormTopKProb {
+		t.Errorf("mixtral-1024x8e8k2: %+v", c)
+	}
+	q, err := NamedShape("qwen2_moe-1024x4e16k4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ModelType != "qwen2_moe" || q.Experts != 16 || q.ExpertsPerToken != 4 || q.ExpertIntermediate != 704 ||
+		q.SharedIntermediate != 2816 || q.NormTopKProb || !q.AttentionBias {
+		t.Errorf("qwen2_moe-1024x4e16k4: %+v", q)
+	}
+	for _, bad := range []string{"mixtral-1024x8e8k9", "mixtral-1000x8e8k2", "mixtral-1024x8", "mixtral-1024x8e8k2x", "qwen2_moe-64x1e0k1"} {
+		if _, err := NamedShape(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}
