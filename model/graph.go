@@ -58,6 +58,7 @@ type Builder[T kernels.Float] struct {
 	inputs     G.Nodes
 	learnables G.Nodes
 	precision  kernels.Precision
+	moeScratch any // the *moeBuffers[T] the graph's MoEExperts kernels share
 }
 
 // Precision is the arithmetic of the graph's products (GraphOptions.Precision).
@@ -107,6 +108,7 @@ type Graph[T kernels.Float] struct {
 	plan               *gop.Plan
 	vm                 G.VM
 	castBytes          int64
+	moeBytes           int64
 	precision          kernels.Precision
 }
 
@@ -116,6 +118,11 @@ func (gr *Graph[T]) Precision() kernels.Precision { return gr.precision }
 // CastBytes is the size of the bf16 copies of float32 weights the graph
 // multiplies with (GraphOptions.Precision BF16), 0 otherwise.
 func (gr *Graph[T]) CastBytes() int64 { return gr.castBytes }
+
+// MoEBytes bounds the memory the graph's mixture-of-experts kernels hold
+// outside the activation buffers (see Buffers): each one's gradients of its
+// inputs and one set of shared scratch buffers; 0 for a dense model.
+func (gr *Graph[T]) MoEBytes() int64 { return gr.moeBytes }
 
 // autocast returns the matrix a graph of precision p multiplies by in place
 // of m, adding the size of any copy it makes to *bytes: m itself with FP32;
@@ -281,7 +288,7 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[OProj], a)))
 			h = must(b.Apply(norm, x, param(prefix+"post_attention_layernorm.weight", L.MLPNorm, c)))
 			if L.MoE != nil {
-				x = must(b.Apply(gop.Add[T]{}, x, must(moeBlock(b, L.MoE, h, proj, opt, &gr.castBytes))))
+				x = must(b.Apply(gop.Add[T]{}, x, must(moeBlock(b, L.MoE, h, proj, opt, &gr.castBytes, &gr.moeBytes))))
 			} else {
 				gate := proj(L.Proj[GateProj], h)
 				up := proj(L.Proj[UpProj], h)

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/gop"
@@ -166,8 +167,8 @@ type MoEExperts[T kernels.Float] struct {
 
 type moeGradState[T kernels.Float] struct {
 	gen, done uint64
-	grads     [][]T // per input
-	buf       moeBuffers[T]
+	grads     [][]T          // per input
+	buf       *moeBuffers[T] // scratch, shared by the MoE kernels of a graph (they never run at once)
 }
 
 type moeBuffers[T kernels.Float] struct {
@@ -176,7 +177,23 @@ type moeBuffers[T kernels.Float] struct {
 
 // NewMoEExperts returns the kernel of experts (see MoEExperts).
 func NewMoEExperts[T kernels.Float](id string, experts [][3]ExpertProj[T]) *MoEExperts[T] {
-	return &MoEExperts[T]{ID: id, Experts: experts, state: &moeGradState[T]{}}
+	return &MoEExperts[T]{ID: id, Experts: experts, state: &moeGradState[T]{buf: new(moeBuffers[T])}}
+}
+
+// bytes is an upper bound of the memory the kernel holds for a graph of n
+// rows and the given input sizes: its gradients, and, when withScratch, the
+// scratch buffers (shared between the kernels of a graph).
+func (k *MoEExperts[T]) bytes(n int, inputSizes []int, withScratch bool) int64 {
+	var elems int64
+	for _, s := range inputSizes {
+		elems += int64(s)
+	}
+	if withScratch && len(k.Experts) > 0 {
+		c, ff := int64(k.Experts[0][2].Base.Rows()), int64(k.Experts[0][0].Base.Rows())
+		elems += int64(n) * (4*c + 6*ff + max(c, ff))
+	}
+	var zero T
+	return elems * int64(unsafe.Sizeof(zero))
 }
 
 // Name implements gop.Kernel.
@@ -230,7 +247,7 @@ func (k *MoEExperts[T]) project(p ExpertProj[T], y, x []T, n int, in []gop.Arg[T
 	if p.Adapter == nil {
 		return
 	}
-	b := &k.state.buf
+	b := k.state.buf
 	b.tmp = growT(b.tmp, len(y))
 	p.Adapter.Forward(b.tmp, k.adapterArgs(p, x, n, in))
 	kernels.AddElems(y, y, b.tmp)
@@ -243,7 +260,7 @@ func (k *MoEExperts[T]) adapterArgs(p ExpertProj[T], x []T, n int, in []gop.Arg[
 // expertForward runs expert e on the ne gathered rows in buf.xe, leaving
 // gate, up, their SwiGLU and the output in buf.
 func (k *MoEExperts[T]) expertForward(e, ne int, in []gop.Arg[T]) {
-	b := &k.state.buf
+	b := k.state.buf
 	ex := k.Experts[e]
 	ff, c := ex[0].Base.Rows(), ex[2].Base.Rows()
 	b.g, b.u, b.act = growT(b.g, ne*ff), growT(b.u, ne*ff), growT(b.act, ne*ff)
@@ -258,7 +275,7 @@ func (k *MoEExperts[T]) expertForward(e, ne int, in []gop.Arg[T]) {
 func (k *MoEExperts[T]) Forward(out []T, in []gop.Arg[T]) {
 	n, c := in[0].Shape[0], in[0].Shape[1]
 	experts := len(k.Experts)
-	b := &k.state.buf
+	b := k.state.buf
 	clear(out)
 	for e := range k.Experts {
 		rows, wts := routed(in[1].Data, n, experts, e)
@@ -298,7 +315,7 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 		clear(s.grads[i])
 	}
 	dh, dw := s.grads[0], s.grads[1]
-	b := &s.buf
+	b := s.buf
 	// backProject adds the input gradient of projection p (dy over ne rows
 	// of x) into dx and writes its adapter's gradients.
 	backProject := func(p ExpertProj[T], dx, dy, x []T, ne int) {
@@ -355,7 +372,7 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 // TopKRouter, the routed experts as one MoEExperts kernel (adapters from
 // opt.ExpertAdapter) and, for Qwen2-MoE, the shared expert (projections by
 // proj, adapters from opt.Adapter) gated by sigmoid(SharedGate h).
-func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*Linear[T], *G.Node) *G.Node, opt GraphOptions[T], castBytes *int64) (*G.Node, error) {
+func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*Linear[T], *G.Node) *G.Node, opt GraphOptions[T], castBytes, moeBytes *int64) (*G.Node, error) {
 	if opt.Trainable != nil {
 		for _, lin := range append(b.moeLinears(m), m.Router) {
 			if lin != nil && opt.Trainable(lin.Module+".weight") {
@@ -391,7 +408,19 @@ func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*L
 			experts[e][i] = p
 		}
 	}
-	y, err := b.Apply(NewMoEExperts(m.Router.Module, experts), inputs...)
+	k := NewMoEExperts(m.Router.Module, experts)
+	sizes := make([]int, len(inputs))
+	for i, in := range inputs {
+		sizes[i] = in.Shape().TotalSize()
+	}
+	if b.moeScratch == nil {
+		b.moeScratch = k.state.buf
+		*moeBytes += k.bytes(h.Shape()[0], sizes, true)
+	} else {
+		k.state.buf = b.moeScratch.(*moeBuffers[T])
+		*moeBytes += k.bytes(h.Shape()[0], sizes, false)
+	}
+	y, err := b.Apply(k, inputs...)
 	if err != nil || m.Shared == nil {
 		return y, err
 	}

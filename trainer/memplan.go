@@ -118,7 +118,7 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 		attn := kernels.SelfAttention{Batch: graph.Batch, Seq: graph.Seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
 		mp.Frozen += graph.CastBytes()
 		mp.Activations = graph.Buffers().Bytes + attn.ScratchBytes(4) +
-			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0)
+			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0) + graph.MoEBytes()
 		if panels {
 			mp.Scratch = int64(max(bitmap.PipelineDepth, 1)) * int64(bitmap.PanelElems) * 4
 		}
