@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/salr-go/salr/adapters"
+	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 )
@@ -100,5 +102,46 @@ func TestSALROnMoE(t *testing.T) {
 			// evaluates as the trained model did.
 			checkRunEvalLoss(t, dir, cfg, sum.EvalLoss, 2e-2)
 		})
+	}
+}
+
+// TestWandaOnMoEUnroutedExperts prunes a Mixtral whose router sends every
+// token to experts 0 and 1 (all-zero router logits: ties go to the lower
+// index) with Wanda: experts 2 and 3 see no calibration token and are
+// pruned by magnitude instead, with a log line saying so.
+func TestWandaOnMoEUnroutedExperts(t *testing.T) {
+	mc := quickMoEConfigs()["mixtral"]
+	ck, err := model.RandomCheckpoint(mc, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range mc.Layers {
+		clear(ck.Tensors[mc.RouterModuleName(l)+".weight"].Data)
+	}
+	p, err := model.NewParams(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyConfig(t, filepath.Join(t.TempDir(), "run"), "sparsity.score=wanda", "sparsity.calibration_batches=1")
+	seqs := make([]datasets.Sequence, 8)
+	for i := range seqs {
+		s := datasets.Sequence{Tokens: make([]int, 33), Loss: make([]bool, 33)}
+		for j := range s.Tokens {
+			s.Tokens[j], s.Loss[j] = (i*31+j*7)%mc.Vocab, true
+		}
+		seqs[i] = s
+	}
+	var logs []string
+	setup, err := Prepare(cfg, &model.Loaded{Checkpoint: ck, Params: p}, &Data{Train: seqs}, func(f string, a ...any) { logs = append(logs, fmt.Sprintf(f, a...)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer setup.Close()
+	unrouted := mc.ExpertModuleName(1, 3, model.DownProj)
+	if st, ok := setup.Pruned[unrouted]; !ok || st.Pruned*2 != st.Rows*st.Cols {
+		t.Errorf("%s: pruned %+v", unrouted, st)
+	}
+	if !slices.ContainsFunc(logs, func(s string) bool { return strings.Contains(s, "no calibration token reached 12 expert projections") }) {
+		t.Errorf("no log of the unrouted experts in %q", logs)
 	}
 }
