@@ -271,6 +271,22 @@ func (k *MoEExperts[T]) expertForward(e, ne int, in []gop.Arg[T]) {
 	k.project(ex[2], b.ye, b.act, ne, in)
 }
 
+// rowGatherer is an adapter kernel that can be told which rows of the whole
+// input its gathered input holds (adapters.FusedKernel.SetGatheredRows), so
+// that its dropout masks follow the tokens, not their place in an expert's
+// group.
+type rowGatherer interface{ SetGatheredRows(rows []int, n int) }
+
+// gathered tells expert e's adapters which of the n rows they see (nil
+// rows: none, back to plain inputs).
+func (k *MoEExperts[T]) gathered(e int, rows []int, n int) {
+	for _, p := range k.Experts[e] {
+		if g, ok := p.Adapter.(rowGatherer); ok {
+			g.SetGatheredRows(rows, n)
+		}
+	}
+}
+
 // Forward implements gop.Kernel.
 func (k *MoEExperts[T]) Forward(out []T, in []gop.Arg[T]) {
 	n, c := in[0].Shape[0], in[0].Shape[1]
@@ -284,7 +300,9 @@ func (k *MoEExperts[T]) Forward(out []T, in []gop.Arg[T]) {
 		}
 		b.xe = growT(b.xe, len(rows)*c)
 		gatherRows(b.xe, in[0].Data, rows, c)
+		k.gathered(e, rows, n)
 		k.expertForward(e, len(rows), in)
+		k.gathered(e, nil, 0)
 		for i, r := range rows {
 			axpy(wts[i], b.ye[i*c:(i+1)*c], out[r*c:(r+1)*c])
 		}
@@ -340,6 +358,7 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 		ff := ex[0].Base.Rows()
 		b.xe = growT(b.xe, ne*c)
 		gatherRows(b.xe, in[0].Data, rows, c)
+		k.gathered(e, rows, n)
 		k.expertForward(e, ne, in)
 		b.dye = growT(b.dye, ne*c)
 		for i, r := range rows {
@@ -362,6 +381,7 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 		clear(b.dxe)
 		backProject(ex[0], b.dxe, b.dg, b.xe, ne)
 		backProject(ex[1], b.dxe, b.du, b.xe, ne)
+		k.gathered(e, nil, 0)
 		for i, r := range rows {
 			kernels.AddElems(dh[r*c:(r+1)*c], dh[r*c:(r+1)*c], b.dxe[i*c:(i+1)*c])
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -143,5 +144,51 @@ func TestWandaOnMoEUnroutedExperts(t *testing.T) {
 	}
 	if !slices.ContainsFunc(logs, func(s string) bool { return strings.Contains(s, "no calibration token reached 12 expert projections") }) {
 		t.Errorf("no log of the unrouted experts in %q", logs)
+	}
+}
+
+// TestMoERanksTrainLikeOneProcess: a Mixtral trained with LoRA dropout as 2
+// data-parallel ranks ends with the adapters of one process (up to float32
+// summation order): the experts' dropout follows the tokens, not their
+// place in an expert's group.
+func TestMoERanksTrainLikeOneProcess(t *testing.T) {
+	root := t.TempDir()
+	modelDir := filepath.Join(root, "model")
+	if _, err := model.WriteRandomHF(context.Background(), modelDir, quickMoEConfigs()["mixtral"], model.RandomHFOptions{DType: safetensors.F32, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	sets := []string{"model.path=" + modelDir, "model.tokenizer=" + filepath.Join(assetsDir(t), "stories260K", "tok512.bin"),
+		"train.max_steps=4", "adapters.lora_dropout=0.2", "train.lr=3e-3", "data.seq_len=96", "train.checkpoint_every=0"}
+	ref, two := filepath.Join(root, "ref"), filepath.Join(root, "two")
+	if _, err := Train(context.Background(), Options{Config: tinyConfig(t, ref, sets...)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := trainRanks(t, []Options{{Config: tinyConfig(t, two, sets...)}, {Config: tinyConfig(t, two, sets...)}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := adapters.ReadNative(filepath.Join(ref, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := adapters.ReadNative(filepath.Join(two, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxAbs, maxDiff float64
+	for name, fa := range a {
+		fb := b[name]
+		if fb == nil || len(fa.A) != len(fb.A) || len(fa.B) != len(fb.B) {
+			t.Fatalf("%s: missing or of another shape in the 2-rank run", name)
+		}
+		for i := range fa.A {
+			maxAbs, maxDiff = max(maxAbs, math.Abs(float64(fa.A[i]))), max(maxDiff, math.Abs(float64(fa.A[i]-fb.A[i])))
+		}
+		for i := range fa.B {
+			maxAbs, maxDiff = max(maxAbs, math.Abs(float64(fa.B[i]))), max(maxDiff, math.Abs(float64(fa.B[i]-fb.B[i])))
+		}
+	}
+	t.Logf("max |difference| %.3g, max |value| %.3g", maxDiff, maxAbs)
+	if len(a) == 0 || len(a) != len(b) || maxDiff > 1e-4*maxAbs {
+		t.Errorf("1 process vs 2 ranks: %d vs %d adapters, max difference %g (max value %g)", len(a), len(b), maxDiff, maxAbs)
 	}
 }
