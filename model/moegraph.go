@@ -394,7 +394,7 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 // proj, adapters from opt.Adapter) gated by sigmoid(SharedGate h).
 func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*Linear[T], *G.Node) *G.Node, opt GraphOptions[T], castBytes, moeBytes *int64) (*G.Node, error) {
 	if opt.Trainable != nil {
-		for _, lin := range append(b.moeLinears(m), m.Router) {
+		for _, lin := range append(expertLinears(m), m.Router) {
 			if lin != nil && opt.Trainable(lin.Module+".weight") {
 				return nil, fmt.Errorf("model: %s: training the weights of a router or an expert is not supported (adapters train experts; the router stays frozen)", lin.Module)
 			}
@@ -462,8 +462,8 @@ func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*L
 	return b.Apply(gop.Add[T]{}, y, gated)
 }
 
-// moeLinears lists m's routed experts' projections.
-func (b *Builder[T]) moeLinears(m *MoE[T]) []*Linear[T] {
+// expertLinears lists m's routed experts' projections.
+func expertLinears[T kernels.Float](m *MoE[T]) []*Linear[T] {
 	var out []*Linear[T]
 	for _, ex := range m.Experts {
 		out = append(out, ex[:]...)
