@@ -97,8 +97,8 @@ func (c Config) validateMoE() error {
 	if c.ModelType == "qwen2_moe" && c.SharedIntermediate <= 0 {
 		return fmt.Errorf("shared_expert_intermediate_size must be positive, got %d", c.SharedIntermediate)
 	}
-	if c.ModelType == "mixtral" && (c.SharedIntermediate != 0 || !c.NormTopKProb || c.SparseStep != 1 || len(c.MLPOnlyLayers) > 0) {
-		return errors.New("mixtral: every layer is sparse, top-k weights renormalised, no shared expert")
+	if c.ModelType == "mixtral" && (c.SharedIntermediate != 0 || !c.NormTopKProb || c.SparseStep != 1 || len(c.MLPOnlyLayers) > 0 || c.ExpertIntermediate != c.Intermediate) {
+		return errors.New("mixtral: every layer is sparse, its experts intermediate_size wide, top-k weights renormalised, no shared expert")
 	}
 	if c.SparseStep < 1 {
 		return fmt.Errorf("decoder_sparse_step must be positive, got %d", c.SparseStep)
