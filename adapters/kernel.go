@@ -54,6 +54,8 @@ type FusedKernel[T kernels.Float] struct {
 	frozen                 []int // ranks whose gradients are zeroed
 	seed, step             uint64
 	rowFirst, rowTotal     int
+	gather                 []int // SetGatheredRows: the input's rows among gatherOf
+	gatherOf               int
 	training               bool
 	precision              kernels.Precision
 
@@ -98,6 +100,18 @@ func (k *FusedKernel[T]) SetStep(step uint64) { k.step = step }
 // data-parallel batch draws what one process draws for the whole batch).
 // total 0 (the default) means the input is the whole batch.
 func (k *FusedKernel[T]) SetRows(first, total int) { k.rowFirst, k.rowTotal = first, total }
+
+// SetGatheredRows makes the dropout masks those of rows rows (in order) of
+// an input of n rows, for an input gathered from a larger one (the tokens
+// routed to one expert of a mixture-of-experts layer): each row is dropped
+// as it would be in the whole input, so the masks do not depend on how the
+// tokens are grouped, and a data-parallel rank (SetRows) draws what one
+// process draws. Nil rows returns to plain inputs. The slice is not copied.
+func (k *FusedKernel[T]) SetGatheredRows(rows []int, n int) {
+	k.maskMu.Lock()
+	defer k.maskMu.Unlock()
+	k.gather, k.gatherOf = rows, n
+}
 
 // SetTraining switches dropout on (training) or off (evaluation).
 func (k *FusedKernel[T]) SetTraining(on bool) { k.training = on }
@@ -324,6 +338,26 @@ func (k *FusedKernel[T]) maskFor(n int) []uint64 {
 
 // drawMask is maskFor with maskMu held.
 func (k *FusedKernel[T]) drawMask(n int) []uint64 {
+	if k.gather != nil {
+		if len(k.gather) != n {
+			panic(fmt.Sprintf("adapters: FusedKernel: %d gathered rows for an input of %d", len(k.gather), n))
+		}
+		// Draw (or reuse) the whole input's mask, keep the gathered rows in
+		// a slice of their own.
+		rows, of := k.gather, k.gatherOf
+		k.gather = nil
+		all := k.drawMask(of)
+		k.gather = rows
+		size := n * k.in
+		bits := make([]uint64, (size+63)/64)
+		for i, r := range rows {
+			for c := range k.in {
+				j, d := r*k.in+c, i*k.in+c
+				bits[d/64] |= (all[j/64] >> (j % 64) & 1) << (d % 64)
+			}
+		}
+		return bits
+	}
 	if k.maskValid && k.maskStep == k.step && k.maskRows == n && k.maskFirst == k.rowFirst && k.maskTotal == k.rowTotal {
 		return k.maskBits
 	}

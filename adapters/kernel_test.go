@@ -397,3 +397,42 @@ func TestDropoutRows(t *testing.T) {
 		t.Fatal("SetRows(0, 0) does not restore the whole-input mask")
 	}
 }
+
+// TestDropoutGatheredRows: a kernel told its input gathers rows of a larger
+// one (an expert's tokens) draws those rows' bits of the larger input's
+// mask, also as a data-parallel rank's share.
+func TestDropoutGatheredRows(t *testing.T) {
+	lora, svd := testAdapters(t, 4, 100, 0.3, true)
+	f := mustConcat(t, lora, svd)
+	whole := NewFusedKernel[float32](f, "q", 7)
+	whole.SetStep(3)
+	all := append([]uint64(nil), whole.maskFor(13)...)
+	bit := func(bits []uint64, i int) uint64 { return bits[i/64] >> (i % 64) & 1 }
+	k := NewFusedKernel[float32](f, "q", 7)
+	k.SetStep(3)
+	for _, c := range []struct {
+		first, total int
+		rows         []int
+	}{{0, 0, []int{1, 4, 12}}, {0, 0, []int{0}}, {5, 13, []int{0, 2, 7}}, {0, 0, nil}} {
+		n := 13
+		if c.total > 0 {
+			n = 8
+		}
+		k.SetRows(c.first, c.total)
+		k.SetGatheredRows(c.rows, n)
+		m := len(c.rows)
+		if c.rows == nil {
+			m = 13
+		}
+		got := k.maskFor(m)
+		for i := range m * 100 {
+			r := i / 100
+			if c.rows != nil {
+				r = c.rows[r]
+			}
+			if bit(got, i) != bit(all, (c.first+r)*100+i%100) {
+				t.Fatalf("%+v: element %d differs from the whole batch's mask", c, i)
+			}
+		}
+	}
+}

@@ -83,8 +83,13 @@ type SparsityConfig struct {
 	// Number of training batches used to collect activation norms for wanda.
 	CalibrationBatches int `toml:"calibration_batches"`
 	// Projections whose frozen base is pruned: any of q_proj, k_proj, v_proj,
-	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all seven. With
-	// salr and prune-svd every pruned projection gets the SVD residual adapter.
+	// o_proj, gate_proj, up_proj, down_proj, or all-linear for all of them.
+	// Mixture-of-experts models also take w1, w2, w3 (Mixtral's expert
+	// projections), experts (every routed expert's projections) and
+	// shared_expert (Qwen2-MoE's); gate_proj, up_proj and down_proj select
+	// Qwen2-MoE's experts too, and all-linear includes every expert. Routers
+	// are never pruned. With salr and prune-svd every pruned projection gets
+	// the SVD residual adapter.
 	TargetModules []string `toml:"target_modules"`
 	// Steps between recomputations of the mask of W0 + s·BA (method
 	// lora-prune-dynamic only): before steps 0, every, 2·every, ... and once
@@ -196,6 +201,11 @@ type TrainConfig struct {
 	MinLRRatio float64 `toml:"min_lr_ratio"`
 	// Clip the global gradient norm to this value; 0 disables clipping.
 	GradClip float64 `toml:"grad_clip"`
+	// Weight of a mixture-of-experts model's load-balancing loss (Mixtral's
+	// router auxiliary loss, num_experts · Σ_e f_e · P_e). The router is
+	// frozen, so the loss would change nothing: only 0 is accepted for now,
+	// and other models ignore the key.
+	RouterAuxLossCoef float64 `toml:"router_aux_loss_coef"`
 	// Keep only each decoder layer's input through the forward pass and
 	// recompute the layer when the backward pass reaches it (HF's
 	// gradient_checkpointing): the activations of all layers but one are

@@ -55,24 +55,25 @@ var rules = map[string]rule{
 	"data.types":          namesRule(),
 	"data.packing":        anyValue("true, false"),
 
-	"train.max_steps":        intAtLeast(0),
-	"train.batch_size":       intAtLeast(1),
-	"train.grad_accum":       intAtLeast(1),
-	"train.lr":               floatRange(0, math.Inf(1), false, false),
-	"train.weight_decay":     floatRange(0, math.Inf(1), true, false),
-	"train.adam_beta1":       floatRange(0, 1, true, false),
-	"train.adam_beta2":       floatRange(0, 1, true, false),
-	"train.adam_eps":         floatRange(0, math.Inf(1), false, false),
-	"train.warmup_steps":     intAtLeast(0),
-	"train.schedule":         oneOf(schedules),
-	"train.min_lr_ratio":     floatRange(0, 1, true, true),
-	"train.grad_clip":        floatRange(0, math.Inf(1), true, false),
-	"train.seed":             anyValue("any integer"),
-	"train.eval_every":       intAtLeast(0),
-	"train.eval_batches":     intAtLeast(0),
-	"train.log_every":        intAtLeast(1),
-	"train.checkpoint_every": intAtLeast(0),
-	"train.threads":          intAtLeast(0),
+	"train.max_steps":            intAtLeast(0),
+	"train.batch_size":           intAtLeast(1),
+	"train.grad_accum":           intAtLeast(1),
+	"train.lr":                   floatRange(0, math.Inf(1), false, false),
+	"train.weight_decay":         floatRange(0, math.Inf(1), true, false),
+	"train.adam_beta1":           floatRange(0, 1, true, false),
+	"train.adam_beta2":           floatRange(0, 1, true, false),
+	"train.adam_eps":             floatRange(0, math.Inf(1), false, false),
+	"train.warmup_steps":         intAtLeast(0),
+	"train.schedule":             oneOf(schedules),
+	"train.min_lr_ratio":         floatRange(0, 1, true, true),
+	"train.grad_clip":            floatRange(0, math.Inf(1), true, false),
+	"train.router_aux_loss_coef": floatRange(0, math.Inf(1), true, false),
+	"train.seed":                 anyValue("any integer"),
+	"train.eval_every":           intAtLeast(0),
+	"train.eval_batches":         intAtLeast(0),
+	"train.log_every":            intAtLeast(1),
+	"train.checkpoint_every":     intAtLeast(0),
+	"train.threads":              intAtLeast(0),
 
 	"train.gradient_checkpointing": anyValue("true, false"),
 	"train.precision":              oneOf(precisions),
@@ -146,6 +147,10 @@ func (c *Config) checkCombinations(errs *Errors, bad map[string]bool) {
 		if c.Train.Precision != PrecisionFP32 {
 			report("train.precision", "must be %q for method %s (its frozen base changes with every mask), got %q", PrecisionFP32, c.Method, c.Train.Precision)
 		}
+	}
+	if c.Train.RouterAuxLossCoef > 0 {
+		report("train.router_aux_loss_coef", "must be 0: a mixture-of-experts model's router stays frozen (training it is not supported), so the load-balancing loss would train nothing; got %s",
+			formatNumber(c.Train.RouterAuxLossCoef))
 	}
 	d := c.Data
 	if d.EvalPath == "" && d.MaxExamples > 0 && d.EvalExamples >= d.MaxExamples {
@@ -259,7 +264,7 @@ func namesRule() rule {
 }
 
 func modulesRule() rule {
-	names := append(ProjectionNames(), AllLinear)
+	names := append(append(ProjectionNames(), moeProjections...), AllLinear)
 	return rule{allowed: "non-empty list of " + strings.Join(names, ", "), check: func(v reflect.Value) string {
 		list := v.Interface().([]string)
 		if len(list) == 0 {

@@ -116,6 +116,9 @@ var (
 	evalTasks   = []string{"", TaskGSM8K, TaskMMLU}
 	baseFormats = model.BaseFormatNames()
 	projections = []string{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+	// The mixture-of-experts names (Mixtral's expert projections, and the
+	// groups of every routed expert's and the shared expert's projections).
+	moeProjections = []string{"w1", "w2", "w3", "experts", "shared_expert"}
 )
 
 // ProjectionNames returns the names of the linear projections of a Llama
@@ -133,6 +136,11 @@ func ExpandModules(targets []string) []string {
 	var out []string
 	for _, p := range projections {
 		if want[p] || want[AllLinear] {
+			out = append(out, p)
+		}
+	}
+	for _, p := range moeProjections {
+		if want[p] {
 			out = append(out, p)
 		}
 	}

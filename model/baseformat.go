@@ -165,14 +165,15 @@ func WithBaseFormat(p *Params[float32], f BaseFormat) (*Params[float32], error) 
 	q.Layers = make([]Layer[float32], len(p.Layers))
 	for l, L := range p.Layers {
 		q.Layers[l] = L
-		for pj, lin := range L.Proj {
-			c := *lin
-			base, err := NewBaseMatrix(DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), f)
+		q.Layers[l].MoE = L.MoE.clone()
+		for _, lin := range q.Layers[l].linearSlots() {
+			c := **lin
+			base, err := NewBaseMatrix(DecodeBase(c.Base), c.Base.Rows(), c.Base.Cols(), f)
 			if err != nil {
-				return nil, fmt.Errorf("model: storing %s as %s: %w", lin.Module, f, err)
+				return nil, fmt.Errorf("model: storing %s as %s: %w", c.Module, f, err)
 			}
 			c.Base = base
-			q.Layers[l].Proj[pj] = &c
+			*lin = &c
 		}
 	}
 	return &q, nil

@@ -317,9 +317,14 @@ func paramSources(p *Params[float32]) (map[string]paramSource, error) {
 		L := &p.Layers[l]
 		out[LayerTensorName(l, "input_layernorm.weight")] = paramSource{vec: L.AttnNorm}
 		out[LayerTensorName(l, "post_attention_layernorm.weight")] = paramSource{vec: L.MLPNorm}
-		for pj, lin := range L.Proj {
+		lins := L.Linears()
+		if want := cfg.LayerModules(l); len(lins) != len(want) {
+			return nil, fmt.Errorf("model: layer %d has %d projections, the configuration %d", l, len(lins), len(want))
+		}
+		lins = append(lins, L.Gates()...)
+		for _, lin := range lins {
 			if lin == nil || lin.Base == nil {
-				return nil, fmt.Errorf("model: layer %d has no %s", l, Projection(pj).Suffix())
+				return nil, fmt.Errorf("model: layer %d has a projection without a base", l)
 			}
 			out[lin.Module+".weight"] = paramSource{mat: lin.Base}
 			if lin.Bias != nil {
@@ -352,7 +357,7 @@ func adapterEntries(p *Params[float32], parts map[string]json.RawMessage) ([]saf
 	meta := adaptersMeta{Version: adaptersVersion, Modules: map[string]adapterMeta{}}
 	var tensors []safetensors.Tensor
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			a := lin.Adapter
 			if a == nil {
 				continue
@@ -618,8 +623,8 @@ func parseCompressed(data []byte, path string, cfg Config, mapped bool) (*Checkp
 func projectionWeights(cfg Config) map[string]bool {
 	out := make(map[string]bool, cfg.Layers*int(NumProjections))
 	for l := 0; l < cfg.Layers; l++ {
-		for p := Projection(0); p < NumProjections; p++ {
-			out[ModuleName(l, p)+".weight"] = true
+		for _, m := range cfg.LayerModules(l) {
+			out[m+".weight"] = true
 		}
 	}
 	return out

@@ -33,6 +33,18 @@ type Config struct {
 	BOSTokenID    int          // -1 when absent
 	EOSTokenIDs   []int        // config.json may hold an int or a list; nil when absent
 	TorchDtype    string       // "bfloat16", "float16", "float32" or "" when absent
+
+	// Mixture of experts (model_type mixtral and qwen2_moe); all zero for a
+	// dense model. A sparse layer (SparseLayer) replaces its MLP by a router
+	// and Experts SwiGLU experts of width ExpertIntermediate, of which each
+	// token uses ExpertsPerToken.
+	Experts            int   // num_local_experts (mixtral), num_experts (qwen2_moe)
+	ExpertsPerToken    int   // num_experts_per_tok (top-k)
+	ExpertIntermediate int   // intermediate_size (mixtral), moe_intermediate_size (qwen2_moe)
+	SharedIntermediate int   // qwen2_moe shared_expert_intermediate_size (0: no shared expert)
+	NormTopKProb       bool  // renormalise the top-k routing weights to sum 1 (mixtral: always)
+	SparseStep         int   // qwen2_moe decoder_sparse_step (mixtral: 1)
+	MLPOnlyLayers      []int // qwen2_moe mlp_only_layers: layers that keep a dense MLP
 }
 
 // RopeScaling is config.json's rope_scaling: a context extension of RoPE.
@@ -41,10 +53,15 @@ type RopeScaling = kernels.RopeScaling
 
 // The architectures config.json may name, per model_type.
 var hfArchitectures = map[string]string{
-	"llama":   "LlamaForCausalLM",
-	"mistral": "MistralForCausalLM",
-	"qwen2":   "Qwen2ForCausalLM",
+	"llama":     "LlamaForCausalLM",
+	"mistral":   "MistralForCausalLM",
+	"qwen2":     "Qwen2ForCausalLM",
+	"mixtral":   "MixtralForCausalLM",
+	"qwen2_moe": "Qwen2MoeForCausalLM",
 }
+
+// supportedTypes names the model types in errors.
+const supportedTypes = "llama, mistral, qwen2, mixtral or qwen2_moe"
 
 // hfDefaults holds transformers' defaults for the optional fields, per
 // model_type (LlamaConfig, MistralConfig, Qwen2Config).
@@ -56,9 +73,11 @@ type hfDefaults struct {
 }
 
 var hfDefaultsByType = map[string]hfDefaults{
-	"llama":   {maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000},
-	"mistral": {maxPositions: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, kvHeads: 8},
-	"qwen2":   {maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, kvHeads: 32},
+	"llama":     {maxPositions: 2048, rmsNormEps: 1e-6, ropeTheta: 10000},
+	"mistral":   {maxPositions: 4096 * 32, rmsNormEps: 1e-6, ropeTheta: 10000, kvHeads: 8},
+	"qwen2":     {maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, kvHeads: 32},
+	"mixtral":   {maxPositions: 4096 * 32, rmsNormEps: 1e-5, ropeTheta: 1e6, kvHeads: 8},
+	"qwen2_moe": {maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, kvHeads: 16},
 }
 
 // hfConfigJSON is the subset of config.json we read. Pointers tell absent
@@ -88,6 +107,16 @@ type hfConfigJSON struct {
 	TorchDtype            *string         `json:"torch_dtype"`
 	Dtype                 *string         `json:"dtype"` // transformers v5 spelling
 	QuantizationConfig    json.RawMessage `json:"quantization_config"`
+	// Mixture of experts.
+	NumLocalExperts              *int  `json:"num_local_experts"` // mixtral
+	NumExperts                   *int  `json:"num_experts"`       // qwen2_moe
+	NumExpertsPerTok             *int  `json:"num_experts_per_tok"`
+	MoEIntermediateSize          *int  `json:"moe_intermediate_size"`
+	SharedExpertIntermediateSize *int  `json:"shared_expert_intermediate_size"`
+	NormTopKProb                 *bool `json:"norm_topk_prob"`
+	DecoderSparseStep            *int  `json:"decoder_sparse_step"`
+	MLPOnlyLayers                []int `json:"mlp_only_layers"`
+	QKVBias                      *bool `json:"qkv_bias"`
 }
 
 // LoadHFConfig reads and parses a config.json file.
@@ -154,7 +183,7 @@ func (r *hfConfigJSON) toConfig() (Config, error) {
 	}
 	defaults, ok := hfDefaultsByType[*r.ModelType]
 	if !ok {
-		return Config{}, fmt.Errorf("model_type %q is not supported (want llama, mistral or qwen2)", *r.ModelType)
+		return Config{}, fmt.Errorf("model_type %q is not supported (want %s)", *r.ModelType, supportedTypes)
 	}
 	c := Config{ModelType: *r.ModelType, BOSTokenID: -1}
 	for _, req := range []struct {
@@ -184,8 +213,11 @@ func (r *hfConfigJSON) toConfig() (Config, error) {
 		return Config{}, errors.New("quantization_config: quantized checkpoints are not supported")
 	}
 	switch c.ModelType {
-	case "qwen2":
+	case "qwen2", "qwen2_moe":
 		c.AttentionBias = true // Qwen2 always has q/k/v biases and no o_proj bias
+		if r.QKVBias != nil && !*r.QKVBias {
+			return Config{}, errors.New("qkv_bias: false is not supported")
+		}
 	case "llama":
 		if r.AttentionBias != nil && *r.AttentionBias {
 			return Config{}, errors.New("attention_bias: true (biases on q/k/v/o) is not supported for llama")
@@ -237,6 +269,9 @@ func (r *hfConfigJSON) toConfig() (Config, error) {
 		return Config{}, err
 	}
 	if c.EOSTokenIDs, err = parseEOS(r.EOSTokenID); err != nil {
+		return Config{}, err
+	}
+	if err := r.readMoE(&c); err != nil {
 		return Config{}, err
 	}
 	switch {
@@ -334,7 +369,11 @@ func parseSlidingWindow(r *hfConfigJSON, modelType string) (int, error) {
 	switch modelType {
 	case "llama":
 		return 0, nil
-	case "qwen2":
+	case "mixtral":
+		if r.SlidingWindow == nil {
+			return 0, nil // MixtralConfig's default is None
+		}
+	case "qwen2", "qwen2_moe":
 		if r.UseSlidingWindow == nil || !*r.UseSlidingWindow {
 			return 0, nil
 		}
@@ -386,7 +425,7 @@ const maxTensorElements = 1 << 40
 // build. Messages use config.json's field names.
 func (c Config) Validate() error {
 	if _, ok := hfArchitectures[c.ModelType]; !ok {
-		return fmt.Errorf("model_type %q is not supported (want llama, mistral or qwen2)", c.ModelType)
+		return fmt.Errorf("model_type %q is not supported (want %s)", c.ModelType, supportedTypes)
 	}
 	for _, f := range []struct {
 		field string
@@ -418,7 +457,10 @@ func (c Config) Validate() error {
 	if err := c.validateRopeScaling(); err != nil {
 		return err
 	}
-	if wantBias := c.ModelType == "qwen2"; c.AttentionBias != wantBias {
+	if err := c.validateMoE(); err != nil {
+		return err
+	}
+	if wantBias := c.ModelType == "qwen2" || c.ModelType == "qwen2_moe"; c.AttentionBias != wantBias {
 		return fmt.Errorf("AttentionBias is %v, but model_type %s has q/k/v biases: %v", c.AttentionBias, c.ModelType, wantBias)
 	}
 	if c.SlidingWindow < 0 {
@@ -507,9 +549,15 @@ func (c Config) TensorShapes() map[string][]int {
 			"self_attn.v_proj.weight":         {kv, h},
 			"self_attn.o_proj.weight":         {h, q},
 			"post_attention_layernorm.weight": {h},
-			"mlp.gate_proj.weight":            {ff, h},
-			"mlp.up_proj.weight":              {ff, h},
-			"mlp.down_proj.weight":            {h, ff},
+		}
+		if c.SparseLayer(i) {
+			for name, shape := range c.moeTensorShapes(i) {
+				shapes[name] = shape
+			}
+		} else {
+			layer["mlp.gate_proj.weight"] = []int{ff, h}
+			layer["mlp.up_proj.weight"] = []int{ff, h}
+			layer["mlp.down_proj.weight"] = []int{h, ff}
 		}
 		if c.AttentionBias {
 			layer["self_attn.q_proj.bias"] = []int{q}
@@ -572,7 +620,29 @@ func (c Config) MarshalHF() ([]byte, error) {
 		if c.SlidingWindow > 0 {
 			out["sliding_window"] = c.SlidingWindow
 		}
-	case "qwen2":
+	case "mixtral":
+		out["sliding_window"] = nil
+		if c.SlidingWindow > 0 {
+			out["sliding_window"] = c.SlidingWindow
+		}
+		out["num_local_experts"] = c.Experts
+		out["num_experts_per_tok"] = c.ExpertsPerToken
+		out["router_aux_loss_coef"] = pythonFloat(0.001)
+		out["router_jitter_noise"] = pythonFloat(0)
+		out["output_router_logits"] = false
+	case "qwen2", "qwen2_moe":
+		if c.ModelType == "qwen2_moe" {
+			out["num_experts"] = c.Experts
+			out["num_experts_per_tok"] = c.ExpertsPerToken
+			out["moe_intermediate_size"] = c.ExpertIntermediate
+			out["shared_expert_intermediate_size"] = c.SharedIntermediate
+			out["norm_topk_prob"] = c.NormTopKProb
+			out["decoder_sparse_step"] = c.SparseStep
+			out["mlp_only_layers"] = append([]int{}, c.MLPOnlyLayers...)
+			out["router_aux_loss_coef"] = pythonFloat(0.001)
+			out["output_router_logits"] = false
+			out["qkv_bias"] = true
+		}
 		out["use_sliding_window"] = c.SlidingWindow > 0
 		out["sliding_window"] = nil
 		if c.SlidingWindow > 0 {

@@ -23,6 +23,12 @@ type GraphOptions[T kernels.Float] struct {
 	// input; a non-nil node it returns is added to the projection's output.
 	// Adapter parameters are created with Builder.Learnable.
 	Adapter func(b *Builder[T], lin *Linear[T], x *G.Node) (*G.Node, error)
+	// ExpertAdapter, when set, is called once per projection of a routed
+	// expert (which runs inside a MoEExperts kernel on the rows routed to
+	// it, not as a node of its own): a non-nil kernel it returns, of inputs
+	// (x, A, B), adds its output to the projection's, with A and B the
+	// nodes it returns (made with Builder.Learnable or Builder.Input).
+	ExpertAdapter func(b *Builder[T], lin *Linear[T]) (k gop.Kernel[T], a, bn *G.Node, err error)
 	// Packed lets each sequence hold several examples, separated by the
 	// positions given to StepPositions (see kernels.SelfAttention.Positions).
 	Packed bool
@@ -57,6 +63,7 @@ type Builder[T kernels.Float] struct {
 	inputs     G.Nodes
 	learnables G.Nodes
 	precision  kernels.Precision
+	moeScratch any // the *moeBuffers[T] the graph's MoEExperts kernels share
 }
 
 // Precision is the arithmetic of the graph's products (GraphOptions.Precision).
@@ -107,6 +114,7 @@ type Graph[T kernels.Float] struct {
 	plan               *gop.Plan
 	vm                 G.VM
 	castBytes          int64
+	moeBytes           int64
 	precision          kernels.Precision
 }
 
@@ -116,6 +124,11 @@ func (gr *Graph[T]) Precision() kernels.Precision { return gr.precision }
 // CastBytes is the size of the bf16 copies of float32 weights the graph
 // multiplies with (GraphOptions.Precision BF16), 0 otherwise.
 func (gr *Graph[T]) CastBytes() int64 { return gr.castBytes }
+
+// MoEBytes bounds the memory the graph's mixture-of-experts kernels hold
+// outside the activation buffers (see Buffers): each one's gradients of its
+// inputs and one set of shared scratch buffers; 0 for a dense model.
+func (gr *Graph[T]) MoEBytes() int64 { return gr.moeBytes }
 
 // autocast returns the matrix a graph of precision p multiplies by in place
 // of m, adding the size of any copy it makes to *bytes: m itself with FP32;
@@ -280,10 +293,14 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 			a := must(b.Apply(attn, qkv))
 			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[OProj], a)))
 			h = must(b.Apply(norm, x, param(prefix+"post_attention_layernorm.weight", L.MLPNorm, c)))
-			gate := proj(L.Proj[GateProj], h)
-			up := proj(L.Proj[UpProj], h)
-			m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
-			x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
+			if L.MoE != nil {
+				x = must(b.Apply(gop.Add[T]{}, x, must(moeBlock(b, L.MoE, h, proj, opt, &gr.castBytes, &gr.moeBytes))))
+			} else {
+				gate := proj(L.Proj[GateProj], h)
+				up := proj(L.Proj[UpProj], h)
+				m := must(b.Apply(gop.SwiGLU[T]{}, gate, up))
+				x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
+			}
 			if opt.GradientCheckpointing {
 				segments = append(segments, layerNodes(b.g.AllNodes()[first:], x))
 			}

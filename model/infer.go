@@ -22,6 +22,7 @@ type Runner struct {
 type scratch struct {
 	x, h, q, k, v, att, o, gate, up, act, down []float32
 	lr                                         []float32 // low-rank intermediate
+	moe                                        moeScratch
 }
 
 // NewRunner prepares p for inference.
@@ -146,10 +147,14 @@ func (r *Runner) Forward(tokens [][]int, caches []*Cache, all bool) ([][]float32
 		r.linear(L.Proj[OProj], b.o, b.att, rows)
 		addInto(b.x, b.o)
 		kernels.RMSNormForward(b.h, b.x, L.MLPNorm, rows, c, eps)
-		r.linear(L.Proj[GateProj], b.gate, b.h, rows)
-		r.linear(L.Proj[UpProj], b.up, b.h, rows)
-		kernels.SwiGLUForward(b.act, b.gate, b.up)
-		r.linear(L.Proj[DownProj], b.down, b.act, rows)
+		if L.MoE != nil {
+			r.moe(L.MoE, b.down, b.h, rows)
+		} else {
+			r.linear(L.Proj[GateProj], b.gate, b.h, rows)
+			r.linear(L.Proj[UpProj], b.up, b.h, rows)
+			kernels.SwiGLUForward(b.act, b.gate, b.up)
+			r.linear(L.Proj[DownProj], b.down, b.act, rows)
+		}
 		addInto(b.x, b.down)
 	}
 	for i, t := range tokens {

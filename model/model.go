@@ -65,11 +65,120 @@ type LowRank[T kernels.Float] struct {
 	R     int
 }
 
-// Layer holds one decoder layer's parameters.
+// Layer holds one decoder layer's parameters. A mixture-of-experts layer
+// has MoE set and no GateProj, UpProj, DownProj in Proj (nil).
 type Layer[T kernels.Float] struct {
 	AttnNorm []T // input_layernorm [C]
 	MLPNorm  []T // post_attention_layernorm [C]
 	Proj     [NumProjections]*Linear[T]
+	MoE      *MoE[T]
+}
+
+// MoE is the sparse MLP block of a mixture-of-experts layer: a router picks
+// TopK of the experts for every token, whose SwiGLU outputs are summed with
+// the routing weights (softmax over all experts, renormalised over the
+// chosen ones when NormTopK); Qwen2-MoE adds a shared expert scaled by
+// sigmoid(SharedGate x).
+type MoE[T kernels.Float] struct {
+	Router     *Linear[T]      // [Experts, C], dense and frozen
+	Experts    [][3]*Linear[T] // per expert: gate (w1), up (w3), down (w2)
+	TopK       int
+	NormTopK   bool
+	Shared     *[3]*Linear[T] // shared expert gate, up, down, or nil
+	SharedGate *Linear[T]     // [1, C], nil without a shared expert
+}
+
+// Linears returns the layer's projections that carry a frozen base worth
+// pruning and adapting, in HF order: attention, then the dense MLP or every
+// expert's gate, up, down and the shared expert's. Routers and the shared
+// expert gate are not among them.
+func (L *Layer[T]) Linears() []*Linear[T] {
+	var out []*Linear[T]
+	for _, lin := range L.Proj {
+		if lin != nil {
+			out = append(out, lin)
+		}
+	}
+	if m := L.MoE; m != nil {
+		for _, e := range m.Experts {
+			out = append(out, e[:]...)
+		}
+		if m.Shared != nil {
+			out = append(out, m.Shared[:]...)
+		}
+	}
+	return out
+}
+
+// Gates returns the layer's router and shared expert gate (dense, frozen,
+// never pruned), nil for a dense layer.
+func (L *Layer[T]) Gates() []*Linear[T] {
+	m := L.MoE
+	if m == nil {
+		return nil
+	}
+	if m.SharedGate != nil {
+		return []*Linear[T]{m.Router, m.SharedGate}
+	}
+	return []*Linear[T]{m.Router}
+}
+
+// linearSlots returns pointers to the slots holding Linears' projections,
+// so that a copy of the layer (see MoE.clone) can replace them.
+func (L *Layer[T]) linearSlots() []**Linear[T] {
+	var out []**Linear[T]
+	for i := range L.Proj {
+		if L.Proj[i] != nil {
+			out = append(out, &L.Proj[i])
+		}
+	}
+	if m := L.MoE; m != nil {
+		for e := range m.Experts {
+			for i := range m.Experts[e] {
+				out = append(out, &m.Experts[e][i])
+			}
+		}
+		if m.Shared != nil {
+			for i := range m.Shared {
+				out = append(out, &m.Shared[i])
+			}
+		}
+	}
+	return out
+}
+
+// clone copies m's slices of projections (not the projections), nil for nil.
+func (m *MoE[T]) clone() *MoE[T] {
+	if m == nil {
+		return nil
+	}
+	c := *m
+	c.Experts = append([][3]*Linear[T](nil), m.Experts...)
+	if m.Shared != nil {
+		s := *m.Shared
+		c.Shared = &s
+	}
+	return &c
+}
+
+// MLPProjection is the role (GateProj, UpProj or DownProj) of an MLP
+// projection module of any layer kind, e.g. "...block_sparse_moe.experts.3.w2"
+// is DownProj; ok is false for attention and anything else.
+func MLPProjection(module string) (p Projection, ok bool) {
+	for i := len(module) - 1; i >= 0; i-- {
+		if module[i] == '.' {
+			switch module[i+1:] {
+			case "gate_proj", "w1":
+				return GateProj, true
+			case "up_proj", "w3":
+				return UpProj, true
+			case "down_proj", "w2":
+				return DownProj, true
+			}
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // Params holds a Llama-family decoder's parameters by role, in HF layout
@@ -137,6 +246,40 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 			return nil, err
 		}
 	}
+	linear := func(name string, out, in int, bias bool) (*Linear[float32], error) {
+		lin := &Linear[float32]{Module: name}
+		var err error
+		if m, ok := ck.Compressed[name+".weight"]; ok {
+			if m.Rows() != out || m.Cols() != in {
+				return nil, fmt.Errorf("model: %s: compressed tensor %s is %d×%d, want %d×%d", ck.Source, name+".weight", m.Rows(), m.Cols(), out, in)
+			}
+			lin.Base = m
+		} else if lin.Base, err = mat(name+".weight", out, in); err != nil {
+			return nil, err
+		}
+		if a, ok := ck.Adapters[name]; ok {
+			if a.R <= 0 || len(a.A) != a.R*in || len(a.B) != out*a.R || len(a.Scale) != a.R {
+				return nil, fmt.Errorf("model: %s: the adapter of %s (rank %d) does not fit its %d×%d weight", ck.Source, name, a.R, out, in)
+			}
+			lin.Adapter = a
+		}
+		if bias {
+			if lin.Bias, err = vec(name+".bias", out); err != nil {
+				return nil, err
+			}
+		}
+		return lin, nil
+	}
+	// swiglu reads the gate, up and down projections of an MLP of width ff.
+	swiglu := func(names [3]string, ff int) (out [3]*Linear[float32], err error) {
+		shapes := [3][2]int{{ff, c}, {ff, c}, {c, ff}}
+		for i := range out {
+			if out[i], err = linear(names[i], shapes[i][0], shapes[i][1], false); err != nil {
+				return out, err
+			}
+		}
+		return out, nil
+	}
 	for l := range p.Layers {
 		L := &p.Layers[l]
 		if L.AttnNorm, err = vec(LayerTensorName(l, "input_layernorm.weight"), c); err != nil {
@@ -146,30 +289,38 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 			return nil, err
 		}
 		for pj := Projection(0); pj < NumProjections; pj++ {
-			name := ModuleName(l, pj)
-			out, in := dims[pj][0], dims[pj][1]
-			lin := &Linear[float32]{Module: name}
-			if m, ok := ck.Compressed[name+".weight"]; ok {
-				if m.Rows() != out || m.Cols() != in {
-					return nil, fmt.Errorf("model: %s: compressed tensor %s is %d×%d, want %d×%d", ck.Source, name+".weight", m.Rows(), m.Cols(), out, in)
-				}
-				lin.Base = m
-			} else if lin.Base, err = mat(name+".weight", out, in); err != nil {
+			if pj >= GateProj && cfg.SparseLayer(l) {
+				break
+			}
+			if L.Proj[pj], err = linear(ModuleName(l, pj), dims[pj][0], dims[pj][1], cfg.AttentionBias && pj <= VProj); err != nil {
 				return nil, err
 			}
-			if a, ok := ck.Adapters[name]; ok {
-				if a.R <= 0 || len(a.A) != a.R*in || len(a.B) != out*a.R || len(a.Scale) != a.R {
-					return nil, fmt.Errorf("model: %s: the adapter of %s (rank %d) does not fit its %d×%d weight", ck.Source, name, a.R, out, in)
-				}
-				lin.Adapter = a
-			}
-			if cfg.AttentionBias && pj <= VProj {
-				if lin.Bias, err = vec(name+".bias", out); err != nil {
-					return nil, err
-				}
-			}
-			L.Proj[pj] = lin
 		}
+		if !cfg.SparseLayer(l) {
+			continue
+		}
+		m := &MoE[float32]{TopK: cfg.ExpertsPerToken, NormTopK: cfg.NormTopKProb, Experts: make([][3]*Linear[float32], cfg.Experts)}
+		if m.Router, err = linear(cfg.RouterModuleName(l), cfg.Experts, c, false); err != nil {
+			return nil, err
+		}
+		for e := range m.Experts {
+			names := [3]string{cfg.ExpertModuleName(l, e, GateProj), cfg.ExpertModuleName(l, e, UpProj), cfg.ExpertModuleName(l, e, DownProj)}
+			if m.Experts[e], err = swiglu(names, cfg.ExpertIntermediate); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.SharedIntermediate > 0 {
+			names := [3]string{cfg.SharedExpertModuleName(l, GateProj), cfg.SharedExpertModuleName(l, UpProj), cfg.SharedExpertModuleName(l, DownProj)}
+			shared, err := swiglu(names, cfg.SharedIntermediate)
+			if err != nil {
+				return nil, err
+			}
+			m.Shared = &shared
+			if m.SharedGate, err = linear(cfg.SharedExpertGateName(l), 1, c, false); err != nil {
+				return nil, err
+			}
+		}
+		L.MoE = m
 	}
 	return p, nil
 }
@@ -219,12 +370,31 @@ func ConvertParams[T kernels.Float](p *Params[float32]) *Params[T] {
 	for l, L := range p.Layers {
 		Q := &q.Layers[l]
 		Q.AttnNorm, Q.MLPNorm = conv(L.AttnNorm), conv(L.MLPNorm)
-		for pj, lin := range L.Proj {
+		convLinear := func(lin *Linear[float32]) *Linear[T] {
+			if lin == nil {
+				return nil
+			}
 			nl := &Linear[T]{Module: lin.Module, Base: convDense(lin.Base), Bias: conv(lin.Bias)}
 			if a := lin.Adapter; a != nil {
 				nl.Adapter = &LowRank[T]{A: conv(a.A), B: conv(a.B), Scale: conv(a.Scale), R: a.R}
 			}
-			Q.Proj[pj] = nl
+			return nl
+		}
+		for pj, lin := range L.Proj {
+			Q.Proj[pj] = convLinear(lin)
+		}
+		if m := L.MoE; m != nil {
+			qm := &MoE[T]{Router: convLinear(m.Router), TopK: m.TopK, NormTopK: m.NormTopK,
+				Experts: make([][3]*Linear[T], len(m.Experts)), SharedGate: convLinear(m.SharedGate)}
+			for e, ex := range m.Experts {
+				for i, lin := range ex {
+					qm.Experts[e][i] = convLinear(lin)
+				}
+			}
+			if m.Shared != nil {
+				qm.Shared = &[3]*Linear[T]{convLinear(m.Shared[0]), convLinear(m.Shared[1]), convLinear(m.Shared[2])}
+			}
+			Q.MoE = qm
 		}
 	}
 	return q

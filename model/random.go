@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
+	"strings"
 )
 
 // Bench60M is the "bench-60M" training-step benchmark shape: Llama
@@ -40,17 +41,21 @@ var namedShapes = map[string]Config{
 }
 
 // ShapeNames lists the names NamedShape accepts, for help texts and errors.
-const ShapeNames = "bench-60M, llama2-7b, llama2-13b, mistral-7b, llama3-8b, qwen2-7b or llama-<hidden>x<layers>"
+const ShapeNames = "bench-60M, llama2-7b, llama2-13b, mistral-7b, llama3-8b, qwen2-7b, llama-<hidden>x<layers>, mixtral-<hidden>x<layers>e<experts>k<top-k> or qwen2_moe-<hidden>x<layers>e<experts>k<top-k>"
 
 // NamedShape returns a model configuration by name: "bench-60M"; a
 // published architecture, "llama2-7b", "llama2-13b", "mistral-7b",
 // "llama3-8b" or "qwen2-7b" (as its config.json has it); or
 // "llama-<hidden>x<layers>" (heads of 64 dims, intermediate 8/3·hidden
-// rounded up to 256, vocabulary 32000), e.g. "llama-2048x16". The
+// rounded up to 256, vocabulary 32000), e.g. "llama-2048x16"; or a
+// mixture-of-experts shape (see moeShape), e.g. "mixtral-1024x8e8k2". The
 // configuration's TorchDtype is "float32".
 func NamedShape(name string) (Config, error) {
 	if name == "bench-60M" {
 		return Bench60M(), nil
+	}
+	if c, ok, err := moeShape(name); ok {
+		return c, err
 	}
 	if c, ok := namedShapes[name]; ok {
 		c.EOSTokenIDs = slices.Clone(c.EOSTokenIDs)
@@ -126,4 +131,48 @@ func (s randomStream) fill(dst []float32) {
 
 func isBias(name string) bool {
 	return len(name) > 5 && name[len(name)-5:] == ".bias"
+}
+
+// moeShape parses "mixtral-<hidden>x<layers>e<experts>k<top-k>" (the
+// llama-<hidden>x<layers> shape with each MLP replaced by that many experts
+// of the same width, a quarter as many KV heads as heads, as Mixtral has)
+// and "qwen2_moe-<hidden>x<layers>e<experts>k<top-k>" (fine-grained experts
+// of a quarter of that width, rounded up to 64, a shared expert of four
+// times theirs, top-k weights not renormalised, q/k/v biases); ok is false
+// for other names.
+func moeShape(name string) (c Config, ok bool, err error) {
+	var kind string
+	switch {
+	case strings.HasPrefix(name, "mixtral-"):
+		kind = "mixtral"
+	case strings.HasPrefix(name, "qwen2_moe-"):
+		kind = "qwen2_moe"
+	default:
+		return Config{}, false, nil
+	}
+	var hidden, layers, experts, topK int
+	var extra string
+	n, _ := fmt.Sscanf(strings.TrimPrefix(name, kind+"-"), "%dx%de%dk%d%s", &hidden, &layers, &experts, &topK, &extra)
+	if n != 4 || hidden < 64 || hidden%64 != 0 || layers < 1 || experts < 1 || topK < 1 || topK > experts {
+		return Config{}, true, fmt.Errorf("model: unknown shape %q (want %s-<hidden>x<layers>e<experts>k<top-k>, hidden a multiple of 64, 1 <= top-k <= experts)", name, kind)
+	}
+	c = Bench60M()
+	c.ModelType = kind
+	c.Hidden, c.Layers = hidden, layers
+	c.Heads, c.HeadDim = hidden/64, 64
+	c.KVHeads = c.Heads
+	if c.Heads%4 == 0 {
+		c.KVHeads = c.Heads / 4
+	}
+	c.Intermediate = (hidden*8/3 + 255) / 256 * 256
+	c.Experts, c.ExpertsPerToken, c.SparseStep = experts, topK, 1
+	switch kind {
+	case "mixtral":
+		c.ExpertIntermediate, c.NormTopKProb = c.Intermediate, true
+	case "qwen2_moe":
+		c.ExpertIntermediate = (c.Intermediate/4 + 63) / 64 * 64
+		c.SharedIntermediate = 4 * c.ExpertIntermediate
+		c.AttentionBias = true
+	}
+	return c, true, c.Validate()
 }

@@ -140,12 +140,13 @@ func WriteRandomHF(ctx context.Context, dir string, cfg Config, opts RandomHFOpt
 func stateDictOrder(cfg Config) []string {
 	names := []string{EmbedTokensName}
 	for l := 0; l < cfg.Layers; l++ {
-		for p := Projection(0); p < NumProjections; p++ {
+		for p := QProj; p <= OProj; p++ {
 			names = append(names, ModuleName(l, p)+".weight")
 			if cfg.AttentionBias && (p == QProj || p == KProj || p == VProj) {
 				names = append(names, ModuleName(l, p)+".bias")
 			}
 		}
+		names = append(names, cfg.mlpTensorOrder(l)...)
 		names = append(names, LayerTensorName(l, "input_layernorm.weight"), LayerTensorName(l, "post_attention_layernorm.weight"))
 	}
 	names = append(names, FinalNormName)

@@ -68,3 +68,33 @@ func TestTargetsMatch(t *testing.T) {
 		t.Fatalf("TensorName = %s", got)
 	}
 }
+
+func TestTargetsHasModule(t *testing.T) {
+	cases := []struct {
+		targets []string
+		module  string
+		want    bool
+	}{
+		{[]string{"w1"}, "model.layers.0.block_sparse_moe.experts.3.w1", true},
+		{[]string{"w1"}, "model.layers.0.block_sparse_moe.experts.3.w2", false},
+		{[]string{"experts"}, "model.layers.0.block_sparse_moe.experts.3.w2", true},
+		{[]string{"experts"}, "model.layers.0.mlp.experts.0.down_proj", true},
+		{[]string{"experts"}, "model.layers.0.mlp.shared_expert.down_proj", false},
+		{[]string{"experts"}, "model.layers.0.mlp.down_proj", false},
+		{[]string{"shared_expert"}, "model.layers.0.mlp.shared_expert.up_proj", true},
+		{[]string{"gate_proj"}, "model.layers.0.mlp.experts.2.gate_proj", true}, // PEFT's suffix match
+		{[]string{"gate_proj"}, "model.layers.0.mlp.shared_expert.gate_proj", true},
+		{[]string{"q_proj"}, "model.layers.0.mlp.experts.2.gate_proj", false},
+		{[]string{"all-linear"}, "model.layers.0.block_sparse_moe.experts.7.w3", true},
+		{[]string{"all-linear"}, "model.layers.0.mlp.shared_expert.up_proj", true},
+	}
+	for _, c := range cases {
+		tg, err := ParseTargets(c.targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tg.HasModule(c.module); got != c.want {
+			t.Errorf("%v HasModule(%s) = %v, want %v", c.targets, c.module, got, c.want)
+		}
+	}
+}

@@ -90,7 +90,7 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 		if err != nil {
 			return nil, err
 		}
-		lazy = targets.Has
+		lazy = targets.HasModule
 	}
 	ck, p, err := benchModel(mc, o.Seed, lazy)
 	if err != nil {
@@ -118,7 +118,7 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 	if err != nil {
 		return nil, fmt.Errorf("train.precision: %w", err)
 	}
-	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter,
+	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter, ExpertAdapter: setup.GraphExpertAdapter,
 		GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: prec})
 	if err != nil {
 		return nil, err
@@ -161,11 +161,11 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 }
 
 // benchModel is the random-weight model of the train bench, with
-// model.RandomCheckpoint's weights. The projections whose short name lazy
+// model.RandomCheckpoint's weights. The projections whose module name lazy
 // accepts (those the method prunes) are not held: their bases are
 // randomBases, generated when pruning reads them, so that the bench holds
 // one dense projection at a time rather than the whole float32 model.
-func benchModel(cfg model.Config, seed uint64, lazy func(short string) bool) (*model.Checkpoint, *model.Params[float32], error) {
+func benchModel(cfg model.Config, seed uint64, lazy func(module string) bool) (*model.Checkpoint, *model.Params[float32], error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -173,8 +173,8 @@ func benchModel(cfg model.Config, seed uint64, lazy func(short string) bool) (*m
 	generated := map[string]bool{}
 	largest := 0
 	for l := range cfg.Layers {
-		for pj := model.Projection(0); pj < model.NumProjections; pj++ {
-			if name := model.ModuleName(l, pj) + ".weight"; lazy(pj.Short()) {
+		for _, module := range cfg.LayerModules(l) {
+			if name := module + ".weight"; lazy(module) {
 				generated[name] = true
 				largest = max(largest, shapes[name][0]*shapes[name][1])
 			}
@@ -196,7 +196,7 @@ func benchModel(cfg model.Config, seed uint64, lazy func(short string) bool) (*m
 		return nil, nil, err
 	}
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			if name := lin.Module + ".weight"; generated[name] {
 				lin.Base = &randomBase{name: name, rows: lin.Base.Rows(), cols: lin.Base.Cols(), seed: seed}
 				delete(ck.Tensors, name)

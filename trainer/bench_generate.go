@@ -228,17 +228,25 @@ func (c *generateCase) generate(prompt []int, steps int, record bool) ([]int, er
 	return tokens, nil
 }
 
-// projectionWeights is the number of projection weights of cfg.
+// projectionWeights is the number of projection weights of cfg (every
+// expert's included; routers are not projections).
 func projectionWeights(cfg model.Config) int64 {
-	q, kv, c, ff := int64(cfg.QDim()), int64(cfg.KVDim()), int64(cfg.Hidden), int64(cfg.Intermediate)
-	return int64(cfg.Layers) * (2*q*c + 2*kv*c + 3*ff*c)
+	shapes := cfg.TensorShapes()
+	var n int64
+	for l := range cfg.Layers {
+		for _, m := range cfg.LayerModules(l) {
+			s := shapes[m+".weight"]
+			n += int64(s[0]) * int64(s[1])
+		}
+	}
+	return n
 }
 
 // paramsBytes is the storage of all weights of p and of its projections.
 func paramsBytes(p *model.Params[float32]) (all, projections int64) {
 	for _, L := range p.Layers {
 		all += 4 * int64(len(L.AttnNorm)+len(L.MLPNorm))
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			projections += model.BaseBytes(lin.Base)
 		}
 	}
@@ -284,17 +292,50 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 	// Projections are built by one worker per core, each holding one dense
 	// weight at a time.
 	type job struct {
-		l  int
-		pj model.Projection
+		name string
+		dst  **model.Linear[float32]
 	}
-	jobs := make(chan job, cfg.Layers*int(model.NumProjections))
+	var all []job
 	for l := range p.Layers {
 		L := &p.Layers[l]
 		L.AttnNorm = tensor(model.LayerTensorName(l, "input_layernorm.weight"))
 		L.MLPNorm = tensor(model.LayerTensorName(l, "post_attention_layernorm.weight"))
-		for pj := model.Projection(0); pj < model.NumProjections; pj++ {
-			jobs <- job{l, pj}
+		// The slots of the projections, in cfg.LayerModules order.
+		var slots []**model.Linear[float32]
+		for pj := model.QProj; pj <= model.OProj; pj++ {
+			slots = append(slots, &L.Proj[pj])
 		}
+		if !cfg.SparseLayer(l) {
+			slots = append(slots, &L.Proj[model.GateProj], &L.Proj[model.UpProj], &L.Proj[model.DownProj])
+		} else {
+			// Routers and the shared expert gate stay dense float32.
+			dense := func(name string) *model.Linear[float32] {
+				s := shapes[name+".weight"]
+				return &model.Linear[float32]{Module: name, Base: kernels.NewDense(tensor(name+".weight"), s[0], s[1])}
+			}
+			m := &model.MoE[float32]{Router: dense(cfg.RouterModuleName(l)), TopK: cfg.ExpertsPerToken, NormTopK: cfg.NormTopKProb,
+				Experts: make([][3]*model.Linear[float32], cfg.Experts)}
+			for e := range m.Experts {
+				for i := range m.Experts[e] {
+					slots = append(slots, &m.Experts[e][i])
+				}
+			}
+			if cfg.SharedIntermediate > 0 {
+				m.Shared = new([3]*model.Linear[float32])
+				for i := range m.Shared {
+					slots = append(slots, &m.Shared[i])
+				}
+				m.SharedGate = dense(cfg.SharedExpertGateName(l))
+			}
+			L.MoE = m
+		}
+		for i, name := range cfg.LayerModules(l) {
+			all = append(all, job{name, slots[i]})
+		}
+	}
+	jobs := make(chan job, len(all))
+	for _, j := range all {
+		jobs <- j
 	}
 	close(jobs)
 	errs := make([]error, runtime.GOMAXPROCS(0))
@@ -302,7 +343,7 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 	for w := range errs {
 		wg.Go(func() {
 			for j := range jobs {
-				name := model.ModuleName(j.l, j.pj)
+				name := j.name
 				shape := shapes[name+".weight"]
 				w0 := tensor(name + ".weight")
 				if ratio > 0 {
@@ -318,7 +359,7 @@ func randomPrunedParams(cfg model.Config, ratio float64, format model.BaseFormat
 					errs[w] = err
 					return
 				}
-				p.Layers[j.l].Proj[j.pj] = &model.Linear[float32]{Module: name, Base: base}
+				*j.dst = &model.Linear[float32]{Module: name, Base: base}
 			}
 		})
 	}

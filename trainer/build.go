@@ -11,6 +11,7 @@ import (
 	"github.com/salr-go/salr/configs"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
+	"github.com/salr-go/salr/kernels/gop"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/tokenizer"
 	"github.com/salr-go/salr/sparsity"
@@ -181,8 +182,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	// check them all before calibrating or pruning anything.
 	var targeted int
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
-			if targets.Has(model.Projection(p).Short()) {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if targets.HasModule(lin.Module) {
 				targeted++
 				if err := spec.Pattern.CheckCols(lin.Base.Cols()); err != nil {
 					return fmt.Errorf("trainer: cannot prune %s (%d×%d): %w", lin.Module, lin.Base.Rows(), lin.Base.Cols(), err)
@@ -192,7 +193,7 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 	}
 	var norms map[string][]float32
 	if spec.Method == sparsity.Wanda {
-		if norms, err = s.calibrate(); err != nil {
+		if norms, err = s.calibrate(logf); err != nil {
 			return err
 		}
 	}
@@ -223,8 +224,10 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 
 // calibrate runs the dense model over the calibration sequences
 // (calibrationSeqs) and returns, per projection, the L2 norms of its input
-// features (Wanda's ||X_j||).
-func (s *Setup) calibrate() (map[string][]float32, error) {
+// features (Wanda's ||X_j||). An expert of a mixture-of-experts model that
+// no calibration token was routed to gets norms of 1: Wanda's score is
+// then the magnitude.
+func (s *Setup) calibrate(logf func(string, ...any)) (map[string][]float32, error) {
 	cal := map[string]*sparsity.Calibration{}
 	r := model.NewRunner(s.Params)
 	r.Observe = func(lin *model.Linear[float32], x []float32, n int) {
@@ -243,6 +246,22 @@ func (s *Setup) calibrate() (map[string][]float32, error) {
 	norms := map[string][]float32{}
 	for m, c := range cal {
 		norms[m] = c.Norms()
+	}
+	var unseen []string
+	for l := range s.Params.Layers {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if _, ok := norms[lin.Module]; !ok {
+				ones := make([]float32, lin.Base.Cols())
+				for i := range ones {
+					ones[i] = 1
+				}
+				norms[lin.Module] = ones
+				unseen = append(unseen, lin.Module)
+			}
+		}
+	}
+	if len(unseen) > 0 {
+		logf("wanda: no calibration token reached %d expert projections (%s, ...): they are pruned by magnitude", len(unseen), unseen[0])
 	}
 	return norms, nil
 }
@@ -274,10 +293,10 @@ func (s *Setup) attachAdapters(logf func(string, ...any)) error {
 	start := time.Now()
 	var energy, residual float64
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
+		for _, lin := range s.Params.Layers[l].Linears() {
 			out, in := lin.Base.Rows(), lin.Base.Cols()
 			var parts []*adapters.LowRank
-			if cfg.HasLoRA() && loraTargets.Has(model.Projection(p).Short()) {
+			if cfg.HasLoRA() && loraTargets.HasModule(lin.Module) {
 				lora, err := adapters.NewLoRA(out, in, adapters.LoRAConfig{Rank: ac.LoRARank, Alpha: ac.LoRAAlpha,
 					Dropout: ac.LoRADropout, Init: adapters.Init(ac.LoRAInit), RSLoRA: ac.RSLoRA},
 					adapters.SeedFor(seed, lin.Module+".lora"))
@@ -385,9 +404,41 @@ func (s *Setup) TrainableCount() int {
 // GraphAdapter is the model.GraphOptions.Adapter hook: it adds the fused
 // adapter op of a projection, with A and B as learnables when they train.
 func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float32], x *G.Node) (*G.Node, error) {
+	k, a, bb := s.adapterNodes(b, lin)
+	if k == nil {
+		return nil, nil
+	}
+	if d := s.dynamic[lin.Module]; d != nil {
+		m, err := adapters.NewMaskedKernel(s.Adapters[lin.Module], k, d.keep)
+		if err != nil {
+			return nil, fmt.Errorf("trainer: %s: %w", lin.Module, err)
+		}
+		return m.Apply(x, a, bb)
+	}
+	return k.Apply(x, a, bb)
+}
+
+// GraphExpertAdapter is the model.GraphOptions.ExpertAdapter hook: the fused
+// adapter kernel of a projection (nil when it has none) and its A and B
+// nodes, learnables when they train. GraphAdapter adds the same kernel as
+// nodes of its own.
+func (s *Setup) GraphExpertAdapter(b *model.Builder[float32], lin *model.Linear[float32]) (gop.Kernel[float32], *G.Node, *G.Node, error) {
+	if s.dynamic[lin.Module] != nil {
+		return nil, nil, nil, fmt.Errorf("trainer: %s: method %s does not support the experts of a mixture-of-experts layer (their masked merged weights are not implemented)", lin.Module, s.Config.Method)
+	}
+	k, a, bb := s.adapterNodes(b, lin)
+	if k == nil {
+		return nil, nil, nil, nil
+	}
+	return k, a, bb, nil
+}
+
+// adapterNodes is the fused adapter kernel of a projection (nil when it has
+// none) and its A and B nodes, learnables when they train.
+func (s *Setup) adapterNodes(b *model.Builder[float32], lin *model.Linear[float32]) (*adapters.FusedKernel[float32], *G.Node, *G.Node) {
 	f := s.Adapters[lin.Module]
 	if f == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	k := s.kernels[lin.Module]
 	if k == nil {
@@ -402,14 +453,7 @@ func (s *Setup) GraphAdapter(b *model.Builder[float32], lin *model.Linear[float3
 	a := input(lin.Module+".A", f.A, f.Rank, f.In)
 	bb := input(lin.Module+".B", f.B, f.Out, f.Rank)
 	s.nodes[lin.Module] = [2]*G.Node{a, bb}
-	if d := s.dynamic[lin.Module]; d != nil {
-		m, err := adapters.NewMaskedKernel(f, k, d.keep)
-		if err != nil {
-			return nil, fmt.Errorf("trainer: %s: %w", lin.Module, err)
-		}
-		return m.Apply(x, a, bb)
-	}
-	return k.Apply(x, a, bb)
+	return k, a, bb
 }
 
 // SetDropoutStep selects the dropout masks of a (micro-)step in every

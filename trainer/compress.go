@@ -27,8 +27,8 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 	done func(finished, total int), store func(lin *model.Linear[float32], w0 *kernels.Dense[float32], mask *sparsity.Mask) error) error {
 	var jobs []*model.Linear[float32]
 	for l := range p.Layers {
-		for pj, lin := range p.Layers[l].Proj {
-			if targets.Has(model.Projection(pj).Short()) {
+		for _, lin := range p.Layers[l].Linears() {
+			if targets.HasModule(lin.Module) {
 				jobs = append(jobs, lin)
 			}
 		}

@@ -234,7 +234,7 @@ func checkNoAdapters(runDir, path string) error {
 func AttachAdapters(p *model.Params[float32], mods map[string]*adapters.Fused) error {
 	seen := 0
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			f, ok := mods[lin.Module]
 			if !ok {
 				continue

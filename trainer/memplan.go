@@ -77,7 +77,7 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 		L := &p.Layers[l]
 		frozen(L.AttnNorm)
 		frozen(L.MLPNorm)
-		for _, lin := range L.Proj {
+		for _, lin := range append(L.Linears(), L.Gates()...) {
 			frozen(lin.Bias)
 			n := model.BaseBytes(lin.Base)
 			mp.Base += n
@@ -122,13 +122,13 @@ func NewMemoryPlan(s *Setup, graph *model.Graph[float32], opt *AdamW) MemoryPlan
 		attn := kernels.SelfAttention{Batch: graph.Batch, Seq: graph.Seq, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim}
 		mp.Frozen += graph.CastBytes()
 		mp.Activations = graph.Buffers().Bytes + attn.ScratchBytes(4) +
-			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0)
+			kernels.HeadScratchBytes(p.Head, n, len(s.Trainables) > 0) + graph.MoEBytes()
 		if panels {
 			mp.Scratch = int64(max(bitmap.PipelineDepth, 1)) * int64(bitmap.PanelElems) * 4
 		}
 		if graph.Precision() == kernels.BF16 {
 			width := c.Hidden
-			for _, lin := range p.Layers[0].Proj {
+			for _, lin := range p.Layers[0].Linears() {
 				width = max(width, lin.Base.Rows(), lin.Base.Cols())
 			}
 			mp.Scratch += kernels.BF16ScratchBytes(n, width)
@@ -220,7 +220,7 @@ type pruningLimit struct {
 func limitPruning(p *model.Params[float32], logf func(string, ...any)) *pruningLimit {
 	var largest int64
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
+		for _, lin := range L.Linears() {
 			largest = max(largest, int64(lin.Base.Rows())*int64(lin.Base.Cols()))
 		}
 	}

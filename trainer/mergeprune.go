@@ -59,8 +59,8 @@ func (s *Setup) mergedSpec() (sparsity.Spec, sparsity.Targets, error) {
 		return spec, targets, err
 	}
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
-			if targets.Has(model.Projection(p).Short()) {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if targets.HasModule(lin.Module) {
 				if err := spec.Pattern.CheckCols(lin.Base.Cols()); err != nil {
 					return spec, targets, fmt.Errorf("trainer: cannot prune %s (%d×%d): %w", lin.Module, lin.Base.Rows(), lin.Base.Cols(), err)
 				}
@@ -80,8 +80,8 @@ func (s *Setup) initDynamic(logf func(string, ...any)) error {
 	}
 	s.dynamic = map[string]*dynamicMask{}
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
-			if !targets.Has(model.Projection(p).Short()) {
+		for _, lin := range s.Params.Layers[l].Linears() {
+			if !targets.HasModule(lin.Module) {
 				continue
 			}
 			dense, ok := denseBase(lin.Base)
@@ -191,15 +191,15 @@ func (s *Setup) PruneMerged(logf func(string, ...any)) error {
 	}
 	var norms map[string][]float32
 	if spec.Method == sparsity.Wanda {
-		if norms, err = s.calibrate(); err != nil {
+		if norms, err = s.calibrate(logf); err != nil {
 			return err
 		}
 	}
 	changed := 0
 	for l := range s.Params.Layers {
-		for p, lin := range s.Params.Layers[l].Proj {
+		for _, lin := range s.Params.Layers[l].Linears() {
 			f := s.Adapters[lin.Module]
-			targeted := targets.Has(model.Projection(p).Short())
+			targeted := targets.HasModule(lin.Module)
 			if f == nil && !targeted {
 				continue
 			}

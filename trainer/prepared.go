@@ -267,7 +267,7 @@ func (s *Setup) usePrepared(logf func(string, ...any)) error {
 	}
 	var pruned, total int
 	for l := range s.Params.Layers {
-		for _, lin := range s.Params.Layers[l].Proj {
+		for _, lin := range s.Params.Layers[l].Linears() {
 			p, ok := st.Result.Projections[lin.Module]
 			if !ok {
 				continue

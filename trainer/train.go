@@ -186,7 +186,7 @@ func (r *training) open(resume bool) error {
 			return fmt.Errorf("train.precision: %w", err)
 		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
-			Batch: tc.BatchSize / r.comm.Size(), Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, Packed: cfg.Data.Packing,
+			Batch: tc.BatchSize / r.comm.Size(), Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, ExpertAdapter: r.setup.GraphExpertAdapter, Packed: cfg.Data.Packing,
 			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec, LossWeight: r.comm.Size() > 1}); err != nil {
 			return err
 		}

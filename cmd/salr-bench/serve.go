@@ -124,7 +124,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		results[i] = &serveResult{Bench: "serve", Model: name, Format: string(f), Paths: bitmap.CurrentPaths()}
 		for _, L := range params[i].Layers {
-			for _, lin := range L.Proj {
+			for _, lin := range L.Linears() {
 				results[i].ProjectionBytes += model.BaseBytes(lin.Base)
 			}
 		}

@@ -35,6 +35,9 @@ func mergedTensors(p *model.Params[float32]) ([]tensor, error) {
 	for l := range p.Layers {
 		L := &p.Layers[l]
 		for pj, lin := range L.Proj {
+			if lin == nil && L.MoE != nil && model.Projection(pj) >= model.GateProj {
+				continue // a sparse layer's MLP: below
+			}
 			if lin == nil || lin.Base == nil {
 				return nil, fmt.Errorf("export: layer %d has no %s", l, model.Projection(pj).Suffix())
 			}
@@ -44,6 +47,17 @@ func mergedTensors(p *model.Params[float32]) ([]tensor, error) {
 				b := vector(lin.Module+".bias", lin.Bias)
 				b.proj = model.Projection(pj)
 				out = append(out, b)
+			}
+		}
+		if L.MoE != nil {
+			// The router, the experts (merged with their adapters), the
+			// shared expert and its gate.
+			for _, lin := range append(L.Gates(), L.Linears()[model.OProj+1:]...) {
+				if lin == nil || lin.Base == nil {
+					return nil, fmt.Errorf("export: layer %d: a mixture-of-experts projection has no base", l)
+				}
+				out = append(out, tensor{name: lin.Module + ".weight", shape: []int{lin.Base.Rows(), lin.Base.Cols()},
+					proj: -1, values: func() ([]float32, error) { return Merged(lin) }})
 			}
 		}
 		out = append(out, vector(model.LayerTensorName(l, "input_layernorm.weight"), L.AttnNorm),

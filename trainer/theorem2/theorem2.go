@@ -145,9 +145,7 @@ func (t *Table) overall() {
 func projections(p *model.Params[float32]) []*model.Linear[float32] {
 	var out []*model.Linear[float32]
 	for _, L := range p.Layers {
-		for _, lin := range L.Proj {
-			out = append(out, lin)
-		}
+		out = append(out, L.Linears()...)
 	}
 	return out
 }
