@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 
 	"github.com/salr-go/salr/kernels"
-	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 )
@@ -65,10 +64,11 @@ type Checkpoint struct {
 	Config  Config
 	Tensors map[string]*Tensor
 	// Compressed holds the projection weights a compressed model directory
-	// (see WriteParams) stores in bitmap form, by tensor name (e.g.
+	// (see WriteParams) stores in bitmap or NF4 form (*bitmap.Matrix,
+	// *bitmap.NF4), by tensor name (e.g.
 	// "model.layers.0.self_attn.q_proj.weight"); they are not in Tensors.
 	// The matrices are views of the memory-mapped file, valid until Close.
-	Compressed map[string]*bitmap.Matrix
+	Compressed map[string]kernels.Matrix[float32]
 	// Adapters holds the low-rank updates a compressed model directory
 	// stores with its weights, by HF module name.
 	Adapters map[string]*LowRank[float32]

@@ -25,7 +25,7 @@ import (
 //	base/                       the pruned base as a dense HF model directory
 //	                            (config.json, model.safetensors, tokenizer),
 //	                            what HF tools and the PEFT adapter load
-//	compressed/                 with a bitmap-* base_format: the compressed
+//	compressed/                 with a bitmap-* or *-nf4 base_format: the compressed
 //	                            model (bitmap bases, trained adapters,
 //	                            tokenizer; see model.WriteParams)
 //
@@ -57,7 +57,7 @@ func (s *Setup) Export(runDir string) error {
 	if err := s.writeBase(baseDir); err != nil {
 		return err
 	}
-	if _, ok := model.BaseFormat(out.BaseFormat).BitmapDType(); ok {
+	if model.BaseFormat(out.BaseFormat).Compressed() {
 		return s.writeCompressed(filepath.Join(runDir, CompressedDir))
 	}
 	return nil
