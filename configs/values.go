@@ -18,6 +18,7 @@ const (
 	MethodSALR      = "salr"       // pruned base, LoRA and the SVD residual adapter
 	MethodPrune     = "prune"      // pruned base only, no training
 	MethodPruneSVD  = "prune-svd"  // pruned base and the SVD residual adapter, no training
+	MethodQLoRA     = "qlora"      // dense base stored in NF4 (dense-nf4), LoRA only
 )
 
 // Values of sparsity.pattern other than "N:M".
@@ -98,7 +99,7 @@ const AllLinear = "all-linear"
 
 // Allowed values of each enumerated key, in documentation order.
 var (
-	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD}
+	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD, MethodQLoRA}
 	scores      = []string{ScoreMagnitude, ScoreWanda}
 	loraInits   = []string{InitKaiming, InitGaussian}
 	svdMethods  = []string{SVDAuto, SVDExact, SVDRandomized}
@@ -133,14 +134,24 @@ func ExpandModules(targets []string) []string {
 }
 
 // Trains reports whether the method trains adapters (lora, prune-lora,
-// salr); prune and prune-svd only measure.
+// salr, qlora); prune and prune-svd only measure.
 func (c *Config) Trains() bool {
-	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR
+	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR || c.Method == MethodQLoRA
 }
 
 // Prunes reports whether the method prunes the frozen base (every method but
-// lora).
-func (c *Config) Prunes() bool { return c.Method != MethodLoRA }
+// lora and qlora).
+func (c *Config) Prunes() bool { return c.Method != MethodLoRA && c.Method != MethodQLoRA }
+
+// BaseFormat is the storage of the frozen base the run trains on and
+// exports: dense-nf4 for qlora (QLoRA's NF4 base), output.base_format
+// otherwise.
+func (c *Config) BaseFormat() string {
+	if c.Method == MethodQLoRA {
+		return string(model.BaseDenseNF4)
+	}
+	return c.Output.BaseFormat
+}
 
 // HasLoRA reports whether the method uses LoRA adapters.
 func (c *Config) HasLoRA() bool { return c.Trains() }

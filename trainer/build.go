@@ -131,6 +131,11 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 			return nil, err
 		}
 	}
+	if cfg.Method == configs.MethodQLoRA {
+		if err := s.quantizeBase(logf); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.attachAdapters(logf); err != nil {
 		return nil, err
 	}
@@ -207,6 +212,32 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 		s.Sparsity = float64(pruned) / float64(total)
 	}
 	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights), bases stored as %s, in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, cfg.Output.BaseFormat, time.Since(start).Seconds())
+	return nil
+}
+
+// quantizeBase stores every projection's frozen base in the format of the
+// method (cfg.BaseFormat(): dense-nf4 for qlora), one projection at a time,
+// for QLoRA's 4-bit base under LoRA.
+func (s *Setup) quantizeBase(logf func(string, ...any)) error {
+	format, err := model.ParseBaseFormat(s.Config.BaseFormat())
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	start := time.Now()
+	var before, after int64
+	for l := range s.Params.Layers {
+		for _, lin := range s.Params.Layers[l].Proj {
+			before += model.BaseBytes(lin.Base)
+			base, err := model.NewBaseMatrix(model.DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), format)
+			if err != nil {
+				return fmt.Errorf("trainer: storing %s as %s: %w", lin.Module, format, err)
+			}
+			lin.Base = base
+			after += model.BaseBytes(base)
+		}
+	}
+	logf("quantized every projection's base to %s: %.1f MB -> %.1f MB (%.3fx), in %.1fs",
+		format, float64(before)/1e6, float64(after)/1e6, float64(after)/float64(max(before, 1)), time.Since(start).Seconds())
 	return nil
 }
 
