@@ -28,11 +28,17 @@ const (
 	BF16 DType = iota + 1 // bfloat16 bit patterns in []uint16
 	F16                   // IEEE binary16 bit patterns in []uint16
 	F32                   // float32
+	// DTypeNF4 names the 4-bit NormalFloat values of the NF4 type
+	// (bitmap-nf4, dense-nf4); it is not a value type of Matrix (Size 0,
+	// and ParseDType does not accept it).
+	DTypeNF4
 )
 
-// String returns "bf16", "fp16" or "fp32".
+// String returns "bf16", "fp16", "fp32" or "nf4".
 func (d DType) String() string {
 	switch d {
+	case DTypeNF4:
+		return "nf4"
 	case BF16:
 		return "bf16"
 	case F16:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
 )
@@ -15,7 +16,9 @@ import (
 // NF4BlockSize consecutive values (a block may span rows; the last one may
 // be short). Each block has an absmax scale a (the largest |v| of the block)
 // and each value the 4-bit index of the code-book entry nearest to v/a; it
-// decodes as NF4Code[index] · a, one fp32 multiply. Two indices share a
+// decodes as bf16(NF4Code[index] · a): one fp32 multiply rounded to bf16
+// (nearest even), as QLoRA dequantizes into its bf16 compute dtype, so that
+// the products run the bf16 bitmap kernels. Two indices share a
 // byte: value 2i in the low nibble of byte i, value 2i+1 in the high nibble
 // (bitsandbytes puts the first value in the high nibble; the code book and
 // the index of each entry are the same). An odd count leaves the last high
@@ -92,9 +95,9 @@ func (p NF4Parts) DoubleQuant() bool { return p.QAbsmax != nil }
 // and row pointers of Matrix, the kept values in NF4) or dense-nf4 (every
 // value in NF4). It implements kernels.Matrix[float32] and is safe for
 // concurrent use (it is never modified). Its products decode groups of rows
-// to fp32 in a small buffer (the kernel set's NF4 decoder: a 16-entry table
-// lookup per value, times the block scale) and run the kernel set's fp32
-// bitmap kernels on them, every mask full for dense-nf4.
+// to bf16 in a small buffer (the kernel set's NF4 decoder: a 16-entry table
+// lookup per value, times the block scale, rounded) and run the kernel set's
+// bf16 bitmap kernels on them, every mask full for dense-nf4.
 type NF4 struct {
 	rows, cols, chunks int
 	masks              []uint16 // nil for dense-nf4
@@ -340,19 +343,19 @@ func (m *NF4) scales(dst []float32, b0, b1 int) {
 	}
 }
 
-// dequantGo writes the stored values [k0, k1) as fp32 into dst, with the
+// dequantGo writes the stored values [k0, k1) as bf16 into dst, with the
 // decoded scales of blocks k0/64 onwards in sc: the Go reference of the
 // kernel sets' nf4Dequant.
-func dequantGo(dst []float32, codes []uint8, sc []float32, k0, k1 int) {
+func dequantGo(dst []uint16, codes []uint8, sc []float32, k0, k1 int) {
 	b0 := k0 / NF4BlockSize
 	for k := k0; k < k1; k++ {
-		dst[k-k0] = NF4Code[codes[k/2]>>(4*(k%2))&15] * sc[k/NF4BlockSize-b0]
+		dst[k-k0] = kernels.Float32ToBF16(NF4Code[codes[k/2]>>(4*(k%2))&15] * sc[k/NF4BlockSize-b0])
 	}
 }
 
-// dequant writes the stored values [k0, k1) as fp32 into dst with the kernel
-// set's decoder (scratch holds the decoded scales).
-func (m *NF4) dequant(dst []float32, k0, k1 int) {
+// dequant writes the stored values [k0, k1) as bf16 into dst with the kernel
+// set's decoder.
+func (m *NF4) dequant(dst []uint16, k0, k1 int) {
 	if k1 <= k0 {
 		return
 	}
@@ -368,8 +371,8 @@ func (m *NF4) dequant(dst []float32, k0, k1 int) {
 }
 
 // Decode writes the dense row-major Rows × Cols matrix into dst (len(dst)
-// >= Rows*Cols): each stored value as NF4Code[index] · scale in fp32, 0 at
-// pruned positions.
+// >= Rows*Cols): each stored value as bf16(NF4Code[index] · scale) widened
+// to fp32, 0 at pruned positions.
 func (m *NF4) Decode(dst []float32) {
 	if len(dst) < m.rows*m.cols {
 		panic("bitmap: NF4.Decode: dst shorter than Rows*Cols")
@@ -389,16 +392,14 @@ func (m *NF4) dims() (int, int) { return m.rows, m.cols }
 // kernels (a buffer of 64 KB that stays in L2).
 const nf4GroupValues = 1 << 14
 
-// groups calls f on the fp32 bitmap matrix of every group of rows of [r0,
+// groups calls f on the bf16 bitmap matrix of every group of rows of [r0,
 // r1), g its first row relative to r0: the group's values decoded, its own
 // masks (all full for dense-nf4) and row pointers from 0.
 func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
 	step := max(1, min(r1-r0, nf4GroupValues/m.cols))
-	maxVals := m.start(min(r0+step, r1)) - m.start(r0)
-	if m.rowPtr != nil {
-		maxVals = step * m.cols // a bound for any group
-	}
-	vals, vbuf := aligned(maxVals + valuePad)
+	// Two bf16 values per float32 of the pooled buffer; valuePad spare ones.
+	vbuf := getBuffer(&vectors, (step*m.cols+valuePad+1)/2)
+	vals := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(vbuf))), 2*len(vbuf))
 	rowPtr := make([]uint32, step+1)
 	var full []uint16
 	if m.masks == nil {
@@ -412,7 +413,7 @@ func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
 			}
 		}
 	}
-	sub := &Matrix{cols: m.cols, chunks: m.chunks, dtype: F32, kern: m.kern}
+	sub := &Matrix{cols: m.cols, chunks: m.chunks, dtype: BF16, kern: m.kern}
 	for g0 := r0; g0 < r1; g0 += step {
 		g1 := min(g0+step, r1)
 		k0, k1 := m.start(g0), m.start(g1)
@@ -420,7 +421,7 @@ func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
 		for r := g0; r <= g1; r++ {
 			rowPtr[r-g0] = uint32(m.start(r) - k0)
 		}
-		sub.rows, sub.rowPtr, sub.vals32 = g1-g0, rowPtr[:g1-g0+1], vals[:k1-k0]
+		sub.rows, sub.rowPtr, sub.vals16 = g1-g0, rowPtr[:g1-g0+1], vals[:k1-k0]
 		if m.masks != nil {
 			sub.masks = m.masks[g0*m.chunks : g1*m.chunks]
 		} else {

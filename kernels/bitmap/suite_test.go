@@ -95,7 +95,7 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 			}
 			m.kern = ks
 			name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[dense] + map[bool]string{false: "", true: "-dq"}[dq]
-			out = append(out, testMatrix{name, m, refDecodeNF4(m.Parts()), rows, cols, 0, false})
+			out = append(out, testMatrix{name, m, refDecodeNF4(m.Parts()), rows, cols, relXOf(ks, BF16), false})
 		}
 	}
 	return out
@@ -104,7 +104,8 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 // refDecodeNF4 is the test's own decoder of NF4 parts: value k is
 // NF4Code[nibble k] (low nibble first) times its block's scale, the scale
 // decoded from double quantization as q·(absmax2/127) + offset in fp32,
-// placed by the bitmap (or row-major for dense-nf4).
+// the product rounded to bf16, placed by the bitmap (or row-major for
+// dense-nf4).
 func refDecodeNF4(p NF4Parts) []float64 {
 	scale := func(b int) float32 {
 		if p.QAbsmax == nil {
@@ -117,7 +118,9 @@ func refDecodeNF4(p NF4Parts) []float64 {
 		if k%2 == 1 {
 			nib >>= 4
 		}
-		return float64(NF4Code[nib&15] * scale(k/64))
+		v := math.Float32bits(NF4Code[nib&15] * scale(k/64))
+		v = (v + 0x7fff + v>>16&1) &^ 0xffff // bf16, nearest even (finite values)
+		return float64(math.Float32frombits(v))
 	}
 	w := make([]float64, p.Rows*p.Cols)
 	if p.Bitmap == nil {
