@@ -389,14 +389,16 @@ func (m *NF4) Mul(dx, dy []float32, n int) { mul(m, "NF4.Mul", dx, dy, n) }
 func (m *NF4) dims() (int, int) { return m.rows, m.cols }
 
 // nf4GroupValues is about the number of values decoded at a time by the row
-// kernels (a buffer of 64 KB that stays in L2).
+// kernels (a buffer of 32 KB, or 4 rows when they are longer, in L2).
 const nf4GroupValues = 1 << 14
 
 // groups calls f on the bf16 bitmap matrix of every group of rows of [r0,
 // r1), g its first row relative to r0: the group's values decoded, its own
 // masks (all full for dense-nf4) and row pointers from 0.
 func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
-	step := max(1, min(r1-r0, nf4GroupValues/m.cols))
+	// Whole groups of 4 rows: the bf16 GEMV does 4 rows at a time (a
+	// shorter range repeats its last row).
+	step := min(r1-r0, max(4, nf4GroupValues/m.cols/4*4))
 	// Two bf16 values per float32 of the pooled buffer; valuePad spare ones.
 	vbuf := getBuffer(&vectors, (step*m.cols+valuePad+1)/2)
 	vals := unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(vbuf))), 2*len(vbuf))
