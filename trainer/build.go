@@ -217,7 +217,8 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 
 // quantizeBase stores every projection's frozen base in the format of the
 // method (cfg.BaseFormat(): dense-nf4 for qlora), one projection at a time,
-// for QLoRA's 4-bit base under LoRA.
+// for QLoRA's 4-bit base under LoRA; each W0 is dropped from the checkpoint
+// once quantized.
 func (s *Setup) quantizeBase(logf func(string, ...any)) error {
 	format, err := model.ParseBaseFormat(s.Config.BaseFormat())
 	if err != nil {
@@ -234,6 +235,11 @@ func (s *Setup) quantizeBase(logf func(string, ...any)) error {
 			}
 			lin.Base = base
 			after += model.BaseBytes(base)
+			if ck := s.Loaded.Checkpoint; ck != nil {
+				// Release W0 (a bf16 checkpoint's mapped pages leave
+				// resident memory), as pruning does.
+				ck.Drop(lin.Module + ".weight")
+			}
 		}
 	}
 	logf("quantized every projection's base to %s: %.1f MB -> %.1f MB (%.3fx), in %.1fs",
