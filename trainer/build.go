@@ -3,8 +3,10 @@ package trainer
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/salr-go/salr/adapters"
@@ -225,22 +227,44 @@ func (s *Setup) quantizeBase(logf func(string, ...any)) error {
 		return fmt.Errorf("trainer: %w", err)
 	}
 	start := time.Now()
-	var before, after int64
+	var lins []*model.Linear[float32]
 	for l := range s.Params.Layers {
-		for _, lin := range s.Params.Layers[l].Proj {
-			before += model.BaseBytes(lin.Base)
-			base, err := model.NewBaseMatrix(model.DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), format)
-			if err != nil {
-				return fmt.Errorf("trainer: storing %s as %s: %w", lin.Module, format, err)
+		lins = append(lins, s.Params.Layers[l].Proj[:]...)
+	}
+	// A few projections at a time, each holding one float32 copy of W0.
+	var (
+		mu            sync.Mutex
+		before, after int64
+		firstErr      error
+		next          atomic.Int64
+		wg            sync.WaitGroup
+	)
+	for range min(runtime.GOMAXPROCS(0), len(lins)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(lins); i = int(next.Add(1) - 1) {
+				lin := lins[i]
+				base, err := model.NewBaseMatrix(model.DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), format)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("trainer: storing %s as %s: %w", lin.Module, format, err)
+				}
+				if err == nil {
+					before += model.BaseBytes(lin.Base)
+					after += model.BaseBytes(base)
+					lin.Base = base
+					if ck := s.Loaded.Checkpoint; ck != nil {
+						// Release W0 (a bf16 checkpoint's mapped pages
+						// leave resident memory), as pruning does.
+						ck.Drop(lin.Module + ".weight")
+					}
+				}
+				mu.Unlock()
 			}
-			lin.Base = base
-			after += model.BaseBytes(base)
-			if ck := s.Loaded.Checkpoint; ck != nil {
-				// Release W0 (a bf16 checkpoint's mapped pages leave
-				// resident memory), as pruning does.
-				ck.Drop(lin.Module + ".weight")
-			}
-		}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
 	}
 	logf("quantized every projection's base to %s: %.1f MB -> %.1f MB (%.3fx), in %.1fs",
 		format, float64(before)/1e6, float64(after)/1e6, float64(after)/float64(max(before, 1)), time.Since(start).Seconds())

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"unsafe"
 
 	"github.com/salr-go/salr/kernels"
@@ -67,7 +66,14 @@ var nf4Mids = func() (m [15]float64) {
 // NF4Index is the index of the code nearest to r (r is v/absmax, in
 // [-1, 1]); a tie, r exactly on a midpoint, takes the higher code.
 func NF4Index(r float64) uint8 {
-	return uint8(sort.Search(len(nf4Mids), func(i int) bool { return r < nf4Mids[i] }))
+	// The number of midpoints <= r, by binary search over the 15.
+	i := 0
+	for step := 8; step > 0; step >>= 1 {
+		if r >= nf4Mids[i+step-1] {
+			i += step
+		}
+	}
+	return uint8(i)
 }
 
 // NF4Parts are the arrays of an NF4 matrix for serialization. Bitmap and
