@@ -238,7 +238,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"bad N:M", "[sparsity]\npattern = \"4:2\"\n", []string{"t.toml:2: sparsity.pattern:", "0 < N < M"}},
 		{"bad pattern", "[sparsity]\npattern = \"2-4\"\n", []string{"t.toml:2: sparsity.pattern:", `got "2-4"`}},
 		{"N:M ratio mismatch", "[sparsity]\npattern = \"1:4\"\n", []string{`sparsity.ratio: must be 0.75 (1 - N/M) with pattern "1:4", got 0.5 (built-in default`}},
-		{"unknown enum", "method = \"qlora\"\n", []string{`t.toml:1: method: must be one of "lora", "prune-lora", "salr", "prune", "prune-svd", "lora-prune", "lora-prune-dynamic", got "qlora"`}},
+		{"unknown enum", "method = \"dora\"\n", []string{`t.toml:1: method: must be one of "lora", "prune-lora", "salr", "prune", "prune-svd", "lora-prune", "lora-prune-dynamic", "qlora", got "dora"`}},
 		{"svd rank for salr", "[adapters]\nsvd_rank = 0\n", []string{"t.toml:2: adapters.svd_rank: must be >= 1 for method salr, got 0"}},
 		{"lora rank for prune-lora", "method = \"prune-lora\"\n[adapters]\nlora_rank = 0\n", []string{"t.toml:3: adapters.lora_rank: must be >= 1 for method prune-lora"}},
 		{"seq_len", "[data]\nseq_len = 1\n", []string{"t.toml:2: data.seq_len: must be >= 2, got 1"}},

@@ -25,6 +25,8 @@ const (
 	// recomputed every sparsity.every steps (prune during training); the
 	// result is the pruned merged weight, no adapter.
 	MethodLoRAPruneDynamic = "lora-prune-dynamic"
+	// dense base stored in NF4 (dense-nf4), LoRA only
+	MethodQLoRA = "qlora"
 )
 
 // Values of sparsity.pattern other than "N:M".
@@ -105,7 +107,7 @@ const AllLinear = "all-linear"
 
 // Allowed values of each enumerated key, in documentation order.
 var (
-	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD, MethodLoRAPrune, MethodLoRAPruneDynamic}
+	methods     = []string{MethodLoRA, MethodPruneLoRA, MethodSALR, MethodPrune, MethodPruneSVD, MethodLoRAPrune, MethodLoRAPruneDynamic, MethodQLoRA}
 	scores      = []string{ScoreMagnitude, ScoreWanda}
 	loraInits   = []string{InitKaiming, InitGaussian}
 	svdMethods  = []string{SVDAuto, SVDExact, SVDRandomized}
@@ -148,20 +150,33 @@ func ExpandModules(targets []string) []string {
 }
 
 // Trains reports whether the method trains adapters (lora, prune-lora,
-// salr, lora-prune, lora-prune-dynamic); prune and prune-svd only measure.
+// salr, lora-prune, lora-prune-dynamic, qlora); prune and prune-svd only
+// measure.
 func (c *Config) Trains() bool {
-	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR || c.PrunesMerged()
+	return c.Method == MethodLoRA || c.Method == MethodPruneLoRA || c.Method == MethodSALR || c.Method == MethodQLoRA || c.PrunesMerged()
 }
 
 // Prunes reports whether the method prunes the frozen base before training
-// (every method but lora, lora-prune and lora-prune-dynamic).
-func (c *Config) Prunes() bool { return c.Method != MethodLoRA && !c.PrunesMerged() }
+// (every method but lora, qlora, lora-prune and lora-prune-dynamic).
+func (c *Config) Prunes() bool {
+	return c.Method != MethodLoRA && c.Method != MethodQLoRA && !c.PrunesMerged()
+}
 
 // PrunesMerged reports whether the method trains LoRA on the dense base and
 // prunes the merged weight W0 + s·BA, after training (lora-prune) or during
 // it (lora-prune-dynamic); its result is a pruned model without adapters.
 func (c *Config) PrunesMerged() bool {
 	return c.Method == MethodLoRAPrune || c.Method == MethodLoRAPruneDynamic
+}
+
+// BaseFormat is the storage of the frozen base the run trains on and
+// exports: dense-nf4 for qlora (QLoRA's NF4 base), output.base_format
+// otherwise.
+func (c *Config) BaseFormat() string {
+	if c.Method == MethodQLoRA {
+		return string(model.BaseDenseNF4)
+	}
+	return c.Output.BaseFormat
 }
 
 // SavesAdapters reports whether the method's run directory holds adapters

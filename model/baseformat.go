@@ -21,10 +21,17 @@ const (
 	BaseBitmapBF16 BaseFormat = "bitmap-bf16" // bitmap.Matrix, bf16 values
 	BaseBitmapFP16 BaseFormat = "bitmap-fp16" // bitmap.Matrix, fp16 values
 	BaseBitmapFP32 BaseFormat = "bitmap-fp32" // bitmap.Matrix, fp32 values
+	BaseBitmapNF4  BaseFormat = "bitmap-nf4"  // bitmap.NF4 with a bitmap: the kept values in NF4
+	BaseDenseNF4   BaseFormat = "dense-nf4"   // bitmap.NF4 without a bitmap: every value in NF4 (QLoRA's base)
 )
 
+// NF4DoubleQuant is whether NewBaseMatrix double-quantizes the scales of the
+// NF4 formats (QLoRA's default: 8-bit scales with a second level of fp32
+// scales per 256 blocks, 4.127 bits per value instead of 4.5).
+const NF4DoubleQuant = true
+
 // baseFormats lists the canonical formats, in documentation order.
-var baseFormats = []BaseFormat{BaseDenseFP32, BaseDenseBF16, BaseBitmapBF16, BaseBitmapFP16, BaseBitmapFP32}
+var baseFormats = []BaseFormat{BaseDenseFP32, BaseDenseBF16, BaseBitmapBF16, BaseBitmapFP16, BaseBitmapFP32, BaseBitmapNF4, BaseDenseNF4}
 
 // BaseFormatNames returns the canonical format names, in documentation order.
 func BaseFormatNames() []string {
@@ -87,10 +94,24 @@ func (f BaseFormat) BitmapDType() (bitmap.DType, bool) {
 	return 0, false
 }
 
-// DType is the safetensors dtype of f's values: BF16 for dense-bf16 and
-// bitmap-bf16, F16 for bitmap-fp16, F32 otherwise.
+// IsNF4 reports whether f is bitmap-nf4 or dense-nf4.
+func (f BaseFormat) IsNF4() bool {
+	c := f.canonical()
+	return c == BaseBitmapNF4 || c == BaseDenseNF4
+}
+
+// Compressed reports whether a run directory holds f's bases in a
+// compressed model directory (compressed/): the bitmap-* and *-nf4 formats.
+func (f BaseFormat) Compressed() bool {
+	_, ok := f.BitmapDType()
+	return ok || f.IsNF4()
+}
+
+// DType is the safetensors dtype of f's values: BF16 for dense-bf16,
+// bitmap-bf16 and the NF4 formats (their dense copies), F16 for
+// bitmap-fp16, F32 otherwise.
 func (f BaseFormat) DType() safetensors.DType {
-	if f.canonical() == BaseDenseBF16 {
+	if f.canonical() == BaseDenseBF16 || f.IsNF4() {
 		return safetensors.BF16
 	}
 	if dt, ok := f.BitmapDType(); ok {
@@ -102,8 +123,9 @@ func (f BaseFormat) DType() safetensors.DType {
 // NewBaseMatrix stores the pruned weight kept (rows × cols, row-major
 // float32, zeros at the pruned positions) in format f (aliases accepted):
 // dense-fp32 wraps kept itself, dense-bf16 rounds it into a
-// bitmap.DenseBF16, and the bitmap-* formats encode it as a bitmap.Matrix
-// (kept may then be dropped).
+// bitmap.DenseBF16, the bitmap-* formats encode it as a bitmap.Matrix and
+// the NF4 formats quantize it into a bitmap.NF4 (scales double-quantized,
+// see NF4DoubleQuant); kept may then be dropped.
 func NewBaseMatrix(kept []float32, rows, cols int, f BaseFormat) (kernels.Matrix[float32], error) {
 	f, err := ParseBaseFormat(string(f))
 	if err != nil {
@@ -115,12 +137,15 @@ func NewBaseMatrix(kept []float32, rows, cols int, f BaseFormat) (kernels.Matrix
 	if f == BaseDenseBF16 {
 		return bitmap.NewDenseBF16(kept, rows, cols), nil
 	}
+	if f.IsNF4() {
+		return bitmap.EncodeNF4(kept, rows, cols, f == BaseDenseNF4, NF4DoubleQuant)
+	}
 	return kernels.NewDense(kept, rows, cols), nil
 }
 
 // BaseFormatName names the storage of a base by its canonical format
-// (dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32), or by its
-// Go type for anything else.
+// (dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32,
+// bitmap-nf4, dense-nf4), or by its Go type for anything else.
 func BaseFormatName(m kernels.Matrix[float32]) string {
 	switch w := m.(type) {
 	case *kernels.Dense[float32]:
@@ -129,6 +154,11 @@ func BaseFormatName(m kernels.Matrix[float32]) string {
 		return string(BaseDenseBF16)
 	case *bitmap.Matrix:
 		return "bitmap-" + w.DType().String()
+	case *bitmap.NF4:
+		if w.Dense() {
+			return string(BaseDenseNF4)
+		}
+		return string(BaseBitmapNF4)
 	}
 	return fmt.Sprintf("%T", m)
 }

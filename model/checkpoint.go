@@ -7,15 +7,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"github.com/salr-go/salr/internal/parallel"
 	"github.com/salr-go/salr/kernels"
-	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 )
@@ -65,10 +62,11 @@ type Checkpoint struct {
 	Config  Config
 	Tensors map[string]*Tensor
 	// Compressed holds the projection weights a compressed model directory
-	// (see WriteParams) stores in bitmap form, by tensor name (e.g.
+	// (see WriteParams) stores in bitmap or NF4 form (*bitmap.Matrix,
+	// *bitmap.NF4), by tensor name (e.g.
 	// "model.layers.0.self_attn.q_proj.weight"); they are not in Tensors.
 	// The matrices are views of the memory-mapped file, valid until Close.
-	Compressed map[string]*bitmap.Matrix
+	Compressed map[string]kernels.Matrix[float32]
 	// Adapters holds the low-rank updates a compressed model directory
 	// stores with its weights, by HF module name.
 	Adapters map[string]*LowRank[float32]
@@ -201,7 +199,7 @@ func LoadHF(dir string) (*Checkpoint, error) {
 	// parallel, each by the next idle goroutine. BF16 matrices stay views of
 	// the mapped file; the check reads them once, and their pages are then
 	// released until a kernel or the pruning pass needs them.
-	forEachParallel(len(names), func(i int) {
+	parallel.ForEach(len(names), 0, func(i int) {
 		t := &Tensor{Shape: expected[names[i]]}
 		if info, _ := set.Info(names[i]); info.DType == safetensors.BF16 && len(t.Shape) == 2 {
 			t.BF16, errs[i] = set.BF16(names[i])
@@ -321,21 +319,4 @@ func checkCheckpointTensors(ck *Checkpoint) error {
 		}
 	}
 	return nil
-}
-
-// forEachParallel calls fn(i) for every i < n, each call on the next idle
-// one of GOMAXPROCS goroutines, and returns when all are done.
-func forEachParallel(n int, fn func(i int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(i)
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -32,12 +32,27 @@ import (
 //	P.row_ptr  U32 [rows+1]               where each row's values start (CSR indptr)
 //	P.values   BF16 | F16 | F32 [nnz]     the nonzeros, row by row, left to right
 //
+// The NF4 base formats (value_dtype "nf4", format version 2; see
+// bitmap.NF4 for the code book, blocks and nibble order) store instead
+//
+//	P.bitmap         U16 [rows, ceil(cols/16)]  bitmap-nf4 only, as above
+//	P.row_ptr        U32 [rows+1]               bitmap-nf4 only, as above
+//	P.nf4            U8  [ceil(n/2)]            4-bit code-book indices, two per byte, low nibble first
+//	P.absmax         F32 [ceil(n/64)]           the scale of each block of 64 values, or with double quantization:
+//	P.absmax_q       I8  [ceil(n/64)]           the scales quantized, scale = q·absmax2/127 + offset
+//	P.absmax2        F32 [ceil(n/64/256)]       the absmax of each block of 256 centred scales
+//	P.absmax_offset  F32 [1]                    the mean of the scales
+//
+// where n is nnz (bitmap-nf4) or rows·cols (dense-nf4, "layout": "dense").
 // The header's __metadata__ entry "salr_compression" is a JSON object
 //
 //	{"format": "salr-bitmap", "version": 1, "chunk_cols": 16, "value_dtype": "bf16",
 //	 "tensors": {P: {"shape": [rows, cols], "nnz": nnz}, ...},
 //	 "crc32c": {T: checksum, ...}}
 //
+// (version 2 for value_dtype "nf4", whose tensors also give "layout":
+// "bitmap" or "dense" and "double_quant": true or false; a reader of
+// version 1 refuses such files by their version)
 // listing every compressed weight, and the CRC-32C (Castagnoli) checksum of
 // the data bytes of every tensor T in the file, which loading verifies. Files
 // written before the checksums existed have no "crc32c" entry and load
@@ -62,6 +77,10 @@ import (
 const (
 	CompressedFormatName    = "salr-bitmap"
 	CompressedFormatVersion = 1
+	// CompressedNF4Version is the version of files whose values are NF4
+	// (value_dtype "nf4"); this build reads both versions.
+	CompressedNF4Version = 2
+	nf4ValueDType        = "nf4"
 )
 
 // Metadata keys and tensor-name suffixes of the compressed format.
@@ -72,6 +91,11 @@ const (
 	BitmapSuffix       = ".bitmap"
 	RowPtrSuffix       = ".row_ptr"
 	ValuesSuffix       = ".values"
+	NF4CodesSuffix     = ".nf4"
+	AbsmaxSuffix       = ".absmax"
+	AbsmaxQSuffix      = ".absmax_q"
+	Absmax2Suffix      = ".absmax2"
+	AbsmaxOffsetSuffix = ".absmax_offset"
 	AdapterASuffix     = ".adapter.A"
 	AdapterBSuffix     = ".adapter.B"
 	AdapterScaleSuffix = ".adapter.scale"
@@ -97,7 +121,16 @@ type compressionMeta struct {
 type compressedTensorMeta struct {
 	Shape []int `json:"shape"`
 	NNZ   int   `json:"nnz"`
+	// Layout ("bitmap" or "dense") and DoubleQuant describe NF4 tensors.
+	Layout      string `json:"layout,omitempty"`
+	DoubleQuant bool   `json:"double_quant,omitempty"`
 }
+
+// The layouts of NF4 tensors.
+const (
+	layoutBitmap = "bitmap"
+	layoutDense  = "dense"
+)
 
 // adaptersMeta is the JSON of the salr_adapters metadata entry.
 type adaptersMeta struct {
@@ -157,7 +190,7 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 	expected := cfg.TensorShapes()
 	meta := compressionMeta{Format: CompressedFormatName, Version: CompressedFormatVersion, ChunkCols: bitmap.ChunkCols,
 		Tensors: map[string]compressedTensorMeta{}}
-	var valueDType bitmap.DType
+	var valueDType string // of the compressed weights: "bf16", "fp16", "fp32" or "nf4"
 	var tensors []safetensors.Tensor
 	var lazy []lazyTensor
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
@@ -170,13 +203,23 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 			if src.mat.Rows() != shape[0] || src.mat.Cols() != shape[1] {
 				return fmt.Errorf("model: WriteParams: %s is %d×%d, the configuration implies %v", name, src.mat.Rows(), src.mat.Cols(), shape)
 			}
-			if bm, ok := src.mat.(*bitmap.Matrix); ok && o.Compressed {
-				if valueDType != 0 && bm.DType() != valueDType {
-					return fmt.Errorf("model: WriteParams: %s stores %v values, other weights %v; a compressed file has one value dtype", name, bm.DType(), valueDType)
+			if vt := compressedValueDType(src.mat); vt != "" && o.Compressed {
+				if valueDType != "" && vt != valueDType {
+					return fmt.Errorf("model: WriteParams: %s stores %s values, other weights %s; a compressed file has one value dtype", name, vt, valueDType)
 				}
-				valueDType = bm.DType()
-				tensors = append(tensors, bitmapTensors(name, bm)...)
-				meta.Tensors[name] = compressedTensorMeta{Shape: shape, NNZ: bm.NNZ()}
+				valueDType = vt
+				switch m := src.mat.(type) {
+				case *bitmap.Matrix:
+					tensors = append(tensors, bitmapTensors(name, m)...)
+					meta.Tensors[name] = compressedTensorMeta{Shape: shape, NNZ: m.NNZ()}
+				case *bitmap.NF4:
+					tensors = append(tensors, nf4Tensors(name, m)...)
+					tm := compressedTensorMeta{Shape: shape, NNZ: m.NNZ(), Layout: layoutBitmap, DoubleQuant: m.DoubleQuant()}
+					if m.Dense() {
+						tm.Layout = layoutDense
+					}
+					meta.Tensors[name] = tm
+				}
 				continue
 			}
 			// Converted when the file is written, one at a time: a dense
@@ -211,10 +254,13 @@ func WriteParams(dir string, p *Params[float32], o ParamsFileOptions) error {
 			tensors = append(tensors, safetensors.Tensor{Name: t.info.Name, DType: t.info.DType, Shape: t.info.Shape, Data: data})
 		}
 		lazy = nil
-		if valueDType == 0 {
-			valueDType = bitmapDTypeOf(o.DType)
+		if valueDType == "" {
+			valueDType = bitmapDTypeOf(o.DType).String()
 		}
-		meta.ValueDType = valueDType.String()
+		meta.ValueDType = valueDType
+		if valueDType == nf4ValueDType {
+			meta.Version = CompressedNF4Version
+		}
 		metadata = map[string]string{}
 		if o.Adapters {
 			adapterTensors, adJSON, err := adapterEntries(p, o.AdapterParts)
@@ -350,6 +396,39 @@ func bitmapTensors(name string, bm *bitmap.Matrix) []safetensors.Tensor {
 		{Name: name + RowPtrSuffix, DType: safetensors.U32, Shape: []int{parts.Rows + 1}, Data: littleEndianBytes(parts.RowPtr)},
 		values,
 	}
+}
+
+// compressedValueDType is the value dtype a compressed file stores m's
+// values in ("bf16", "fp16", "fp32", "nf4"), or "" when m is stored densely.
+func compressedValueDType(m kernels.Matrix[float32]) string {
+	switch w := m.(type) {
+	case *bitmap.Matrix:
+		return w.DType().String()
+	case *bitmap.NF4:
+		return nf4ValueDType
+	}
+	return ""
+}
+
+// nf4Tensors are the tensors that store the NF4 weight name; they alias m's
+// storage.
+func nf4Tensors(name string, m *bitmap.NF4) []safetensors.Tensor {
+	p := m.Parts()
+	var out []safetensors.Tensor
+	if !p.Dense() {
+		out = append(out,
+			safetensors.Tensor{Name: name + BitmapSuffix, DType: safetensors.U16, Shape: []int{p.Rows, bitmap.ChunksPerRow(p.Cols)}, Data: littleEndianBytes(p.Bitmap)},
+			safetensors.Tensor{Name: name + RowPtrSuffix, DType: safetensors.U32, Shape: []int{p.Rows + 1}, Data: littleEndianBytes(p.RowPtr)})
+	}
+	out = append(out, safetensors.Tensor{Name: name + NF4CodesSuffix, DType: safetensors.U8, Shape: []int{len(p.Codes)}, Data: p.Codes})
+	if !p.DoubleQuant() {
+		return append(out, safetensors.Tensor{Name: name + AbsmaxSuffix, DType: safetensors.F32, Shape: []int{len(p.Absmax)}, Data: safetensors.Float32View(p.Absmax)})
+	}
+	q := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(p.QAbsmax))), len(p.QAbsmax))
+	return append(out,
+		safetensors.Tensor{Name: name + AbsmaxQSuffix, DType: safetensors.I8, Shape: []int{len(q)}, Data: q},
+		safetensors.Tensor{Name: name + Absmax2Suffix, DType: safetensors.F32, Shape: []int{len(p.Absmax2)}, Data: safetensors.Float32View(p.Absmax2)},
+		safetensors.Tensor{Name: name + AbsmaxOffsetSuffix, DType: safetensors.F32, Shape: []int{1}, Data: safetensors.Float32View([]float32{p.Offset})})
 }
 
 // adapterEntries are the adapter tensors of p and the salr_adapters metadata.
@@ -548,13 +627,20 @@ func parseCompressed(data []byte, path string, cfg Config, mapped bool) (*Checkp
 	if err := json.Unmarshal([]byte(metadata[CompressionMetadataKey]), &meta); err != nil {
 		return nil, fmt.Errorf("%s: metadata %q: %v", path, CompressionMetadataKey, err)
 	}
-	if meta.Format != CompressedFormatName || meta.Version != CompressedFormatVersion || meta.ChunkCols != bitmap.ChunkCols {
-		return nil, fmt.Errorf("%s: metadata %q: format %q version %d with %d-column chunks; this build reads %q version %d with %d",
-			path, CompressionMetadataKey, meta.Format, meta.Version, meta.ChunkCols, CompressedFormatName, CompressedFormatVersion, bitmap.ChunkCols)
+	if meta.Format != CompressedFormatName || meta.Version < CompressedFormatVersion || meta.Version > CompressedNF4Version || meta.ChunkCols != bitmap.ChunkCols {
+		return nil, fmt.Errorf("%s: metadata %q: format %q version %d with %d-column chunks; this build reads %q versions %d and %d with %d",
+			path, CompressionMetadataKey, meta.Format, meta.Version, meta.ChunkCols, CompressedFormatName, CompressedFormatVersion, CompressedNF4Version, bitmap.ChunkCols)
 	}
-	valueDType, err := bitmap.ParseDType(meta.ValueDType)
-	if err != nil {
-		return nil, fmt.Errorf("%s: metadata %q: %v", path, CompressionMetadataKey, err)
+	nf4 := meta.ValueDType == nf4ValueDType
+	var valueDType bitmap.DType
+	if nf4 {
+		if meta.Version != CompressedNF4Version {
+			return nil, fmt.Errorf("%s: metadata %q: value dtype nf4 needs format version %d, the file says %d", path, CompressionMetadataKey, CompressedNF4Version, meta.Version)
+		}
+	} else if valueDType, err = bitmap.ParseDType(meta.ValueDType); err != nil {
+		return nil, fmt.Errorf("%s: metadata %q: %v (or nf4)", path, CompressionMetadataKey, err)
+	} else if meta.Version != CompressedFormatVersion {
+		return nil, fmt.Errorf("%s: metadata %q: value dtype %s is format version %d, the file says version %d", path, CompressionMetadataKey, valueDType, CompressedFormatVersion, meta.Version)
 	}
 	file := compressedFile{f: f, raw: data, dataStart: 8 + int(binary.LittleEndian.Uint64(data)), path: path, mapped: mapped}
 
@@ -577,11 +663,16 @@ func parseCompressed(data []byte, path string, cfg Config, mapped bool) (*Checkp
 			return nil, err
 		}
 	}
-	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Compressed: map[string]*bitmap.Matrix{}, Source: path}
+	ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Compressed: map[string]kernels.Matrix[float32]{}, Source: path}
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		shape := expected[name]
 		if tm, ok := meta.Tensors[name]; ok {
-			m, err := file.bitmapMatrix(name, shape[0], shape[1], tm.NNZ, valueDType)
+			var m kernels.Matrix[float32]
+			if nf4 {
+				m, err = file.nf4Matrix(name, shape[0], shape[1], tm)
+			} else {
+				m, err = file.bitmapMatrix(name, shape[0], shape[1], tm.NNZ, valueDType)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -669,6 +760,60 @@ func (c compressedFile) bitmapMatrix(name string, rows, cols, nnz int, dt bitmap
 	return m, nil
 }
 
+// nf4Matrix builds the NF4 weight name (rows × cols) that tm describes on
+// views of the file, validated by bitmap.FromNF4Parts.
+func (c compressedFile) nf4Matrix(name string, rows, cols int, tm compressedTensorMeta) (*bitmap.NF4, error) {
+	n := tm.NNZ
+	switch tm.Layout {
+	case layoutDense:
+		if int64(n) != int64(rows)*int64(cols) {
+			return nil, fmt.Errorf("%s: metadata %q: dense NF4 tensor %q has nnz %d, want rows·cols = %d", c.path, CompressionMetadataKey, name, n, int64(rows)*int64(cols))
+		}
+	case layoutBitmap:
+		if n < 0 || int64(n) > int64(rows)*int64(cols) {
+			return nil, fmt.Errorf("%s: metadata %q: tensor %q has nnz %d, outside [0, %d]", c.path, CompressionMetadataKey, name, n, int64(rows)*int64(cols))
+		}
+	default:
+		return nil, fmt.Errorf("%s: metadata %q: NF4 tensor %q has layout %q, want %q or %q", c.path, CompressionMetadataKey, name, tm.Layout, layoutBitmap, layoutDense)
+	}
+	p := bitmap.NF4Parts{Rows: rows, Cols: cols}
+	var err error
+	if tm.Layout == layoutBitmap {
+		if p.Bitmap, err = view[uint16](c, name+BitmapSuffix, safetensors.U16, rows, bitmap.ChunksPerRow(cols)); err != nil {
+			return nil, err
+		}
+		if p.RowPtr, err = view[uint32](c, name+RowPtrSuffix, safetensors.U32, rows+1); err != nil {
+			return nil, err
+		}
+	}
+	if p.Codes, err = view[uint8](c, name+NF4CodesSuffix, safetensors.U8, (n+1)/2); err != nil {
+		return nil, err
+	}
+	blocks := (n + bitmap.NF4BlockSize - 1) / bitmap.NF4BlockSize
+	if !tm.DoubleQuant {
+		p.Absmax, err = view[float32](c, name+AbsmaxSuffix, safetensors.F32, blocks)
+	} else {
+		if p.QAbsmax, err = view[int8](c, name+AbsmaxQSuffix, safetensors.I8, blocks); err != nil {
+			return nil, err
+		}
+		if p.Absmax2, err = view[float32](c, name+Absmax2Suffix, safetensors.F32, (blocks+bitmap.NF4ScaleBlock-1)/bitmap.NF4ScaleBlock); err != nil {
+			return nil, err
+		}
+		var off []float32
+		if off, err = view[float32](c, name+AbsmaxOffsetSuffix, safetensors.F32, 1); err == nil {
+			p.Offset = off[0]
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := bitmap.FromNF4Parts(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: compressed tensor %q: %v", c.path, name, err)
+	}
+	return m, nil
+}
+
 // adapters reads the adapters the salr_adapters metadata raw lists.
 func (c compressedFile) adapters(raw string, cfg Config) (map[string]*LowRank[float32], error) {
 	var meta adaptersMeta
@@ -721,7 +866,7 @@ func (c compressedFile) adapters(raw string, cfg Config) (map[string]*LowRank[fl
 // view returns tensor name of the file as a []T after checking its dtype and
 // shape. The slice aliases the file when the host is little-endian and the
 // data aligned, with its capacity running to the end of the file.
-func view[T uint16 | uint32 | float32](c compressedFile, name string, dtype safetensors.DType, shape ...int) ([]T, error) {
+func view[T uint8 | int8 | uint16 | uint32 | float32](c compressedFile, name string, dtype safetensors.DType, shape ...int) ([]T, error) {
 	info, ok := c.f.Info(name)
 	if !ok {
 		return nil, fmt.Errorf("%s: missing tensor %q", c.path, name)
@@ -743,7 +888,7 @@ var littleEndianHost = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 // without copying when the host is little-endian and the bytes are aligned
 // for T, in which case the slice's capacity extends over the rest of raw;
 // as a converted copy otherwise.
-func viewAs[T uint16 | uint32 | float32](raw []byte, begin, end int) []T {
+func viewAs[T uint8 | int8 | uint16 | uint32 | float32](raw []byte, begin, end int) []T {
 	size := int(unsafe.Sizeof(T(0)))
 	n := (end - begin) / size
 	if littleEndianHost && begin < len(raw) && uintptr(unsafe.Pointer(&raw[begin]))%uintptr(size) == 0 {
@@ -753,6 +898,10 @@ func viewAs[T uint16 | uint32 | float32](raw []byte, begin, end int) []T {
 	for i := range out {
 		at := raw[begin+i*size:]
 		switch p := any(&out[i]).(type) {
+		case *uint8:
+			*p = at[0]
+		case *int8:
+			*p = int8(at[0])
 		case *uint16:
 			*p = binary.LittleEndian.Uint16(at)
 		case *uint32:

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/salr-go/salr/internal/parallel"
 	"github.com/salr-go/salr/model/gguf"
 	"github.com/salr-go/salr/model/safetensors"
 )
@@ -316,7 +317,7 @@ func loadGGUF(f *gguf.File) (*Checkpoint, error) {
 	names := slices.Sorted(maps.Keys(expected))
 	tensors := make([]*Tensor, len(names))
 	errs := make([]error, len(names))
-	forEachParallel(len(names), func(i int) {
+	parallel.ForEach(len(names), 0, func(i int) {
 		tensors[i], errs[i] = ggufTensor(f, cfg, names[i], ggufOf[names[i]], expected[names[i]])
 	})
 	for _, err := range errs {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/internal/parallel"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/kernels/gop"
@@ -140,6 +141,11 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 			return nil, err
 		}
 	}
+	if cfg.Method == configs.MethodQLoRA {
+		if err := s.quantizeBase(logf); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.attachAdapters(logf); err != nil {
 		return nil, err
 	}
@@ -219,6 +225,53 @@ func (s *Setup) prune(logf func(string, ...any)) error {
 		total += stats.Rows * stats.Cols
 	}
 	logf("pruned %d projections (%s): sparsity %.4f (%d of %d weights), bases stored as %s, in %.1fs", len(s.Pruned), spec, s.Sparsity, pruned, total, cfg.Output.BaseFormat, time.Since(start).Seconds())
+	return nil
+}
+
+// quantizeBase stores every projection's frozen base in the format of the
+// method (cfg.BaseFormat(): dense-nf4 for qlora), one projection at a time,
+// for QLoRA's 4-bit base under LoRA; each W0 is dropped from the checkpoint
+// once quantized.
+func (s *Setup) quantizeBase(logf func(string, ...any)) error {
+	format, err := model.ParseBaseFormat(s.Config.BaseFormat())
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	start := time.Now()
+	var lins []*model.Linear[float32]
+	for l := range s.Params.Layers {
+		lins = append(lins, s.Params.Layers[l].Linears()...)
+	}
+	// A few projections at a time, each holding one float32 copy of W0.
+	var (
+		mu            sync.Mutex
+		before, after int64
+		firstErr      error
+	)
+	parallel.ForEach(len(lins), 0, func(i int) {
+		lin := lins[i]
+		base, err := model.NewBaseMatrix(model.DecodeBase(lin.Base), lin.Base.Rows(), lin.Base.Cols(), format)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("trainer: storing %s as %s: %w", lin.Module, format, err)
+		}
+		if err == nil {
+			before += model.BaseBytes(lin.Base)
+			after += model.BaseBytes(base)
+			lin.Base = base
+			if ck := s.Loaded.Checkpoint; ck != nil {
+				// Release W0 (a bf16 checkpoint's mapped pages leave
+				// resident memory), as pruning does.
+				ck.Drop(lin.Module + ".weight")
+			}
+		}
+	})
+	if firstErr != nil {
+		return firstErr
+	}
+	logf("quantized every projection's base to %s: %.1f MB -> %.1f MB (%.3fx), in %.1fs",
+		format, float64(before)/1e6, float64(after)/1e6, float64(after)/float64(max(before, 1)), time.Since(start).Seconds())
 	return nil
 }
 

@@ -3,9 +3,9 @@ package trainer
 import (
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/salr-go/salr/configs"
+	"github.com/salr-go/salr/internal/parallel"
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
@@ -48,34 +48,25 @@ func pruneProjections(p *model.Params[float32], spec sparsity.Spec, targets spar
 		mu       sync.Mutex
 		firstErr error
 		finished int
-		next     atomic.Int64
-		wg       sync.WaitGroup
 	)
-	for range min(pruneInFlight, len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
-				mu.Lock()
-				stop := firstErr != nil
-				mu.Unlock()
-				if stop {
-					return
-				}
-				err := prune(jobs[i])
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				finished++
-				if done != nil && err == nil {
-					done(finished, len(jobs))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.ForEach(len(jobs), pruneInFlight, func(i int) {
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			return
+		}
+		err := prune(jobs[i])
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		finished++
+		if done != nil && err == nil {
+			done(finished, len(jobs))
+		}
+	})
 	return firstErr
 }
 
@@ -151,15 +142,23 @@ type CompressStats struct {
 }
 
 // CompressParams prunes every projection of p by weight magnitude at the
-// given ratio per matrix (the paper's recipe) and replaces its base by the
-// bitmap encoding with values of type dt. The pruning zeroes float32 dense
+// given ratio per matrix (the paper's recipe) and replaces its base by its
+// encoding in format: a bitmap-* format (bitmap.Matrix) or bitmap-nf4
+// (bitmap.NF4, double-quantized scales). The pruning zeroes float32 dense
 // weights in place (the checkpoint behind p is modified); a bf16 base is
 // widened into a copy first. Every base must be dense.
 //
 // drop, when not nil, is called with each projection's tensor name once its
 // compressed form is stored (Checkpoint.Drop: a bf16 checkpoint's source
 // pages then leave resident memory projection by projection).
-func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType, drop func(tensor string)) (CompressStats, error) {
+func CompressParams(p *model.Params[float32], ratio float64, format model.BaseFormat, drop func(tensor string)) (CompressStats, error) {
+	format, err := model.ParseBaseFormat(string(format))
+	if err != nil {
+		return CompressStats{}, err
+	}
+	if _, ok := format.BitmapDType(); !ok && format != model.BaseBitmapNF4 {
+		return CompressStats{}, fmt.Errorf("trainer: CompressParams: %s is not a bitmap format", format)
+	}
 	spec, err := sparsity.ParseSpec(string(sparsity.Magnitude), configs.PatternMatrix, ratio)
 	if err != nil {
 		return CompressStats{}, err
@@ -172,7 +171,7 @@ func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType, dr
 	var mu sync.Mutex
 	err = pruneProjections(p, spec, all, nil, nil, func(lin *model.Linear[float32], dense *kernels.Dense[float32], mask *sparsity.Mask) error {
 		mask.Apply(dense.W)
-		m, err := bitmap.Encode(dense.W, dense.R, dense.C, dt)
+		m, err := model.NewBaseMatrix(dense.W, dense.R, dense.C, format)
 		if err != nil {
 			return fmt.Errorf("trainer: compressing %s: %w", lin.Module, err)
 		}
@@ -184,9 +183,9 @@ func CompressParams(p *model.Params[float32], ratio float64, dt bitmap.DType, dr
 		}
 		st.Projections++
 		st.Weights += int64(dense.R) * int64(dense.C)
-		st.Pruned += int64(dense.R)*int64(dense.C) - int64(m.NNZ())
+		st.Pruned += int64(dense.R)*int64(dense.C) - int64(m.(interface{ NNZ() int }).NNZ())
 		st.DenseBF16Bytes += 2 * int64(dense.R) * int64(dense.C)
-		st.CompressedBytes += m.Bytes()
+		st.CompressedBytes += model.BaseBytes(m)
 		return nil
 	})
 	return st, err

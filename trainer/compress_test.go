@@ -12,7 +12,6 @@ import (
 
 	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/kernels"
-	"github.com/salr-go/salr/kernels/bitmap"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
 )
@@ -250,7 +249,7 @@ func TestCompressParams(t *testing.T) {
 			orig[lin.Module] = slices.Clone(lin.Base.(*kernels.Dense[float32]).W)
 		}
 	}
-	st, err := CompressParams(p, 0.5, bitmap.F32, nil)
+	st, err := CompressParams(p, 0.5, model.BaseBitmapFP32, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +289,7 @@ func TestCompressParams(t *testing.T) {
 			}
 		}
 	}
-	if _, err := CompressParams(p, 0.5, bitmap.F32, nil); err == nil {
+	if _, err := CompressParams(p, 0.5, model.BaseBitmapFP32, nil); err == nil {
 		t.Error("compressed twice")
 	}
 }

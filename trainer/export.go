@@ -25,7 +25,7 @@ import (
 //	base/                       the pruned base as a dense HF model directory
 //	                            (config.json, model.safetensors, tokenizer),
 //	                            what HF tools and the PEFT adapter load
-//	compressed/                 with a bitmap-* base_format: the compressed
+//	compressed/                 with a bitmap-* or *-nf4 base_format: the compressed
 //	                            model (bitmap bases, trained adapters,
 //	                            tokenizer; see model.WriteParams)
 //
@@ -57,7 +57,7 @@ func (s *Setup) Export(runDir string) error {
 	if err := s.writeBase(baseDir); err != nil {
 		return err
 	}
-	if _, ok := model.BaseFormat(out.BaseFormat).BitmapDType(); ok {
+	if model.BaseFormat(s.Config.BaseFormat()).Compressed() {
 		return s.writeCompressed(filepath.Join(runDir, CompressedDir))
 	}
 	return nil
@@ -80,7 +80,7 @@ func exportedSizes(runDir string) (base, compressed int64) {
 // directory (pruned projections hold W0 ⊙ M with zeros, decoded from their
 // stored form) with the tokenizer.
 func (s *Setup) writeBase(dir string) error {
-	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.Output.BaseFormat).DType(), Overwrite: true})
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.BaseFormat()).DType(), Overwrite: true})
 	if err != nil {
 		return fmt.Errorf("trainer: writing the pruned base: %w", err)
 	}
@@ -98,7 +98,7 @@ func (s *Setup) writeCompressed(dir string) error {
 		}
 		parts[module] = b
 	}
-	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.Output.BaseFormat).DType(),
+	err := model.WriteParams(dir, s.Params, model.ParamsFileOptions{DType: model.BaseFormat(s.Config.BaseFormat()).DType(),
 		Compressed: true, Adapters: true, AdapterParts: parts, Overwrite: true})
 	if err != nil {
 		return fmt.Errorf("trainer: writing the compressed model: %w", err)

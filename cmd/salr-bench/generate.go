@@ -32,7 +32,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Float64Var(&o.Sparsity, "sparsity", 0.5, "fraction of each projection pruned by magnitude")
 	fs.IntVar(&o.PromptTokens, "prompt-tokens", 16, "random prompt length")
 	fs.IntVar(&o.NewTokens, "new-tokens", 64, "tokens generated (timed as decode)")
-	fs.StringVar(&formats, "formats", "dense-fp32,dense-bf16,bitmap-bf16", "comma-separated projection `formats`: dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32 (built one at a time)")
+	fs.StringVar(&formats, "formats", "dense-fp32,dense-bf16,bitmap-bf16", "comma-separated projection `formats`: dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32, bitmap-nf4, dense-nf4 (built one at a time)")
 	fs.IntVar(&o.Reps, "reps", 3, "timed generations per format (the median is reported)")
 	fs.Uint64Var(&o.Seed, "seed", 1, "random seed of weights and prompt")
 	fs.BoolVar(&o.InTurns, "in-turns", false, "build every format first and time them in turns (same machine load for all; holds all models in memory)")

@@ -46,7 +46,7 @@ func (o *kernelsOptions) addFlags(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&o.shapes, "shapes", def, "comma-separated `MxKxN` shapes: activations M×K times weight K×N")
 	fs.StringVar(&o.cases, "cases", "dense-bf16,dense-fp32,bitmap-bf16,bitmap-fp32",
-		"comma-separated `cases` among dense-fp32 (BLAS), dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32")
+		"comma-separated `cases` among dense-fp32 (BLAS), dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32, bitmap-nf4, dense-nf4")
 	fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of zero weights (unstructured)")
 	fs.IntVar(&o.reps, "reps", 20, "timed calls per case (the median is reported)")
 	fs.Int64Var(&o.coldMB, "cold-mb", 0, "the weight copies cycled through, and the bandwidth row's buffer, exceed this many `MB` (0: 4× the last-level cache read from sysfs, 32 MB if unknown)")

@@ -3,10 +3,11 @@
 // config.json, model.safetensors, tokenizer.json and tokenizer_config.json.
 // With -compress it prunes every projection by weight magnitude (per matrix,
 // at -sparsity) and writes the compressed form SALR loads (bitmap weights,
-// see model.WriteParams), readable by salr-generate and salr-eval.
+// their kept values in bf16, fp16, fp32 or NF4; see model.WriteParams),
+// readable by salr-generate and salr-eval.
 //
 //	salr-convert -from llama2c -in stories260K.bin -tokenizer tok512.bin -out DIR [-dtype fp32|bf16|fp16] [-overwrite]
-//	salr-convert -compress -sparsity 0.5 [-compress-dtype bf16|fp16|fp32] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR
+//	salr-convert -compress -sparsity 0.5 [-compress-dtype bf16|fp16|fp32|nf4] -from llama2c|hf -in PATH [-tokenizer PATH] -out DIR
 //
 // A compressed directory given to -from hf -in (without -compress) is written
 // back densely.
@@ -25,6 +26,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/kernels/bitmap"
@@ -43,16 +45,16 @@ type options struct {
 	dtype     safetensors.DType
 	overwrite bool // replace a model already in out
 
-	compress      bool         // prune and write the compressed form
-	sparsity      float64      // fraction of each projection pruned
-	compressDType bitmap.DType // value type of the compressed weights
+	compress       bool             // prune and write the compressed form
+	sparsity       float64          // fraction of each projection pruned
+	compressFormat model.BaseFormat // of the compressed weights (-compress-dtype): bitmap-bf16, -fp16, -fp32 or bitmap-nf4
 }
 
 // parseArgs reads the command line; -h prints the help to stdout, a note
 // on a deprecated flag goes to stderr.
 func parseArgs(args []string, stdout, stderr io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-convert",
-		"salr-convert [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-dtype fp32|bf16|fp16] [-overwrite]\nsalr-convert -compress [-sparsity 0.5] [-compress-dtype bf16|fp16|fp32] [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-overwrite]",
+		"salr-convert [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-dtype fp32|bf16|fp16] [-overwrite]\nsalr-convert -compress [-sparsity 0.5] [-compress-dtype bf16|fp16|fp32|nf4] [-from llama2c|hf] -in PATH [-tokenizer PATH] -out DIR [-overwrite]",
 		"Convert a llama2.c checkpoint or an HF model directory into an HF model directory, optionally\npruned by magnitude and bitmap-compressed. -in and -out are required.")
 	var opts options
 	var dtype, compressDType string
@@ -66,7 +68,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (options, error) {
 	fs.BoolVar(&force, "force", false, "deprecated spelling of -overwrite")
 	fs.BoolVar(&opts.compress, "compress", false, "prune every projection by magnitude and write the bitmap-compressed model")
 	fs.Float64Var(&opts.sparsity, "sparsity", 0.5, "with -compress: fraction of each projection's weights pruned, in (0, 1)")
-	fs.StringVar(&compressDType, "compress-dtype", "bf16", "with -compress: value type of the compressed weights and of the dense tensors: bf16, fp16 or fp32")
+	fs.StringVar(&compressDType, "compress-dtype", "bf16", "with -compress: value type of the compressed weights and of the dense tensors: bf16, fp16, fp32, or nf4 (QLoRA's 4-bit NormalFloat with absmax scales per 64 values, double-quantized; the dense tensors then in bf16)")
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return options{}, err
 	}
@@ -96,11 +98,18 @@ func parseArgs(args []string, stdout, stderr io.Writer) (options, error) {
 	}
 	opts.dtype = d
 	if opts.compress {
-		if opts.compressDType, err = bitmap.ParseDType(compressDType); err != nil {
-			return options{}, cli.UsageError(fmt.Sprintf("-compress-dtype %q: want bf16, fp16 or fp32", compressDType))
+		if strings.EqualFold(compressDType, "nf4") {
+			opts.compressFormat = model.BaseBitmapNF4
+		} else {
+			dt, err := bitmap.ParseDType(compressDType)
+			if err != nil {
+				return options{}, cli.UsageError(fmt.Sprintf("-compress-dtype %q: want bf16, fp16, fp32 or nf4", compressDType))
+			}
+			opts.compressFormat = model.BaseFormat("bitmap-" + dt.String())
 		}
-		// The dense tensors of a compressed model share the values' type.
-		opts.dtype, _ = safetensors.ParseDType(opts.compressDType.String())
+		// The dense tensors of a compressed model share the values' type
+		// (bf16 beside NF4 values).
+		opts.dtype = opts.compressFormat.DType()
 	}
 	return opts, nil
 }
@@ -143,7 +152,7 @@ func run(opts options, stdout io.Writer) error {
 	}
 	var stats trainer.CompressStats
 	if opts.compress {
-		if stats, err = trainer.CompressParams(p, opts.sparsity, opts.compressDType, ck.Drop); err != nil {
+		if stats, err = trainer.CompressParams(p, opts.sparsity, opts.compressFormat, ck.Drop); err != nil {
 			return err
 		}
 	}
@@ -164,8 +173,8 @@ func run(opts options, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	if opts.compress {
-		fmt.Fprintf(stdout, "compressed %d projections: sparsity %.4f (%d of %d weights pruned), %s values, %.1f KiB vs %.1f KiB dense bf16 (%.3fx)\n",
-			stats.Projections, float64(stats.Pruned)/float64(stats.Weights), stats.Pruned, stats.Weights, opts.compressDType,
+		fmt.Fprintf(stdout, "compressed %d projections: sparsity %.4f (%d of %d weights pruned), %s, %.1f KiB vs %.1f KiB dense bf16 (%.3fx)\n",
+			stats.Projections, float64(stats.Pruned)/float64(stats.Weights), stats.Pruned, stats.Weights, opts.compressFormat,
 			float64(stats.CompressedBytes)/1024, float64(stats.DenseBF16Bytes)/1024, float64(stats.CompressedBytes)/float64(stats.DenseBF16Bytes))
 	}
 	return nil

@@ -66,14 +66,18 @@ var DefaultKernelCases = []KernelCase{{"dense", BF16}, {"dense", F32}, {"bitmap"
 
 // ParseKernelCases parses a comma-separated list of cases such as
 // "dense-bf16,bitmap-fp16". Valid: dense-fp32, dense-bf16, bitmap-bf16,
-// bitmap-fp16, bitmap-fp32.
+// bitmap-fp16, bitmap-fp32, bitmap-nf4, dense-nf4 (the NF4 cases with
+// double-quantized scales).
 func ParseKernelCases(s string) ([]KernelCase, error) {
 	var cases []KernelCase
 	for _, f := range strings.Split(s, ",") {
 		format, dt, ok := strings.Cut(strings.TrimSpace(f), "-")
 		d, err := ParseDType(dt)
+		if strings.EqualFold(dt, "nf4") {
+			d, err = DTypeNF4, nil
+		}
 		if !ok || err != nil || (format != "dense" && format != "bitmap") || (format == "dense" && d == F16) {
-			return nil, fmt.Errorf("bitmap: case %q: want one of dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32", f)
+			return nil, fmt.Errorf("bitmap: case %q: want one of dense-fp32, dense-bf16, bitmap-bf16, bitmap-fp16, bitmap-fp32, bitmap-nf4, dense-nf4", f)
 		}
 		cases = append(cases, KernelCase{format, d})
 	}
@@ -341,6 +345,15 @@ func weightBuilder(c KernelCase, w []float32, s KernelShape) (func() (kernels.Ma
 		return func() (kernels.Matrix[float32], int64, error) {
 			d := NewDenseBF16(w, s.N, s.K)
 			return d, d.Bytes(), nil
+		}, nil
+	}
+	if c.DType == DTypeNF4 {
+		return func() (kernels.Matrix[float32], int64, error) {
+			m, err := EncodeNF4(w, s.N, s.K, c.Format == "dense", true)
+			if err != nil {
+				return nil, 0, err
+			}
+			return m, m.Bytes(), nil
 		}, nil
 	}
 	if c.Format != "bitmap" || c.DType.Size() == 0 {

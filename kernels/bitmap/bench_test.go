@@ -190,6 +190,9 @@ func TestParseKernelShapesAndCases(t *testing.T) {
 	if err != nil || len(c) != 2 || c[0] != (KernelCase{"dense", F32}) || c[1].String() != "bitmap-fp16" {
 		t.Fatalf("ParseKernelCases: %v %v", c, err)
 	}
+	if c, err := ParseKernelCases("bitmap-nf4, dense-NF4"); err != nil || len(c) != 2 || c[0].String() != "bitmap-nf4" || c[1] != (KernelCase{"dense", DTypeNF4}) {
+		t.Fatalf("ParseKernelCases(nf4): %v %v", c, err)
+	}
 	for _, bad := range []string{"dense-fp16", "csr-bf16", "bitmap", "bitmap-int8"} {
 		if _, err := ParseKernelCases(bad); err == nil {
 			t.Errorf("ParseKernelCases(%q) succeeded", bad)

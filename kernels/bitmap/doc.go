@@ -26,6 +26,12 @@
 // cores that way). Storage at 50% sparsity in bf16 is 1 bit + 8 bits per
 // weight plus 4 bytes per row: 0.563× of dense bf16 at 4096 columns.
 //
+// NF4 (bitmap-nf4, dense-nf4) keeps the same bitmap and RowPtr (none for
+// dense-nf4) with the values in QLoRA's 4-bit NormalFloat: two code-book
+// indices per byte and an absmax scale per 64 values, optionally
+// double-quantized (see NF4); 0.19× of dense bf16 at 50%. Its products decode
+// groups of rows to bf16 and run the bf16 kernels on them.
+//
 // # Kernels
 //
 // One row is one sequential stream of masks and one of values, so the

@@ -28,11 +28,17 @@ const (
 	BF16 DType = iota + 1 // bfloat16 bit patterns in []uint16
 	F16                   // IEEE binary16 bit patterns in []uint16
 	F32                   // float32
+	// DTypeNF4 names the 4-bit NormalFloat values of the NF4 type
+	// (bitmap-nf4, dense-nf4); it is not a value type of Matrix (Size 0,
+	// and ParseDType does not accept it).
+	DTypeNF4
 )
 
-// String returns "bf16", "fp16" or "fp32".
+// String returns "bf16", "fp16", "fp32" or "nf4".
 func (d DType) String() string {
 	switch d {
+	case DTypeNF4:
+		return "nf4"
 	case BF16:
 		return "bf16"
 	case F16:
@@ -255,41 +261,11 @@ func FromParts(p Parts) (*Matrix, error) {
 	default:
 		return nil, fmt.Errorf("bitmap: FromParts: unknown dtype %d", uint8(p.DType))
 	}
-	if len(p.Bitmap) != p.Rows*chunks {
-		return nil, fmt.Errorf("bitmap: FromParts: bitmap has %d masks, want rows*ceil(cols/16) = %d*%d", len(p.Bitmap), p.Rows, chunks)
-	}
-	if len(p.RowPtr) != p.Rows+1 {
-		return nil, fmt.Errorf("bitmap: FromParts: row_ptr has %d entries, want rows+1 = %d", len(p.RowPtr), p.Rows+1)
-	}
 	if uint64(nnz) > maxValues {
 		return nil, fmt.Errorf("bitmap: FromParts: %d values exceed the format's limit of %d", nnz, maxValues)
 	}
-	if p.RowPtr[0] != 0 {
-		return nil, fmt.Errorf("bitmap: FromParts: row_ptr[0] = %d, want 0", p.RowPtr[0])
-	}
-	if int(p.RowPtr[p.Rows]) != nnz {
-		return nil, fmt.Errorf("bitmap: FromParts: row_ptr[%d] = %d, want the number of values %d", p.Rows, p.RowPtr[p.Rows], nnz)
-	}
-	tail := uint16(0xffff)
-	if rem := p.Cols % ChunkCols; rem != 0 {
-		tail = 1<<rem - 1
-	}
-	for r := 0; r < p.Rows; r++ {
-		lo, hi := p.RowPtr[r], p.RowPtr[r+1]
-		if hi < lo {
-			return nil, fmt.Errorf("bitmap: FromParts: row_ptr decreases at row %d (%d -> %d)", r, lo, hi)
-		}
-		rowMasks := p.Bitmap[r*chunks : (r+1)*chunks]
-		if last := rowMasks[chunks-1]; last&^tail != 0 {
-			return nil, fmt.Errorf("bitmap: FromParts: row %d: mask bits set past column %d", r, p.Cols-1)
-		}
-		count := 0
-		for _, mask := range rowMasks {
-			count += bits.OnesCount16(mask)
-		}
-		if uint32(count) != hi-lo {
-			return nil, fmt.Errorf("bitmap: FromParts: row %d: bitmap has %d nonzeros but row_ptr gives %d values", r, count, hi-lo)
-		}
+	if err := checkMasks("FromParts", p.Rows, p.Cols, p.Bitmap, p.RowPtr, nnz); err != nil {
+		return nil, err
 	}
 	m := &Matrix{
 		rows: p.Rows, cols: p.Cols, chunks: chunks, dtype: p.DType,
@@ -302,6 +278,48 @@ func FromParts(p Parts) (*Matrix, error) {
 		m.vals16 = withSpare(p.Values16)
 	}
 	return m, nil
+}
+
+// checkMasks validates the bitmap and row pointers of a rows × cols matrix
+// holding nnz values (what names the caller in errors): lengths, a RowPtr
+// that starts at 0, is monotonic and ends at nnz, each row's popcount equal
+// to its value count, and no mask bit past the last column.
+func checkMasks(what string, rows, cols int, bitmap []uint16, rowPtr []uint32, nnz int) error {
+	chunks := ChunksPerRow(cols)
+	if len(bitmap) != rows*chunks {
+		return fmt.Errorf("bitmap: %s: bitmap has %d masks, want rows*ceil(cols/16) = %d*%d", what, len(bitmap), rows, chunks)
+	}
+	if len(rowPtr) != rows+1 {
+		return fmt.Errorf("bitmap: %s: row_ptr has %d entries, want rows+1 = %d", what, len(rowPtr), rows+1)
+	}
+	if rowPtr[0] != 0 {
+		return fmt.Errorf("bitmap: %s: row_ptr[0] = %d, want 0", what, rowPtr[0])
+	}
+	if int(rowPtr[rows]) != nnz {
+		return fmt.Errorf("bitmap: %s: row_ptr[%d] = %d, want the number of values %d", what, rows, rowPtr[rows], nnz)
+	}
+	tail := uint16(0xffff)
+	if rem := cols % ChunkCols; rem != 0 {
+		tail = 1<<rem - 1
+	}
+	for r := 0; r < rows; r++ {
+		lo, hi := rowPtr[r], rowPtr[r+1]
+		if hi < lo {
+			return fmt.Errorf("bitmap: %s: row_ptr decreases at row %d (%d -> %d)", what, r, lo, hi)
+		}
+		rowMasks := bitmap[r*chunks : (r+1)*chunks]
+		if last := rowMasks[chunks-1]; last&^tail != 0 {
+			return fmt.Errorf("bitmap: %s: row %d: mask bits set past column %d", what, r, cols-1)
+		}
+		count := 0
+		for _, mask := range rowMasks {
+			count += bits.OnesCount16(mask)
+		}
+		if uint32(count) != hi-lo {
+			return fmt.Errorf("bitmap: %s: row %d: bitmap has %d nonzeros but row_ptr gives %d values", what, r, count, hi-lo)
+		}
+	}
+	return nil
 }
 
 // withSpare returns v itself when its capacity leaves room for valuePad spare

@@ -46,6 +46,12 @@ type kernelSet struct {
 	// VDPBF16PS does: their error bound grows by 2⁻⁸ Σ|w||x|.
 	denseBF16X, bitmapBF16X bool
 
+	// nf4Dequant, when set, writes the NF4 values [k0, k1) as bf16 into
+	// dst, sc holding the decoded scales from block k0/NF4BlockSize on
+	// (dequantGo when nil). NF4 matrices then run the set's bf16 bitmap
+	// kernels on the decoded values.
+	nf4Dequant func(dst []uint16, codes []uint8, sc []float32, k0, k1 int)
+
 	// fallback, when set, is the set used instead of this one if this one
 	// fails its self-check against it (selfcheck.go).
 	fallback *kernelSet

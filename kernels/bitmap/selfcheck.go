@@ -56,7 +56,7 @@ const selfCheckRows, selfCheckCols = 37, 300
 const selfCheckBatch = 2*maxBatch + 3
 
 // selfCheck runs every kernel of ks on random matrices of each format
-// (bitmap bf16, fp16 and fp32 at 50% density, dense bf16) over a range of
+// (bitmap bf16, fp16, fp32 and nf4 at 50% density, dense bf16) over a range of
 // 32 rows and compares with ref: products within twice productBound (both
 // sets round), decodes exactly, nothing written outside the output; and the
 // set's own batched products (denseMulT, bitmapMulT, denseMul, bitmapMul),
@@ -104,6 +104,20 @@ func selfCheck(ks, ref *kernelSet) error {
 			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, cols, rows-2, err)
 		}
 	}
+	// NF4 (its decoder, then the set's bf16 bitmap kernels).
+	m, err := EncodeNF4(w, rows, cols, false, true)
+	if err != nil {
+		return err
+	}
+	m2 := *m
+	m.kern, m2.kern = ks, ref
+	relX := 0.0
+	if ks.bitmapBF16X {
+		relX = bf16RoundX
+	}
+	if err := checkRowOps(rng, m, &m2, 3, rows-2, relX); err != nil {
+		return fmt.Errorf("%s on bitmap-nf4 %d×%d rows [3,%d): %w", err.kernel, rows, cols, rows-2, err)
+	}
 	return nil
 }
 
@@ -121,8 +135,11 @@ func checkRowOps(rng *rand.Rand, a, b rowOps, r0, r1 int, relX float64) *kernelE
 	rows, cols := a.dims()
 	n := r1 - r0
 	kind := "bitmap"
-	if _, ok := a.(*DenseBF16); ok {
+	switch a.(type) {
+	case *DenseBF16:
 		kind = "dense"
+	case *NF4:
+		kind = "nf4"
 	}
 	fail := func(kernel, format string, args ...any) *kernelError {
 		return &kernelError{kind + kernel, fmt.Sprintf(format, args...)}

@@ -140,6 +140,14 @@ func TestSelfCheckFallsBack(t *testing.T) {
 				dst[7] = math.Float32frombits(math.Float32bits(dst[7]) ^ 1)
 			}
 		}},
+		{"nf4Decode", func(ks *kernelSet) {
+			ks.nf4Dequant = func(dst []uint16, codes []uint8, sc []float32, k0, k1 int) {
+				dequantGo(dst, codes, sc, k0, k1)
+				if k1 > k0 {
+					dst[0] ^= 1 // one bf16 value off by an ulp
+				}
+			}
+		}},
 	}
 	for _, c := range cases {
 		ks := *goKernels

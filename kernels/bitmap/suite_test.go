@@ -86,7 +86,60 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 	for i, v := range w {
 		ref[i] = float64(kernels.BF16ToFloat32(kernels.Float32ToBF16(v)))
 	}
-	return append(out, testMatrix{"dense-bf16", d, ref, rows, cols, relXOf(ks, 0), ks.denseMulT != nil})
+	out = append(out, testMatrix{"dense-bf16", d, ref, rows, cols, relXOf(ks, 0), ks.denseMulT != nil})
+	for _, dense := range []bool{false, true} {
+		for _, dq := range []bool{false, true} {
+			m, err := EncodeNF4(w, rows, cols, dense, dq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.kern = ks
+			name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[dense] + map[bool]string{false: "", true: "-dq"}[dq]
+			out = append(out, testMatrix{name, m, refDecodeNF4(m.Parts()), rows, cols, relXOf(ks, BF16), false})
+		}
+	}
+	return out
+}
+
+// refDecodeNF4 is the test's own decoder of NF4 parts: value k is
+// NF4Code[nibble k] (low nibble first) times its block's scale, the scale
+// decoded from double quantization as q·(absmax2/127) + offset in fp32,
+// the product rounded to bf16, placed by the bitmap (or row-major for
+// dense-nf4).
+func refDecodeNF4(p NF4Parts) []float64 {
+	scale := func(b int) float32 {
+		if p.QAbsmax == nil {
+			return p.Absmax[b]
+		}
+		return float32(p.QAbsmax[b])*(p.Absmax2[b/256]/127) + p.Offset
+	}
+	value := func(k int) float64 {
+		nib := p.Codes[k/2]
+		if k%2 == 1 {
+			nib >>= 4
+		}
+		v := math.Float32bits(NF4Code[nib&15] * scale(k/64))
+		v = (v + 0x7fff + v>>16&1) &^ 0xffff // bf16, nearest even (finite values)
+		return float64(math.Float32frombits(v))
+	}
+	w := make([]float64, p.Rows*p.Cols)
+	if p.Bitmap == nil {
+		for k := range w {
+			w[k] = value(k)
+		}
+		return w
+	}
+	chunks := ChunksPerRow(p.Cols)
+	k := 0
+	for r := 0; r < p.Rows; r++ {
+		for j := 0; j < p.Cols; j++ {
+			if p.Bitmap[r*chunks+j/16]>>(j%16)&1 != 0 {
+				w[r*p.Cols+j] = value(k)
+				k++
+			}
+		}
+	}
+	return w
 }
 
 // relXOf is the rounding of x by the dot products of ks on bitmap matrices
