@@ -65,14 +65,14 @@ func TestWorld(t *testing.T) {
 }
 
 // bench logs the time of an allreduce of size (a decimal count) float32
-// values, after a barrier, averaged over up to 200 (fewer for large sizes).
+// values, after a barrier, averaged over up to 200 (fewer for large sizes);
+// with SALR_MPI_BENCH_BUCKET set, as allreduces of pieces of that many
+// values, one after another (how the trainer reduces large gradients).
 func bench(t *testing.T, w *World, size string) {
-	var count int
-	for _, c := range size {
-		if c < '0' || c > '9' {
-			t.Fatalf("SALR_MPI_BENCH=%q: not a count", size)
-		}
-		count = 10*count + int(c-'0')
+	count := decimal(t, "SALR_MPI_BENCH", size)
+	piece := count
+	if s := os.Getenv("SALR_MPI_BENCH_BUCKET"); s != "" {
+		piece = max(1, decimal(t, "SALR_MPI_BENCH_BUCKET", s))
 	}
 	buf := make([]float32, count)
 	if err := w.Barrier(); err != nil {
@@ -81,10 +81,24 @@ func bench(t *testing.T, w *World, size string) {
 	reps := min(200, max(5, 50_000_000/count))
 	start := time.Now()
 	for range reps {
-		if err := w.AllreduceSum(buf); err != nil {
-			t.Fatal(err)
+		for lo := 0; lo < count; lo += piece {
+			if err := w.AllreduceSum(buf[lo:min(lo+piece, count)]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	t.Logf("rank %d of %d: allreduce of %d float32 (%.2f MB): %.3f ms", w.Rank(), w.Size(), count, float64(4*count)/1e6,
+	t.Logf("rank %d of %d: allreduce of %d float32 (%.2f MB) in pieces of %d: %.3f ms", w.Rank(), w.Size(), count, float64(4*count)/1e6, piece,
 		float64(time.Since(start).Microseconds())/1e3/float64(reps))
+}
+
+// decimal parses the decimal count s of the variable name.
+func decimal(t *testing.T, name, s string) int {
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("%s=%q: not a count", name, s)
+		}
+		n = 10*n + int(c-'0')
+	}
+	return n
 }
