@@ -94,6 +94,38 @@ func trainRanks(t *testing.T, opts []Options) (*Summary, error) {
 	return sums[0], errs[0]
 }
 
+// checkSameAdapters fails the test unless the adapters of the runs in
+// directories one (one process) and two (2 ranks) are equal up to float32
+// summation order: within 1e-4 of the largest value.
+func checkSameAdapters(t *testing.T, one, two string) {
+	t.Helper()
+	a, err := adapters.ReadNative(filepath.Join(one, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := adapters.ReadNative(filepath.Join(two, AdapterDir, adapters.NativeFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxAbs, maxDiff float64
+	for name, fa := range a {
+		fb := b[name]
+		if fb == nil || len(fa.A) != len(fb.A) || len(fa.B) != len(fb.B) {
+			t.Fatalf("%s: missing or of another shape in the 2-rank run", name)
+		}
+		for _, pair := range [][2][]float32{{fa.A, fb.A}, {fa.B, fb.B}} {
+			for i, v := range pair[0] {
+				maxAbs = max(maxAbs, math.Abs(float64(v)))
+				maxDiff = max(maxDiff, math.Abs(float64(v-pair[1][i])))
+			}
+		}
+	}
+	t.Logf("max |difference| %.3g, max |value| %.3g", maxDiff, maxAbs)
+	if len(a) == 0 || len(a) != len(b) || maxDiff > 1e-4*maxAbs {
+		t.Errorf("1 process vs 2 ranks: %d vs %d adapters, max difference %g (max value %g)", len(a), len(b), maxDiff, maxAbs)
+	}
+}
+
 // TestRanksTrainLikeOneProcess: 2 ranks, with gradient accumulation and
 // dropout, stopped after 3 of 6 steps and resumed as 1 process, end with
 // the adapters of one uninterrupted process up to float32 summation order.
@@ -112,33 +144,7 @@ func TestRanksTrainLikeOneProcess(t *testing.T) {
 	if _, err := Train(context.Background(), Options{Resume: two}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := adapters.ReadNative(filepath.Join(ref, AdapterDir, adapters.NativeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := adapters.ReadNative(filepath.Join(two, AdapterDir, adapters.NativeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var maxAbs, maxDiff float64
-	for name, fa := range a {
-		fb := b[name]
-		if fb == nil || len(fa.A) != len(fb.A) || len(fa.B) != len(fb.B) {
-			t.Fatalf("%s: missing or of another shape in the 2-rank run", name)
-		}
-		for i := range fa.A {
-			maxAbs = max(maxAbs, math.Abs(float64(fa.A[i])))
-			maxDiff = max(maxDiff, math.Abs(float64(fa.A[i]-fb.A[i])))
-		}
-		for i := range fa.B {
-			maxAbs = max(maxAbs, math.Abs(float64(fa.B[i])))
-			maxDiff = max(maxDiff, math.Abs(float64(fa.B[i]-fb.B[i])))
-		}
-	}
-	t.Logf("max |difference| %.3g, max |value| %.3g", maxDiff, maxAbs)
-	if len(a) == 0 || len(a) != len(b) || maxDiff > 1e-4*maxAbs {
-		t.Errorf("1 process vs 2 ranks: %d vs %d adapters, max difference %g (max value %g)", len(a), len(b), maxDiff, maxAbs)
-	}
+	checkSameAdapters(t, ref, two)
 }
 
 func TestRanksNeedADivisibleBatch(t *testing.T) {

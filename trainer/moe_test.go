@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -166,29 +165,5 @@ func TestMoERanksTrainLikeOneProcess(t *testing.T) {
 	if _, err := trainRanks(t, []Options{{Config: tinyConfig(t, two, sets...)}, {Config: tinyConfig(t, two, sets...)}}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := adapters.ReadNative(filepath.Join(ref, AdapterDir, adapters.NativeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := adapters.ReadNative(filepath.Join(two, AdapterDir, adapters.NativeFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var maxAbs, maxDiff float64
-	for name, fa := range a {
-		fb := b[name]
-		if fb == nil || len(fa.A) != len(fb.A) || len(fa.B) != len(fb.B) {
-			t.Fatalf("%s: missing or of another shape in the 2-rank run", name)
-		}
-		for i := range fa.A {
-			maxAbs, maxDiff = max(maxAbs, math.Abs(float64(fa.A[i]))), max(maxDiff, math.Abs(float64(fa.A[i]-fb.A[i])))
-		}
-		for i := range fa.B {
-			maxAbs, maxDiff = max(maxAbs, math.Abs(float64(fa.B[i]))), max(maxDiff, math.Abs(float64(fa.B[i]-fb.B[i])))
-		}
-	}
-	t.Logf("max |difference| %.3g, max |value| %.3g", maxDiff, maxAbs)
-	if len(a) == 0 || len(a) != len(b) || maxDiff > 1e-4*maxAbs {
-		t.Errorf("1 process vs 2 ranks: %d vs %d adapters, max difference %g (max value %g)", len(a), len(b), maxDiff, maxAbs)
-	}
+	checkSameAdapters(t, ref, two)
 }
