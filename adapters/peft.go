@@ -31,12 +31,15 @@ const peftKeyPrefix = "base_model.model."
 // PEFTConfig is the adapter_config.json of a PEFT LoRA adapter (the fields
 // SALR writes and reads; other fields of foreign files are ignored).
 type PEFTConfig struct {
-	PeftType            string   `json:"peft_type"`
-	TaskType            string   `json:"task_type"`
-	R                   int      `json:"r"`
-	LoraAlpha           float64  `json:"lora_alpha"`
-	LoraDropout         float64  `json:"lora_dropout"`
-	TargetModules       []string `json:"target_modules"`
+	PeftType      string   `json:"peft_type"`
+	TaskType      string   `json:"task_type"`
+	R             int      `json:"r"`
+	LoraAlpha     float64  `json:"lora_alpha"`
+	LoraDropout   float64  `json:"lora_dropout"`
+	TargetModules []string `json:"target_modules"`
+	// ModulesToSave lists, by short name, the modules trained in full
+	// whose weights the adapter holds (omitted when none).
+	ModulesToSave       []string `json:"modules_to_save,omitempty"`
 	Bias                string   `json:"bias"`
 	BaseModelNameOrPath string   `json:"base_model_name_or_path"`
 	FanInFanOut         bool     `json:"fan_in_fan_out"`
@@ -77,6 +80,14 @@ const (
 		"lora_dropout is 0 because the folded adapter mixes LoRA and SVD ranks; the original dropout is in parts."
 )
 
+// PEFTSaved is a module trained in full that a PEFT adapter holds (PEFT's
+// modules_to_save): its HF module name and dense float32 weight [out, in].
+type PEFTSaved struct {
+	Module string
+	Shape  []int
+	Weight []float32
+}
+
 // WritePEFT writes adapters (keyed by HF module name, e.g.
 // "model.layers.0.self_attn.q_proj") as a PEFT LoRA directory: dir/
 // adapter_config.json and dir/adapter_model.safetensors (F32) with keys
@@ -84,9 +95,11 @@ const (
 // Each Fused adapter becomes one LoRA of rank Fused.Rank with A = A_cat,
 // B = B_cat·diag(scale) and lora_alpha = r, so the PEFT scale is 1 and the
 // update equals the sum of the adapters exactly. baseModel goes to
-// base_model_name_or_path: it should name the pruned base. Both files are
-// written atomically.
-func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
+// base_model_name_or_path: it should name the pruned base. The saved modules
+// go in as PEFT saves modules_to_save: key base_model.model.{module}.weight
+// (PEFT's modules_to_save.default. part removed), their short names listed
+// in modules_to_save. Both files are written atomically.
+func WritePEFT(dir string, mods map[string]*Fused, baseModel string, saved ...PEFTSaved) error {
 	if len(mods) == 0 {
 		return fmt.Errorf("adapters: WritePEFT %s: no adapters", dir)
 	}
@@ -109,6 +122,17 @@ func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
 			safetensors.Tensor{Name: peftKeyPrefix + name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{f.Rank, f.In}, Data: safetensors.Float32View(f.A)},
 			safetensors.Tensor{Name: peftKeyPrefix + name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{f.Out, f.Rank}, Data: safetensors.Float32View(f.ScaledB())})
 	}
+	toSave := map[string]bool{}
+	for _, m := range saved {
+		if err := checkModuleName(m.Module); err != nil {
+			return fmt.Errorf("adapters: WritePEFT %s: %w", dir, err)
+		}
+		if len(m.Shape) != 2 || m.Shape[0]*m.Shape[1] != len(m.Weight) {
+			return fmt.Errorf("adapters: WritePEFT %s: %s has %d values, not %v", dir, m.Module, len(m.Weight), m.Shape)
+		}
+		toSave[m.Module[strings.LastIndexByte(m.Module, '.')+1:]] = true
+		tensors = append(tensors, safetensors.Tensor{Name: peftKeyPrefix + m.Module + ".weight", DType: safetensors.F32, Shape: m.Shape, Data: safetensors.Float32View(m.Weight)})
+	}
 	// The most common rank is r; other modules get rank and alpha patterns.
 	r := 0
 	for rank, count := range ranks {
@@ -119,6 +143,9 @@ func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
 	cfg := PEFTConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: r, LoraAlpha: float64(r),
 		TargetModules: slices.Sorted(maps.Keys(targets)), Bias: "none", BaseModelNameOrPath: baseModel,
 		InferenceMode: true, RankPattern: map[string]int{}, AlphaPattern: map[string]float64{}, SALR: info}
+	if len(toSave) > 0 {
+		cfg.ModulesToSave = slices.Sorted(maps.Keys(toSave))
+	}
 	for _, name := range names {
 		if f := mods[name]; f.Rank != r {
 			cfg.RankPattern[name] = f.Rank

@@ -32,6 +32,15 @@ func TestRouterAuxLossCoef(t *testing.T) {
 	if _, err := Parse("test", nil, []string{"method=prune", "adapters.modules_to_save=gate"}); err == nil || !strings.Contains(err.Error(), "adapters.modules_to_save: trains modules, but method prune does not train") {
 		t.Errorf("modules_to_save with method prune: %v", err)
 	}
+	for set, want := range map[string]string{
+		"train.precision=bf16":              "adapters.modules_to_save: trains weights in full, which needs train.precision = \"fp32\"",
+		"train.gradient_checkpointing=true": "train.router_aux_loss_coef: must be 0 with train.gradient_checkpointing",
+	} {
+		_, err := Parse("test", nil, []string{"adapters.modules_to_save=gate", "train.router_aux_loss_coef=0.01", set})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", set, err, want)
+		}
+	}
 	for _, m := range []string{"w1", "w2", "w3", "experts", "shared_expert"} {
 		if _, err := Parse("test", nil, []string{"sparsity.target_modules=" + m, "adapters.target_modules=q_proj," + m}); err != nil {
 			t.Errorf("%s: %v", m, err)
