@@ -178,6 +178,20 @@ func checkModuleName(name string) error {
 	return nil
 }
 
+// savedModule reports whether key is the weight of a module listed (by
+// short name) in modules_to_save, and returns the module's HF name.
+func savedModule(key string, toSave []string) (string, bool) {
+	m, ok := strings.CutSuffix(key, ".weight")
+	if !ok || strings.HasSuffix(m, ".lora_A") || strings.HasSuffix(m, ".lora_B") {
+		return "", false
+	}
+	m, ok = strings.CutPrefix(m, peftKeyPrefix)
+	if !ok || !slices.Contains(toSave, m[strings.LastIndexByte(m, '.')+1:]) {
+		return "", false
+	}
+	return m, true
+}
+
 // PEFTAdapters is a PEFT LoRA directory loaded by ReadPEFT.
 type PEFTAdapters struct {
 	Config PEFTConfig
@@ -186,6 +200,9 @@ type PEFTAdapters struct {
 	// with the original scales folded into B, and the parts of the "salr"
 	// metadata (kinds, ranks, dropout, trainable) are restored with Scale 1.
 	Modules map[string]*Fused
+	// Saved holds the modules trained in full (modules_to_save), by HF
+	// module name; nil when none.
+	Saved map[string]PEFTSaved
 }
 
 // ReadPEFT loads a PEFT LoRA directory written by WritePEFT (or by PEFT, for
@@ -213,6 +230,18 @@ func ReadPEFT(dir string) (*PEFTAdapters, error) {
 	defer st.Close()
 	out := &PEFTAdapters{Config: cfg, Modules: map[string]*Fused{}}
 	for _, key := range st.Names() {
+		if m, ok := savedModule(key, cfg.ModulesToSave); ok {
+			info, _ := st.Info(key)
+			w, err := st.Float32(key)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", weightsPath, err)
+			}
+			if out.Saved == nil {
+				out.Saved = map[string]PEFTSaved{}
+			}
+			out.Saved[m] = PEFTSaved{Module: m, Shape: info.Shape, Weight: slices.Clone(w)} // w is a view of the mapped file
+			continue
+		}
 		module, ok := strings.CutSuffix(key, ".lora_A.weight")
 		if !ok {
 			if !strings.HasSuffix(key, ".lora_B.weight") {
