@@ -154,10 +154,6 @@ func (c *Config) checkCombinations(errs *Errors, bad map[string]bool) {
 	} else if len(c.Adapters.ModulesToSave) > 0 && c.Train.Precision != PrecisionFP32 {
 		report("adapters.modules_to_save", "trains weights in full, which needs train.precision = %q, got %q", PrecisionFP32, c.Train.Precision)
 	}
-	if c.Train.RouterAuxLossCoef > 0 && c.Train.GradientCheckpointing {
-		report("train.router_aux_loss_coef", "must be 0 with train.gradient_checkpointing: the load-balancing loss needs every layer's router logits at once, which checkpointing does not keep; got %s",
-			formatNumber(c.Train.RouterAuxLossCoef))
-	}
 	if c.Train.RouterAuxLossCoef > 0 && !slices.Contains(c.Adapters.ModulesToSave, ModuleRouter) {
 		report("train.router_aux_loss_coef", "must be 0 unless the router trains (adapters.modules_to_save listing %q): a frozen router's load-balancing loss would train nothing; got %s",
 			ModuleRouter, formatNumber(c.Train.RouterAuxLossCoef))

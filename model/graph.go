@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
@@ -58,8 +59,8 @@ type GraphOptions[T kernels.Float] struct {
 	// RouterAuxLossCoef, when > 0, adds coef · the load-balancing loss of
 	// the MoE layers' routers (RouterAuxLoss over the router logits of all
 	// layers) to the loss; RouterAuxLoss reads its value after a Step.
-	// Ignored by a model without MoE layers; not with GradientCheckpointing
-	// (the loss needs every layer's logits at once).
+	// Ignored by a model without MoE layers. Under GradientCheckpointing the
+	// router logits are kept rather than recomputed.
 	RouterAuxLossCoef float64
 }
 
@@ -311,7 +312,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 				x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
 			}
 			if opt.GradientCheckpointing {
-				segments = append(segments, layerNodes(b.g.AllNodes()[first:], x))
+				// The router logits ([N, experts], small) stay out of the
+				// segment: the load-balancing loss reads every layer's at the
+				// end of the forward pass and first in the backward pass,
+				// which would otherwise recompute every layer at once.
+				segments = append(segments, layerNodes(b.g.AllNodes()[first:], append(G.Nodes{x}, b.routerLogits...)))
 			}
 		}
 		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
@@ -340,9 +345,6 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 		return nil, fmt.Errorf("model: BuildGraph: %w", buildErr)
 	}
 	if opt.RouterAuxLossCoef > 0 && len(b.routerLogits) > 0 {
-		if opt.GradientCheckpointing {
-			return nil, fmt.Errorf("model: BuildGraph: the routers' load-balancing loss needs every layer's router logits at once, which gradient checkpointing does not keep")
-		}
 		if err := addRouterAuxLoss(b, gr, opt.RouterAuxLossCoef); err != nil {
 			return nil, fmt.Errorf("model: BuildGraph: %w", err)
 		}
@@ -387,11 +389,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 
 // layerNodes returns the nodes a decoder layer added to the graph that it
 // recomputes under gradient checkpointing: all but its inputs (parameters)
-// and its output.
-func layerNodes(added G.Nodes, out *G.Node) G.Nodes {
+// and the nodes in keep (its output, say).
+func layerNodes(added G.Nodes, keep G.Nodes) G.Nodes {
 	var seg G.Nodes
 	for _, n := range added {
-		if n != out && n.Op() != nil {
+		if !slices.Contains(keep, n) && n.Op() != nil {
 			seg = append(seg, n)
 		}
 	}

@@ -153,8 +153,9 @@ func TestMoERouterTrainsWithAuxLoss(t *testing.T) {
 }
 
 // TestModulesToSaveQwen2MoEAndRefusals: Qwen2-MoE's router and shared
-// expert gate train and are exported under their names; a model without
-// routers is refused before training.
+// expert gate train (with gradient checkpointing) and are exported under
+// their names; a data-parallel run with the load-balancing loss and a model
+// without routers are refused before training.
 func TestModulesToSaveQwen2MoEAndRefusals(t *testing.T) {
 	root := t.TempDir()
 	mc := quickMoEConfigs()["qwen2_moe"]
@@ -164,7 +165,7 @@ func TestModulesToSaveQwen2MoEAndRefusals(t *testing.T) {
 	}
 	dir := filepath.Join(root, "run")
 	cfg := tinyConfig(t, dir, "model.path="+modelDir, "model.tokenizer="+filepath.Join(assetsDir(t), "stories260K", "tok512.bin"),
-		"train.max_steps=2", "data.seq_len=96", "train.checkpoint_every=0",
+		"train.max_steps=2", "data.seq_len=96", "train.checkpoint_every=0", "train.gradient_checkpointing=true",
 		"adapters.modules_to_save=shared_expert_gate,gate", "train.router_aux_loss_coef=0.02")
 	if _, err := Train(context.Background(), Options{Config: cfg}); err != nil {
 		t.Fatal(err)
@@ -185,6 +186,14 @@ func TestModulesToSaveQwen2MoEAndRefusals(t *testing.T) {
 	}
 	if _, ok := tensors["base_model.model.model.layers.1.mlp.gate.weight"]; ok {
 		t.Error("the dense layer 1 exports a router")
+	}
+
+	// Data-parallel runs refuse the load-balancing loss.
+	two := filepath.Join(root, "two")
+	c2 := *cfg
+	c2.Output.Dir = two
+	if _, err := trainRanks(t, []Options{{Config: &c2}, {Config: &c2}}); err == nil || !strings.Contains(err.Error(), "train.router_aux_loss_coef = 0.02 with 2 processes") {
+		t.Errorf("2 ranks with the aux loss: %v", err)
 	}
 
 	_, err := Build(tinyConfig(t, filepath.Join(root, "dense"), "adapters.modules_to_save=gate"), nil)
