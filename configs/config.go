@@ -135,8 +135,8 @@ type AdaptersConfig struct {
 	// (Qwen2-MoE's). They train as dense fp32 weights with AdamW (train.lr,
 	// train.weight_decay), are saved in checkpoints and in the exported
 	// base, and the PEFT adapter holds them under their module names, as
-	// PEFT saves modules_to_save. Needs a method that trains and a model
-	// that has the modules; empty (the default) trains none.
+	// PEFT saves modules_to_save. Needs a method that trains, train.precision
+	// fp32 and a model that has the modules; empty (the default) trains none.
 	ModulesToSave []string `toml:"modules_to_save"`
 }
 
