@@ -31,12 +31,15 @@ const peftKeyPrefix = "base_model.model."
 // PEFTConfig is the adapter_config.json of a PEFT LoRA adapter (the fields
 // SALR writes and reads; other fields of foreign files are ignored).
 type PEFTConfig struct {
-	PeftType            string   `json:"peft_type"`
-	TaskType            string   `json:"task_type"`
-	R                   int      `json:"r"`
-	LoraAlpha           float64  `json:"lora_alpha"`
-	LoraDropout         float64  `json:"lora_dropout"`
-	TargetModules       []string `json:"target_modules"`
+	PeftType      string   `json:"peft_type"`
+	TaskType      string   `json:"task_type"`
+	R             int      `json:"r"`
+	LoraAlpha     float64  `json:"lora_alpha"`
+	LoraDropout   float64  `json:"lora_dropout"`
+	TargetModules []string `json:"target_modules"`
+	// ModulesToSave lists, by short name, the modules trained in full
+	// whose weights the adapter holds (omitted when none).
+	ModulesToSave       []string `json:"modules_to_save,omitempty"`
 	Bias                string   `json:"bias"`
 	BaseModelNameOrPath string   `json:"base_model_name_or_path"`
 	FanInFanOut         bool     `json:"fan_in_fan_out"`
@@ -77,6 +80,14 @@ const (
 		"lora_dropout is 0 because the folded adapter mixes LoRA and SVD ranks; the original dropout is in parts."
 )
 
+// PEFTSaved is a module trained in full that a PEFT adapter holds (PEFT's
+// modules_to_save): its HF module name and dense float32 weight [out, in].
+type PEFTSaved struct {
+	Module string
+	Shape  []int
+	Weight []float32
+}
+
 // WritePEFT writes adapters (keyed by HF module name, e.g.
 // "model.layers.0.self_attn.q_proj") as a PEFT LoRA directory: dir/
 // adapter_config.json and dir/adapter_model.safetensors (F32) with keys
@@ -84,9 +95,11 @@ const (
 // Each Fused adapter becomes one LoRA of rank Fused.Rank with A = A_cat,
 // B = B_cat·diag(scale) and lora_alpha = r, so the PEFT scale is 1 and the
 // update equals the sum of the adapters exactly. baseModel goes to
-// base_model_name_or_path: it should name the pruned base. Both files are
-// written atomically.
-func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
+// base_model_name_or_path: it should name the pruned base. The saved modules
+// go in as PEFT saves modules_to_save: key base_model.model.{module}.weight
+// (PEFT's modules_to_save.default. part removed), their short names listed
+// in modules_to_save. Both files are written atomically.
+func WritePEFT(dir string, mods map[string]*Fused, baseModel string, saved ...PEFTSaved) error {
 	if len(mods) == 0 {
 		return fmt.Errorf("adapters: WritePEFT %s: no adapters", dir)
 	}
@@ -109,6 +122,17 @@ func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
 			safetensors.Tensor{Name: peftKeyPrefix + name + ".lora_A.weight", DType: safetensors.F32, Shape: []int{f.Rank, f.In}, Data: safetensors.Float32View(f.A)},
 			safetensors.Tensor{Name: peftKeyPrefix + name + ".lora_B.weight", DType: safetensors.F32, Shape: []int{f.Out, f.Rank}, Data: safetensors.Float32View(f.ScaledB())})
 	}
+	toSave := map[string]bool{}
+	for _, m := range saved {
+		if err := checkModuleName(m.Module); err != nil {
+			return fmt.Errorf("adapters: WritePEFT %s: %w", dir, err)
+		}
+		if len(m.Shape) != 2 || m.Shape[0]*m.Shape[1] != len(m.Weight) {
+			return fmt.Errorf("adapters: WritePEFT %s: %s has %d values, not %v", dir, m.Module, len(m.Weight), m.Shape)
+		}
+		toSave[m.Module[strings.LastIndexByte(m.Module, '.')+1:]] = true
+		tensors = append(tensors, safetensors.Tensor{Name: peftKeyPrefix + m.Module + ".weight", DType: safetensors.F32, Shape: m.Shape, Data: safetensors.Float32View(m.Weight)})
+	}
 	// The most common rank is r; other modules get rank and alpha patterns.
 	r := 0
 	for rank, count := range ranks {
@@ -119,6 +143,9 @@ func WritePEFT(dir string, mods map[string]*Fused, baseModel string) error {
 	cfg := PEFTConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", R: r, LoraAlpha: float64(r),
 		TargetModules: slices.Sorted(maps.Keys(targets)), Bias: "none", BaseModelNameOrPath: baseModel,
 		InferenceMode: true, RankPattern: map[string]int{}, AlphaPattern: map[string]float64{}, SALR: info}
+	if len(toSave) > 0 {
+		cfg.ModulesToSave = slices.Sorted(maps.Keys(toSave))
+	}
 	for _, name := range names {
 		if f := mods[name]; f.Rank != r {
 			cfg.RankPattern[name] = f.Rank
@@ -151,6 +178,20 @@ func checkModuleName(name string) error {
 	return nil
 }
 
+// savedModule reports whether key is the weight of a module listed (by
+// short name) in modules_to_save, and returns the module's HF name.
+func savedModule(key string, toSave []string) (string, bool) {
+	m, ok := strings.CutSuffix(key, ".weight")
+	if !ok || strings.HasSuffix(m, ".lora_A") || strings.HasSuffix(m, ".lora_B") {
+		return "", false
+	}
+	m, ok = strings.CutPrefix(m, peftKeyPrefix)
+	if !ok || !slices.Contains(toSave, m[strings.LastIndexByte(m, '.')+1:]) {
+		return "", false
+	}
+	return m, true
+}
+
 // PEFTAdapters is a PEFT LoRA directory loaded by ReadPEFT.
 type PEFTAdapters struct {
 	Config PEFTConfig
@@ -159,6 +200,9 @@ type PEFTAdapters struct {
 	// with the original scales folded into B, and the parts of the "salr"
 	// metadata (kinds, ranks, dropout, trainable) are restored with Scale 1.
 	Modules map[string]*Fused
+	// Saved holds the modules trained in full (modules_to_save), by HF
+	// module name; nil when none.
+	Saved map[string]PEFTSaved
 }
 
 // ReadPEFT loads a PEFT LoRA directory written by WritePEFT (or by PEFT, for
@@ -186,6 +230,18 @@ func ReadPEFT(dir string) (*PEFTAdapters, error) {
 	defer st.Close()
 	out := &PEFTAdapters{Config: cfg, Modules: map[string]*Fused{}}
 	for _, key := range st.Names() {
+		if m, ok := savedModule(key, cfg.ModulesToSave); ok {
+			info, _ := st.Info(key)
+			w, err := st.Float32(key)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %v", weightsPath, err)
+			}
+			if out.Saved == nil {
+				out.Saved = map[string]PEFTSaved{}
+			}
+			out.Saved[m] = PEFTSaved{Module: m, Shape: info.Shape, Weight: slices.Clone(w)} // w is a view of the mapped file
+			continue
+		}
 		module, ok := strings.CutSuffix(key, ".lora_A.weight")
 		if !ok {
 			if !strings.HasSuffix(key, ".lora_B.weight") {

@@ -202,3 +202,58 @@ func TestReadPEFTForeignAndErrors(t *testing.T) {
 		t.Error("WritePEFT accepted a tensor name as a module name")
 	}
 }
+
+// TestPEFTModulesToSave: modules trained in full go in under PEFT's saved
+// names (base_model.model.{module}.weight, modules_to_save.default.
+// removed) with their short names in modules_to_save, and read back.
+func TestPEFTModulesToSave(t *testing.T) {
+	dir := t.TempDir()
+	mods := exportFixture(t)
+	saved := []PEFTSaved{
+		{Module: "model.layers.1.block_sparse_moe.gate", Shape: []int{2, 3}, Weight: []float32{1, 2, 3, 4, 5, 6}},
+		{Module: "model.layers.0.block_sparse_moe.gate", Shape: []int{2, 3}, Weight: []float32{-1, -2, -3, -4, -5, -6}},
+	}
+	if err := WritePEFT(dir, mods, "base", saved...); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, PEFTConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(raw), "\"modules_to_save\": [\n    \"gate\"\n  ]") {
+		t.Errorf("adapter_config.json lacks modules_to_save [gate]:\n%s", raw)
+	}
+	got, err := ReadPEFT(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Modules) != len(mods) || len(got.Saved) != 2 {
+		t.Fatalf("read %d modules, %d saved", len(got.Modules), len(got.Saved))
+	}
+	for _, s := range saved {
+		g := got.Saved[s.Module]
+		if !slices.Equal(g.Weight, s.Weight) || !slices.Equal(g.Shape, s.Shape) {
+			t.Errorf("%s: read %+v, wrote %+v", s.Module, g, s)
+		}
+	}
+	st, err := safetensors.Open(filepath.Join(dir, PEFTWeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, ok := st.Info("base_model.model.model.layers.0.block_sparse_moe.gate.weight"); !ok {
+		t.Errorf("no PEFT-named router among %v", st.Names())
+	}
+	// Without saved modules the config has no modules_to_save at all.
+	plain := t.TempDir()
+	if err := WritePEFT(plain, mods, "base"); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := os.ReadFile(filepath.Join(plain, PEFTConfigFile)); strings.Contains(string(raw), "modules_to_save") {
+		t.Error("modules_to_save written without saved modules")
+	}
+	bad := []PEFTSaved{{Module: "model.layers.0.block_sparse_moe.gate", Shape: []int{2, 2}, Weight: []float32{1}}}
+	if err := WritePEFT(t.TempDir(), mods, "base", bad...); err == nil || !strings.Contains(err.Error(), "has 1 values, not [2 2]") {
+		t.Errorf("wrong shape: %v", err)
+	}
+}

@@ -133,6 +133,15 @@ type AdaptersConfig struct {
 	SVDOversample int `toml:"svd_oversample"`
 	// Power iterations of the randomized SVD (more: closer to the exact SVD).
 	SVDPowerIters int `toml:"svd_power_iters"`
+	// Modules trained in full besides the adapters (PEFT's modules_to_save),
+	// by short name: gate (a mixture-of-experts model's router, Mixtral's
+	// block_sparse_moe.gate, Qwen2-MoE's mlp.gate) and shared_expert_gate
+	// (Qwen2-MoE's). They train as dense fp32 weights with AdamW (train.lr,
+	// train.weight_decay), are saved in checkpoints and in the exported
+	// base, and the PEFT adapter holds them under their module names, as
+	// PEFT saves modules_to_save. Needs a method that trains, train.precision
+	// fp32 and a model that has the modules; empty (the default) trains none.
+	ModulesToSave []string `toml:"modules_to_save"`
 }
 
 // DataConfig names the training data and how it is tokenised.
@@ -206,9 +215,11 @@ type TrainConfig struct {
 	// Clip the global gradient norm to this value; 0 disables clipping.
 	GradClip float64 `toml:"grad_clip"`
 	// Weight of a mixture-of-experts model's load-balancing loss (Mixtral's
-	// router auxiliary loss, num_experts · Σ_e f_e · P_e). The router is
-	// frozen, so the loss would change nothing: only 0 is accepted for now,
-	// and other models ignore the key.
+	// router auxiliary loss, num_experts · Σ_e f_e · P_e, over every token
+	// position of the batch rows and every MoE layer), added to the loss as
+	// coef · aux. Above 0 it needs a trained router (adapters.modules_to_save
+	// listing gate), since the loss trains nothing else; other models
+	// ignore the key.
 	RouterAuxLossCoef float64 `toml:"router_aux_loss_coef"`
 	// Keep only each decoder layer's input through the forward pass and
 	// recompute the layer when the backward pass reaches it (HF's
@@ -322,6 +333,7 @@ func Default() Config {
 			SVDMethod:     SVDAuto,
 			SVDOversample: 64,
 			SVDPowerIters: 16,
+			ModulesToSave: []string{},
 		},
 		Data: DataConfig{
 			Format:        FormatGSM8K,

@@ -32,6 +32,7 @@ var rules = map[string]rule{
 	"sparsity.every":               intAtLeast(1),
 
 	"adapters.target_modules":  modulesRule(),
+	"adapters.modules_to_save": modulesToSaveRule(),
 	"adapters.lora_rank":       intAtLeast(0),
 	"adapters.lora_alpha":      floatRange(0, math.Inf(1), false, false),
 	"adapters.lora_dropout":    floatRange(0, 1, true, false),
@@ -148,9 +149,14 @@ func (c *Config) checkCombinations(errs *Errors, bad map[string]bool) {
 			report("train.precision", "must be %q for method %s (its frozen base changes with every mask), got %q", PrecisionFP32, c.Method, c.Train.Precision)
 		}
 	}
-	if c.Train.RouterAuxLossCoef > 0 {
-		report("train.router_aux_loss_coef", "must be 0: a mixture-of-experts model's router stays frozen (training it is not supported), so the load-balancing loss would train nothing; got %s",
-			formatNumber(c.Train.RouterAuxLossCoef))
+	if len(c.Adapters.ModulesToSave) > 0 && !c.Trains() {
+		report("adapters.modules_to_save", "trains modules, but method %s does not train; got %v", c.Method, c.Adapters.ModulesToSave)
+	} else if len(c.Adapters.ModulesToSave) > 0 && c.Train.Precision != PrecisionFP32 {
+		report("adapters.modules_to_save", "trains weights in full, which needs train.precision = %q, got %q", PrecisionFP32, c.Train.Precision)
+	}
+	if c.Train.RouterAuxLossCoef > 0 && !slices.Contains(c.Adapters.ModulesToSave, ModuleRouter) {
+		report("train.router_aux_loss_coef", "must be 0 unless the router trains (adapters.modules_to_save listing %q): a frozen router's load-balancing loss would train nothing; got %s",
+			ModuleRouter, formatNumber(c.Train.RouterAuxLossCoef))
 	}
 	d := c.Data
 	if d.EvalPath == "" && d.MaxExamples > 0 && d.EvalExamples >= d.MaxExamples {
@@ -274,6 +280,24 @@ func modulesRule() rule {
 		for _, m := range list {
 			if !slices.Contains(names, m) {
 				return fmt.Sprintf("unknown projection %q (allowed: %s)", m, strings.Join(names, ", "))
+			}
+			if seen[m] {
+				return fmt.Sprintf("%q listed twice", m)
+			}
+			seen[m] = true
+		}
+		return ""
+	}}
+}
+
+// modulesToSaveRule is adapters.modules_to_save's domain: a list of the
+// modules that may train in full (SavableModules), each at most once.
+func modulesToSaveRule() rule {
+	return rule{allowed: "list of " + strings.Join(SavableModules, ", ") + " (may be empty)", check: func(v reflect.Value) string {
+		seen := map[string]bool{}
+		for _, m := range v.Interface().([]string) {
+			if !slices.Contains(SavableModules, m) {
+				return fmt.Sprintf("unsupported module %q: only a mixture-of-experts model's routers can train in full for now (allowed: %s)", m, strings.Join(SavableModules, ", "))
 			}
 			if seen[m] {
 				return fmt.Sprintf("%q listed twice", m)

@@ -249,3 +249,14 @@ func (e EvalConfig) DataPathFor(task string) (string, error) {
 	}
 	return filepath.Join(assets, task), nil
 }
+
+// The adapters.modules_to_save names: a mixture-of-experts model's router
+// (Mixtral's block_sparse_moe.gate, Qwen2-MoE's mlp.gate) and Qwen2-MoE's
+// shared expert gate (mlp.shared_expert_gate).
+const (
+	ModuleRouter           = "gate"
+	ModuleSharedExpertGate = "shared_expert_gate"
+)
+
+// SavableModules are the modules adapters.modules_to_save may list.
+var SavableModules = []string{ModuleRouter, ModuleSharedExpertGate}

@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
@@ -55,6 +56,12 @@ type GraphOptions[T kernels.Float] struct {
 	// (SetLossWeight; 1 until then), and so every gradient: a data-parallel
 	// rank weighs its share of a batch with it.
 	LossWeight bool
+	// RouterAuxLossCoef, when > 0, adds coef · the load-balancing loss of
+	// the MoE layers' routers (RouterAuxLoss over the router logits of all
+	// layers) to the loss; RouterAuxLoss reads its value after a Step.
+	// Ignored by a model without MoE layers. Under GradientCheckpointing the
+	// router logits are kept rather than recomputed.
+	RouterAuxLossCoef float64
 }
 
 // Builder is the graph under construction, handed to the Adapter hook.
@@ -64,6 +71,8 @@ type Builder[T kernels.Float] struct {
 	learnables G.Nodes
 	precision  kernels.Precision
 	moeScratch any // the *moeBuffers[T] the graph's MoEExperts kernels share
+	// routerLogits are the MoE layers' router logits, in layer order.
+	routerLogits G.Nodes
 }
 
 // Precision is the arithmetic of the graph's products (GraphOptions.Precision).
@@ -111,6 +120,7 @@ type Graph[T kernels.Float] struct {
 	maskT              []T
 	lossWeightT        []T // nil without GraphOptions.LossWeight
 	logits, loss       *G.Node
+	aux                *G.Node // the routers' load-balancing loss, or nil
 	plan               *gop.Plan
 	vm                 G.VM
 	castBytes          int64
@@ -302,7 +312,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 				x = must(b.Apply(gop.Add[T]{}, x, proj(L.Proj[DownProj], m)))
 			}
 			if opt.GradientCheckpointing {
-				segments = append(segments, layerNodes(b.g.AllNodes()[first:], x))
+				// The router logits ([N, experts], small) stay out of the
+				// segment: the load-balancing loss reads every layer's at the
+				// end of the forward pass and first in the backward pass,
+				// which would otherwise recompute every layer at once.
+				segments = append(segments, layerNodes(b.g.AllNodes()[first:], append(G.Nodes{x}, b.routerLogits...)))
 			}
 		}
 		x = must(b.Apply(norm, x, param("model.norm.weight", p.Norm, c)))
@@ -330,6 +344,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 	if buildErr != nil {
 		return nil, fmt.Errorf("model: BuildGraph: %w", buildErr)
 	}
+	if opt.RouterAuxLossCoef > 0 && len(b.routerLogits) > 0 {
+		if err := addRouterAuxLoss(b, gr, opt.RouterAuxLossCoef); err != nil {
+			return nil, fmt.Errorf("model: BuildGraph: %w", err)
+		}
+	}
 	if opt.LossWeight {
 		gr.lossWeightT = []T{1}
 		weighted, err := b.Apply(gop.Weighted[T]{}, gr.loss, b.Input("loss_weight", gr.lossWeightT, 1))
@@ -341,6 +360,9 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 
 	gr.Learnables = b.learnables
 	outputs := G.Nodes{gr.loss}
+	if gr.aux != nil {
+		outputs = append(outputs, gr.aux)
+	}
 	if gr.logits != nil {
 		outputs = append(outputs, gr.logits)
 	}
@@ -367,11 +389,11 @@ func BuildGraph[T kernels.Float](p *Params[T], opt GraphOptions[T]) (*Graph[T], 
 
 // layerNodes returns the nodes a decoder layer added to the graph that it
 // recomputes under gradient checkpointing: all but its inputs (parameters)
-// and its output.
-func layerNodes(added G.Nodes, out *G.Node) G.Nodes {
+// and the nodes in keep (its output, say).
+func layerNodes(added G.Nodes, keep G.Nodes) G.Nodes {
 	var seg G.Nodes
 	for _, n := range added {
-		if n != out && n.Op() != nil {
+		if !slices.Contains(keep, n) && n.Op() != nil {
 			seg = append(seg, n)
 		}
 	}
@@ -436,6 +458,42 @@ func (gr *Graph[T]) SetLossWeight(w T) error {
 	}
 	gr.lossWeightT[0] = w
 	return nil
+}
+
+// addRouterAuxLoss makes the graph's loss loss + coef · RouterAuxLoss of
+// the routers' logits.
+func addRouterAuxLoss[T kernels.Float](b *Builder[T], gr *Graph[T], coef float64) error {
+	var k int
+	for _, L := range gr.Params.Layers {
+		if L.MoE != nil {
+			k = L.MoE.TopK
+			break
+		}
+	}
+	aux, err := b.Apply(RouterAuxLoss[T]{K: k}, b.routerLogits...)
+	if err != nil {
+		return err
+	}
+	weighted, err := b.Apply(gop.Weighted[T]{}, aux, b.Input("router_aux_loss_coef", []T{T(coef)}, 1))
+	if err != nil {
+		return err
+	}
+	if gr.loss, err = b.Apply(gop.Add[T]{}, gr.loss, weighted); err != nil {
+		return err
+	}
+	gr.aux = aux
+	return nil
+}
+
+// RouterAuxLoss returns the routers' load-balancing loss of the last Step
+// (without its coefficient; the Step's loss includes coef times it), and
+// false when the graph has none (see GraphOptions.RouterAuxLossCoef).
+func (gr *Graph[T]) RouterAuxLoss() (T, bool) {
+	if gr.aux == nil {
+		return 0, false
+	}
+	v, err := scalar[T](gr.aux.Value())
+	return v, err == nil
 }
 
 // Logits returns the logits [Batch·Seq, Vocab] of the last Step (valid until

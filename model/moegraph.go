@@ -388,24 +388,34 @@ func (k *MoEExperts[T]) backwardAll(dOut []T, in []gop.Arg[T]) {
 	}
 }
 
-// moeBlock adds the sparse MLP block m on h to the graph: the frozen router,
+// moeBlock adds the sparse MLP block m on h to the graph: the router (frozen
+// unless opt.Trainable names its weight; its logits are kept for the
+// load-balancing loss),
 // TopKRouter, the routed experts as one MoEExperts kernel (adapters from
 // opt.ExpertAdapter) and, for Qwen2-MoE, the shared expert (projections by
 // proj, adapters from opt.Adapter) gated by sigmoid(SharedGate h).
 func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*Linear[T], *G.Node) *G.Node, opt GraphOptions[T], castBytes, moeBytes *int64) (*G.Node, error) {
-	if opt.Trainable != nil {
-		for _, lin := range append(expertLinears(m), m.Router) {
-			if lin != nil && opt.Trainable(lin.Module+".weight") {
-				return nil, fmt.Errorf("model: %s: training the weights of a router or an expert is not supported (adapters train experts; the router stays frozen)", lin.Module)
-			}
+	trainable := func(lin *Linear[T]) bool { return opt.Trainable != nil && opt.Trainable(lin.Module+".weight") }
+	for _, lin := range expertLinears(m) {
+		if trainable(lin) {
+			return nil, fmt.Errorf("model: %s: training the weights of an expert is not supported (adapters train experts)", lin.Module)
 		}
 	}
-	// The router runs in full precision whatever the graph's: its choices
-	// should not depend on rounding.
-	logits, err := b.Apply(gop.FrozenLinear[T]{ID: m.Router.Module, W: m.Router.Base}, h)
+	// gate is a router or the shared expert gate: trained in full (a
+	// learnable dense weight, fp32 graphs only) when Trainable says so, else
+	// frozen and run in full precision whatever the graph's, so that its
+	// choices do not depend on rounding.
+	gate := func(lin *Linear[T]) (*G.Node, error) {
+		if trainable(lin) {
+			return proj(lin, h), nil
+		}
+		return b.Apply(gop.FrozenLinear[T]{ID: lin.Module, W: lin.Base, Bias: lin.Bias}, h)
+	}
+	logits, err := gate(m.Router)
 	if err != nil {
 		return nil, err
 	}
+	b.routerLogits = append(b.routerLogits, logits)
 	w, err := b.Apply(TopKRouter[T]{ID: m.Router.Module, K: m.TopK, Norm: m.NormTopK}, logits)
 	if err != nil {
 		return nil, err
@@ -444,14 +454,14 @@ func moeBlock[T kernels.Float](b *Builder[T], m *MoE[T], h *G.Node, proj func(*L
 	if err != nil || m.Shared == nil {
 		return y, err
 	}
-	gate := proj(m.Shared[0], h)
+	sgate := proj(m.Shared[0], h)
 	up := proj(m.Shared[1], h)
-	act, err := b.Apply(gop.SwiGLU[T]{}, gate, up)
+	act, err := b.Apply(gop.SwiGLU[T]{}, sgate, up)
 	if err != nil {
 		return nil, err
 	}
 	s := proj(m.Shared[2], act)
-	sg, err := b.Apply(gop.FrozenLinear[T]{ID: m.SharedGate.Module, W: m.SharedGate.Base}, h)
+	sg, err := gate(m.SharedGate)
 	if err != nil {
 		return nil, err
 	}
@@ -469,4 +479,92 @@ func expertLinears[T kernels.Float](m *MoE[T]) []*Linear[T] {
 		out = append(out, ex[:]...)
 	}
 	return out
+}
+
+// RouterAuxLoss is the load-balancing loss of a mixture-of-experts model as
+// a graph kernel (transformers' load_balancing_loss_func, Mixtral's and
+// Qwen2-MoE's router auxiliary loss): inputs the router logits [N_l, E] of
+// every MoE layer, output the scalar E · Σ_e f_e · P_e over the T = Σ N_l
+// rows of all layers together, with f_e = (rows that have e among their top
+// K) / T and P_e the mean over the rows of softmax(logits)_e. Every row
+// counts (no attention mask). The selections are constants for the gradient; it flows
+// through P: d/dl_{t,j} = (E/T) p_{t,j} (f_j − Σ_e f_e p_{t,e}).
+type RouterAuxLoss[T kernels.Float] struct {
+	K int
+}
+
+// Name implements gop.Kernel.
+func (k RouterAuxLoss[T]) Name() string { return fmt.Sprintf("RouterAuxLoss(k=%d)", k.K) }
+
+// OutShape implements gop.Kernel.
+func (k RouterAuxLoss[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if len(in) == 0 || k.K < 1 {
+		return nil, fmt.Errorf("%s: want the router logits of at least one layer", k.Name())
+	}
+	for _, s := range in {
+		if len(s) != 2 || s[1] != in[0][1] || s[1] < k.K {
+			return nil, fmt.Errorf("%s: want logits [N, experts >= k] of equal experts, got %v", k.Name(), in)
+		}
+	}
+	return tensor.ScalarShape(), nil
+}
+
+// routerAuxStats returns f (selections per expert / rows) and P (mean
+// routing probability per expert) over every row of in, and the row count.
+func routerAuxStats[T kernels.Float](k int, in []gop.Arg[T]) (f, P []float64, rows int) {
+	e := in[0].Shape[1]
+	f, P = make([]float64, e), make([]float64, e)
+	p := make([]float64, e)
+	for _, a := range in {
+		n := a.Shape[0]
+		idx := make([]int, n*k)
+		RouteTopK(a.Data, n, e, k, false, idx, make([]T, n*k))
+		for _, c := range idx {
+			f[c]++
+		}
+		for r := 0; r < n; r++ {
+			softmax64(p, a.Data[r*e:(r+1)*e])
+			for c, v := range p {
+				P[c] += v
+			}
+		}
+		rows += n
+	}
+	for c := range f {
+		f[c] /= float64(rows)
+		P[c] /= float64(rows)
+	}
+	return f, P, rows
+}
+
+// Forward implements gop.Kernel.
+func (k RouterAuxLoss[T]) Forward(out []T, in []gop.Arg[T]) {
+	f, P, _ := routerAuxStats(k.K, in)
+	var s float64
+	for c := range f {
+		s += f[c] * P[c]
+	}
+	out[0] = T(float64(len(f)) * s)
+}
+
+// Differentiable implements gop.Kernel.
+func (RouterAuxLoss[T]) Differentiable(int) bool { return true }
+
+// Backward implements gop.Kernel.
+func (k RouterAuxLoss[T]) Backward(wrt int, dIn, dOut []T, in []gop.Arg[T]) {
+	f, _, rows := routerAuxStats(k.K, in)
+	e := len(f)
+	scale := float64(dOut[0]) * float64(e) / float64(rows)
+	p := make([]float64, e)
+	a := in[wrt]
+	for r := 0; r < a.Shape[0]; r++ {
+		softmax64(p, a.Data[r*e:(r+1)*e])
+		var dot float64
+		for c, v := range p {
+			dot += f[c] * v
+		}
+		for c, v := range p {
+			dIn[r*e+c] = T(scale * v * (f[c] - dot))
+		}
+	}
 }

@@ -257,7 +257,8 @@ func TestMoEGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			train := func(checkpointing bool) (losses []float32, grads [][]float32) {
+			planned := map[[2]bool]int64{}
+			train := func(checkpointing, routers bool) (losses []float32, grads [][]float32) {
 				ck := &Checkpoint{Config: cfg, Tensors: map[string]*Tensor{}, Source: base.Source}
 				for n, tensor := range base.Tensors {
 					ck.Tensors[n] = &Tensor{Shape: tensor.Shape, Data: slices.Clone(tensor.Data)}
@@ -290,12 +291,21 @@ func TestMoEGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 					return k.(*adapters.FusedKernel[float32]).Apply(x, a, bb)
 				}
 				const batch, seq = 2, 6
-				g, err := BuildGraph(p, GraphOptions[float32]{Batch: batch, Seq: seq, Adapter: hook, ExpertAdapter: kernel,
-					GradientCheckpointing: checkpointing, Trainable: func(n string) bool { return strings.HasSuffix(n, "layernorm.weight") }})
+				opt := GraphOptions[float32]{Batch: batch, Seq: seq, Adapter: hook, ExpertAdapter: kernel,
+					GradientCheckpointing: checkpointing, Trainable: func(n string) bool { return strings.HasSuffix(n, "layernorm.weight") }}
+				if routers {
+					// Trained routers and gates with the load-balancing loss.
+					opt.RouterAuxLossCoef = 0.05
+					opt.Trainable = func(n string) bool {
+						return strings.HasSuffix(n, "layernorm.weight") || strings.HasSuffix(n, "gate.weight") && !strings.Contains(n, "experts")
+					}
+				}
+				g, err := BuildGraph(p, opt)
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer g.Close()
+				planned[[2]bool{checkpointing, routers}] = g.Buffers().Bytes
 				rng := rand.New(rand.NewPCG(31, 32))
 				for step := range 2 {
 					ids, targets, mask := make([]int, batch*seq), make([]int, batch*seq), make([]float32, batch*seq)
@@ -326,16 +336,24 @@ func TestMoEGradientCheckpointingIsBitwiseIdentical(t *testing.T) {
 				}
 				return losses, grads
 			}
-			l0, g0 := train(false)
-			l1, g1 := train(true)
-			if !slices.Equal(l0, l1) {
-				t.Fatalf("losses %v without checkpointing, %v with", l0, l1)
-			}
-			for i := range g0 {
-				if !slices.Equal(g0[i], g1[i]) {
-					t.Fatalf("gradient %d differs with checkpointing", i)
+			for _, routers := range []bool{false, true} {
+				l0, g0 := train(false, routers)
+				l1, g1 := train(true, routers)
+				if !slices.Equal(l0, l1) {
+					t.Fatalf("routers trained %v: losses %v without checkpointing, %v with", routers, l0, l1)
+				}
+				for i := range g0 {
+					if !slices.Equal(g0[i], g1[i]) {
+						t.Fatalf("routers trained %v: gradient %d differs with checkpointing", routers, i)
+					}
+				}
+				// The load-balancing loss keeps the routers' logits, not the
+				// layers: checkpointing still saves memory.
+				if with, without := planned[[2]bool{true, routers}], planned[[2]bool{false, routers}]; with >= without {
+					t.Errorf("routers trained %v: %d activation bytes with checkpointing, %d without", routers, with, without)
 				}
 			}
+			t.Logf("activation bytes: %v", planned)
 		})
 	}
 }

@@ -119,7 +119,8 @@ func RunTrainBench(o TrainBenchOptions, logf func(string, ...any)) (*TrainBenchR
 		return nil, fmt.Errorf("train.precision: %w", err)
 	}
 	graph, err := model.BuildGraph(setup.Params, model.GraphOptions[float32]{Batch: o.Batch, Seq: o.Seq, Adapter: setup.GraphAdapter, ExpertAdapter: setup.GraphExpertAdapter,
-		GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: prec})
+		GradientCheckpointing: cfg.Train.GradientCheckpointing, Precision: prec,
+		Trainable: setup.GraphTrainable, RouterAuxLossCoef: cfg.Train.RouterAuxLossCoef})
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,9 @@ type Setup struct {
 	// masks were recomputed.
 	dynamic   map[string]*dynamicMask
 	maskSteps []int
+	// saved maps the weight names of the modules adapters.modules_to_save
+	// trains in full to their projections.
+	saved map[string]*model.Linear[float32]
 }
 
 // Build loads the model and data of cfg and prepares them for cfg.Method:
@@ -147,6 +150,9 @@ func prepare(cfg *configs.Config, loaded *model.Loaded, data *Data, logf func(st
 		}
 	}
 	if err := s.attachAdapters(logf); err != nil {
+		return nil, err
+	}
+	if err := s.attachSavedModules(logf); err != nil {
 		return nil, err
 	}
 	if cfg.Method == configs.MethodLoRAPruneDynamic {
@@ -532,6 +538,12 @@ func (s *Setup) SetDropoutRows(first, total int) {
 func (s *Setup) ReadGrads(g *model.Graph[float32]) error {
 	for i := range s.Trainables {
 		p := &s.Trainables[i]
+		if s.saved[p.Name] != nil {
+			if err := readLearnableGrad(g, p); err != nil {
+				return err
+			}
+			continue
+		}
 		module, which := p.Name[:len(p.Name)-2], p.Name[len(p.Name)-1]
 		nodes, ok := s.nodes[module]
 		if !ok {
@@ -548,6 +560,23 @@ func (s *Setup) ReadGrads(g *model.Graph[float32]) error {
 		p.Grad = v.Data().([]float32)
 	}
 	return nil
+}
+
+// readLearnableGrad points p.Grad at the gradient of the graph's learnable
+// named p.Name (a module trained in full).
+func readLearnableGrad(g *model.Graph[float32], p *Param) error {
+	for i, n := range g.Learnables {
+		if n.Name() != p.Name {
+			continue
+		}
+		grad, err := g.Grad(i)
+		if err != nil || grad == nil {
+			return fmt.Errorf("trainer: gradient of %s: %v", p.Name, err)
+		}
+		p.Grad = grad
+		return nil
+	}
+	return fmt.Errorf("trainer: %s is not in the graph", p.Name)
 }
 
 // precisionPhrase describes train.precision for the run header: "fp32", or

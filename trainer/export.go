@@ -46,7 +46,7 @@ func (s *Setup) Export(runDir string) error {
 			if err != nil {
 				return err
 			}
-			if err := adapters.WritePEFT(dir, s.Adapters, absBase); err != nil {
+			if err := adapters.WritePEFT(dir, s.Adapters, absBase, s.peftSaved()...); err != nil {
 				return fmt.Errorf("trainer: exporting the PEFT adapter: %w", err)
 			}
 		}

@@ -89,7 +89,11 @@ func (r *reporter) step(m Metrics, tokens int) {
 	}
 	rate := float64(r.tokens) / now.Sub(r.last).Seconds()
 	left := time.Duration(float64(now.Sub(r.start)) * float64(r.total-m.Step) / float64(m.Step-r.first))
-	fmt.Fprintf(r.log, "step %d/%d: loss %.4f, %.0f tokens/s, about %s left\n", m.Step, r.total, m.Loss, rate, left.Round(time.Second))
+	aux := ""
+	if m.RouterAuxLoss != nil {
+		aux = fmt.Sprintf(" (router aux loss %.4f)", *m.RouterAuxLoss)
+	}
+	fmt.Fprintf(r.log, "step %d/%d: loss %.4f%s, %.0f tokens/s, about %s left\n", m.Step, r.total, m.Loss, aux, rate, left.Round(time.Second))
 	r.last, r.tokens = now, 0
 }
 

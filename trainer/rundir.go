@@ -97,8 +97,11 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 
 // Metrics is one line of metrics.jsonl.
 type Metrics struct {
-	Step            int      `json:"step"`
-	Loss            float64  `json:"loss"`
+	Step int     `json:"step"`
+	Loss float64 `json:"loss"`
+	// RouterAuxLoss is the routers' load-balancing loss (without its
+	// coefficient; Loss includes coef times it), when train.router_aux_loss_coef > 0.
+	RouterAuxLoss   *float64 `json:"router_aux_loss,omitempty"`
 	LR              float64  `json:"lr"`
 	GradNorm        float64  `json:"grad_norm"`
 	TokensPerSecond float64  `json:"tokens_per_second"`

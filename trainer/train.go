@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/salr-go/salr/adapters"
@@ -185,9 +186,14 @@ func (r *training) open(resume bool) error {
 		if err != nil {
 			return fmt.Errorf("train.precision: %w", err)
 		}
+		if tc.RouterAuxLossCoef > 0 && r.comm.Size() > 1 {
+			return fmt.Errorf("trainer: train.router_aux_loss_coef = %s with %d processes: the load-balancing loss counts the experts' selections over the whole batch, which a data-parallel run does not gather (not supported yet; run one process)",
+				strconv.FormatFloat(tc.RouterAuxLossCoef, 'g', -1, 64), r.comm.Size())
+		}
 		if r.graph, err = model.BuildGraph(r.setup.Params, model.GraphOptions[float32]{
 			Batch: tc.BatchSize / r.comm.Size(), Seq: cfg.Data.SeqLen, Adapter: r.setup.GraphAdapter, ExpertAdapter: r.setup.GraphExpertAdapter, Packed: cfg.Data.Packing,
-			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec, LossWeight: r.comm.Size() > 1}); err != nil {
+			GradientCheckpointing: tc.GradientCheckpointing, Precision: prec, LossWeight: r.comm.Size() > 1,
+			Trainable: r.setup.GraphTrainable, RouterAuxLossCoef: tc.RouterAuxLossCoef}); err != nil {
 			return err
 		}
 		if resume {
@@ -347,7 +353,7 @@ func (r *training) loop(ctx context.Context, stopAfter int) error {
 		ranHere++
 		r.state.Tokens += int64(res.tokens)
 		r.state.LastLoss = res.loss
-		m := Metrics{Step: r.state.Step, Loss: res.loss, LR: lr, GradNorm: res.gradNorm,
+		m := Metrics{Step: r.state.Step, Loss: res.loss, RouterAuxLoss: res.routerAux, LR: lr, GradNorm: res.gradNorm,
 			TokensPerSecond: float64(res.tokens) / time.Since(stepStart).Seconds(),
 			Elapsed:         r.wallBefore + time.Since(r.start).Seconds()}
 		r.rep.step(m, res.tokens)
@@ -492,7 +498,10 @@ type stepper struct {
 // stepResult is what one update reports.
 type stepResult struct {
 	loss, gradNorm float64
-	tokens         int
+	// routerAux is the routers' load-balancing loss (mean over the
+	// micro-batches), nil without one.
+	routerAux *float64
+	tokens    int
 	// stop: a rank was asked to stop (parallel runs).
 	stop bool
 }
@@ -517,6 +526,12 @@ func (s *stepper) step(step int, lr float64, next func() datasets.Batch, stop bo
 		}
 		r.loss += float64(l) / float64(s.accum)
 		r.tokens += b.Tokens
+		if aux, ok := s.graph.RouterAuxLoss(); ok {
+			if r.routerAux == nil {
+				r.routerAux = new(float64)
+			}
+			*r.routerAux += float64(aux) / float64(s.accum)
+		}
 	}
 	if math.IsNaN(r.loss) || math.IsInf(r.loss, 0) {
 		return r, fmt.Errorf("%w (%v)", errNonFinite, r.loss)
