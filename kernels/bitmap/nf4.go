@@ -441,6 +441,13 @@ func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
 }
 
 func (m *NF4) dot(y, x []float32, r0, r1 int) {
+	if f := m.kern.nf4Dot; f != nil {
+		done := f(m, y, x, r0, r1)
+		y, r0 = y[done-r0:], done
+		if r0 >= r1 {
+			return
+		}
+	}
 	m.groups(r0, r1, func(sub *Matrix, g int) { m.kern.bitmapDot(sub, y[g:g+sub.rows], x, 0, sub.rows) })
 }
 
