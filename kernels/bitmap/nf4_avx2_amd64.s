@@ -98,21 +98,15 @@ done:
 
 // The fused NF4 GEMV (nf4dot_amd64.go): a dot product straight from the
 // packed codes, the decoded values never stored. Per block of 64 values the
-// bf16 tables are built as above; the 32 bytes of codes are split into the
-// indices of the even (low nibble) and odd (high nibble) values,
-// interleaved back into value order (lane 0: values 0-15, lane 1: 32-47,
-// and 16-31 | 48-63), and VPERMD puts the dwords of 4 indices in the order
-// [0 2 4 6 | 1 3 5 7], so that after the two VPSHUFB lookups (low and high
-// bytes) one byte interleave and one word interleave with zero (bf16 into
-// the high half of fp32) yield 8 consecutive values per register: 0-7,
-// 8-15, 32-39, 40-47 (and 16-23, 24-31, 48-55, 56-63), each multiplied
-// into an accumulator with the 8 matching values of x.
-
-DATA nf4Nibble<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nf4Nibble<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nf4Nibble<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA nf4Nibble<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL nf4Nibble<>(SB), RODATA|NOPTR, $32
+// 16 fp32 codes (tab) are multiplied by the block's scale and rounded to
+// bf16 as above, kept as fp32 (low half zero) in two registers: codes 0-7
+// and 8-15. Each group of 8 values is one dword of codes broadcast to the 8
+// lanes and shifted right by 4·lane (VPSRLVD), so that lane i holds the
+// index of value i in its low 4 bits; VPERMPS looks the low 3 bits up in
+// both registers and VBLENDVPS picks by bit 3 (moved to the sign bit), and
+// the values are multiplied into one of four accumulators with the 8
+// matching values of x. The weights are exactly the decoder's
+// bf16(code·scale).
 
 DATA nf4Round<>+0(SB)/8, $0x00007fff00007fff
 DATA nf4Round<>+8(SB)/8, $0x00007fff00007fff
@@ -126,11 +120,18 @@ DATA nf4One<>+16(SB)/8, $0x0000000100000001
 DATA nf4One<>+24(SB)/8, $0x0000000100000001
 GLOBL nf4One<>(SB), RODATA|NOPTR, $32
 
-DATA nf4Perm<>+0(SB)/8, $0x0000000200000000
-DATA nf4Perm<>+8(SB)/8, $0x0000000600000004
-DATA nf4Perm<>+16(SB)/8, $0x0000000300000001
-DATA nf4Perm<>+24(SB)/8, $0x0000000700000005
-GLOBL nf4Perm<>(SB), RODATA|NOPTR, $32
+DATA nf4High<>+0(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+8(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+16(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+24(SB)/8, $0xffff0000ffff0000
+GLOBL nf4High<>(SB), RODATA|NOPTR, $32
+
+// nf4Shift is the VPSRLVD count of lane i: 4i.
+DATA nf4Shift<>+0(SB)/8, $0x0000000400000000
+DATA nf4Shift<>+8(SB)/8, $0x0000000c00000008
+DATA nf4Shift<>+16(SB)/8, $0x0000001400000010
+DATA nf4Shift<>+24(SB)/8, $0x0000001c00000018
+GLOBL nf4Shift<>(SB), RODATA|NOPTR, $32
 
 // func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, x *float32, blocks int) float32
 // Σ over blocks b < blocks and i < 64 of bf16(tab[index of value 64b+i] ·
@@ -146,69 +147,84 @@ TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
-	VXORPS Y13, Y13, Y13
 	TESTQ CX, CX
 	JZ sum
-	VMOVDQU nf4Nibble<>(SB), Y12
-	VMOVDQU nf4Perm<>(SB), Y14
+	VMOVDQU nf4Shift<>(SB), Y15
+	VMOVDQU nf4Round<>(SB), Y14
+	VMOVDQU nf4One<>(SB), Y13
 
 dblock:
-	// The block's bf16 table, Y0 = low bytes, Y1 = high bytes (as above).
+	// The block's codes times its scale, rounded to bf16 (nearest even).
 	VBROADCASTSS (DX), Y2
-	VMULPS (R8), Y2, Y4
-	VMULPS 32(R8), Y2, Y7
-	VPSRLD $16, Y4, Y5
-	VPAND nf4One<>(SB), Y5, Y5
-	VPADDD nf4Round<>(SB), Y4, Y4
-	VPADDD Y5, Y4, Y4
-	VPSRLD $16, Y4, Y4
-	VPSRLD $16, Y7, Y3
-	VPAND nf4One<>(SB), Y3, Y3
-	VPADDD nf4Round<>(SB), Y7, Y7
-	VPADDD Y3, Y7, Y7
-	VPSRLD $16, Y7, Y7
-	VPACKUSDW Y7, Y4, Y4
-	VPERMQ $0xd8, Y4, Y4
-	VPSHUFB splitBytes<>(SB), Y4, Y4
-	VPERMQ $0xd8, Y4, Y4
-	VPERMQ $0x44, Y4, Y0
-	VPERMQ $0xee, Y4, Y1
+	VMULPS (R8), Y2, Y0
+	VMULPS 32(R8), Y2, Y1
+	VPSRLD $16, Y0, Y3
+	VPSRLD $16, Y1, Y5
+	VPAND Y13, Y3, Y3
+	VPAND Y13, Y5, Y5
+	VPADDD Y14, Y0, Y0
+	VPADDD Y14, Y1, Y1
+	VPADDD Y3, Y0, Y0
+	VPADDD Y5, Y1, Y1
+	VPAND nf4High<>(SB), Y0, Y0
+	VPAND nf4High<>(SB), Y1, Y1
 
-	// The 64 indices.
-	VMOVDQU (SI), Y2
-	VPSRLW $4, Y2, Y3
-	VPAND Y12, Y2, Y2
-	VPAND Y12, Y3, Y3
-	VPUNPCKLBW Y3, Y2, Y4 // values 0-15 | 32-47
-	VPUNPCKHBW Y3, Y2, Y5 // values 16-31 | 48-63
-	VPERMD Y4, Y14, Y4
-	VPERMD Y5, Y14, Y5
-
-	VPSHUFB Y4, Y0, Y6
-	VPSHUFB Y4, Y1, Y7
-	VPUNPCKLBW Y7, Y6, Y15 // bf16 values 0-3 8-11 | 4-7 12-15
-	VPUNPCKHBW Y7, Y6, Y6  // 32-35 40-43 | 36-39 44-47
-	VPUNPCKLWD Y15, Y13, Y7
-	VFMADD231PS (DI), Y7, Y8
-	VPUNPCKHWD Y15, Y13, Y7
-	VFMADD231PS 32(DI), Y7, Y9
-	VPUNPCKLWD Y6, Y13, Y7
-	VFMADD231PS 128(DI), Y7, Y10
-	VPUNPCKHWD Y6, Y13, Y7
-	VFMADD231PS 160(DI), Y7, Y11
-
-	VPSHUFB Y5, Y0, Y6
-	VPSHUFB Y5, Y1, Y7
-	VPUNPCKLBW Y7, Y6, Y15 // 16-19 24-27 | 20-23 28-31
-	VPUNPCKHBW Y7, Y6, Y6  // 48-51 56-59 | 52-55 60-63
-	VPUNPCKLWD Y15, Y13, Y7
-	VFMADD231PS 64(DI), Y7, Y8
-	VPUNPCKHWD Y15, Y13, Y7
-	VFMADD231PS 96(DI), Y7, Y9
-	VPUNPCKLWD Y6, Y13, Y7
-	VFMADD231PS 192(DI), Y7, Y10
-	VPUNPCKHWD Y6, Y13, Y7
-	VFMADD231PS 224(DI), Y7, Y11
+	VPBROADCASTD 0(SI), Y3
+	VPSRLVD Y15, Y3, Y3
+	VPERMPS Y0, Y3, Y4
+	VPERMPS Y1, Y3, Y7
+	VPSLLD $28, Y3, Y3
+	VBLENDVPS Y3, Y7, Y4, Y4
+	VFMADD231PS 0(DI), Y4, Y8
+	VPBROADCASTD 4(SI), Y5
+	VPSRLVD Y15, Y5, Y5
+	VPERMPS Y0, Y5, Y6
+	VPERMPS Y1, Y5, Y12
+	VPSLLD $28, Y5, Y5
+	VBLENDVPS Y5, Y12, Y6, Y6
+	VFMADD231PS 32(DI), Y6, Y9
+	VPBROADCASTD 8(SI), Y3
+	VPSRLVD Y15, Y3, Y3
+	VPERMPS Y0, Y3, Y4
+	VPERMPS Y1, Y3, Y7
+	VPSLLD $28, Y3, Y3
+	VBLENDVPS Y3, Y7, Y4, Y4
+	VFMADD231PS 64(DI), Y4, Y10
+	VPBROADCASTD 12(SI), Y5
+	VPSRLVD Y15, Y5, Y5
+	VPERMPS Y0, Y5, Y6
+	VPERMPS Y1, Y5, Y12
+	VPSLLD $28, Y5, Y5
+	VBLENDVPS Y5, Y12, Y6, Y6
+	VFMADD231PS 96(DI), Y6, Y11
+	VPBROADCASTD 16(SI), Y3
+	VPSRLVD Y15, Y3, Y3
+	VPERMPS Y0, Y3, Y4
+	VPERMPS Y1, Y3, Y7
+	VPSLLD $28, Y3, Y3
+	VBLENDVPS Y3, Y7, Y4, Y4
+	VFMADD231PS 128(DI), Y4, Y8
+	VPBROADCASTD 20(SI), Y5
+	VPSRLVD Y15, Y5, Y5
+	VPERMPS Y0, Y5, Y6
+	VPERMPS Y1, Y5, Y12
+	VPSLLD $28, Y5, Y5
+	VBLENDVPS Y5, Y12, Y6, Y6
+	VFMADD231PS 160(DI), Y6, Y9
+	VPBROADCASTD 24(SI), Y3
+	VPSRLVD Y15, Y3, Y3
+	VPERMPS Y0, Y3, Y4
+	VPERMPS Y1, Y3, Y7
+	VPSLLD $28, Y3, Y3
+	VBLENDVPS Y3, Y7, Y4, Y4
+	VFMADD231PS 192(DI), Y4, Y10
+	VPBROADCASTD 28(SI), Y5
+	VPSRLVD Y15, Y5, Y5
+	VPERMPS Y0, Y5, Y6
+	VPERMPS Y1, Y5, Y12
+	VPSLLD $28, Y5, Y5
+	VBLENDVPS Y5, Y12, Y6, Y6
+	VFMADD231PS 224(DI), Y6, Y11
 
 	ADDQ $32, SI
 	ADDQ $256, DI
@@ -225,36 +241,5 @@ sum:
 	VHADDPS X8, X8, X8
 	VHADDPS X8, X8, X8
 	VMOVSS X8, ret+40(FP)
-	VZEROUPPER
-	RET
-
-// func compressXAVX2(dst *float32, masks *uint16, x *float32, tab *[8192]byte, halves int)
-// For each of halves groups of 8 columns (mask byte m, the 8 values of x
-// there), writes the values of x at the set bits of m, in order, to dst and
-// moves dst on by their number (VPERMPS with the indices tab[32m:]); each
-// store writes 8 values, so up to 7 past the last one are overwritten.
-TEXT ·compressXAVX2(SB), NOSPLIT, $0-40
-	MOVQ dst+0(FP), DI
-	MOVQ masks+8(FP), SI
-	MOVQ x+16(FP), DX
-	MOVQ tab+24(FP), R8
-	MOVQ halves+32(FP), CX
-	TESTQ CX, CX
-	JZ cdone
-
-cloop:
-	MOVBLZX (SI), AX
-	POPCNTL AX, BX
-	SHLQ $5, AX
-	VMOVDQU (R8)(AX*1), Y1
-	VPERMPS (DX), Y1, Y0
-	VMOVUPS Y0, (DI)
-	LEAQ (DI)(BX*4), DI
-	INCQ SI
-	ADDQ $32, DX
-	DECQ CX
-	JNZ cloop
-
-cdone:
 	VZEROUPPER
 	RET

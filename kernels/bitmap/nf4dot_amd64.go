@@ -2,62 +2,45 @@
 
 package bitmap
 
-import (
-	"math/bits"
-	"unsafe"
-)
+import "unsafe"
 
-// The fused NF4 GEMV of the avx2 set (nf4_avx2_amd64.s). The decode path
-// (nf4Dequant into a bf16 buffer, then the bf16 bitmap kernels) writes every
-// value to memory and reads it back; nf4DotAVX2 multiplies from the packed
-// codes: per block of 64 stored values it builds the block's bf16 table
-// (the 16 codes times the block scale, rounded to bf16 as the decoder
-// does), looks the 64 indices up with VPSHUFB, widens them to fp32 in
-// registers and accumulates them against x. The weights are therefore
+// The fused NF4 GEMV of the avx2 set for dense-nf4 (nf4_avx2_amd64.s). The
+// decode path (nf4Dequant into a bf16 buffer, then the bf16 bitmap kernels)
+// writes every value to memory and reads it back; nf4DotAVX2 multiplies
+// from the packed codes: per block of 64 values it scales the 16 codes by
+// the block's scale and rounds them to bf16 as the decoder does, looks the
+// 8 indices of each dword of codes up with two VPERMPS and a blend, and
+// accumulates the values against x in registers. The weights are therefore
 // exactly the decoder's bf16(code·scale); only the order of the fp32 sums
 // differs (four accumulators, added at the end of the row), so the results
 // are within the same fp32 accumulation bound of the float64 product as
 // the decode path's.
 //
-// It reads whole blocks of 64 values aligned to the block grid, so it needs
-// x in that order too: for a row whose stored values are [k, ke), xc holds
-// the x values of those values at offsets k-k0 .. ke-k0 (k0 = k rounded
-// down to a block), zeros elsewhere, up to a whole block. For bitmap-nf4 the
-// x values of the kept columns are gathered by compressXAVX2 (one VPERMPS
-// per mask byte); for dense-nf4 they are x itself, used in place when each
-// row is whole blocks (Cols a multiple of 64). A row reaching into the last,
-// short block of the matrix (NNZ not a multiple of 64) is left to the decode
-// path, which does not read past the codes.
+// It reads whole blocks of 64 values aligned to the block grid, so x must
+// be in that order too: when Cols is a multiple of 64 every row is whole
+// blocks and x is used in place; otherwise the row's values [k, ke) get x
+// copied to offset k-k0 of a buffer (k0 = k rounded down to a block), zeros
+// around it up to whole blocks. A row reaching into the last, short block
+// of the matrix (Rows·Cols not a multiple of 64) is left to the decode path,
+// which does not read past the codes.
+//
+// bitmap-nf4 stays on the decode path: the same kernel on it needs the x
+// values of each row's kept columns gathered into packed order first (one
+// VPERMPS and one store per mask byte), which costs more than the decoder
+// it would save (on Zen 3, 64×4096 at 50%, L2-resident: 4.1-4.4 cpu-ns
+// per 16-column chunk fused against 2.6-2.9 decoded).
 
 //go:noescape
 func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, x *float32, blocks int) float32
 
-//go:noescape
-func compressXAVX2(dst *float32, masks *uint16, x *float32, tab *[compressTabBytes]byte, halves int)
-
-// compressTabBytes is the size of compressTab: 8 int32 per mask byte.
-const compressTabBytes = 256 * 32
-
-// compressTab holds, for each mask byte m, the VPERMPS indices that gather
-// the set bits' lanes to the front: lane j takes the position of the j-th
-// set bit of m (0 beyond the last).
-var compressTab = func() *[compressTabBytes]byte {
-	var t [compressTabBytes]byte
-	for m := range 256 {
-		j := 0
-		for b := uint8(m); b != 0; b &= b - 1 {
-			t[32*m+4*j] = byte(bits.TrailingZeros8(b))
-			j++
-		}
-	}
-	return &t
-}()
-
 // nf4DotRows is the number of rows whose scales are decoded at a time.
 const nf4DotRows = 64
 
-// avx2NF4Dot is the kernel sets' nf4Dot on AVX2 CPUs.
+// avx2NF4Dot is the avx2 set's nf4Dot: the rows of dense-nf4 matrices.
 func avx2NF4Dot(m *NF4, y, x []float32, r0, r1 int) int {
+	if m.masks != nil || m.cols == 0 {
+		return r0
+	}
 	// Rows ending past the last whole block are left to the decode path.
 	full := m.n() / NF4BlockSize * NF4BlockSize
 	end := r0
@@ -67,15 +50,11 @@ func avx2NF4Dot(m *NF4, y, x []float32, r0, r1 int) int {
 	if end == r0 {
 		return r0
 	}
-	inPlace := m.masks == nil && m.cols%NF4BlockSize == 0
-	var xp, xbuf, xc, cbuf []float32
+	inPlace := m.cols%NF4BlockSize == 0
+	var xc, cbuf []float32
 	if !inPlace {
-		// The row's values, a block of zeros before and after, and the
-		// spill of the last compressed store.
-		xc, cbuf = aligned(m.cols + 2*NF4BlockSize + 8)
-		if m.masks != nil {
-			xp, xbuf = chunkPadded(x, m.cols)
-		}
+		// The row's values and up to a block of zeros before and after.
+		xc, cbuf = aligned(m.cols + 2*NF4BlockSize)
 	}
 	for g0 := r0; g0 < end; g0 += nf4DotRows {
 		g1 := min(g0+nf4DotRows, end)
@@ -85,23 +64,14 @@ func avx2NF4Dot(m *NF4, y, x []float32, r0, r1 int) int {
 		m.scales(sc, b0, b1)
 		for r := g0; r < g1; r++ {
 			k, ke := m.start(r), m.start(r+1)
-			if k == ke {
-				y[r-r0] = 0
-				continue
-			}
 			k0 := k / NF4BlockSize * NF4BlockSize
 			blocks := (ke - k0 + NF4BlockSize - 1) / NF4BlockSize
 			xr := x
 			if !inPlace {
-				span := blocks * NF4BlockSize
 				clear(xc[:k-k0])
-				if m.masks == nil {
-					copy(xc[k-k0:], x[:m.cols])
-				} else {
-					compressXAVX2(&xc[k-k0], &m.masks[r*m.chunks], &xp[0], compressTab, 2*m.chunks)
-				}
-				clear(xc[ke-k0 : span])
-				xr = xc[:span]
+				copy(xc[k-k0:], x[:m.cols])
+				clear(xc[ke-k0 : blocks*NF4BlockSize])
+				xr = xc
 			}
 			_ = xr[blocks*NF4BlockSize-1]
 			_ = m.codes[(k0+blocks*NF4BlockSize)/2-1]
@@ -112,6 +82,5 @@ func avx2NF4Dot(m *NF4, y, x []float32, r0, r1 int) int {
 	if cbuf != nil {
 		putBuffer(&vectors, cbuf)
 	}
-	putPadded(xbuf)
 	return end
 }
