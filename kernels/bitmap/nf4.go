@@ -344,8 +344,18 @@ func (m *NF4) start(r int) int {
 
 // scales writes the decoded scales of blocks [b0, b1) into dst.
 func (m *NF4) scales(dst []float32, b0, b1 int) {
-	for b := b0; b < b1; b++ {
-		dst[b-b0] = m.Scale(b)
+	if m.qabsmax == nil {
+		copy(dst[:b1-b0], m.absmax[b0:b1])
+		return
+	}
+	// Scale's expression, its factor computed once per group of scales.
+	for g0 := b0; g0 < b1; {
+		g1 := min(b1, (g0/NF4ScaleBlock+1)*NF4ScaleBlock)
+		f, q, d := m.absmax2[g0/NF4ScaleBlock]/127, m.qabsmax[g0:g1], dst[g0-b0:g1-b0]
+		for i, v := range q {
+			d[i] = float32(v)*f + m.offset
+		}
+		g0 = g1
 	}
 }
 

@@ -98,15 +98,19 @@ done:
 
 // The fused NF4 GEMV (nf4dot_amd64.go): a dot product straight from the
 // packed codes, the decoded values never stored. Per block of 64 values the
-// 16 fp32 codes (tab) are multiplied by the block's scale and rounded to
-// bf16 as above, kept as fp32 (low half zero) in two registers: codes 0-7
-// and 8-15. Each group of 8 values is one dword of codes broadcast to the 8
-// lanes and shifted right by 4·lane (VPSRLVD), so that lane i holds the
-// index of value i in its low 4 bits; VPERMPS looks the low 3 bits up in
-// both registers and VBLENDVPS picks by bit 3 (moved to the sign bit), and
-// the values are multiplied into one of four accumulators with the 8
-// matching values of x. The weights are exactly the decoder's
-// bf16(code·scale).
+// bf16 tables are built as above. The 32 bytes of codes give the indices
+// of the even values (low nibbles) and of the odd ones (high nibbles),
+// each looked up in both tables with VPSHUFB; a byte interleave makes the
+// bf16 values, and each dword's low half shifted up (VPSLLD) and its high
+// half masked (VPAND) are fp32. The 8 registers of 8 values that come out
+// are multiplied into four accumulators with x in the same order: the
+// caller permutes each block of 64 values of x as nf4DotPerm says.
+
+DATA nf4Nibble<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nf4Nibble<>(SB), RODATA|NOPTR, $32
 
 DATA nf4Round<>+0(SB)/8, $0x00007fff00007fff
 DATA nf4Round<>+8(SB)/8, $0x00007fff00007fff
@@ -126,22 +130,15 @@ DATA nf4High<>+16(SB)/8, $0xffff0000ffff0000
 DATA nf4High<>+24(SB)/8, $0xffff0000ffff0000
 GLOBL nf4High<>(SB), RODATA|NOPTR, $32
 
-// nf4Shift is the VPSRLVD count of lane i: 4i.
-DATA nf4Shift<>+0(SB)/8, $0x0000000400000000
-DATA nf4Shift<>+8(SB)/8, $0x0000000c00000008
-DATA nf4Shift<>+16(SB)/8, $0x0000001400000010
-DATA nf4Shift<>+24(SB)/8, $0x0000001c00000018
-GLOBL nf4Shift<>(SB), RODATA|NOPTR, $32
-
-// func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, x *float32, blocks int) float32
-// Σ over blocks b < blocks and i < 64 of bf16(tab[index of value 64b+i] ·
-// scales[b]) · x[64b+i], the indices the nibbles of the 32*blocks bytes at
-// codes (low nibble first).
+// func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, xp *float32, blocks int) float32
+// Σ over blocks b < blocks and values i < 64 of bf16(tab[index of value
+// 64b+i] · scales[b]) · x[64b+i], the indices the nibbles of the 32*blocks
+// bytes at codes (low nibble first), x permuted into xp by nf4DotPerm.
 TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
 	MOVQ codes+0(FP), SI
 	MOVQ scales+8(FP), DX
 	MOVQ tab+16(FP), R8
-	MOVQ x+24(FP), DI
+	MOVQ xp+24(FP), DI
 	MOVQ blocks+32(FP), CX
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
@@ -149,82 +146,64 @@ TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
 	VXORPS Y11, Y11, Y11
 	TESTQ CX, CX
 	JZ sum
-	VMOVDQU nf4Shift<>(SB), Y15
+	VMOVDQU nf4Nibble<>(SB), Y12
+	VMOVDQU nf4High<>(SB), Y13
 	VMOVDQU nf4Round<>(SB), Y14
-	VMOVDQU nf4One<>(SB), Y13
+	VMOVDQU nf4One<>(SB), Y15
 
 dblock:
-	// The block's codes times its scale, rounded to bf16 (nearest even).
+	// The block's bf16 table: Y0 = low bytes, Y1 = high bytes (as above).
 	VBROADCASTSS (DX), Y2
-	VMULPS (R8), Y2, Y0
-	VMULPS 32(R8), Y2, Y1
-	VPSRLD $16, Y0, Y3
-	VPSRLD $16, Y1, Y5
-	VPAND Y13, Y3, Y3
-	VPAND Y13, Y5, Y5
-	VPADDD Y14, Y0, Y0
-	VPADDD Y14, Y1, Y1
-	VPADDD Y3, Y0, Y0
-	VPADDD Y5, Y1, Y1
-	VPAND nf4High<>(SB), Y0, Y0
-	VPAND nf4High<>(SB), Y1, Y1
+	VMULPS (R8), Y2, Y4
+	VMULPS 32(R8), Y2, Y7
+	VPSRLD $16, Y4, Y5
+	VPAND Y15, Y5, Y5
+	VPADDD Y14, Y4, Y4
+	VPADDD Y5, Y4, Y4
+	VPSRLD $16, Y4, Y4
+	VPSRLD $16, Y7, Y3
+	VPAND Y15, Y3, Y3
+	VPADDD Y14, Y7, Y7
+	VPADDD Y3, Y7, Y7
+	VPSRLD $16, Y7, Y7
+	VPACKUSDW Y7, Y4, Y4
+	VPERMQ $0xd8, Y4, Y4
+	VPSHUFB splitBytes<>(SB), Y4, Y4
+	VPERMQ $0xd8, Y4, Y4
+	VPERMQ $0x44, Y4, Y0
+	VPERMQ $0xee, Y4, Y1
 
-	VPBROADCASTD 0(SI), Y3
-	VPSRLVD Y15, Y3, Y3
-	VPERMPS Y0, Y3, Y4
-	VPERMPS Y1, Y3, Y7
-	VPSLLD $28, Y3, Y3
-	VBLENDVPS Y3, Y7, Y4, Y4
+	// The indices of the even values (Y2) and the odd ones (Y3).
+	VMOVDQU (SI), Y2
+	VPSRLW $4, Y2, Y3
+	VPAND Y12, Y2, Y2
+	VPAND Y12, Y3, Y3
+
+	VPSHUFB Y2, Y0, Y4
+	VPSHUFB Y2, Y1, Y5
+	VPUNPCKLBW Y5, Y4, Y6
+	VPUNPCKHBW Y5, Y4, Y7
+	VPSLLD $16, Y6, Y4
 	VFMADD231PS 0(DI), Y4, Y8
-	VPBROADCASTD 4(SI), Y5
-	VPSRLVD Y15, Y5, Y5
-	VPERMPS Y0, Y5, Y6
-	VPERMPS Y1, Y5, Y12
-	VPSLLD $28, Y5, Y5
-	VBLENDVPS Y5, Y12, Y6, Y6
+	VPAND Y13, Y6, Y6
 	VFMADD231PS 32(DI), Y6, Y9
-	VPBROADCASTD 8(SI), Y3
-	VPSRLVD Y15, Y3, Y3
-	VPERMPS Y0, Y3, Y4
-	VPERMPS Y1, Y3, Y7
-	VPSLLD $28, Y3, Y3
-	VBLENDVPS Y3, Y7, Y4, Y4
+	VPSLLD $16, Y7, Y4
 	VFMADD231PS 64(DI), Y4, Y10
-	VPBROADCASTD 12(SI), Y5
-	VPSRLVD Y15, Y5, Y5
-	VPERMPS Y0, Y5, Y6
-	VPERMPS Y1, Y5, Y12
-	VPSLLD $28, Y5, Y5
-	VBLENDVPS Y5, Y12, Y6, Y6
-	VFMADD231PS 96(DI), Y6, Y11
-	VPBROADCASTD 16(SI), Y3
-	VPSRLVD Y15, Y3, Y3
-	VPERMPS Y0, Y3, Y4
-	VPERMPS Y1, Y3, Y7
-	VPSLLD $28, Y3, Y3
-	VBLENDVPS Y3, Y7, Y4, Y4
+	VPAND Y13, Y7, Y7
+	VFMADD231PS 96(DI), Y7, Y11
+
+	VPSHUFB Y3, Y0, Y4
+	VPSHUFB Y3, Y1, Y5
+	VPUNPCKLBW Y5, Y4, Y6
+	VPUNPCKHBW Y5, Y4, Y7
+	VPSLLD $16, Y6, Y4
 	VFMADD231PS 128(DI), Y4, Y8
-	VPBROADCASTD 20(SI), Y5
-	VPSRLVD Y15, Y5, Y5
-	VPERMPS Y0, Y5, Y6
-	VPERMPS Y1, Y5, Y12
-	VPSLLD $28, Y5, Y5
-	VBLENDVPS Y5, Y12, Y6, Y6
+	VPAND Y13, Y6, Y6
 	VFMADD231PS 160(DI), Y6, Y9
-	VPBROADCASTD 24(SI), Y3
-	VPSRLVD Y15, Y3, Y3
-	VPERMPS Y0, Y3, Y4
-	VPERMPS Y1, Y3, Y7
-	VPSLLD $28, Y3, Y3
-	VBLENDVPS Y3, Y7, Y4, Y4
+	VPSLLD $16, Y7, Y4
 	VFMADD231PS 192(DI), Y4, Y10
-	VPBROADCASTD 28(SI), Y5
-	VPSRLVD Y15, Y5, Y5
-	VPERMPS Y0, Y5, Y6
-	VPERMPS Y1, Y5, Y12
-	VPSLLD $28, Y5, Y5
-	VBLENDVPS Y5, Y12, Y6, Y6
-	VFMADD231PS 224(DI), Y6, Y11
+	VPAND Y13, Y7, Y7
+	VFMADD231PS 224(DI), Y7, Y11
 
 	ADDQ $32, SI
 	ADDQ $256, DI
