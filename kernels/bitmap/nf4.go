@@ -103,7 +103,9 @@ func (p NF4Parts) DoubleQuant() bool { return p.QAbsmax != nil }
 // concurrent use (it is never modified). Its products decode groups of rows
 // to bf16 in a small buffer (the kernel set's NF4 decoder: a 16-entry table
 // lookup per value, times the block scale, rounded) and run the kernel set's
-// bf16 bitmap kernels on them, every mask full for dense-nf4.
+// bf16 bitmap kernels on them, every mask full for dense-nf4; a set's fused
+// batch-1 product (nf4Dot), where it has one, takes the rows it handles
+// first.
 type NF4 struct {
 	rows, cols, chunks int
 	masks              []uint16 // nil for dense-nf4
