@@ -30,7 +30,9 @@
 // dense-nf4) with the values in QLoRA's 4-bit NormalFloat: two code-book
 // indices per byte and an absmax scale per 64 values, optionally
 // double-quantized (see NF4); 0.19× of dense bf16 at 50%. Its products decode
-// groups of rows to bf16 and run the bf16 kernels on them.
+// groups of rows to bf16 and run the bf16 kernels on them, except the
+// batch-1 product of dense-nf4 with rows of whole blocks on the avx2 path,
+// which multiplies straight from the codes (nf4dot_amd64.go).
 //
 // # Kernels
 //

@@ -103,7 +103,9 @@ func (p NF4Parts) DoubleQuant() bool { return p.QAbsmax != nil }
 // concurrent use (it is never modified). Its products decode groups of rows
 // to bf16 in a small buffer (the kernel set's NF4 decoder: a 16-entry table
 // lookup per value, times the block scale, rounded) and run the kernel set's
-// bf16 bitmap kernels on them, every mask full for dense-nf4.
+// bf16 bitmap kernels on them, every mask full for dense-nf4; a set's fused
+// batch-1 product (nf4Dot), where it has one, takes the rows it handles
+// first.
 type NF4 struct {
 	rows, cols, chunks int
 	masks              []uint16 // nil for dense-nf4
@@ -344,8 +346,18 @@ func (m *NF4) start(r int) int {
 
 // scales writes the decoded scales of blocks [b0, b1) into dst.
 func (m *NF4) scales(dst []float32, b0, b1 int) {
-	for b := b0; b < b1; b++ {
-		dst[b-b0] = m.Scale(b)
+	if m.qabsmax == nil {
+		copy(dst[:b1-b0], m.absmax[b0:b1])
+		return
+	}
+	// Scale's expression, its factor computed once per group of scales.
+	for g0 := b0; g0 < b1; {
+		g1 := min(b1, (g0/NF4ScaleBlock+1)*NF4ScaleBlock)
+		f, q, d := m.absmax2[g0/NF4ScaleBlock]/127, m.qabsmax[g0:g1], dst[g0-b0:g1-b0]
+		for i, v := range q {
+			d[i] = float32(v)*f + m.offset
+		}
+		g0 = g1
 	}
 }
 
@@ -441,6 +453,13 @@ func (m *NF4) groups(r0, r1 int, f func(sub *Matrix, g int)) {
 }
 
 func (m *NF4) dot(y, x []float32, r0, r1 int) {
+	if f := m.kern.nf4Dot; f != nil {
+		done := f(m, y, x, r0, r1)
+		y, r0 = y[done-r0:], done
+		if r0 >= r1 {
+			return
+		}
+	}
 	m.groups(r0, r1, func(sub *Matrix, g int) { m.kern.bitmapDot(sub, y[g:g+sub.rows], x, 0, sub.rows) })
 }
 

@@ -40,4 +40,7 @@ func init() {
 			p.set.nf4Dequant = avx2NF4Dequant
 		}
 	}
+	// The fused dense-nf4 GEMV on the avx2 set (the AVX-512 sets keep the decode path
+	// and their own bf16 kernels: not measured on an AVX-512 CPU yet).
+	avx2Kernels.nf4Dot = avx2NF4Dot
 }

@@ -95,3 +95,130 @@ group:
 done:
 	VZEROUPPER
 	RET
+
+// The fused NF4 GEMV (nf4dot_amd64.go): a dot product straight from the
+// packed codes, the decoded values never stored. Per block of 64 values the
+// bf16 tables are built as above. The 32 bytes of codes give the indices
+// of the even values (low nibbles) and of the odd ones (high nibbles),
+// each looked up in both tables with VPSHUFB; a byte interleave makes the
+// bf16 values, and each dword's low half shifted up (VPSLLD) and its high
+// half masked (VPAND) are fp32. The 8 registers of 8 values that come out
+// are multiplied into four accumulators with x in the same order: the
+// caller permutes each block of 64 values of x as nf4DotPerm says.
+
+DATA nf4Nibble<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nf4Nibble<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nf4Nibble<>(SB), RODATA|NOPTR, $32
+
+DATA nf4Round<>+0(SB)/8, $0x00007fff00007fff
+DATA nf4Round<>+8(SB)/8, $0x00007fff00007fff
+DATA nf4Round<>+16(SB)/8, $0x00007fff00007fff
+DATA nf4Round<>+24(SB)/8, $0x00007fff00007fff
+GLOBL nf4Round<>(SB), RODATA|NOPTR, $32
+
+DATA nf4One<>+0(SB)/8, $0x0000000100000001
+DATA nf4One<>+8(SB)/8, $0x0000000100000001
+DATA nf4One<>+16(SB)/8, $0x0000000100000001
+DATA nf4One<>+24(SB)/8, $0x0000000100000001
+GLOBL nf4One<>(SB), RODATA|NOPTR, $32
+
+DATA nf4High<>+0(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+8(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+16(SB)/8, $0xffff0000ffff0000
+DATA nf4High<>+24(SB)/8, $0xffff0000ffff0000
+GLOBL nf4High<>(SB), RODATA|NOPTR, $32
+
+// func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, xp *float32, blocks int) float32
+// Σ over blocks b < blocks and values i < 64 of bf16(tab[index of value
+// 64b+i] · scales[b]) · x[64b+i], the indices the nibbles of the 32*blocks
+// bytes at codes (low nibble first), x permuted into xp by nf4DotPerm.
+TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
+	MOVQ codes+0(FP), SI
+	MOVQ scales+8(FP), DX
+	MOVQ tab+16(FP), R8
+	MOVQ xp+24(FP), DI
+	MOVQ blocks+32(FP), CX
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	TESTQ CX, CX
+	JZ sum
+	VMOVDQU nf4Nibble<>(SB), Y12
+	VMOVDQU nf4High<>(SB), Y13
+	VMOVDQU nf4Round<>(SB), Y14
+	VMOVDQU nf4One<>(SB), Y15
+
+dblock:
+	// The block's bf16 table: Y0 = low bytes, Y1 = high bytes (as above).
+	VBROADCASTSS (DX), Y2
+	VMULPS (R8), Y2, Y4
+	VMULPS 32(R8), Y2, Y7
+	VPSRLD $16, Y4, Y5
+	VPAND Y15, Y5, Y5
+	VPADDD Y14, Y4, Y4
+	VPADDD Y5, Y4, Y4
+	VPSRLD $16, Y4, Y4
+	VPSRLD $16, Y7, Y3
+	VPAND Y15, Y3, Y3
+	VPADDD Y14, Y7, Y7
+	VPADDD Y3, Y7, Y7
+	VPSRLD $16, Y7, Y7
+	VPACKUSDW Y7, Y4, Y4
+	VPERMQ $0xd8, Y4, Y4
+	VPSHUFB splitBytes<>(SB), Y4, Y4
+	VPERMQ $0xd8, Y4, Y4
+	VPERMQ $0x44, Y4, Y0
+	VPERMQ $0xee, Y4, Y1
+
+	// The indices of the even values (Y2) and the odd ones (Y3).
+	VMOVDQU (SI), Y2
+	VPSRLW $4, Y2, Y3
+	VPAND Y12, Y2, Y2
+	VPAND Y12, Y3, Y3
+
+	VPSHUFB Y2, Y0, Y4
+	VPSHUFB Y2, Y1, Y5
+	VPUNPCKLBW Y5, Y4, Y6
+	VPUNPCKHBW Y5, Y4, Y7
+	VPSLLD $16, Y6, Y4
+	VFMADD231PS 0(DI), Y4, Y8
+	VPAND Y13, Y6, Y6
+	VFMADD231PS 32(DI), Y6, Y9
+	VPSLLD $16, Y7, Y4
+	VFMADD231PS 64(DI), Y4, Y10
+	VPAND Y13, Y7, Y7
+	VFMADD231PS 96(DI), Y7, Y11
+
+	VPSHUFB Y3, Y0, Y4
+	VPSHUFB Y3, Y1, Y5
+	VPUNPCKLBW Y5, Y4, Y6
+	VPUNPCKHBW Y5, Y4, Y7
+	VPSLLD $16, Y6, Y4
+	VFMADD231PS 128(DI), Y4, Y8
+	VPAND Y13, Y6, Y6
+	VFMADD231PS 160(DI), Y6, Y9
+	VPSLLD $16, Y7, Y4
+	VFMADD231PS 192(DI), Y4, Y10
+	VPAND Y13, Y7, Y7
+	VFMADD231PS 224(DI), Y7, Y11
+
+	ADDQ $32, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	DECQ CX
+	JNZ dblock
+
+sum:
+	VADDPS Y9, Y8, Y8
+	VADDPS Y11, Y10, Y10
+	VADDPS Y10, Y8, Y8
+	VEXTRACTF128 $1, Y8, X9
+	VADDPS X9, X8, X8
+	VHADDPS X8, X8, X8
+	VHADDPS X8, X8, X8
+	VMOVSS X8, ret+40(FP)
+	VZEROUPPER
+	RET

@@ -104,19 +104,29 @@ func selfCheck(ks, ref *kernelSet) error {
 			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, cols, rows-2, err)
 		}
 	}
-	// NF4 (its decoder, then the set's bf16 bitmap kernels).
-	m, err := EncodeNF4(w, rows, cols, false, true)
-	if err != nil {
-		return err
-	}
-	m2 := *m
-	m.kern, m2.kern = ks, ref
+	// NF4: bitmap-nf4 (its decoder, then the set's bf16 bitmap kernels) and
+	// dense-nf4 (the same, or the set's fused GEMV), the latter also with
+	// rows of whole blocks of 64 (a width the fused GEMV reads x in place
+	// at).
 	relX := 0.0
 	if ks.bitmapBF16X {
 		relX = bf16RoundX
 	}
-	if err := checkRowOps(rng, m, &m2, 3, rows-2, relX); err != nil {
-		return fmt.Errorf("%s on bitmap-nf4 %d×%d rows [3,%d): %w", err.kernel, rows, cols, rows-2, err)
+	for _, f := range []struct {
+		dense bool
+		cols  int
+	}{{false, cols}, {true, cols}, {true, cols / NF4BlockSize * NF4BlockSize}} {
+		wf := w[:rows*f.cols]
+		m, err := EncodeNF4(wf, rows, f.cols, f.dense, true)
+		if err != nil {
+			return err
+		}
+		m2 := *m
+		m.kern, m2.kern = ks, ref
+		if err := checkRowOps(rng, m, &m2, 3, rows-2, relX); err != nil {
+			name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[f.dense]
+			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, f.cols, rows-2, err)
+		}
 	}
 	return nil
 }

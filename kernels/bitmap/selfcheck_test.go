@@ -148,6 +148,16 @@ func TestSelfCheckFallsBack(t *testing.T) {
 				}
 			}
 		}},
+		{"nf4Dot", func(ks *kernelSet) {
+			ks.nf4Dot = func(m *NF4, y, x []float32, r0, r1 int) int {
+				if !m.Dense() || m.Cols()%NF4BlockSize != 0 {
+					return r0 // only dense-nf4 of whole blocks, the last case
+				}
+				m.groups(r0, r1, func(sub *Matrix, g int) { goKernels.bitmapDot(sub, y[g:g+sub.rows], x, 0, sub.rows) })
+				perturb(y, 0)
+				return r1
+			}
+		}},
 	}
 	for _, c := range cases {
 		ks := *goKernels
