@@ -36,6 +36,7 @@ runs = [[json.loads(l) for l in open(p)] for p in sys.argv[1:]]
 print("step  loss(1 process)  loss(2 ranks)")
 for a, b in zip(*runs):
     print(f"{a['step']:4d}  {a['loss']:.6f}        {b['loss']:.6f}")
+print(f"max |loss difference| {max(abs(a['loss'] - b['loss']) for a, b in zip(*runs)):.3g}")
 for name, r in zip(("1 process", "2 ranks"), runs):
     if len(r) > 1:
         per = (r[-1]["elapsed_seconds"] - r[0]["elapsed_seconds"]) / (len(r) - 1)
