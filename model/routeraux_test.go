@@ -155,33 +155,12 @@ func TestMoEGraphRouterTrainsWithAuxLoss(t *testing.T) {
 			if d := math.Abs(loss - (lm + coef*aux)); d > 1e-12 {
 				t.Errorf("loss %.15g, want lm %.15g + %g·aux %.15g", loss, lm, coef, aux)
 			}
-			analytics := make([][]float64, len(g.Learnables))
-			for i := range g.Learnables {
-				grad, err := g.Grad(i)
-				if err != nil {
-					t.Fatal(err)
-				}
-				analytics[i] = slices.Clone(grad)
+			if err := g.ZeroGrad(); err != nil {
+				t.Fatal(err)
 			}
 			checked := 0
-			for i, node := range g.Learnables {
-				data := node.Value().Data().([]float64)
-				for _, j := range rng.Perm(len(data))[:min(len(data), 8)] {
-					orig := data[j]
-					const eps = 1e-6
-					data[j] = orig + eps
-					lp, _ := g.Step(ids, targets, mask)
-					data[j] = orig - eps
-					lm, _ := g.Step(ids, targets, mask)
-					data[j] = orig
-					numeric := (lp - lm) / (2 * eps)
-					if d := math.Abs(numeric - analytics[i][j]); d > 1e-6*math.Max(1, math.Abs(numeric)) {
-						t.Errorf("%s[%d]: analytic %.9g numeric %.9g", node.Name(), j, analytics[i][j], numeric)
-					}
-					if analytics[i][j] != 0 {
-						checked++
-					}
-				}
+			for _, n := range checkGraphGradients(t, g, rng, 8, ids, targets, mask) {
+				checked += n
 			}
 			if checked == 0 {
 				t.Error("every checked router gradient is 0")

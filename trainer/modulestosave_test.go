@@ -15,17 +15,28 @@ import (
 	"github.com/salr-go/salr/model/safetensors"
 )
 
+// peftConfig is what the tests read of adapter_config.json.
+type peftConfig struct {
+	TargetModules []string `json:"target_modules"`
+	ModulesToSave []string `json:"modules_to_save"`
+}
+
 // peftAdapter reads a run's exported PEFT adapter: its modules_to_save and
 // its tensors.
 func peftAdapter(t *testing.T, dir string) ([]string, map[string][]float32) {
+	pc, tensors := readPEFTExport(t, dir)
+	return pc.ModulesToSave, tensors
+}
+
+// readPEFTExport reads a run's exported PEFT adapter: its config and its
+// tensors by name.
+func readPEFTExport(t *testing.T, dir string) (peftConfig, map[string][]float32) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, AdapterDir, adapters.PEFTConfigFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pc struct {
-		ModulesToSave []string `json:"modules_to_save"`
-	}
+	var pc peftConfig
 	if err := json.Unmarshal(b, &pc); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +53,7 @@ func peftAdapter(t *testing.T, dir string) ([]string, map[string][]float32) {
 		}
 		tensors[n] = slices.Clone(v)
 	}
-	return pc.ModulesToSave, tensors
+	return pc, tensors
 }
 
 // TestMoERouterTrainsWithAuxLoss fine-tunes a random Mixtral with its

@@ -2,15 +2,13 @@ package trainer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/salr-go/salr/adapters"
 	"github.com/salr-go/salr/datasets"
 	"github.com/salr-go/salr/model"
 	"github.com/salr-go/salr/model/safetensors"
@@ -53,22 +51,8 @@ func TestSALROnMoE(t *testing.T) {
 			if sum.Sparsity != 0.5 {
 				t.Errorf("sparsity %v, want 0.5", sum.Sparsity)
 			}
-			b, err := os.ReadFile(filepath.Join(dir, AdapterDir, adapters.PEFTConfigFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pc struct {
-				TargetModules []string `json:"target_modules"`
-			}
-			if err := json.Unmarshal(b, &pc); err != nil {
-				t.Fatal(err)
-			}
-			st, err := safetensors.Open(filepath.Join(dir, AdapterDir, adapters.PEFTWeightsFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			names := st.Names()
+			pc, tensors := readPEFTExport(t, dir)
+			names := slices.Collect(maps.Keys(tensors))
 			want := []string{
 				"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
 				"base_model.model.model.layers.1.block_sparse_moe.experts.3.w1.lora_A.weight",
