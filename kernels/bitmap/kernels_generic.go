@@ -53,8 +53,8 @@ type kernelSet struct {
 	nf4Dequant func(dst []uint16, codes []uint8, sc []float32, k0, k1 int)
 	// nf4Dot, when set, is the fused batch-1 product of NF4 matrices: it
 	// sets y[i] = W[r0+i, :] · x for rows [r0, done) straight from the
-	// packed codes, with the same values bf16(code·scale) as the decoder,
-	// and returns done; the rows [done, r1) it leaves go through the
+	// packed codes, with the values bf16(code)·scale (within 2⁻⁸ of the
+	// decoder's bf16(code·scale): nf4DotRelW), and returns done; the rows [done, r1) it leaves go through the
 	// decoder and the bf16 bitmap kernels.
 	nf4Dot func(m *NF4, y, x []float32, r0, r1 int) (done int)
 

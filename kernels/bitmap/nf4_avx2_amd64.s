@@ -131,9 +131,12 @@ DATA nf4High<>+24(SB)/8, $0xffff0000ffff0000
 GLOBL nf4High<>(SB), RODATA|NOPTR, $32
 
 // func nf4DotAVX2(codes *uint8, scales *float32, tab *[16]float32, xp *float32, blocks int) float32
-// Σ over blocks b < blocks and values i < 64 of bf16(tab[index of value
-// 64b+i] · scales[b]) · x[64b+i], the indices the nibbles of the 32*blocks
-// bytes at codes (low nibble first), x permuted into xp by nf4DotPerm.
+// Σ over blocks b < blocks of scales[b] · Σ over values i < 64 of
+// bf16(tab[index of value 64b+i]) · x[64b+i], the indices the nibbles of
+// the 32*blocks bytes at codes (low nibble first), x permuted into xp by
+// nf4DotPerm. The bf16 table of the unscaled codes is built once per call
+// and stays in Y0/Y1; each block's four partial sums (Y9, Y10, Y11, Y14)
+// start with VMULPS, are added and scaled once into the row's sum Y8.
 TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
 	MOVQ codes+0(FP), SI
 	MOVQ scales+8(FP), DX
@@ -141,21 +144,16 @@ TEXT ·nf4DotAVX2(SB), NOSPLIT, $0-44
 	MOVQ xp+24(FP), DI
 	MOVQ blocks+32(FP), CX
 	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
 	TESTQ CX, CX
-	JZ sum
+	JZ usum
 	VMOVDQU nf4Nibble<>(SB), Y12
 	VMOVDQU nf4High<>(SB), Y13
 	VMOVDQU nf4Round<>(SB), Y14
 	VMOVDQU nf4One<>(SB), Y15
 
-dblock:
-	// The block's bf16 table: Y0 = low bytes, Y1 = high bytes (as above).
-	VBROADCASTSS (DX), Y2
-	VMULPS (R8), Y2, Y4
-	VMULPS 32(R8), Y2, Y7
+	// The bf16 table of the codes: Y0 = low bytes, Y1 = high bytes.
+	VMOVUPS (R8), Y4
+	VMOVUPS 32(R8), Y7
 	VPSRLD $16, Y4, Y5
 	VPAND Y15, Y5, Y5
 	VPADDD Y14, Y4, Y4
@@ -173,7 +171,7 @@ dblock:
 	VPERMQ $0x44, Y4, Y0
 	VPERMQ $0xee, Y4, Y1
 
-	// The indices of the even values (Y2) and the odd ones (Y3).
+ublock:
 	VMOVDQU (SI), Y2
 	VPSRLW $4, Y2, Y3
 	VPAND Y12, Y2, Y2
@@ -184,37 +182,40 @@ dblock:
 	VPUNPCKLBW Y5, Y4, Y6
 	VPUNPCKHBW Y5, Y4, Y7
 	VPSLLD $16, Y6, Y4
-	VFMADD231PS 0(DI), Y4, Y8
+	VMULPS 0(DI), Y4, Y9
 	VPAND Y13, Y6, Y6
-	VFMADD231PS 32(DI), Y6, Y9
+	VMULPS 32(DI), Y6, Y10
 	VPSLLD $16, Y7, Y4
-	VFMADD231PS 64(DI), Y4, Y10
+	VMULPS 64(DI), Y4, Y11
 	VPAND Y13, Y7, Y7
-	VFMADD231PS 96(DI), Y7, Y11
+	VMULPS 96(DI), Y7, Y14
 
 	VPSHUFB Y3, Y0, Y4
 	VPSHUFB Y3, Y1, Y5
 	VPUNPCKLBW Y5, Y4, Y6
 	VPUNPCKHBW Y5, Y4, Y7
 	VPSLLD $16, Y6, Y4
-	VFMADD231PS 128(DI), Y4, Y8
+	VFMADD231PS 128(DI), Y4, Y9
 	VPAND Y13, Y6, Y6
-	VFMADD231PS 160(DI), Y6, Y9
+	VFMADD231PS 160(DI), Y6, Y10
 	VPSLLD $16, Y7, Y4
-	VFMADD231PS 192(DI), Y4, Y10
+	VFMADD231PS 192(DI), Y4, Y11
 	VPAND Y13, Y7, Y7
-	VFMADD231PS 224(DI), Y7, Y11
+	VFMADD231PS 224(DI), Y7, Y14
+
+	VADDPS Y10, Y9, Y9
+	VADDPS Y14, Y11, Y11
+	VADDPS Y11, Y9, Y9
+	VBROADCASTSS (DX), Y15
+	VFMADD231PS Y15, Y9, Y8
 
 	ADDQ $32, SI
 	ADDQ $256, DI
 	ADDQ $4, DX
 	DECQ CX
-	JNZ dblock
+	JNZ ublock
 
-sum:
-	VADDPS Y9, Y8, Y8
-	VADDPS Y11, Y10, Y10
-	VADDPS Y10, Y8, Y8
+usum:
 	VEXTRACTF128 $1, Y8, X9
 	VADDPS X9, X8, X8
 	VHADDPS X8, X8, X8

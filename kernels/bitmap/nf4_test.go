@@ -341,7 +341,7 @@ func FuzzNF4FromParts(f *testing.F) {
 		rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
 		for _, ks := range kernelSets {
 			got.kern = ks
-			tm := testMatrix{"fuzz-nf4-" + ks.name, got, ref, rows, cols, relXOf(ks, BF16), false}
+			tm := testMatrix{"fuzz-nf4-" + ks.name, got, ref, rows, cols, relXOf(ks, BF16) + nf4DotRelW(ks, got), false}
 			if !moderate(ref) {
 				got.Decode(make([]float32, rows*cols))
 				got.MulT(make([]float32, 3*rows), make([]float32, 3*cols), 3)

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+
+	"github.com/salr-go/salr/kernels"
 )
 
 // A kernel set with a fallback (one whose instructions may never have run on
@@ -123,10 +125,69 @@ func selfCheck(ks, ref *kernelSet) error {
 		}
 		m2 := *m
 		m.kern, m2.kern = ks, ref
-		if err := checkRowOps(rng, m, &m2, 3, rows-2, relX); err != nil {
-			name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[f.dense]
+		name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[f.dense]
+		if err := checkRowOps(rng, m, &m2, 3, rows-2, relX+nf4DotRelW(ks, m)); err != nil {
 			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, f.cols, rows-2, err)
 		}
+		if err := checkNF4Dot(rng, ks, m, 3, rows-2); err != nil {
+			return fmt.Errorf("%s on %s %d×%d rows [3,%d): %w", err.kernel, name, rows, f.cols, rows-2, err)
+		}
+	}
+	return nil
+}
+
+// nf4DotRelW is the relative difference of the weights of the set's fused
+// NF4 GEMV (nf4Dot) from the decoder's, to add to relX when comparing the
+// products of m: nf4Dot multiplies bf16(code)·scale, the decoder
+// bf16(code·scale), each within 2⁻⁹ of code·scale, so they differ by at
+// most 2⁻⁸·|code·scale| ≤ 2⁻⁸·(1+2⁻⁸)·|bf16(code·scale)|; 0 where m does
+// not take the fused GEMV.
+func nf4DotRelW(ks *kernelSet, m *NF4) float64 {
+	if ks.nf4Dot == nil || !m.Dense() {
+		return 0
+	}
+	return 0x1.01p-8
+}
+
+// nf4DotRef is nf4Dot's product of row r of the dense-nf4 m with x in
+// float64, and Σ|terms|: Σ over blocks of scale · Σ bf16(code)·x.
+func nf4DotRef(m *NF4, x []float32, r int) (y, abs float64) {
+	cols := m.cols
+	nb := cols / NF4BlockSize
+	sc := make([]float32, nb)
+	m.scales(sc, r*nb, (r+1)*nb)
+	for j := range cols {
+		k := r*cols + j
+		c := kernels.BF16ToFloat32(kernels.Float32ToBF16(NF4Code[m.codes[k/2]>>(4*(k%2))&15]))
+		t := float64(sc[j/NF4BlockSize]) * float64(c) * float64(x[j])
+		y += t
+		abs += math.Abs(t)
+	}
+	return y, abs
+}
+
+// checkNF4Dot compares the rows [r0, done) that the set's fused NF4 GEMV
+// takes of the dense-nf4 m (of whole blocks) with nf4DotRef within twice
+// productBound: the fused kernel's own values, which the comparison with
+// the decode path only bounds within 2⁻⁸·Σ|terms|.
+func checkNF4Dot(rng *rand.Rand, ks *kernelSet, m *NF4, r0, r1 int) *kernelError {
+	if ks.nf4Dot == nil || !m.Dense() || m.cols%NF4BlockSize != 0 {
+		return nil
+	}
+	x := randomVector(rng, m.cols)
+	got := guardedOut(r1 - r0)
+	done := ks.nf4Dot(m, got[:r1-r0], x, r0, r1)
+	want := guardedOut(r1 - r0)
+	abs := make([]float64, r1-r0)
+	for r := r0; r < done; r++ {
+		y, a := nf4DotRef(m, x, r)
+		want[r-r0], abs[r-r0] = float32(y), a
+	}
+	for i := done - r0; i < r1-r0; i++ { // the rows left to the decode path
+		got[i], want[i] = 0, 0
+	}
+	if i := firstMismatch(got, want, r1-r0, func(i int) float64 { return 2 * productBound(abs[i], m.cols, 0) }); i >= 0 {
+		return &kernelError{"nf4Dot", fmt.Sprintf("y[%d] = %v, want %v", i, got[i], want[i])}
 	}
 	return nil
 }

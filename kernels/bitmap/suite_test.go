@@ -95,7 +95,7 @@ func formatsUnder(t testing.TB, ks *kernelSet, w []float32, rows, cols int) []te
 			}
 			m.kern = ks
 			name := map[bool]string{false: "bitmap-nf4", true: "dense-nf4"}[dense] + map[bool]string{false: "", true: "-dq"}[dq]
-			out = append(out, testMatrix{name, m, refDecodeNF4(m.Parts()), rows, cols, relXOf(ks, BF16), false})
+			out = append(out, testMatrix{name, m, refDecodeNF4(m.Parts()), rows, cols, relXOf(ks, BF16) + nf4DotRelW(ks, m), false})
 		}
 	}
 	return out
