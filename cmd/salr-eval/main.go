@@ -49,12 +49,13 @@ var OpenRun = trainer.OpenRun
 // and data, a negative shots, a zero maxNew and a nil bos mean "not given":
 // the run's config or the defaults decide (see resolve).
 type options struct {
-	task, template, model, run, tokenizer, data string
-	shots, limit, batch, maxNew                 int
-	subjects                                    string
-	out, logSamples                             string
-	bos                                         *bool
-	overwrite, quiet                            bool
+	cli.ModelFlags
+	task, template, data        string
+	shots, limit, batch, maxNew int
+	subjects                    string
+	out, logSamples             string
+	bos                         *bool
+	overwrite, quiet            bool
 }
 
 // boolFlag is a boolean flag that remembers whether it was given.
@@ -101,9 +102,7 @@ func (f shotsFlag) Set(s string) error {
 func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.task, "task", "", "task to run: gsm8k or mmlu (required); with -run, default: the run's eval.task")
 	fs.StringVar(&o.template, "template", "", "GSM8K prompt template: lm-eval (few-shot Question:/Answer:, strict-match and flexible-extract) or metamath\n(MetaMath's zero-shot instruction, answer after \"The answer is: \"); default: the run's, else lm-eval")
-	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
-	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base plus its trained adapters, and its [eval] settings as defaults (required unless -model)")
-	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
+	o.ModelFlags.Register(fs, "its pruned base plus its trained adapters, and its [eval] settings as defaults")
 	fs.StringVar(&o.data, "data", "", "task data directory (default: the run's eval.data_path, else $"+assets.Env+"/<task>)")
 	o.shots = -1
 	fs.Var(shotsFlag{&o.shots}, "shots", "few-shot examples per prompt, an `int` (default: the run's eval.shots, else 5 as lm-eval; 0 for metamath)")
@@ -128,14 +127,11 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
-	if (o.model == "") == (o.run == "") {
-		return o, cli.UsageError("give exactly one of -model and -run")
+	if err := o.Check(); err != nil {
+		return o, err
 	}
-	if o.task == "" && o.run == "" {
+	if o.task == "" && o.Run == "" {
 		return o, cli.UsageError("-task is required (gsm8k or mmlu)")
-	}
-	if o.run != "" && o.tokenizer != "" {
-		return o, cli.UsageError("-tokenizer applies to -model only (a run directory holds its tokenizer)")
 	}
 	return o, nil
 }
@@ -145,8 +141,8 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 // template's shots). BOS stays open when neither says; the tokenizer
 // decides then.
 func resolve(o options) (options, error) {
-	if o.run != "" {
-		cfg, err := runConfig(o.run)
+	if o.Run != "" {
+		cfg, err := runConfig(o.Run)
 		if err != nil {
 			return o, err
 		}
@@ -286,9 +282,9 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) (err error)
 	if err != nil {
 		return err
 	}
-	res.Model = o.model
-	if o.run != "" {
-		res.Model, res.Adapters = o.run, &o.run
+	res.Model = o.Model
+	if o.Run != "" {
+		res.Model, res.Adapters = o.Run, &o.Run
 	}
 	if _, err := io.WriteString(stdout, res.Markdown()); err != nil {
 		return err
@@ -318,10 +314,10 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) (err error)
 
 // load opens the model, or the run directory through OpenRun.
 func load(o options) (*model.Loaded, error) {
-	if o.run == "" {
-		return model.Open(o.model, o.tokenizer)
+	if o.Run == "" {
+		return model.Open(o.Model, o.Tokenizer)
 	}
-	return OpenRun(o.run)
+	return OpenRun(o.Run)
 }
 
 // parseSubjects splits the -subjects list; empty means all subjects.

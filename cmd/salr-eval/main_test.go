@@ -119,7 +119,7 @@ func TestRunWritesResultsAndSamples(t *testing.T) {
 	modelPath := storiesModel(t)
 	dir := t.TempDir()
 	o := options{
-		task: "mmlu", model: modelPath, data: writeMMLU(t), shots: 2, batch: 2, maxNew: 256,
+		task: "mmlu", ModelFlags: cli.ModelFlags{Model: modelPath}, data: writeMMLU(t), shots: 2, batch: 2, maxNew: 256,
 		out: filepath.Join(dir, "results.json"), logSamples: filepath.Join(dir, "samples.jsonl"),
 	}
 	var stdout bytes.Buffer
@@ -156,11 +156,11 @@ func TestRunWritesResultsAndSamples(t *testing.T) {
 	}
 
 	// A second run refuses to overwrite, before loading anything.
-	o.model = filepath.Join(dir, "no-such-model")
+	o.Model = filepath.Join(dir, "no-such-model")
 	if err := run(context.Background(), o, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-overwrite") {
 		t.Errorf("existing results: %v", err)
 	}
-	o.model, o.overwrite = modelPath, true
+	o.Model, o.overwrite = modelPath, true
 	if err := run(context.Background(), o, io.Discard, nil); err != nil {
 		t.Errorf("-overwrite: %v", err)
 	}
@@ -168,7 +168,7 @@ func TestRunWritesResultsAndSamples(t *testing.T) {
 
 func TestRunDirectory(t *testing.T) {
 	modelPath := storiesModel(t)
-	o := options{task: "mmlu", run: "/runs/r1", data: writeMMLU(t), shots: 1, limit: 1, batch: 1, maxNew: 256}
+	o := options{task: "mmlu", ModelFlags: cli.ModelFlags{Run: "/runs/r1"}, data: writeMMLU(t), shots: 1, limit: 1, batch: 1, maxNew: 256}
 	defer func(saved func(string) (*model.Loaded, error)) { OpenRun = saved }(OpenRun)
 
 	var opened string
@@ -198,7 +198,7 @@ func TestRunReportsBadData(t *testing.T) {
 	data := t.TempDir() // no test/ split
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "results.json")
-	err := run(context.Background(), options{task: "mmlu", model: modelPath, data: data, batch: 1, out: out}, io.Discard, nil)
+	err := run(context.Background(), options{task: "mmlu", ModelFlags: cli.ModelFlags{Model: modelPath}, data: data, batch: 1, out: out}, io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), filepath.Join(data, "test")) {
 		t.Errorf("missing split: %v", err)
 	}
@@ -260,7 +260,7 @@ func TestRunConfigDefaults(t *testing.T) {
 	if err != nil || o.shots != 0 {
 		t.Errorf("-template metamath on a 3-shot lm-eval run: %+v, %v; want 0 shots", o, err)
 	}
-	if o, _ := resolve(options{run: fewShot, shots: -1}); o.shots != 3 || o.template != "lm-eval" {
+	if o, _ := resolve(options{ModelFlags: cli.ModelFlags{Run: fewShot}, shots: -1}); o.shots != 3 || o.template != "lm-eval" {
 		t.Errorf("3-shot lm-eval run: %+v", o)
 	}
 	if o := parse("-task", "mmlu"); o.task != "mmlu" || o.template != "lm-eval" || o.shots != 5 || o.maxNew != 0 {
@@ -308,7 +308,7 @@ func TestRunDirectoryUsesItsConfig(t *testing.T) {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 	// Without -run and -bos, BOS is the tokenizer's: stories260K adds it.
-	o = options{task: "gsm8k", model: modelPath, limit: 1, batch: 1, maxNew: 2, shots: -1, out: filepath.Join(t.TempDir(), "r.json")}
+	o = options{task: "gsm8k", ModelFlags: cli.ModelFlags{Model: modelPath}, limit: 1, batch: 1, maxNew: 2, shots: -1, out: filepath.Join(t.TempDir(), "r.json")}
 	if err := run(context.Background(), o, io.Discard, nil); err != nil {
 		t.Fatal(err)
 	}

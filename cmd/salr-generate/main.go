@@ -20,10 +20,11 @@ import (
 )
 
 type options struct {
-	model, run, tokenizer, prompt string
-	maxNew                        int
-	temperature, topP             float64
-	seed                          uint64
+	cli.ModelFlags
+	prompt            string
+	maxNew            int
+	temperature, topP float64
+	seed              uint64
 }
 
 func main() { cli.Main("salr-generate", command) }
@@ -44,9 +45,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-generate",
 		"salr-generate -model PATH [-tokenizer PATH] -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]\nsalr-generate -run RUN_DIR -prompt TEXT [-max-new-tokens N] [-temperature T] [-top-p P] [-seed S]",
 		"Continue a prompt with a model, or with a salr-train run's pruned base and trained adapters,\nprinting the prompt and its continuation. One of -model and -run is required.")
-	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
-	fs.StringVar(&o.run, "run", "", "salr-train run directory: its pruned base with its trained adapters (required unless -model)")
-	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
+	o.ModelFlags.Register(fs, "its pruned base with its trained adapters")
 	fs.StringVar(&o.prompt, "prompt", "", "text to continue")
 	fs.IntVar(&o.maxNew, "max-new-tokens", 128, "maximum number of tokens to generate (generation also stops at the model's context length)")
 	fs.Float64Var(&o.temperature, "temperature", 0.8, "sampling temperature; 0 means greedy")
@@ -55,11 +54,10 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
+	if err := o.Check(); err != nil {
+		return o, err
+	}
 	switch {
-	case (o.model == "") == (o.run == ""):
-		return o, cli.UsageError("give exactly one of -model and -run")
-	case o.run != "" && o.tokenizer != "":
-		return o, cli.UsageError("-tokenizer applies to -model only (a run directory holds its tokenizer)")
 	case o.maxNew < 0:
 		return o, cli.UsageError(fmt.Sprintf("-max-new-tokens %d: want 0 or more", o.maxNew))
 	}
@@ -73,7 +71,7 @@ func run(o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, err := trainer.OpenModelOrRun(o.model, o.tokenizer, o.run)
+	m, err := trainer.OpenModelOrRun(o.Model, o.Tokenizer, o.Run)
 	if err != nil {
 		return err
 	}

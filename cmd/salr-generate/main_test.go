@@ -20,7 +20,7 @@ func storiesDir(t *testing.T) string { return filepath.Join(assets.ForTest(t), "
 func TestReferenceContinuation(t *testing.T) {
 	dir := storiesDir(t)
 	var out bytes.Buffer
-	err := run(options{model: filepath.Join(dir, "stories260K.bin"), prompt: "Once upon a time", maxNew: 56, topP: 1}, &out, io.Discard)
+	err := run(options{ModelFlags: cli.ModelFlags{Model: filepath.Join(dir, "stories260K.bin")}, prompt: "Once upon a time", maxNew: 56, topP: 1}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,15 +31,15 @@ func TestReferenceContinuation(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
-	if err := run(options{model: "/nonexistent/model", prompt: "x", maxNew: 1, topP: 1}, &bytes.Buffer{}, io.Discard); err == nil {
+	if err := run(options{ModelFlags: cli.ModelFlags{Model: "/nonexistent/model"}, prompt: "x", maxNew: 1, topP: 1}, &bytes.Buffer{}, io.Discard); err == nil {
 		t.Error("missing model accepted")
 	}
 	dir := storiesDir(t)
-	err := run(options{model: filepath.Join(dir, "stories260K.bin"), prompt: "x", maxNew: 1, temperature: 1, topP: 2}, &bytes.Buffer{}, io.Discard)
+	err := run(options{ModelFlags: cli.ModelFlags{Model: filepath.Join(dir, "stories260K.bin")}, prompt: "x", maxNew: 1, temperature: 1, topP: 2}, &bytes.Buffer{}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "top-p") {
 		t.Errorf("top-p 2: %v", err)
 	}
-	if err := run(options{run: t.TempDir(), prompt: "x", maxNew: 1, topP: 1}, &bytes.Buffer{}, io.Discard); err == nil || !strings.Contains(err.Error(), "base") {
+	if err := run(options{ModelFlags: cli.ModelFlags{Run: t.TempDir()}, prompt: "x", maxNew: 1, topP: 1}, &bytes.Buffer{}, io.Discard); err == nil || !strings.Contains(err.Error(), "base") {
 		t.Errorf("empty run directory: %v", err)
 	}
 }
@@ -49,10 +49,10 @@ func TestBadInputs(t *testing.T) {
 func TestContextNote(t *testing.T) {
 	bin := filepath.Join(storiesDir(t), "stories260K.bin")
 	var out, errOut bytes.Buffer
-	if err := run(options{model: bin, prompt: "Once upon a time", maxNew: 56, topP: 1}, &out, &errOut); err != nil || errOut.Len() != 0 {
+	if err := run(options{ModelFlags: cli.ModelFlags{Model: bin}, prompt: "Once upon a time", maxNew: 56, topP: 1}, &out, &errOut); err != nil || errOut.Len() != 0 {
 		t.Fatalf("56 tokens: %v, stderr %q", err, errOut.String())
 	}
-	if err := run(options{model: bin, prompt: "Once upon a time", maxNew: 1000, topP: 1}, &out, &errOut); err != nil {
+	if err := run(options{ModelFlags: cli.ModelFlags{Model: bin}, prompt: "Once upon a time", maxNew: 1000, topP: 1}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	want := "salr-generate: note: the prompt (5 tokens) and -max-new-tokens 1000 exceed the model's context; generation will stop at the context length (512 tokens)\n"
@@ -76,7 +76,7 @@ func TestParseArgs(t *testing.T) {
 			t.Errorf("%q: %v, want a usage error with %q", c.args, err, c.want)
 		}
 	}
-	if o, err := parseArgs([]string{"-run", "r", "-max-new-tokens", "0"}, io.Discard); err != nil || o.run != "r" || o.maxNew != 0 || o.temperature != 0.8 {
+	if o, err := parseArgs([]string{"-run", "r", "-max-new-tokens", "0"}, io.Discard); err != nil || o.Run != "r" || o.maxNew != 0 || o.temperature != 0.8 {
 		t.Errorf("-run r -max-new-tokens 0: %+v, %v", o, err)
 	}
 	var help bytes.Buffer

@@ -31,9 +31,10 @@ import (
 )
 
 type options struct {
-	model, run, tokenizer, addr, name string
-	maxBatch, queue, kvCacheMB        int
-	shutdownTimeout                   time.Duration
+	cli.ModelFlags
+	addr, name                 string
+	maxBatch, queue, kvCacheMB int
+	shutdownTimeout            time.Duration
 }
 
 func main() { cli.Main("salr-serve", command) }
@@ -51,9 +52,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	fs := cli.NewFlagSet("salr-serve",
 		"salr-serve -model PATH [-tokenizer PATH] [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]\nsalr-serve -run RUN_DIR [-addr HOST:PORT] [-name NAME] [-max-batch N] [-queue N] [-kv-cache-mb N] [-shutdown-timeout D]",
 		"Serve a model, or a salr-train run's compressed model, over an OpenAI-compatible HTTP API:\n/v1/completions, /v1/chat/completions (with the model's chat template), /v1/models, /health.\nOne of -model and -run is required.")
-	fs.StringVar(&o.model, "model", "", "HF model directory, .gguf file or llama2.c .bin file (required unless -run)")
-	fs.StringVar(&o.run, "run", "", "salr-train run directory: its compressed model, else its pruned base with its adapters (required unless -model)")
-	fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file or directory (default: the model's)")
+	o.ModelFlags.Register(fs, "its compressed model, else its pruned base with its adapters")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&o.name, "name", "", "model id in /v1/models and responses (default: the base name of -model or -run)")
 	fs.IntVar(&o.maxBatch, "max-batch", 16, "most requests decoded together")
@@ -63,11 +62,10 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 	if err := cli.Parse(fs, args, stdout); err != nil {
 		return o, err
 	}
+	if err := o.Check(); err != nil {
+		return o, err
+	}
 	switch {
-	case (o.model == "") == (o.run == ""):
-		return o, cli.UsageError("give exactly one of -model and -run")
-	case o.run != "" && o.tokenizer != "":
-		return o, cli.UsageError("-tokenizer applies to -model only (a run directory holds its tokenizer)")
 	case o.maxBatch < 1:
 		return o, cli.UsageError(fmt.Sprintf("-max-batch %d: want 1 or more", o.maxBatch))
 	case o.queue < 1:
@@ -78,7 +76,7 @@ func parseArgs(args []string, stdout io.Writer) (options, error) {
 		return o, cli.UsageError(fmt.Sprintf("-shutdown-timeout %v: want 0 or more", o.shutdownTimeout))
 	}
 	if o.name == "" {
-		o.name = filepath.Base(filepath.Clean(o.model + o.run))
+		o.name = filepath.Base(filepath.Clean(o.Model + o.Run))
 	}
 	return o, nil
 }
@@ -148,27 +146,27 @@ func run(ctx context.Context, o options, stderr io.Writer, ready chan<- string) 
 // model.ChatTemplate): a GGUF file, or the directory whose
 // tokenizer_config.json may hold it.
 func open(o options) (*model.Loaded, string, error) {
-	if o.run != "" {
-		m, err := trainer.OpenRun(o.run)
+	if o.Run != "" {
+		m, err := trainer.OpenRun(o.Run)
 		if err != nil {
 			return nil, "", err
 		}
-		dir := filepath.Join(o.run, trainer.CompressedDir)
+		dir := filepath.Join(o.Run, trainer.CompressedDir)
 		if _, err := os.Stat(filepath.Join(dir, model.HFConfigFileName)); err != nil {
-			dir = filepath.Join(o.run, trainer.BaseDir)
+			dir = filepath.Join(o.Run, trainer.BaseDir)
 		}
 		return m, dir, nil
 	}
-	m, err := model.Open(o.model, o.tokenizer)
+	m, err := model.Open(o.Model, o.Tokenizer)
 	if err != nil {
 		return nil, "", err
 	}
-	tokPath := o.tokenizer
+	tokPath := o.Tokenizer
 	if tokPath == "" {
-		if gguf.HasExtension(o.model) {
-			return m, o.model, nil // its tokenizer.chat_template
+		if gguf.HasExtension(o.Model) {
+			return m, o.Model, nil // its tokenizer.chat_template
 		}
-		tokPath = o.model
+		tokPath = o.Model
 	}
 	dir := tokPath
 	if st, err := os.Stat(tokPath); err == nil && !st.IsDir() {

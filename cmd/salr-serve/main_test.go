@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/salr-go/salr/cmd/internal/cli"
 	"github.com/salr-go/salr/cmd/internal/cli/clitest"
 	"github.com/salr-go/salr/datasets/assets"
 	"github.com/salr-go/salr/model"
@@ -50,7 +51,7 @@ func TestExitCodes(t *testing.T) {
 // cancel (what SIGTERM does through cli.Run's context); done gets run's error.
 func startRun(t *testing.T, timeout time.Duration) (url string, cancel func(), done <-chan error) {
 	t.Helper()
-	o := options{model: filepath.Join(assets.ForTest(t), "stories260K", "stories260K.bin"), addr: "127.0.0.1:0", name: "stories",
+	o := options{ModelFlags: cli.ModelFlags{Model: filepath.Join(assets.ForTest(t), "stories260K", "stories260K.bin")}, addr: "127.0.0.1:0", name: "stories",
 		maxBatch: 4, queue: 4, shutdownTimeout: timeout}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -227,7 +228,7 @@ func TestChatTemplateFromModel(t *testing.T) {
 	os.WriteFile(cfgPath, data, 0o644)
 
 	var log strings.Builder
-	o := options{model: dir, addr: "127.0.0.1:0", name: "s260", maxBatch: 2, queue: 2, shutdownTimeout: time.Second}
+	o := options{ModelFlags: cli.ModelFlags{Model: dir}, addr: "127.0.0.1:0", name: "s260", maxBatch: 2, queue: 2, shutdownTimeout: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
