@@ -151,29 +151,7 @@ type mpiJob struct {
 		Replicas map[string]struct {
 			Replicas int `yaml:"replicas"`
 			Template struct {
-				Spec struct {
-					Containers []struct {
-						Name       string   `yaml:"name"`
-						Image      string   `yaml:"image"`
-						Command    []string `yaml:"command"`
-						Args       []string `yaml:"args"`
-						WorkingDir string   `yaml:"workingDir"`
-						Resources  struct {
-							Requests map[string]string `yaml:"requests"`
-							Limits   map[string]string `yaml:"limits"`
-						} `yaml:"resources"`
-						VolumeMounts []struct {
-							Name      string `yaml:"name"`
-							MountPath string `yaml:"mountPath"`
-						} `yaml:"volumeMounts"`
-					} `yaml:"containers"`
-					Volumes []struct {
-						Name                  string `yaml:"name"`
-						PersistentVolumeClaim struct {
-							ClaimName string `yaml:"claimName"`
-						} `yaml:"persistentVolumeClaim"`
-					} `yaml:"volumes"`
-				} `yaml:"spec"`
+				Spec k8sPodSpec `yaml:"spec"`
 			} `yaml:"template"`
 		} `yaml:"mpiReplicaSpecs"`
 	} `yaml:"spec"`

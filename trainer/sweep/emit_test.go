@@ -110,38 +110,7 @@ func TestEmitK8s(t *testing.T) {
 			Parallelism          int    `yaml:"parallelism"`
 			BackoffLimitPerIndex int    `yaml:"backoffLimitPerIndex"`
 			Template             struct {
-				Spec struct {
-					RestartPolicy string `yaml:"restartPolicy"`
-					Containers    []struct {
-						Image      string   `yaml:"image"`
-						WorkingDir string   `yaml:"workingDir"`
-						Command    []string `yaml:"command"`
-						Args       []string `yaml:"args"`
-						Env        []struct {
-							Name      string `yaml:"name"`
-							Value     string `yaml:"value"`
-							ValueFrom struct {
-								FieldRef struct {
-									FieldPath string `yaml:"fieldPath"`
-								} `yaml:"fieldRef"`
-							} `yaml:"valueFrom"`
-						} `yaml:"env"`
-						Resources struct {
-							Requests map[string]string `yaml:"requests"`
-							Limits   map[string]string `yaml:"limits"`
-						} `yaml:"resources"`
-						VolumeMounts []struct {
-							Name      string `yaml:"name"`
-							MountPath string `yaml:"mountPath"`
-						} `yaml:"volumeMounts"`
-					} `yaml:"containers"`
-					Volumes []struct {
-						Name                  string `yaml:"name"`
-						PersistentVolumeClaim struct {
-							ClaimName string `yaml:"claimName"`
-						} `yaml:"persistentVolumeClaim"`
-					} `yaml:"volumes"`
-				} `yaml:"spec"`
+				Spec k8sPodSpec `yaml:"spec"`
 			} `yaml:"template"`
 		} `yaml:"spec"`
 	}
@@ -234,4 +203,39 @@ func k8sExpand(s string, vars map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// k8sPodSpec is the part of a pod template's spec the tests read.
+type k8sPodSpec struct {
+	RestartPolicy string `yaml:"restartPolicy"`
+	Containers    []struct {
+		Name       string   `yaml:"name"`
+		Image      string   `yaml:"image"`
+		WorkingDir string   `yaml:"workingDir"`
+		Command    []string `yaml:"command"`
+		Args       []string `yaml:"args"`
+		Env        []struct {
+			Name      string `yaml:"name"`
+			Value     string `yaml:"value"`
+			ValueFrom struct {
+				FieldRef struct {
+					FieldPath string `yaml:"fieldPath"`
+				} `yaml:"fieldRef"`
+			} `yaml:"valueFrom"`
+		} `yaml:"env"`
+		Resources struct {
+			Requests map[string]string `yaml:"requests"`
+			Limits   map[string]string `yaml:"limits"`
+		} `yaml:"resources"`
+		VolumeMounts []struct {
+			Name      string `yaml:"name"`
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	} `yaml:"containers"`
+	Volumes []struct {
+		Name                  string `yaml:"name"`
+		PersistentVolumeClaim struct {
+			ClaimName string `yaml:"claimName"`
+		} `yaml:"persistentVolumeClaim"`
+	} `yaml:"volumes"`
 }
