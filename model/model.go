@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/salr-go/salr/kernels"
 	"github.com/salr-go/salr/kernels/bitmap"
@@ -202,7 +203,7 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 		if !ok {
 			return nil, fmt.Errorf("model: %s: missing tensor %s", ck.Source, name)
 		}
-		if !sameShape(t.Shape, shape) {
+		if !slices.Equal(t.Shape, shape) {
 			return nil, fmt.Errorf("model: %s: tensor %s has shape %v, want %v", ck.Source, name, t.Shape, shape)
 		}
 		return t, nil
@@ -323,18 +324,6 @@ func NewParams(ck *Checkpoint) (*Params[float32], error) {
 		L.MoE = m
 	}
 	return p, nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ConvertParams copies float32 parameters into another element type (float64

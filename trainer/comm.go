@@ -226,21 +226,8 @@ func trainFollower(ctx context.Context, opt Options) (*Summary, error) {
 		}
 		runDir = cfg.Output.Dir
 	}
-	rep := &reporter{}
-	setup, err := build(cfg, rep.logf, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer setup.Close()
-	r, err := startTraining(setup, runDir, opt.Resume != "", rep, opt.Comm)
-	if err != nil {
-		return nil, err
-	}
-	defer r.close()
-	defer restoreMemoryLimit(r.planMemory())
-	err = r.loop(ctx, opt.StopAfter)
-	rep.stop()
-	return nil, err
+	opt.Progress = nil
+	return train(ctx, cfg, runDir, opt, &reporter{})
 }
 
 // reduceSummary describes the allreduce time of the steps run so far (it

@@ -160,24 +160,12 @@ func TestShard(t *testing.T) {
 	b := datasets.Batch{Inputs: []int{1, 2, 3, 4, 5, 6}, Targets: []int{2, 3, 4, 5, 6, 7},
 		Mask: []float32{0, 1, 1, 1, 0, 0}, Positions: []int{0, 1, 0, 1, 0, 1}, LossTokens: 3}
 	s := shard(b, 3, 2, 1, 3)
-	if !equalInts(s.Inputs, []int{3, 4}) || !equalInts(s.Targets, []int{4, 5}) || !equalInts(s.Positions, []int{0, 1}) || s.LossTokens != 2 {
+	if !slices.Equal(s.Inputs, []int{3, 4}) || !slices.Equal(s.Targets, []int{4, 5}) || !slices.Equal(s.Positions, []int{0, 1}) || s.LossTokens != 2 {
 		t.Fatalf("rank 1 of 3: %+v", s)
 	}
-	if s := shard(b, 3, 2, 2, 3); s.LossTokens != 0 || !equalInts(s.Inputs, []int{5, 6}) {
+	if s := shard(b, 3, 2, 2, 3); s.LossTokens != 0 || !slices.Equal(s.Inputs, []int{5, 6}) {
 		t.Fatalf("rank 2 of 3: %+v", s)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // countingRank is a Comm of 2 ranks whose other rank holds the same values:

@@ -79,8 +79,9 @@ func Train(ctx context.Context, opt Options) (*Summary, error) {
 	return evaluateRun(ctx, cfg, runDir, sum, rep, opt.Progress)
 }
 
-// train prepares the model, trains it and writes the run directory; the
-// training model's memory is released when it returns.
+// train prepares the model, trains it and (rank 0 of a data-parallel run, or
+// the single process) writes the run directory; the training model's memory
+// is released when it returns.
 func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options, rep *reporter) (*Summary, error) {
 	setup, err := build(cfg, rep.logf, opt.Progress)
 	if err != nil {
@@ -95,8 +96,8 @@ func train(ctx context.Context, cfg *configs.Config, runDir string, opt Options,
 	defer restoreMemoryLimit(r.planMemory())
 	err = r.loop(ctx, opt.StopAfter)
 	rep.stop()
-	if err != nil {
-		return nil, err
+	if err != nil || r.comm.Rank() != 0 {
+		return nil, err // rank 0 alone finishes the run directory
 	}
 	return r.finish()
 }
