@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -92,4 +93,15 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, subcommands[name].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'salr-bench <subcommand> -h' for its flags.")
+}
+
+// writeJSONLines writes each result as one JSON line (the -json output).
+func writeJSONLines[T any](w io.Writer, results []T) error {
+	enc := json.NewEncoder(w)
+	for _, r := range results {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
@@ -161,13 +160,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if jsonOut {
-		enc := json.NewEncoder(stdout)
-		for _, r := range results {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(stdout, results)
 	}
 	fmt.Fprintf(stdout, "# %s: %d clients x %d streaming requests of %d tokens, max batch %d, median of %d, formats in turns (order reversed every other repetition); %s, BLAS %s, %d threads\n",
 		name, o.Clients, o.Requests, o.MaxTokens, maxBatch, reps, bitmap.CurrentPaths(), kernels.BackendName(), runtime.GOMAXPROCS(0))
